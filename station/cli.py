@@ -1,0 +1,204 @@
+"""The `station` command: the GUI by default, and the headless commands scripts rely on.
+
+Every error a person can cause (a missing folder, a corrupt image, a bad recipe) ends in one line
+on stderr and a non-zero exit, never a traceback; STATION_DEBUG=1 shows tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+from pathlib import Path
+
+from station.core.errors import StationError
+
+EXIT_ERROR = 2
+EXIT_INTERNAL = 3
+
+
+def _emit(obj) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def _load_recipe(args):
+    from station.core.recipe import Recipe
+    from station.core.resources import bundled_recipe
+
+    return Recipe.load(args.recipe if args.recipe else bundled_recipe(getattr(args, "engine", None)))
+
+
+def cmd_train(args) -> int:
+    from station.core.dataset import load_dataset
+    from station.core.grid import CellGrid
+    from station.core.resources import demo_dir
+    from station.core.training import train_recipe
+
+    data_root = Path(args.data) if args.data else demo_dir()
+    data = load_dataset(data_root, "train").sample_per_class(args.max_per_class, args.seed)
+    grid = CellGrid.parse(args.grid, args.cell_px)
+    config = json.loads(args.config) if args.config else {}
+    if not isinstance(config, dict):
+        raise StationError("--config must be a JSON object")
+    command = "station " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+    def progress(message: str, fraction: float) -> None:
+        if not args.quiet:
+            print(f"[{fraction:4.0%}] {message}", file=sys.stderr)
+
+    recipe, stats = train_recipe(data, args.engine, grid, args.name or Path(args.out).name, seed=args.seed,
+                                 engine_config=config, provenance={"command": command}, progress=progress)
+    recipe.save(args.out)
+    _emit({"recipe": str(args.out), "engine": args.engine, "content_hash": recipe.content_hash,
+           "thresholds": {"review": recipe.thresholds[0], "ng": recipe.thresholds[1]}, **stats})
+    return 0
+
+
+def cmd_inspect(args) -> int:
+    from station.core.inspector import Inspector
+    from station.core.sources import SourceState, make_source
+
+    inspector = Inspector(_load_recipe(args))
+    source = make_source(args.source, fps=args.fps)
+    source.open()
+    failures, count = 0, 0
+    try:
+        while args.max_frames is None or count < args.max_frames:
+            frame = source.read()
+            if frame is None:
+                if source.state in (SourceState.ENDED, SourceState.FAILED, SourceState.CLOSED):
+                    break
+                if source.state is SourceState.LOST:
+                    print(f"station: {source.message}", file=sys.stderr)
+                continue
+            count += 1
+            if frame.image is None:
+                failures += 1
+                _emit({"frame": frame.name, "index": frame.index, "verdict": None, "error": frame.error})
+                continue
+            result = inspector.inspect(frame.image)
+            _emit({"frame": frame.name, "index": frame.index, **result.to_dict()})
+    finally:
+        source.close()
+    if failures:
+        print(f"station: error: {failures} of {count} images could not be read (see the 'error' lines)",
+              file=sys.stderr)
+        return EXIT_ERROR
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from station.core.dataset import load_dataset
+    from station.core.evaluate import evaluate
+    from station.core.resources import demo_dir
+
+    recipe = _load_recipe(args)
+    data = load_dataset(Path(args.data) if args.data else demo_dir(), "test")
+    result = evaluate(recipe, data)
+    if args.json:
+        _emit(result)
+    else:
+        for key in ("engine", "n_images", "auroc", "accuracy", "escape_rate", "false_reject_rate", "review_rate",
+                    "cell_localization", "fit_seconds", "ms_per_image_median"):
+            print(f"{key:>20}: {result[key]}")
+        print(f"{'per_class_recall':>20}: {result['per_class_recall']}")
+    return 0
+
+
+def cmd_synth(args) -> int:
+    from station.synth import SynthError, render_dataset
+
+    def progress(done: int, total: int) -> None:
+        print(f"rendered {done}/{total}", file=sys.stderr)
+
+    try:
+        manifest = render_dataset(Path(args.out), args.count, args.seed, size=args.size, workers=args.workers,
+                                  python=args.blender_python, progress=progress)
+    except SynthError as exc:
+        raise StationError(str(exc)) from None
+    _emit({"out": str(args.out), "manifest": str(manifest), "count": args.count, "seed": args.seed})
+    return 0
+
+
+def cmd_gui(args) -> int:
+    from station.ui.app import run_gui
+
+    return run_gui(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from station import __version__
+
+    p = argparse.ArgumentParser(prog="station", description="Visual inspection station (OK / NG / REVIEW).")
+    p.add_argument("--version", action="version", version=f"station {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    g = sub.add_parser("gui", help="open the station window (the default)")
+    g.add_argument("--source", help="demo, camera:N, a video file or an image folder")
+    g.add_argument("--recipe", help="recipe folder (default: the bundled recipe)")
+    g.set_defaults(func=cmd_gui)
+
+    t = sub.add_parser("train", help="fit an engine on a dataset and save a recipe")
+    t.add_argument("--engine", default="rt")
+    t.add_argument("--data", help="dataset folder (default: the bundled demo train split)")
+    t.add_argument("--out", required=True, help="recipe folder to write")
+    t.add_argument("--grid", default="3x9", help="cell grid COLSxROWS (default 3x9, the reference connector)")
+    t.add_argument("--cell-px", type=int, default=24, help="cell size in the registered crop, px")
+    t.add_argument("--max-per-class", type=int, help="a seeded sample of at most N images per class")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--name", help="recipe name (default: the folder name)")
+    t.add_argument("--config", help="engine settings as a JSON object, e.g. '{\"metrics\": \"rt\"}'")
+    t.add_argument("--quiet", action="store_true")
+    t.set_defaults(func=cmd_train)
+
+    i = sub.add_parser("inspect", help="inspect a source; one JSON line per frame")
+    i.add_argument("--recipe")
+    i.add_argument("--engine", help="use the bundled recipe of this engine")
+    i.add_argument("--source", required=True, help="demo, camera:N, a video file, an image folder or an image")
+    i.add_argument("--max-frames", type=int)
+    i.add_argument("--fps", type=float, default=30.0, help="frame rate of the demo line")
+    i.set_defaults(func=cmd_inspect)
+
+    e = sub.add_parser("eval", help="evaluate a recipe on a labelled test set")
+    e.add_argument("--recipe")
+    e.add_argument("--engine", help="use the bundled recipe of this engine")
+    e.add_argument("--data", help="dataset folder (default: the bundled demo test split)")
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.set_defaults(func=cmd_eval)
+
+    s = sub.add_parser("synth", help="render the reference connector with Blender")
+    s.add_argument("--out", required=True)
+    s.add_argument("--count", type=int, required=True)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--size", type=int, default=256)
+    s.add_argument("--workers", type=int, default=max(1, min(4, os.cpu_count() or 1)))
+    s.add_argument("--blender-python", help="a Python with bpy (default: $STATION_BLENDER_PYTHON)")
+    s.set_defaults(func=cmd_synth)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        args = parser.parse_args(["gui", *(argv if argv is not None else sys.argv[1:])])
+    try:
+        return args.func(args)
+    except StationError as exc:
+        print(f"station: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, never a traceback
+        if os.environ.get("STATION_DEBUG"):
+            raise
+        print(f"station: internal error: {type(exc).__name__}: {exc} (set STATION_DEBUG=1 for details)",
+              file=sys.stderr)
+        return EXIT_INTERNAL
+
+

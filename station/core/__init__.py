@@ -1,0 +1,1 @@
+"""The station's Qt-free core: sources, registration, engines, verdicts, recipes, datasets."""

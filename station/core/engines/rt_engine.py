@@ -1,0 +1,124 @@
+"""The RT engine: one unit space of good parts, RT/SOART metrics per cell, RT distance per cell and image."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from station.core.engines.base import Engine, EngineOutput, FitReport, Progress, TrainingSet
+from station.core.errors import EngineError
+from station.core.grid import CellGrid
+from station.core.imageio import to_gray
+from station.core.rt import METRIC_SETS, UnitSpace, cell_vectors, scale_pixels
+from station.core.verdict import calibrate_thresholds
+
+
+def searched_cell_vectors(scaled: np.ndarray, grid: CellGrid, standard: np.ndarray, radius: int) -> np.ndarray:
+    """Cell vectors (n_cells, k) of one scaled crop, each cell shifted by up to `radius` px to best
+    match its standard vector (highest cosine): the local refinement of DESIGN §2 that absorbs
+    what registration leaves of misalignment."""
+    if radius <= 0:
+        return cell_vectors(scaled, grid.cols, grid.rows)
+    ch, cw = scaled.shape[0] // grid.rows, scaled.shape[1] // grid.cols
+    padded = np.pad(scaled, radius, mode="edge")
+    view = np.lib.stride_tricks.sliding_window_view(padded, (ch, cw))
+    shifts = np.arange(2 * radius + 1)
+    ys = (np.arange(grid.rows) * ch)[:, None] + shifts[None, :]  # (rows, S)
+    xs = (np.arange(grid.cols) * cw)[:, None] + shifts[None, :]  # (cols, S)
+    cand = view[ys[:, None, :, None], xs[None, :, None, :]]  # (rows, cols, S, S, ch, cw)
+    s = len(shifts)
+    cand = cand.reshape(grid.n_cells, s * s, ch * cw)
+    dots = np.einsum("nsk,nk->ns", cand, standard)
+    norms = np.sqrt(np.einsum("nsk,nsk->ns", cand, cand)) + 1e-12
+    best = np.argmax(dots / norms, axis=1)
+    return cand[np.arange(grid.n_cells), best]
+
+
+class RTEngine(Engine):
+    name = "rt"
+    kind = "anomaly"
+
+    @classmethod
+    def default_config(cls) -> dict[str, Any]:
+        return {"metrics": "soart", "search_px": 2, "ridge": 1e-3, "folds": 5}
+
+    def __init__(self, grid: CellGrid, config: dict[str, Any] | None = None) -> None:
+        super().__init__(grid, config)
+        if self.config["metrics"] not in METRIC_SETS:
+            raise EngineError(f"unknown RT metric set {self.config['metrics']!r}; use one of {sorted(METRIC_SETS)}")
+        self.unit_space: UnitSpace | None = None
+
+    # -- vectors -------------------------------------------------------------------------
+    def _scaled(self, crop: np.ndarray) -> np.ndarray:
+        gray = crop if crop.ndim == 2 else to_gray(crop)
+        return scale_pixels(gray)
+
+    def _vectors(self, scaled: np.ndarray, standard: np.ndarray) -> np.ndarray:
+        return searched_cell_vectors(scaled, self.grid, standard, int(self.config["search_px"]))
+
+    def _fit_space(self, scaled: np.ndarray) -> UnitSpace:
+        """Unit space from scaled good crops (N, H, W): standard, then vectors searched against it."""
+        if len(scaled) == 0:
+            raise EngineError("no good images to build the unit space from")
+        first = cell_vectors(scaled, self.grid.cols, self.grid.rows).mean(axis=0)
+        vectors = np.stack([self._vectors(s, first) for s in scaled])
+        return UnitSpace.fit(vectors, self.config["metrics"], float(self.config["ridge"]))
+
+    def _score(self, space: UnitSpace, scaled: np.ndarray) -> np.ndarray:
+        return space.distance(self._vectors(scaled, space.standard))
+
+    # -- Engine ----------------------------------------------------------------------------
+    def fit(self, data: TrainingSet, seed: int = 0, progress: Progress | None = None) -> FitReport:
+        good_idx = data.indices(data.ok_class)
+        if len(good_idx) < 3:
+            raise EngineError(f"the RT engine needs at least 3 '{data.ok_class}' images, got {len(good_idx)}")
+        scaled = np.stack([self._scaled(c) for c in data.crops])
+        good = scaled[good_idx]
+        # held-out good scores: each good image scored by a unit space that never saw it
+        folds = min(int(self.config["folds"]), len(good_idx))
+        rng = np.random.default_rng(seed)
+        order = rng.permutation(len(good_idx))
+        held_out = np.empty(len(good_idx))
+        can_cross_validate = len(good_idx) - int(np.ceil(len(good_idx) / folds)) >= 3
+        for f in range(folds if can_cross_validate else 0):
+            test = order[f::folds]
+            train = np.setdiff1d(order, test)
+            space = self._fit_space(good[train])
+            held_out[test] = [self._score(space, s).max() for s in good[test]]
+            if progress:
+                progress("cross-validating the unit space", (f + 1) / (folds + 1))
+        self.unit_space = self._fit_space(good)
+        if not can_cross_validate:  # too few images to hold any out: in-sample scores, said in info
+            held_out = np.array([self._score(self.unit_space, s).max() for s in good])
+        defect_idx = np.array([i for i, lab in enumerate(data.labels) if lab != data.ok_class], dtype=int)
+        defect_scores = np.array([self._score(self.unit_space, scaled[i]).max() for i in defect_idx])
+        thresholds = calibrate_thresholds(held_out, defect_scores)
+        if progress:
+            progress("unit space fitted", 1.0)
+        return FitReport(thresholds, {
+            "unit_space_images": int(len(good_idx)),
+            "held_out_good_scores": "cross-validated" if can_cross_validate else "in-sample",
+            "held_out_good_max": float(held_out.max()),
+            "defect_min": float(defect_scores.min()) if defect_scores.size else None,
+        })
+
+    def infer(self, crop: np.ndarray) -> EngineOutput:
+        if self.unit_space is None:
+            raise EngineError("the RT engine has not been fitted")
+        d2 = self._score(self.unit_space, self._scaled(crop))
+        d2 = np.nan_to_num(d2, nan=np.inf)
+        return EngineOutput(float(d2.max()), d2.reshape(self.grid.rows, self.grid.cols))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        if self.unit_space is None:
+            raise EngineError("the RT engine has not been fitted")
+        return self.unit_space.arrays("good.")
+
+    def load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        space = UnitSpace.from_arrays(arrays, "good.", self.config["metrics"])
+        ch, cw = self.grid.cell_px, self.grid.cell_px
+        if space.standard.shape != (self.grid.n_cells, ch * cw):
+            raise EngineError(f"unit space is for another grid: standard vectors {space.standard.shape}, "
+                              f"grid needs {(self.grid.n_cells, ch * cw)}")
+        self.unit_space = space

@@ -1,0 +1,219 @@
+"""The recipe bundle: a folder with `recipe.json` (validated with pydantic) and `arrays.safetensors`.
+
+Nothing is unpickled. Loading checks the schema version, every field, the arrays' presence and
+shapes (through the engine), and the content hash, so a tampered or truncated bundle is refused
+with a message that says what is wrong.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from safetensors import SafetensorError
+from safetensors.numpy import load as load_safetensors
+from safetensors.numpy import save as save_safetensors
+
+from station import __version__
+from station.core.engines import Engine, engine_class
+from station.core.errors import EngineError, RecipeError
+from station.core.grid import CellGrid
+from station.core.registration import Region
+
+SCHEMA_VERSION = 1
+RECIPE_FILE = "recipe.json"
+ARRAYS_FILE = "arrays.safetensors"
+MAX_JSON_BYTES = 4 * 1024 * 1024
+MAX_ARRAYS_BYTES = 2 * 1024 * 1024 * 1024
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class GridSpec(_Strict):
+    cols: int = Field(ge=1, le=64)
+    rows: int = Field(ge=1, le=64)
+    cell_px: int = Field(ge=4, le=256)
+
+
+class RegionSpec(_Strict):
+    mode: Literal["blob", "full"]
+    polarity: Literal["dark", "bright"] = "dark"
+    min_area_frac: float = Field(ge=0, le=1)
+    max_area_frac: float = Field(ge=0, le=1)
+    refine: Literal["ecc", "none"] = "ecc"
+
+
+class EngineSpec(_Strict):
+    name: str
+    config: dict[str, Any] = {}
+
+
+class Thresholds(_Strict):
+    review: float
+    ng: float
+
+    @field_validator("ng")
+    @classmethod
+    def _ordered(cls, ng: float, info) -> float:
+        review = info.data.get("review")
+        if review is not None and not review <= ng:
+            raise ValueError("the review threshold must not exceed the NG threshold")
+        return ng
+
+
+class RecipeDoc(_Strict):
+    schema_version: int
+    name: str = Field(min_length=1, max_length=200)
+    product: str = ""
+    ok_class: str = "good"
+    classes: list[str] = Field(min_length=1)
+    grid: GridSpec
+    region: RegionSpec
+    engine: EngineSpec
+    thresholds: Thresholds
+    provenance: dict[str, Any] = {}
+    content_hash: str = ""
+
+
+class Recipe:
+    """A loaded recipe: its document, its grid and region, and a ready engine."""
+
+    def __init__(self, doc: RecipeDoc, region: Region, engine: Engine, path: Path | None = None) -> None:
+        self.doc, self.region, self.engine, self.path = doc, region, engine, path
+
+    @property
+    def grid(self) -> CellGrid:
+        return self.engine.grid
+
+    @property
+    def name(self) -> str:
+        return self.doc.name
+
+    @property
+    def content_hash(self) -> str:
+        return self.doc.content_hash
+
+    @property
+    def short_hash(self) -> str:
+        return self.doc.content_hash.removeprefix("sha256:")[:12]
+
+    @property
+    def thresholds(self) -> tuple[float, float]:
+        return self.doc.thresholds.review, self.doc.thresholds.ng
+
+    @classmethod
+    def create(cls, name: str, region: Region, engine: Engine, thresholds: tuple[float, float],
+               classes: list[str], ok_class: str = "good", product: str = "",
+               provenance: dict[str, Any] | None = None) -> Recipe:
+        doc = RecipeDoc(
+            schema_version=SCHEMA_VERSION, name=name, product=product, ok_class=ok_class, classes=classes,
+            grid=GridSpec(**engine.grid.to_dict()), region=RegionSpec(**region.to_dict()),
+            engine=EngineSpec(name=engine.name, config=engine.config),
+            thresholds=Thresholds(review=float(thresholds[0]), ng=float(thresholds[1])),
+            provenance={"created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                        "station_version": __version__, **(provenance or {})},
+        )
+        return cls(doc, region, engine)
+
+    # -- saving ------------------------------------------------------------------------------
+    def all_arrays(self) -> dict[str, np.ndarray]:
+        arrays = {f"engine.{k}": np.ascontiguousarray(v) for k, v in self.engine.arrays().items()}
+        if self.region.template is not None:
+            arrays["region.template"] = np.ascontiguousarray(self.region.template, dtype=np.float32)
+        return arrays
+
+    def save(self, folder: str | Path) -> Path:
+        """Write the bundle into `folder` (created; an existing recipe there is replaced atomically)."""
+        folder = Path(folder)
+        blob = save_safetensors(self.all_arrays())
+        doc = self.doc.model_copy(update={"content_hash": ""})
+        doc.content_hash = _content_hash(doc, blob)
+        self.doc = doc
+        try:
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+            (tmp / ARRAYS_FILE).write_bytes(blob)
+            (tmp / RECIPE_FILE).write_text(json.dumps(doc.model_dump(), indent=2) + "\n", encoding="utf-8")
+            if folder.exists():
+                old = folder.with_name(f".{folder.name}.old")
+                shutil.rmtree(old, ignore_errors=True)
+                os.replace(folder, old)
+                os.replace(tmp, folder)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, folder)
+        except OSError as exc:
+            raise RecipeError(f"cannot save recipe to {folder}: {exc.strerror or exc}") from None
+        self.path = folder
+        return folder
+
+    # -- loading -----------------------------------------------------------------------------
+    @classmethod
+    def load(cls, folder: str | Path) -> Recipe:
+        folder = Path(folder)
+        if folder.is_file() and folder.name == RECIPE_FILE:
+            folder = folder.parent
+        json_path, arrays_path = folder / RECIPE_FILE, folder / ARRAYS_FILE
+        if not folder.is_dir():
+            raise RecipeError(f"recipe not found: {folder}")
+        if not json_path.is_file():
+            raise RecipeError(f"{folder} is not a recipe: {RECIPE_FILE} is missing")
+        if not arrays_path.is_file():
+            raise RecipeError(f"recipe {folder} is incomplete: {ARRAYS_FILE} is missing")
+        try:
+            if json_path.stat().st_size > MAX_JSON_BYTES or arrays_path.stat().st_size > MAX_ARRAYS_BYTES:
+                raise RecipeError(f"recipe {folder} is too large to be a recipe")
+            raw = json.loads(json_path.read_text(encoding="utf-8"))
+            blob = arrays_path.read_bytes()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise RecipeError(f"cannot read recipe {folder}: {exc}") from None
+        except json.JSONDecodeError as exc:
+            raise RecipeError(f"recipe {json_path} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
+        if not isinstance(raw, dict):
+            raise RecipeError(f"recipe {json_path} is not a JSON object")
+        version = raw.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise RecipeError(f"recipe {folder} has schema version {version!r}; this station reads version "
+                              f"{SCHEMA_VERSION}")
+        try:
+            doc = RecipeDoc.model_validate(raw)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "document"
+            raise RecipeError(f"recipe {json_path} is invalid at {where}: {first['msg']}") from None
+        if _content_hash(doc.model_copy(update={"content_hash": ""}), blob) != doc.content_hash:
+            raise RecipeError(f"recipe {folder} does not match its content hash: it was modified or damaged "
+                              "after it was saved")
+        try:
+            arrays = load_safetensors(blob)
+        except (SafetensorError, ValueError, OSError) as exc:
+            raise RecipeError(f"recipe {arrays_path} is damaged: {exc}") from None
+        try:
+            grid = CellGrid(**doc.grid.model_dump())
+            engine = engine_class(doc.engine.name)(grid, doc.engine.config)
+            engine.load_arrays({k.removeprefix("engine."): v for k, v in arrays.items() if k.startswith("engine.")})
+        except EngineError as exc:
+            raise RecipeError(f"recipe {folder}: {exc}") from None
+        template = arrays.get("region.template")
+        w, h = grid.size
+        if template is not None and template.shape != (h, w):
+            raise RecipeError(f"recipe {folder}: region template is {template.shape}, grid needs {(h, w)}")
+        region = Region(**doc.region.model_dump(), template=template)
+        return cls(doc, region, engine, folder)
+
+
+def _content_hash(doc: RecipeDoc, blob: bytes) -> str:
+    text = json.dumps(doc.model_dump(), sort_keys=True, separators=(",", ":"))
+    digest = hashlib.sha256(text.encode("utf-8"))
+    digest.update(hashlib.sha256(blob).digest())
+    return "sha256:" + digest.hexdigest()

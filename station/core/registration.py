@@ -1,0 +1,177 @@
+"""Registration: find the part in the frame and warp it to the recipe's canonical crop, so every
+pin lands in its own cell of the grid.
+
+The part is the largest blob of the part's polarity (darker or brighter than the background) that
+does not touch the frame border; its minimum-area rectangle gives a first similarity warp, which
+ECC then refines against the template (the mean registered good part). Products that fill the
+frame ("full" mode) are simply resized. `Region` is learned from good images by `fit_region`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import cv2
+import numpy as np
+
+from station.core.errors import RegistrationError
+from station.core.grid import CellGrid
+from station.core.imageio import to_gray, to_rgb
+
+WORK_WIDTH = 320  # frames are located at about this width; the crop is taken from the full frame
+
+
+@dataclass
+class Region:
+    mode: Literal["blob", "full"]
+    polarity: Literal["dark", "bright"] = "dark"
+    min_area_frac: float = 0.0
+    max_area_frac: float = 1.0
+    refine: Literal["ecc", "none"] = "ecc"
+    template: np.ndarray | None = None  # (H, W) float32 mean registered good crop, grey 0..1
+
+    def to_dict(self) -> dict:
+        return {"mode": self.mode, "polarity": self.polarity, "min_area_frac": self.min_area_frac,
+                "max_area_frac": self.max_area_frac, "refine": self.refine}
+
+
+@dataclass
+class Registered:
+    crop: np.ndarray  # (H, W, 3) uint8 RGB, canonical
+    matrix: np.ndarray  # 2x3, canonical crop coordinates -> frame coordinates
+    refined: bool
+
+    def to_frame(self, points: np.ndarray) -> np.ndarray:
+        """Canonical (x, y) points (N, 2) to frame coordinates."""
+        pts = np.asarray(points, dtype=np.float64)
+        return pts @ self.matrix[:, :2].T + self.matrix[:, 2]
+
+    def outline(self, grid: CellGrid) -> np.ndarray:
+        w, h = grid.size
+        return self.to_frame(np.array([[0, 0], [w, 0], [w, h], [0, h]]))
+
+
+def _blob(gray: np.ndarray, polarity: str) -> tuple[np.ndarray | None, float]:
+    """Largest contour of the given polarity not touching the border, and its area fraction."""
+    blurred = cv2.GaussianBlur(gray, (5, 5), 0)
+    flag = cv2.THRESH_BINARY_INV if polarity == "dark" else cv2.THRESH_BINARY
+    _, mask = cv2.threshold(blurred, 0, 255, flag | cv2.THRESH_OTSU)
+    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    h, w = gray.shape
+    best, best_area = None, 0.0
+    for c in contours:
+        x, y, bw, bh = cv2.boundingRect(c)
+        if x <= 0 or y <= 0 or x + bw >= w or y + bh >= h:
+            continue
+        area = cv2.contourArea(c)
+        if area > best_area:
+            best, best_area = c, area
+    return best, best_area / float(h * w)
+
+
+def _rect_to_matrix(rect, grid: CellGrid, scale: float) -> np.ndarray:
+    """2x3 matrix mapping canonical crop coordinates to frame coordinates for a minAreaRect."""
+    box = cv2.boxPoints(rect).astype(np.float64) / scale
+    centre = box.mean(axis=0)
+    e1, e2 = box[1] - box[0], box[2] - box[1]
+    long_, short = (e1, e2) if np.linalg.norm(e1) >= np.linalg.norm(e2) else (e2, e1)
+    portrait = grid.rows >= grid.cols
+    down, right = (long_, short) if portrait else (short, long_)
+    if down[1] < 0:
+        down = -down
+    if right[0] < 0:
+        right = -right
+    w, h = grid.size
+    # canonical x axis along `right`, y axis along `down`, origin at the top-left corner
+    ax, ay = right / w, down / h
+    origin = centre - right / 2 - down / 2
+    return np.array([[ax[0], ay[0], origin[0]], [ax[1], ay[1], origin[1]]])
+
+
+class Registrar:
+    def __init__(self, region: Region, grid: CellGrid) -> None:
+        self.region, self.grid = region, grid
+
+    def initial(self, rgb: np.ndarray) -> np.ndarray:
+        """First canonical->frame matrix, from the blob (or the whole frame)."""
+        h, w = rgb.shape[:2]
+        cw, chh = self.grid.size
+        if self.region.mode == "full":
+            return np.array([[w / cw, 0, 0], [0, h / chh, 0]], dtype=np.float64)
+        scale = min(1.0, WORK_WIDTH / max(w, h))
+        gray = to_gray(rgb)
+        small = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else gray
+        contour, frac = _blob(small, self.region.polarity)
+        if contour is None:
+            raise RegistrationError("part not found in the frame")
+        if not self.region.min_area_frac <= frac <= self.region.max_area_frac:
+            raise RegistrationError(f"part not found: the largest blob covers {frac:.0%} of the frame, "
+                                    f"expected {self.region.min_area_frac:.0%}..{self.region.max_area_frac:.0%}")
+        return _rect_to_matrix(cv2.minAreaRect(contour), self.grid, scale)
+
+    def warp(self, rgb: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+        return cv2.warpAffine(rgb, matrix, self.grid.size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                              borderMode=cv2.BORDER_REPLICATE)
+
+    def register(self, frame: np.ndarray) -> Registered:
+        rgb = to_rgb(frame)
+        matrix = self.initial(rgb)
+        crop = self.warp(rgb, matrix)
+        template = self.region.template
+        if self.region.refine != "ecc" or template is None:
+            return Registered(crop, matrix, False)
+        gray = to_gray(crop).astype(np.float32) / 255.0
+        warp = np.eye(2, 3, dtype=np.float32)
+        try:
+            _, warp = cv2.findTransformECC(template, gray, warp, cv2.MOTION_EUCLIDEAN,
+                                           (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 1e-4), None, 3)
+        except cv2.error:
+            return Registered(crop, matrix, False)
+        # template coords -> crop coords (warp), then crop coords -> frame coords (matrix)
+        full = np.vstack([matrix, [0, 0, 1]]) @ np.vstack([warp.astype(np.float64), [0, 0, 1]])
+        matrix = full[:2]
+        return Registered(self.warp(rgb, matrix), matrix, True)
+
+
+def fit_region(images: list[np.ndarray], grid: CellGrid, refine: str = "ecc") -> Region:
+    """Learn where the part is from good images: polarity, expected size, and the template."""
+    if not images:
+        raise RegistrationError("no good images to learn the part's region from")
+    best: tuple[str, list[float]] | None = None
+    for polarity in ("dark", "bright"):
+        fracs = []
+        for img in images:
+            gray = to_gray(img)
+            scale = min(1.0, WORK_WIDTH / max(gray.shape))
+            small = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else gray
+            fracs.append(_blob(small, polarity)[1])
+        found = np.array(fracs)
+        # a real part: found in (nearly) every image, with a stable size, and not a speck
+        ok = np.mean(found > 0.02) >= 0.9 and found[found > 0].std() / max(found[found > 0].mean(), 1e-9) < 0.25
+        if ok and (best is None or np.median(found) > np.median(best[1])):
+            best = (polarity, fracs)
+    if best is None:
+        region = Region("full", refine=refine)
+    else:
+        med = float(np.median(best[1]))
+        region = Region("blob", best[0], min_area_frac=med * 0.6, max_area_frac=min(1.0, med * 1.5), refine=refine)
+    registrar = Registrar(region, grid)
+    for _ in range(2 if refine == "ecc" else 1):  # a second pass on refined crops gives a sharper template
+        crops = _grey_crops(registrar, images)
+        if len(crops) < max(1, len(images) // 2):
+            raise RegistrationError("the part could not be located in most good images; use images where the "
+                                    "part stands clearly apart from the background")
+        region.template = np.mean(crops, axis=0).astype(np.float32)
+    return region
+
+
+def _grey_crops(registrar: Registrar, images: list[np.ndarray]) -> list[np.ndarray]:
+    crops = []
+    for img in images:
+        try:
+            crops.append(to_gray(registrar.register(img).crop).astype(np.float32) / 255.0)
+        except RegistrationError:
+            continue
+    return crops

@@ -1,0 +1,49 @@
+"""From a score to a verdict: OK below the review threshold, NG at or above the NG threshold, REVIEW between."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+import numpy as np
+
+
+class Verdict(str, Enum):
+    OK = "OK"
+    NG = "NG"
+    REVIEW = "REVIEW"
+
+
+def decide(score: float, review: float, ng: float) -> Verdict:
+    if not np.isfinite(score):
+        return Verdict.REVIEW  # a score we cannot trust is never passed as OK
+    if score >= ng:
+        return Verdict.NG
+    if score >= review:
+        return Verdict.REVIEW
+    return Verdict.OK
+
+
+def calibrate_thresholds(good: np.ndarray, defect: np.ndarray | None = None,
+                         escape_weight: float = 5.0) -> tuple[float, float]:
+    """(review, ng) thresholds from held-out good scores and, where there are any, defect scores.
+
+    Without defects the NG threshold sits 50% above the highest held-out good score. With defects
+    it is the point that minimises escapes (weighted) plus false rejects, placed halfway (in log
+    space) across the gap when the classes separate. REVIEW starts just above the good scores, so
+    a part that looks unlike every good part seen is never passed silently.
+    """
+    good = np.sort(np.asarray(good, dtype=float))
+    good = good[np.isfinite(good)]
+    top_good = float(good[-1]) if good.size else 1.0
+    review = top_good * 1.05 if top_good > 0 else 1e-9
+    if defect is None or len(defect) == 0:
+        ng = top_good * 1.5 if top_good > 0 else 1e-6
+        return review, max(ng, review)
+    defect = np.sort(np.asarray(defect, dtype=float))
+    if defect[0] > top_good:
+        ng = float(np.sqrt(max(top_good, 1e-12) * defect[0]))
+        return min(review, ng), ng
+    candidates = np.unique(np.concatenate([good, defect]))
+    costs = [escape_weight * np.sum(defect < t) + np.sum(good >= t) for t in candidates]
+    ng = float(candidates[int(np.argmin(costs))])
+    return min(review, ng), ng

@@ -1,0 +1,260 @@
+"""`station synth`: render the reference connector data set with Blender (bpy).
+
+bpy pins its own Python (3.11) and ``numpy<2``, so it lives in an environment of its own and
+``render_connector.py`` (next to this file) runs in that interpreter as a subprocess.  This
+module is stdlib-only and never imports bpy.
+
+    from station.synth import render_dataset
+    render_dataset(Path("resources/demo/train"), count=480, seed=1)
+
+Image ``i`` has class ``classes[i % len(classes)]`` and its random choices are drawn from
+``(seed, i)`` alone, so the split over worker processes does not change the images.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from collections import deque
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+__all__ = [
+    "SynthError", "KNOWN_CLASSES", "RENDER_SCRIPT", "ENV_VAR",
+    "class_for", "plan_classes", "split_work", "merge_fragments", "find_blender_python",
+    "render_dataset",
+]
+
+KNOWN_CLASSES = ("good", "pushed", "tilted", "missing")
+GRID = {"cols": 3, "rows": 9}
+ENV_VAR = "STATION_BLENDER_PYTHON"
+RENDER_SCRIPT = Path(__file__).with_name("render_connector.py")
+INSTALL_HINT = (
+    "install Blender's Python module in an environment of its own and point the station at it:\n"
+    "    python3.11 -m venv ~/bpyenv && ~/bpyenv/bin/pip install bpy\n"
+    f"    export {ENV_VAR}=~/bpyenv/bin/python\n"
+    "(bpy 5.x needs Python 3.11 exactly and numpy<2, which is why it is kept out of the "
+    "station's own environment)"
+)
+
+
+class SynthError(Exception):
+    """Rendering the synthetic data set failed (no bpy interpreter, a renderer crash, ...)."""
+
+
+# ----------------------------------------------------------------------------- pure logic
+
+def _check_classes(classes: Iterable[str]) -> tuple[str, ...]:
+    cl = tuple(classes)
+    if not cl:
+        raise SynthError("classes must not be empty")
+    bad = [c for c in cl if c not in KNOWN_CLASSES]
+    if bad:
+        raise SynthError(f"unknown class(es) {bad}; known: {', '.join(KNOWN_CLASSES)}")
+    if len(set(cl)) != len(cl):
+        raise SynthError(f"duplicate class in {list(cl)}")
+    return cl
+
+
+def class_for(index: int, classes: Sequence[str] = KNOWN_CLASSES) -> str:
+    """Class of image ``index``: ``classes[index % len(classes)]`` (balanced for any count)."""
+    if index < 0:
+        raise ValueError("index must be >= 0")
+    return classes[index % len(classes)]
+
+
+def plan_classes(count: int, classes: Sequence[str] = KNOWN_CLASSES) -> dict[str, int]:
+    """How many images of each class ``count`` images give."""
+    out = {c: 0 for c in classes}
+    for i in range(count):
+        out[class_for(i, classes)] += 1
+    return out
+
+
+def split_work(count: int, workers: int) -> list[tuple[int, int]]:
+    """Split images ``0..count-1`` into at most ``workers`` contiguous (start, n) chunks."""
+    if count < 0:
+        raise ValueError("count must be >= 0")
+    if workers < 1:
+        raise ValueError("workers must be >= 1")
+    workers = min(workers, count) or 1
+    base, extra = divmod(count, workers)
+    chunks, start = [], 0
+    for w in range(workers):
+        n = base + (1 if w < extra else 0)
+        if n:
+            chunks.append((start, n))
+        start += n
+    return chunks
+
+
+def merge_fragments(fragments: Iterable[dict], *, count: int, seed: int, size: int,
+                    classes: Sequence[str] = KNOWN_CLASSES) -> dict:
+    """Merge the renderer's ``manifest-<start>.json`` fragments into the data-set manifest.
+
+    Checks that every image 0..count-1 appears exactly once with the expected class, file
+    name and cell (``[col, row]``, or None for good).
+    """
+    by_index: dict[int, dict] = {}
+    for frag in fragments:
+        for im in frag.get("images", []):
+            i = int(im["index"])
+            if i in by_index:
+                raise SynthError(f"image {i} appears in two manifest fragments")
+            by_index[i] = im
+    missing = [i for i in range(count) if i not in by_index]
+    extra = sorted(i for i in by_index if not 0 <= i < count)
+    if missing or extra:
+        raise SynthError(f"manifest fragments do not cover 0..{count - 1}: "
+                         f"missing {missing[:10]}{'...' if len(missing) > 10 else ''}, extra {extra[:10]}")
+    images = []
+    for i in range(count):
+        im = by_index[i]
+        cls = class_for(i, classes)
+        if im.get("class") != cls:
+            raise SynthError(f"image {i}: class {im.get('class')!r}, expected {cls!r}")
+        if im.get("file") != f"{cls}/{cls}_{i:05d}.png":
+            raise SynthError(f"image {i}: unexpected file name {im.get('file')!r}")
+        cell = im.get("cell")
+        if (cls == "good") != (cell is None):
+            raise SynthError(f"image {i}: class {cls!r} with cell {cell!r}")
+        if cell is not None:
+            c, r = cell
+            if not (0 <= c < GRID["cols"] and 0 <= r < GRID["rows"]):
+                raise SynthError(f"image {i}: cell {cell!r} outside the {GRID} grid")
+            cell = [int(c), int(r)]
+        images.append({"index": i, "file": im["file"], "class": cls, "cell": cell,
+                       "params": im.get("params", {})})
+    return {"schema": 1, "generator": "station synth", "seed": seed, "size": size,
+            "grid": dict(GRID), "classes": list(classes), "count": count, "images": images}
+
+
+# ----------------------------------------------------------------------------- interpreter
+
+def _has_bpy(python: str, timeout: float = 180.0) -> tuple[bool, str]:
+    try:
+        p = subprocess.run([python, "-c", "import bpy"], capture_output=True, text=True,
+                           timeout=timeout)
+    except (OSError, subprocess.SubprocessError) as e:
+        return False, str(e)
+    err = (p.stderr or "").strip().splitlines()
+    return p.returncode == 0, (err[-1] if err else "")
+
+
+def find_blender_python(python: str | None = None) -> str:
+    """An interpreter that can ``import bpy``: ``python``, else $STATION_BLENDER_PYTHON, else
+    ``sys.executable`` if bpy is importable there; otherwise SynthError with install hints."""
+    for source, cand in (("python argument", python), (f"${ENV_VAR}", os.environ.get(ENV_VAR))):
+        if cand:
+            exe = shutil.which(os.path.expanduser(cand)) or os.path.expanduser(cand)
+            ok, why = _has_bpy(exe)
+            if not ok:
+                raise SynthError(f"{source} {cand!r} cannot import bpy ({why or 'not runnable'});\n"
+                                 + INSTALL_HINT)
+            return exe
+    if importlib.util.find_spec("bpy") is not None:
+        return sys.executable
+    raise SynthError(f"no Python interpreter with bpy (Blender as a module) found: "
+                     f"{ENV_VAR} is not set and {sys.executable} has no bpy;\n" + INSTALL_HINT)
+
+
+# ----------------------------------------------------------------------------- driver
+
+def render_dataset(out: Path, count: int, seed: int, size: int = 256,
+                   classes: Sequence[str] = KNOWN_CLASSES, workers: int = 2,
+                   python: str | None = None,
+                   progress: Callable[[int, int], None] | None = None,
+                   samples: int | None = None) -> Path:
+    """Render ``count`` connector images into ``out/<class>/`` and write ``out/manifest.json``.
+
+    ``progress(done, total)`` is called (from reader threads) after every image.
+    Returns the manifest path.  Raises SynthError if no bpy interpreter is found or a
+    renderer process fails (with the tail of its stderr).
+    """
+    out = Path(out)
+    classes = _check_classes(classes)
+    if count < 0:
+        raise SynthError("count must be >= 0")
+    if size < 8:
+        raise SynthError("size must be >= 8")
+    if workers < 1:
+        raise SynthError("workers must be >= 1")
+    chunks = split_work(count, workers) if count else []
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("manifest-*.json"):
+        old.unlink()
+    if chunks:
+        exe = find_blender_python(python)
+        threads = max(1, (os.cpu_count() or 1) // len(chunks))
+        _run_workers(exe, out, chunks, seed, size, classes, threads, samples, count, progress)
+    fragments = []
+    for start, _ in chunks:
+        f = out / f"manifest-{start}.json"
+        try:
+            fragments.append(json.loads(f.read_text()))
+        except (OSError, ValueError) as e:
+            raise SynthError(f"renderer wrote no readable manifest fragment {f}: {e}") from e
+    manifest = merge_fragments(fragments, count=count, seed=seed, size=size, classes=classes)
+    path = out / "manifest.json"
+    tmp = out / ".manifest.json.tmp"
+    tmp.write_text(json.dumps(manifest, indent=1))
+    os.replace(tmp, path)
+    for start, _ in chunks:
+        (out / f"manifest-{start}.json").unlink(missing_ok=True)
+    return path
+
+
+def _run_workers(exe, out, chunks, seed, size, classes, threads, samples, total, progress):
+    lock = threading.Lock()
+    done = [0]
+    procs = []
+
+    def pump_stdout(p):
+        for line in p.stdout:
+            if line.startswith("SYNTH ") and progress is not None:
+                with lock:
+                    done[0] += 1
+                    n = done[0]
+                progress(n, total)
+
+    def pump_stderr(p, tail):
+        for line in p.stderr:
+            tail.append(line.rstrip("\n"))
+
+    try:
+        for start, n in chunks:
+            cmd = [exe, str(RENDER_SCRIPT), "--out", str(out), "--count", str(n),
+                   "--seed", str(seed), "--start", str(start), "--size", str(size),
+                   "--classes", ",".join(classes), "--threads", str(threads)]
+            if samples:
+                cmd += ["--samples", str(samples)]
+            p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True, bufsize=1)
+            tail: deque[str] = deque(maxlen=40)
+            ts = [threading.Thread(target=pump_stdout, args=(p,), daemon=True),
+                  threading.Thread(target=pump_stderr, args=(p, tail), daemon=True)]
+            for t in ts:
+                t.start()
+            procs.append((start, n, p, tail, ts))
+        failed = []
+        for start, n, p, tail, ts in procs:
+            rc = p.wait()
+            for t in ts:
+                t.join()
+            if rc != 0:
+                failed.append((start, n, rc, tail))
+        if failed:
+            start, n, rc, tail = failed[0]
+            lines = "\n".join(list(tail)[-20:]) or "(no stderr)"
+            raise SynthError(f"renderer for images {start}..{start + n - 1} exited with code {rc} "
+                             f"({len(failed)} of {len(procs)} workers failed); last stderr lines:\n{lines}")
+    finally:
+        for _, _, p, _, _ in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
