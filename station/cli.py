@@ -50,7 +50,8 @@ def cmd_train(args) -> int:
             print(f"[{fraction:4.0%}] {message}", file=sys.stderr)
 
     recipe, stats = train_recipe(data, args.engine, grid, args.name or Path(args.out).name, seed=args.seed,
-                                 engine_config=config, provenance={"command": command}, progress=progress)
+                                 engine_config=config, provenance={"command": command}, progress=progress,
+                                 refine=args.registration)
     recipe.save(args.out)
     _emit({"recipe": str(args.out), "engine": args.engine, "content_hash": recipe.content_hash,
            "thresholds": {"review": recipe.thresholds[0], "ng": recipe.thresholds[1]}, **stats})
@@ -151,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--name", help="recipe name (default: the folder name)")
     t.add_argument("--config", help="engine settings as a JSON object, e.g. '{\"metrics\": \"rt\"}'")
+    t.add_argument("--registration", choices=("ecc", "none"), default="ecc",
+                   help="refine the part's position against the template with ECC (default) or not")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=cmd_train)
 

@@ -12,6 +12,7 @@ from station.core.dataset import Dataset
 from station.core.imageio import read_image
 from station.core.inspector import Inspector
 from station.core.recipe import Recipe
+from station.core.registration import cell_offsets
 from station.core.training import mask_cell
 from station.core.verdict import Verdict
 
@@ -68,6 +69,8 @@ def evaluate(recipe: Recipe, data: Dataset) -> dict[str, Any]:
     inspector = Inspector(recipe)
     ok = recipe.doc.ok_class
     labels, predicted, verdicts, scores, top_cells, true_cells, ms = [], [], [], [], [], [], []
+    residuals, no_part = [], 0
+    template = recipe.region.template
     for sample in data.samples:
         image = read_image(sample.path)
         t0 = time.perf_counter()
@@ -82,6 +85,10 @@ def evaluate(recipe: Recipe, data: Dataset) -> dict[str, Any]:
         if cell is None and sample.mask is not None and result.registered is not None:
             cell = mask_cell(inspector.registrar, result.registered, sample.mask)
         true_cells.append(cell)
+        if result.registered is None:
+            no_part += 1
+        elif template is not None and sample.label == ok:
+            residuals.append(np.hypot(*cell_offsets(result.registered.crop, template, recipe.grid).T))
     out = summarize(labels, predicted, verdicts, scores, ok, top_cells, true_cells)
     review, ng = recipe.thresholds
     out.update({
@@ -93,5 +100,16 @@ def evaluate(recipe: Recipe, data: Dataset) -> dict[str, Any]:
         "ms_per_image_median": round(statistics.median(ms), 3) if ms else None,
         "ms_per_image_p95": round(float(np.percentile(ms, 95)), 3) if ms else None,
         "data": str(data.root),
+        "registration": _residual_summary(residuals, no_part),
     })
+    return out
+
+
+def _residual_summary(residuals: list[np.ndarray], no_part: int) -> dict[str, Any]:
+    """How well registration holds: per-cell residual shift (px) of good parts against the template."""
+    out: dict[str, Any] = {"part_not_found": no_part}
+    if residuals:
+        r = np.concatenate(residuals)
+        out.update({"residual_px_p50": round(float(np.median(r)), 3), "residual_px_p95": round(float(np.percentile(r, 95)), 3),
+                    "residual_px_max": round(float(r.max()), 3), "n_good_images": len(residuals)})
     return out

@@ -191,6 +191,10 @@ class Recipe:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "document"
             raise RecipeError(f"recipe {json_path} is invalid at {where}: {first['msg']}") from None
+        try:
+            engine_cls = engine_class(doc.engine.name)
+        except EngineError as exc:
+            raise RecipeError(f"recipe {folder}: {exc}") from None
         if _content_hash(doc.model_copy(update={"content_hash": ""}), blob) != doc.content_hash:
             raise RecipeError(f"recipe {folder} does not match its content hash: it was modified or damaged "
                               "after it was saved")
@@ -200,7 +204,7 @@ class Recipe:
             raise RecipeError(f"recipe {arrays_path} is damaged: {exc}") from None
         try:
             grid = CellGrid(**doc.grid.model_dump())
-            engine = engine_class(doc.engine.name)(grid, doc.engine.config)
+            engine = engine_cls(grid, doc.engine.config)
             engine.load_arrays({k.removeprefix("engine."): v for k, v in arrays.items() if k.startswith("engine.")})
         except EngineError as exc:
             raise RecipeError(f"recipe {folder}: {exc}") from None

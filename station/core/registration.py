@@ -175,3 +175,24 @@ def _grey_crops(registrar: Registrar, images: list[np.ndarray]) -> list[np.ndarr
         except RegistrationError:
             continue
     return crops
+
+
+def cell_offsets(crop: np.ndarray, template: np.ndarray, grid: CellGrid) -> np.ndarray:
+    """Residual misalignment after registration: per cell, the (dx, dy) shift in px between the
+    registered crop and the template, by phase correlation over a window of twice the cell size.
+
+    This is a measurement for `station eval`, not part of the per-frame path.
+    """
+    gray = to_gray(crop).astype(np.float32) / 255.0
+    c = grid.cell_px
+    pad = c // 2
+    g = np.pad(gray, pad, mode="edge")
+    t = np.pad(np.asarray(template, np.float32), pad, mode="edge")
+    window = cv2.createHanningWindow((2 * c, 2 * c), cv2.CV_32F)
+    out = np.zeros((grid.n_cells, 2))
+    for i in range(grid.n_cells):
+        col, row = grid.cell(i)
+        ys, xs = slice(row * c, row * c + 2 * c), slice(col * c, col * c + 2 * c)
+        (dx, dy), _ = cv2.phaseCorrelate(t[ys, xs], g[ys, xs], window)
+        out[i] = dx, dy
+    return out

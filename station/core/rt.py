@@ -46,6 +46,8 @@ def rt_metrics(y: np.ndarray, x: np.ndarray, metrics: str = "soart") -> np.ndarr
     """
     if metrics not in METRIC_SETS:
         raise EngineError(f"unknown metric set {metrics!r}; use one of {sorted(METRIC_SETS)}")
+    y = np.asarray(y, dtype=np.float64)  # Se is a difference of near-equal sums: float32 would round it away
+    x = np.asarray(x, dtype=np.float64)
     k = y.shape[-1]
     if k < 2:
         raise EngineError("cell vectors need k >= 2 pixels")
@@ -87,6 +89,7 @@ class UnitSpace:
             raise EngineError(f"a unit space needs at least {MIN_UNIT_SPACE} images, got {n}")
         if standard is None:
             standard = vectors.mean(axis=0)
+        standard = np.asarray(standard, dtype=np.float32)  # as stored, so fit and inference agree exactly
         y = rt_metrics(vectors, standard, metrics)  # (N, n_cells, m)
         mean = y.mean(axis=0)
         centred = y - mean

@@ -1,0 +1,436 @@
+"""The live line without Qt: a capture thread reads the source into a one-slot "latest frame wins"
+buffer, an inference thread inspects and renders the overlay, and plain callbacks hand results on.
+
+Live sources (cameras, the demo line) overwrite a frame nobody took yet and count it as dropped;
+file and folder sources block instead, so that every image of a replay is inspected. The GUI wraps
+this in Qt signals (station/ui/live_bridge.py); `station bench` uses it directly.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from station.core.errors import StationError
+from station.core.inspector import InspectionResult, Inspector
+from station.core.overlay import Overlay, OverlayRenderer, thumbnail
+from station.core.sources import Frame, Source, SourceState
+from station.core.verdict import Verdict
+
+#: the stages whose latency is measured, in the order a frame passes them
+STAGES = ("capture", "registration", "engine", "overlay", "display", "end_to_end")
+
+
+class Signal:
+    """A minimal callback list (the station core has no psygnal); callbacks run in the emitting thread."""
+
+    def __init__(self) -> None:
+        self._slots: list[Callable] = []
+        self._lock = threading.Lock()
+
+    def connect(self, slot: Callable) -> None:
+        with self._lock:
+            if slot not in self._slots:
+                self._slots.append(slot)
+
+    def disconnect(self, slot: Callable | None = None) -> None:
+        with self._lock:
+            if slot is None:
+                self._slots.clear()
+            elif slot in self._slots:
+                self._slots.remove(slot)
+
+    def emit(self, *args) -> None:
+        with self._lock:
+            slots = list(self._slots)
+        for slot in slots:
+            slot(*args)
+
+
+class LatestFrameSlot:
+    """A one-frame buffer between capture and inference.
+
+    `put(block=False)` replaces a frame not yet taken (returns True: one frame dropped);
+    `put(block=True)` waits until the slot is free, so no frame is lost. `close()` wakes everybody.
+    """
+
+    def __init__(self) -> None:
+        self._frame: Frame | None = None
+        self._closed = False
+        self._cond = threading.Condition()
+
+    def put(self, frame: Frame, block: bool) -> bool:
+        with self._cond:
+            if block:
+                while self._frame is not None and not self._closed:
+                    self._cond.wait(0.1)
+            if self._closed:
+                return False
+            dropped = self._frame is not None
+            self._frame = frame
+            self._cond.notify_all()
+            return dropped
+
+    def take(self, timeout: float) -> Frame | None:
+        with self._cond:
+            if self._frame is None and not self._closed:
+                self._cond.wait(timeout)
+            frame, self._frame = self._frame, None
+            self._cond.notify_all()
+            return frame
+
+    def clear(self) -> None:
+        with self._cond:
+            self._frame = None
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+
+@dataclass
+class LiveResult:
+    """One inspected frame, ready to paint: the frame, its result and its rendered overlay."""
+
+    seq: int
+    frame: Frame
+    result: InspectionResult | None  # None when the frame could not be read or no recipe is loaded
+    overlay: Overlay | None
+    thumb: np.ndarray | None  # small composite for the strip of recent results
+    timings_ms: dict[str, float]
+    done_at: float  # perf_counter() when the result was ready
+    error: str = ""  # the frame could not be read (frame.error) or inspected
+
+    @property
+    def verdict(self) -> Verdict | None:
+        return None if self.result is None else self.result.verdict
+
+
+class Rate:
+    """Events per second over a sliding window of the last `window_s` seconds."""
+
+    def __init__(self, window_s: float = 2.0) -> None:
+        self.window_s = window_s
+        self._times: deque[float] = deque()
+        self._lock = threading.Lock()
+
+    def tick(self, now: float | None = None) -> None:
+        now = time.perf_counter() if now is None else now
+        with self._lock:
+            self._times.append(now)
+            while self._times and self._times[0] < now - self.window_s:
+                self._times.popleft()
+
+    def rate(self, now: float | None = None) -> float:
+        now = time.perf_counter() if now is None else now
+        with self._lock:
+            while self._times and self._times[0] < now - self.window_s:
+                self._times.popleft()
+            if len(self._times) < 2:
+                return 0.0
+            span = max(now - self._times[0], 1e-6)
+            return (len(self._times) - 1) / span if span < self.window_s * 0.5 else len(self._times) / self.window_s
+
+    def reset(self) -> None:
+        with self._lock:
+            self._times.clear()
+
+
+class StageTimes:
+    """Recent latencies per stage (a bounded window, so a long shift does not grow memory)."""
+
+    def __init__(self, maxlen: int = 2000) -> None:
+        self._values: dict[str, deque[float]] = {s: deque(maxlen=maxlen) for s in STAGES}
+        self._lock = threading.Lock()
+
+    def add(self, stage: str, ms: float) -> None:
+        with self._lock:
+            self._values.setdefault(stage, deque(maxlen=2000)).append(float(ms))
+
+    def last(self, stage: str) -> float | None:
+        with self._lock:
+            values = self._values.get(stage)
+            return values[-1] if values else None
+
+    def median(self, stage: str, n: int = 30) -> float | None:
+        with self._lock:
+            values = list(self._values.get(stage, ()))[-n:]
+        return float(np.median(values)) if values else None
+
+    def percentiles(self) -> dict[str, dict[str, float]]:
+        with self._lock:
+            snapshot = {k: np.array(v) for k, v in self._values.items() if v}
+        return {k: {"p50": round(float(np.percentile(v, 50)), 3), "p95": round(float(np.percentile(v, 95)), 3),
+                    "p99": round(float(np.percentile(v, 99)), 3), "n": int(v.size)} for k, v in snapshot.items()}
+
+    def reset(self) -> None:
+        with self._lock:
+            for v in self._values.values():
+                v.clear()
+
+
+@dataclass
+class Tally:
+    """The shift's counters. Updated by the inference thread, read and reset by the GUI."""
+
+    total: int = 0
+    ok: int = 0
+    ng: int = 0
+    review: int = 0
+    unreadable: int = 0
+    bad_files: deque[str] = field(default_factory=lambda: deque(maxlen=50))
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def count(self, item: LiveResult) -> None:
+        with self._lock:
+            if item.result is None:
+                if item.error:
+                    self.unreadable += 1
+                    self.bad_files.append(f"{item.frame.name}: {item.error}")
+                return
+            self.total += 1
+            verdict = item.result.verdict
+            if verdict is Verdict.OK:
+                self.ok += 1
+            elif verdict is Verdict.NG:
+                self.ng += 1
+            else:
+                self.review += 1
+
+    @property
+    def yield_pct(self) -> float | None:
+        return 100.0 * self.ok / self.total if self.total else None
+
+    def snapshot(self) -> dict:
+        with self._lock:
+            return {"total": self.total, "ok": self.ok, "ng": self.ng, "review": self.review,
+                    "unreadable": self.unreadable, "yield_pct": self.yield_pct, "bad_files": list(self.bad_files)}
+
+    def reset(self) -> None:
+        with self._lock:
+            self.total = self.ok = self.ng = self.review = self.unreadable = 0
+            self.bad_files.clear()
+
+
+class LivePipeline:
+    """Capture thread -> one-slot buffer -> inference thread -> `result_ready(LiveResult)`.
+
+    Callbacks (`result_ready`, `state_changed(SourceState, message)`, `finished()`) run in the worker
+    threads: a GUI must hand them over to its own thread. `inspector` may be None (no recipe yet):
+    frames are then shown without a verdict.
+    """
+
+    def __init__(self, source: Source, inspector: Inspector | None, thumb_height: int = 72) -> None:
+        self.result_ready = Signal()
+        self.state_changed = Signal()
+        self.finished = Signal()
+        self.tally = Tally()
+        self.times = StageTimes()
+        self.camera_rate, self.inference_rate = Rate(), Rate()
+        self.dropped = 0
+        self.thumb_height = thumb_height
+        self._source = source
+        self._inspector = inspector
+        self._renderer = self._make_renderer(inspector)
+        self._slot = LatestFrameSlot()
+        self._stop = threading.Event()
+        self._paused = threading.Event()
+        self._shots = 0
+        self._shot_lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._seq = 0
+        self._capture_done = threading.Event()
+        self.state, self.message = SourceState.CLOSED, ""
+
+    # -- what the operator sees -----------------------------------------------------------------
+    @property
+    def source(self) -> Source:
+        return self._source
+
+    @property
+    def inspector(self) -> Inspector | None:
+        return self._inspector
+
+    @property
+    def running(self) -> bool:
+        return any(t.is_alive() for t in self._threads)
+
+    @property
+    def paused(self) -> bool:
+        return self._paused.is_set()
+
+    # -- control --------------------------------------------------------------------------------
+    def start(self, paused: bool = False) -> None:
+        if self.running:
+            return
+        self._stop.clear()
+        self._capture_done.clear()
+        self._slot = LatestFrameSlot()
+        (self._paused.set if paused else self._paused.clear)()
+        self.camera_rate.reset()
+        self.inference_rate.reset()
+        self._threads = [threading.Thread(target=self._capture_loop, name="station-capture", daemon=True),
+                         threading.Thread(target=self._inference_loop, name="station-inference", daemon=True)]
+        for t in self._threads:
+            t.start()
+
+    def stop(self, timeout: float = 3.0) -> bool:
+        """Stop both threads and close the source; True when they ended within `timeout` seconds."""
+        self._stop.set()
+        self._slot.close()
+        deadline = time.monotonic() + timeout
+        for t in self._threads:
+            if t is not threading.current_thread():
+                t.join(max(0.0, deadline - time.monotonic()))
+        alive = [t for t in self._threads if t.is_alive()]
+        self._threads = alive
+        return not alive
+
+    def pause(self) -> None:
+        self._paused.set()
+
+    def resume(self) -> None:
+        self._paused.clear()
+
+    def trigger(self) -> None:
+        """Software trigger: inspect the next frame, also while paused (started paused if stopped)."""
+        with self._shot_lock:
+            self._shots += 1
+        if not self.running:
+            self.start(paused=True)
+
+    def set_source(self, source: Source) -> None:
+        """Swap the source; a running line is stopped and started again on the new one."""
+        was_running = self.running
+        was_paused = self.paused
+        self.stop()
+        self._source = source
+        self.dropped = 0
+        if was_running:
+            self.start(paused=was_paused)
+
+    def set_inspector(self, inspector: Inspector | None) -> None:
+        self._inspector, self._renderer = inspector, self._make_renderer(inspector)
+
+    # -- the two threads ------------------------------------------------------------------------
+    @staticmethod
+    def _make_renderer(inspector: Inspector | None) -> OverlayRenderer | None:
+        if inspector is None:
+            return None
+        return OverlayRenderer(inspector.recipe.grid, inspector.recipe.thresholds)
+
+    def _set_state(self, state: SourceState, message: str) -> None:
+        if (state, message) != (self.state, self.message):
+            self.state, self.message = state, message
+            self.state_changed.emit(state, message)
+
+    def _capture_loop(self) -> None:
+        source = self._source
+        try:
+            try:
+                source.open()
+            except StationError as exc:
+                self._set_state(SourceState.FAILED, str(exc))
+                return
+            self._set_state(source.state, source.message or source.description)
+            block = not source.live
+            while not self._stop.is_set():
+                frame = source.read()
+                self._set_state(source.state, source.message or source.description)
+                if frame is None:
+                    if source.state in (SourceState.ENDED, SourceState.FAILED, SourceState.CLOSED):
+                        return
+                    if source.state is SourceState.RUNNING:
+                        time.sleep(0.005)  # a source with nothing new yet: do not spin
+                    continue
+                self.camera_rate.tick()
+                if self._slot.put(frame, block=block) and not self._paused.is_set():
+                    self.dropped += 1
+        except Exception as exc:  # noqa: BLE001 - a crashed capture thread must show, not vanish
+            self._set_state(SourceState.FAILED, f"capture failed: {type(exc).__name__}: {exc}")
+        finally:
+            try:
+                source.close()
+            except Exception:  # noqa: BLE001
+                pass
+            self._capture_done.set()
+
+    def _take_shot(self) -> bool:
+        with self._shot_lock:
+            if self._shots:
+                self._shots -= 1
+                return True
+            return False
+
+    def _inference_loop(self) -> None:
+        try:
+            while not self._stop.is_set():
+                if self._paused.is_set():
+                    with self._shot_lock:
+                        shot_pending = self._shots > 0
+                    if not shot_pending:
+                        if self._capture_done.is_set():
+                            break
+                        time.sleep(0.01)
+                        continue
+                frame = self._slot.take(timeout=0.05)
+                if frame is None:
+                    if self._capture_done.is_set():
+                        frame = self._slot.take(timeout=0)
+                        if frame is None:
+                            break
+                    else:
+                        continue
+                if self._paused.is_set() and not self._take_shot():
+                    continue
+                if not self._paused.is_set():
+                    self._take_shot()  # a trigger while running is served by this frame
+                self.result_ready.emit(self._process(frame))
+        except Exception as exc:  # noqa: BLE001
+            self._set_state(SourceState.FAILED, f"inspection failed: {type(exc).__name__}: {exc}")
+        finally:
+            if not self._stop.is_set() or self._capture_done.is_set():
+                self.finished.emit()
+
+    def _process(self, frame: Frame) -> LiveResult:
+        t0 = time.perf_counter()
+        timings = {"capture": (t0 - frame.timestamp) * 1e3}
+        result, overlay, thumb, error = None, None, None, frame.error
+        inspector, renderer = self._inspector, self._renderer
+        if frame.image is not None:
+            if inspector is not None:
+                try:
+                    result = inspector.inspect(frame.image)
+                except StationError as exc:
+                    error = str(exc)
+                if result is not None:
+                    timings["registration"] = result.timings_ms.get("registration", 0.0)
+                    timings["engine"] = result.timings_ms.get("engine", 0.0)
+                    t1 = time.perf_counter()
+                    overlay = renderer.render(result, frame.image.shape)
+                    thumb = thumbnail(frame.image, overlay, self.thumb_height)
+                    timings["overlay"] = (time.perf_counter() - t1) * 1e3
+            else:
+                thumb = thumbnail(frame.image, None, self.thumb_height)
+        done = time.perf_counter()
+        timings["end_to_end"] = (done - frame.timestamp) * 1e3
+        for stage, ms in timings.items():
+            self.times.add(stage, ms)
+        self.inference_rate.tick(done)
+        self._seq += 1
+        item = LiveResult(self._seq, frame, result, overlay, thumb, timings, done, error)
+        self.tally.count(item)
+        return item
+
+    def stats(self) -> dict:
+        """What the status bar shows: rates, the recent median latency per stage, drops, state."""
+        return {"camera_fps": self.camera_rate.rate(), "inference_fps": self.inference_rate.rate(),
+                "latency_ms": {s: self.times.median(s) for s in STAGES}, "dropped_frames": self.dropped,
+                "state": self.state.value, "message": self.message}

@@ -1,0 +1,103 @@
+"""The RT and SOART formulas of DESIGN §2.2, and their edge cases."""
+
+import numpy as np
+import pytest
+
+from station.core.engines import TrainingSet, engine_class
+from station.core.errors import EngineError
+from station.core.grid import CellGrid
+from station.core.rt import UnitSpace, cell_vectors, rt_metrics, scale_pixels
+
+
+def test_rt_metrics_match_the_formulas_by_hand():
+    x = np.array([[1.0, 2.0, 3.0]])
+    y = np.array([[2.0, 4.0, 7.0]])
+    xx, xy, yy = 14.0, 2 + 8 + 21, 4 + 16 + 49
+    beta = xy / xx
+    se = yy - xy**2 / xx
+    y2 = np.sqrt(se / 2)
+    vol = np.sqrt(np.mean(y**2) / np.mean((beta * x) ** 2))
+    shear = np.mean(np.abs(y - beta * vol * x))
+    got = rt_metrics(y, x, "soart")[0]
+    assert got == pytest.approx([beta, y2, shear])
+    assert rt_metrics(y, x, "rt")[0] == pytest.approx([beta, y2])
+
+
+def test_a_vector_proportional_to_the_standard_has_no_error():
+    x = np.array([[0.2, 0.5, 0.9, 0.4]])
+    y1, y2, y3 = rt_metrics(3 * x, x, "soart")[0]
+    assert y1 == pytest.approx(3.0) and y2 == pytest.approx(0.0, abs=1e-6) and y3 == pytest.approx(0.0, abs=1e-6)
+
+
+def test_k_below_two_is_refused():
+    with pytest.raises(EngineError, match="k >= 2"):
+        rt_metrics(np.ones((1, 1)), np.ones((1, 1)))
+    with pytest.raises(EngineError, match="k < 2"):
+        cell_vectors(np.ones((3, 3)), cols=3, rows=3)
+
+
+def test_zero_standard_vector_is_refused():
+    with pytest.raises(EngineError, match="standard vector is zero"):
+        rt_metrics(np.ones((1, 4)), np.zeros((1, 4)))
+
+
+def test_pixels_are_scaled_so_black_is_not_zero():
+    scaled = scale_pixels(np.zeros((4, 4), np.uint8))
+    assert scaled.min() > 0
+
+
+def test_nan_image_is_refused_not_scored():
+    img = np.full((8, 8), 100.0)
+    img[2, 2] = np.nan
+    with pytest.raises(EngineError, match="NaN"):
+        scale_pixels(img)
+
+
+def test_unit_space_needs_three_images():
+    with pytest.raises(EngineError, match="at least 3"):
+        UnitSpace.fit(np.random.default_rng(0).random((2, 4, 9)))
+
+
+def test_singular_covariance_is_guarded_and_distance_stays_finite():
+    # identical images: every cell's metrics have zero variance
+    vectors = np.tile(np.random.default_rng(1).random((1, 4, 16)) + 0.1, (5, 1, 1))
+    space = UnitSpace.fit(vectors)
+    assert np.all(np.isfinite(space.cov_inv))
+    same = space.distance(vectors[0])
+    assert np.allclose(same, 0.0, atol=1e-3)
+    other = space.distance(vectors[0] * 1.5)
+    assert np.all(np.isfinite(other)) and np.all(other > 1.0)
+
+
+def test_unit_space_mean_distance_is_about_one():
+    rng = np.random.default_rng(2)
+    base = rng.random((6, 25)) + 0.2
+    vectors = base[None] * rng.normal(1, 0.05, (400, 6, 1)) + rng.normal(0, 0.02, (400, 6, 25))
+    space = UnitSpace.fit(vectors, ridge=0.0)
+    assert space.distance(vectors).mean() == pytest.approx(1.0, rel=0.1)
+
+
+def _training(crops, labels):
+    grid = CellGrid(3, 9, 8)
+    return TrainingSet(np.asarray(crops, np.uint8), labels, [None] * len(labels), grid)
+
+
+def test_rt_engine_handles_constant_images_without_nan():
+    grid = CellGrid(3, 9, 8)
+    w, h = grid.size
+    rng = np.random.default_rng(3)
+    crops = [np.clip(rng.normal(120, 10, (h, w, 3)), 0, 255) for _ in range(6)]
+    engine = engine_class("rt")(grid)
+    engine.fit(_training(crops, ["good"] * 6))
+    for value in (0, 255):
+        out = engine.infer(np.full((h, w, 3), value, np.uint8))
+        assert np.isfinite(out.score) and np.all(np.isfinite(out.cell_scores))
+        assert out.score > 10  # a blank frame is nothing like the part
+
+
+def test_rt_engine_with_fewer_than_three_good_images_says_so():
+    grid = CellGrid(3, 9, 8)
+    w, h = grid.size
+    engine = engine_class("rt")(grid)
+    with pytest.raises(EngineError, match="at least 3"):
+        engine.fit(_training([np.zeros((h, w, 3))] * 2, ["good"] * 2))
