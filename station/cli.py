@@ -130,6 +130,22 @@ def cmd_gui(args) -> int:
     return run_gui(args)
 
 
+def cmd_bench(args) -> int:
+    """Measure the live line (headless, or the full window with --gui) and print one JSON object."""
+    if args.gui:
+        from station.ui.bench import run_gui_bench
+
+        _emit(run_gui_bench(args.source, args.recipe, args.seconds, args.fps))
+        return 0
+    from station.core.inspector import Inspector
+    from station.core.live import LivePipeline, run_bench
+    from station.core.sources import make_source
+
+    pipeline = LivePipeline(make_source(args.source, fps=args.fps), Inspector(_load_recipe(args)))
+    _emit(run_bench(pipeline, args.seconds))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from station import __version__
 
@@ -141,6 +157,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--source", help="demo, camera:N, a video file or an image folder")
     g.add_argument("--recipe", help="recipe folder (default: the bundled recipe)")
     g.set_defaults(func=cmd_gui)
+
+    b = sub.add_parser("bench", help="measure the live line; one JSON object (fps, latency per stage, memory)")
+    b.add_argument("--source", default="demo", help="demo, camera:N, a video file or an image folder")
+    b.add_argument("--recipe", help="recipe folder (default: the bundled recipe)")
+    b.add_argument("--seconds", type=float, default=20.0, help="how long to measure, after a short warm-up")
+    b.add_argument("--fps", type=float, default=30.0, help="frame rate of the demo line")
+    b.add_argument("--gui", action="store_true", help="run the full window (offscreen without a display)")
+    b.set_defaults(func=cmd_bench)
 
     t = sub.add_parser("train", help="fit an engine on a dataset and save a recipe")
     t.add_argument("--engine", default="rt")

@@ -38,3 +38,27 @@ def synthetic_recipe(synthetic_data, tmp_path_factory) -> Path:
     recipe, _ = train_recipe(load_dataset(synthetic_data, "train"), "rt", CellGrid(3, 9), "synthetic-rt")
     recipe.save(out)
     return out
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_top_level_widgets(request):
+    """Fail a Qt test that leaves a top-level widget behind (pytest-qt closes registered ones first)."""
+    if not {"qtbot", "qapp"} & set(request.fixturenames):
+        yield
+        return
+    from PySide6.QtCore import QCoreApplication, QEvent
+    from PySide6.QtWidgets import QApplication
+
+    app = request.getfixturevalue("qapp")
+    before = {id(w) for w in app.topLevelWidgets()}
+    yield
+    for _ in range(3):  # deleteLater() needs the event loop; run the deferred deletions now
+        QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+        QApplication.processEvents()
+    leaked = [w for w in app.topLevelWidgets() if id(w) not in before and type(w).__name__ != "QTipLabel"]
+    if leaked:
+        names = ", ".join(f"{type(w).__name__}({w.objectName() or w.windowTitle()!r})" for w in leaked)
+        for w in leaked:
+            w.close()
+            w.deleteLater()
+        pytest.fail(f"top-level widgets leaked by this test: {names}")

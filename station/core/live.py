@@ -3,7 +3,7 @@ buffer, an inference thread inspects and renders the overlay, and plain callback
 
 Live sources (cameras, the demo line) overwrite a frame nobody took yet and count it as dropped;
 file and folder sources block instead, so that every image of a replay is inspected. The GUI wraps
-this in Qt signals (station/ui/live_bridge.py); `station bench` uses it directly.
+this in Qt signals (station/ui/live_service.py); `station bench` uses it directly.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from station.core.sources import Frame, Source, SourceState
 from station.core.verdict import Verdict
 
 #: the stages whose latency is measured, in the order a frame passes them
-STAGES = ("capture", "registration", "engine", "overlay", "display", "end_to_end")
+#: end_to_end: capture to result ready; display and painted (capture to painted) are added by a GUI
+STAGES = ("capture", "registration", "engine", "overlay", "end_to_end", "display", "painted")
 
 
 class Signal:
@@ -83,6 +84,11 @@ class LatestFrameSlot:
             frame, self._frame = self._frame, None
             self._cond.notify_all()
             return frame
+
+    @property
+    def empty(self) -> bool:
+        with self._cond:
+            return self._frame is None
 
     def clear(self) -> None:
         with self._cond:
@@ -235,6 +241,7 @@ class LivePipeline:
         self.times = StageTimes()
         self.camera_rate, self.inference_rate = Rate(), Rate()
         self.dropped = 0
+        self.camera_rate_count = 0  # frames captured since this pipeline was made
         self.thumb_height = thumb_height
         self._source = source
         self._inspector = inspector
@@ -351,6 +358,7 @@ class LivePipeline:
                         time.sleep(0.005)  # a source with nothing new yet: do not spin
                     continue
                 self.camera_rate.tick()
+                self.camera_rate_count += 1
                 if self._slot.put(frame, block=block) and not self._paused.is_set():
                     self.dropped += 1
         except Exception as exc:  # noqa: BLE001 - a crashed capture thread must show, not vanish
@@ -376,7 +384,7 @@ class LivePipeline:
                     with self._shot_lock:
                         shot_pending = self._shots > 0
                     if not shot_pending:
-                        if self._capture_done.is_set():
+                        if self._capture_done.is_set() and self._slot.empty:
                             break
                         time.sleep(0.01)
                         continue
@@ -396,7 +404,7 @@ class LivePipeline:
         except Exception as exc:  # noqa: BLE001
             self._set_state(SourceState.FAILED, f"inspection failed: {type(exc).__name__}: {exc}")
         finally:
-            if not self._stop.is_set() or self._capture_done.is_set():
+            if not self._stop.is_set():  # the source ran out (or failed); a stop asked for is not news
                 self.finished.emit()
 
     def _process(self, frame: Frame) -> LiveResult:
@@ -434,3 +442,88 @@ class LivePipeline:
         return {"camera_fps": self.camera_rate.rate(), "inference_fps": self.inference_rate.rate(),
                 "latency_ms": {s: self.times.median(s) for s in STAGES}, "dropped_frames": self.dropped,
                 "state": self.state.value, "message": self.message}
+
+
+# -- measuring the line (`station bench`) ------------------------------------------------------------
+def rss_mb() -> tuple[float, float]:
+    """(current, peak) resident memory of this process in MB (Linux /proc; elsewhere resource)."""
+    try:
+        fields = dict(line.split(":", 1) for line in open("/proc/self/status", encoding="ascii"))
+        return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+    except (OSError, KeyError, ValueError):
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        return peak, peak
+
+
+class MemoryWatch:
+    """Resident memory sampled over a run: baseline after warm-up, peak, final."""
+
+    def __init__(self) -> None:
+        self.baseline: float | None = None
+        self.samples: list[tuple[float, float]] = []
+
+    def sample(self, t: float) -> None:
+        self.samples.append((round(t, 1), round(rss_mb()[0], 1)))
+        del self.samples[:-2000]
+
+    def mark_baseline(self) -> None:
+        self.baseline = rss_mb()[0]
+
+    def report(self) -> dict:
+        final, peak = rss_mb()
+        # the demo line caches its images during the first minute; growth after that is what leaks
+        later = [mb for t, mb in self.samples if t >= 60.0]
+        return {"peak_rss_mb": round(peak, 1), "final_rss_mb": round(final, 1),
+                "rss_growth_after_60s_mb": round(final - later[0], 1) if later else None,
+                "rss_after_warmup_mb": None if self.baseline is None else round(self.baseline, 1),
+                "rss_growth_mb": None if self.baseline is None else round(final - self.baseline, 1)}
+
+
+def bench_report(pipeline: LivePipeline, elapsed: float, results: int, frames: int, displayed: int | None,
+                 max_stall_ms: float | None, memory: MemoryWatch, painted: bool) -> dict:
+    lat = pipeline.times.percentiles()
+    e2e = lat.get("painted" if painted else "end_to_end", {}).get("p95")
+    return {"seconds": round(elapsed, 2), "camera_fps": round(frames / elapsed, 2),
+            "inference_fps": round(results / elapsed, 2),
+            "displayed_fps": None if displayed is None else round(displayed / elapsed, 2),
+            "latency_ms": lat, "end_to_end_p95_ms": e2e,
+            "end_to_end_is": "capture to painted verdict" if painted else "capture to verdict ready (no display)",
+            "dropped_frames": pipeline.dropped, "max_stall_ms": max_stall_ms, **memory.report(),
+            "counts": {k: v for k, v in pipeline.tally.snapshot().items() if k != "bad_files"},
+            "source": pipeline.source.description, "state": pipeline.state.value}
+
+
+def run_bench(pipeline: LivePipeline, seconds: float, warmup_s: float = 2.0) -> dict:
+    """Run the line headless for `seconds` after a warm-up and measure it."""
+    counter = _Counter()
+    pipeline.result_ready.connect(counter.add)
+    memory = MemoryWatch()
+    pipeline.start()
+    ended = threading.Event()
+    pipeline.finished.connect(ended.set)
+    ended.wait(warmup_s)
+    pipeline.times.reset()
+    memory.mark_baseline()
+    counter.reset()
+    frames0, t0 = pipeline.camera_rate_count, time.perf_counter()
+    while not ended.is_set() and time.perf_counter() - t0 < seconds:
+        ended.wait(0.5)
+        memory.sample(time.perf_counter() - t0)
+    elapsed = time.perf_counter() - t0
+    pipeline.stop()
+    pipeline.result_ready.disconnect(counter.add)
+    return bench_report(pipeline, elapsed, counter.n, pipeline.camera_rate_count - frames0, None, None, memory,
+                        painted=False)
+
+
+class _Counter:
+    def __init__(self) -> None:
+        self.n = 0
+
+    def add(self, _item) -> None:
+        self.n += 1
+
+    def reset(self) -> None:
+        self.n = 0

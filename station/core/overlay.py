@@ -24,7 +24,7 @@ SCALE_MAX = 2.0
 _OK_RGB = (0, 170, 80)
 _REVIEW_RGB = (255, 190, 0)
 _NG_RGB = (230, 30, 30)
-_FAR_RGB = (160, 0, 110)
+_FAR_RGB = (200, 0, 40)  # still red: far beyond the threshold is no less NG
 
 OUTLINE_RGBA = (0, 220, 255, 255)
 GRID_RGBA = (255, 255, 255, 110)

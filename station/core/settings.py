@@ -1,0 +1,88 @@
+"""The station's own settings (source, recipe, overlay look), kept as versioned JSON in the platform's
+config folder, with STATION_* environment overrides. A broken file never blocks the start: it is set
+aside as `settings.json.bad-<timestamp>` and the defaults are used, with a message for the user.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+SETTINGS_VERSION = 1
+SETTINGS_FILE = "settings.json"
+
+
+def config_dir() -> Path:
+    """`STATION_CONFIG_DIR` (tests, portable installs), else the platform's user config folder."""
+    env = os.environ.get("STATION_CONFIG_DIR")
+    if env:
+        return Path(env)
+    from platformdirs import user_config_dir
+
+    return Path(user_config_dir("inspection-station", appauthor=False))
+
+
+class StationSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="STATION_", extra="ignore", validate_assignment=True)
+
+    version: int = SETTINGS_VERSION
+    source: str = Field("demo", description="demo, camera:N, a video file or an image folder")
+    recipe: str | None = Field(None, description="recipe folder; None: the bundled recipe")
+    demo_fps: float = Field(30.0, gt=0, le=240)
+    overlay_visible: bool = True
+    overlay_opacity: float = Field(0.55, ge=0.0, le=1.0)
+    recent_results: int = Field(12, ge=1, le=100)
+    last_ng_kept: int = Field(10, ge=1, le=100)
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource, dotenv_settings, file_secret_settings):
+        # the environment wins over the file (the file's values arrive as init arguments)
+        return env_settings, init_settings
+
+
+def _migrate(data: dict[str, Any]) -> dict[str, Any]:
+    """Bring an older settings document up to SETTINGS_VERSION (version 1 is the first)."""
+    data = dict(data)
+    data["version"] = SETTINGS_VERSION
+    return data
+
+
+def load_settings(folder: Path | None = None) -> tuple[StationSettings, str]:
+    """The settings and a message for the user ("" when all went well)."""
+    path = (folder or config_dir()) / SETTINGS_FILE
+    if not path.is_file():
+        return StationSettings(), ""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        if int(data.get("version", 0)) > SETTINGS_VERSION:
+            raise ValueError(f"written by a newer station (settings version {data.get('version')})")
+        return StationSettings(**_migrate(data)), ""
+    except (OSError, UnicodeDecodeError, ValueError, TypeError, ValidationError) as exc:
+        why = str(exc).splitlines()[0]
+        bad = path.with_name(f"{path.name}.bad-{time.strftime('%Y%m%d-%H%M%S')}")
+        try:
+            os.replace(path, bad)
+            where = f"it was set aside as {bad.name}"
+        except OSError:
+            where = "it could not be set aside"
+        return StationSettings(), f"The settings file {path} could not be used ({why}); {where} and defaults are used."
+
+
+def save_settings(settings: StationSettings, folder: Path | None = None) -> Path:
+    """Write atomically (a crash mid-write leaves the old file, never half a file)."""
+    folder = folder or config_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / SETTINGS_FILE
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(settings.model_dump(mode="json"), indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path

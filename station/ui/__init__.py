@@ -1,0 +1,1 @@
+"""The station's Qt user interface (the only package that imports Qt); one widget per module."""

@@ -1,0 +1,80 @@
+"""Starting the station window: settings, recipe and source, with every failure shown in the window
+rather than stopping the start. On a machine with no display it says so in one line."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from station.core.errors import StationError
+from station.core.settings import StationSettings, load_settings
+
+HEADLESS_HINT = ("station: no display found (DISPLAY/WAYLAND_DISPLAY unset); the headless commands are "
+                 "`station inspect`, `station eval`, `station bench` and `station train` "
+                 "(or set QT_QPA_PLATFORM=offscreen)")
+
+
+def has_display() -> bool:
+    if os.environ.get("QT_QPA_PLATFORM"):
+        return True
+    if not sys.platform.startswith("linux"):
+        return True  # Windows and macOS always have their window system
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def load_recipe(path: str | None):
+    """(recipe or None, message): a missing or bad recipe leaves the window usable, saying why."""
+    from station.core.recipe import Recipe
+    from station.core.resources import bundled_recipe
+
+    try:
+        return Recipe.load(path if path else bundled_recipe()), ""
+    except StationError as exc:
+        return None, f"No recipe loaded: {exc}"
+
+
+def create_window(source: str | None = None, recipe: str | None = None, settings: StationSettings | None = None,
+                  save_settings: bool = True, start: bool = True):
+    """The main window on a line built from `source` and `recipe` (settings fill what is not given)."""
+    from station.core.sources import make_source
+    from station.ui.live_service import LiveService
+    from station.ui.main_window import MainWindow
+
+    settings = settings or StationSettings()
+    messages = []
+    recipe_obj, recipe_error = load_recipe(recipe or settings.recipe)
+    if recipe_error:
+        messages.append(recipe_error)
+    spec = source or settings.source
+    try:
+        line_source = make_source(spec, fps=settings.demo_fps)
+    except StationError as exc:
+        messages.append(f"Cannot use source {spec!r} ({exc}); the demo line is used instead.")
+        line_source = make_source("demo", fps=settings.demo_fps)
+        spec = "demo"
+    settings.source = spec
+    service = LiveService(line_source, recipe_obj, recipe_error)
+    window = MainWindow(service, settings, save=save_settings)
+    service.setParent(window)
+    if messages:
+        window.show_banner("  ".join(messages))
+    if start:
+        service.start()
+    return window
+
+
+def run_gui(args) -> int:
+    if not has_display():
+        print(HEADLESS_HINT, file=sys.stderr)
+        return 2
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("Inspection station")
+    app.setStyle("Fusion")
+    settings, message = load_settings()
+    window = create_window(getattr(args, "source", None), getattr(args, "recipe", None), settings)
+    if message:
+        window.show_banner(message + "  " + window.banner.text() if window.banner.text() else message)
+    window.show()
+    return app.exec()

@@ -1,0 +1,112 @@
+"""`station bench --gui`: the full window (offscreen where there is no display) on the line, measuring
+the paint rate, the capture-to-painted latency and the GUI event loop's longest stall."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from station.core.live import MemoryWatch, bench_report
+
+
+class StallMeter:
+    """A precise timer that should fire every `interval_ms`; a late tick is time the GUI was blocked."""
+
+    def __init__(self, interval_ms: int = 5) -> None:
+        from PySide6.QtCore import Qt, QTimer
+
+        self.interval_ms = interval_ms
+        self.timer = QTimer()
+        self.timer.setTimerType(Qt.TimerType.PreciseTimer)
+        self.timer.setInterval(interval_ms)
+        self.timer.timeout.connect(self.tick)
+        self.last: float | None = None
+        self.max_stall_ms = 0.0
+        self.stalls_over_50 = 0
+
+    def start(self) -> None:
+        self.last = time.perf_counter()
+        self.timer.start()
+
+    def reset(self) -> None:
+        self.last, self.max_stall_ms, self.stalls_over_50 = time.perf_counter(), 0.0, 0
+
+    def tick(self) -> None:
+        now = time.perf_counter()
+        if self.last is not None:
+            stall = (now - self.last) * 1e3 - self.interval_ms
+            self.max_stall_ms = max(self.max_stall_ms, stall)
+            self.stalls_over_50 += stall > 50
+        self.last = now
+
+
+def run_gui_bench(source: str, recipe: str | None, seconds: float, fps: float, warmup_s: float = 3.0) -> dict:
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from station.core.settings import StationSettings
+    from station.ui.app import create_window
+
+    from PySide6.QtCore import qInstallMessageHandler
+
+    qInstallMessageHandler(_quiet_offscreen)
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setStyle("Fusion")
+    window = create_window(source, recipe, StationSettings(demo_fps=fps), save_settings=False, start=False)
+    window.show()
+    service, pipeline = window.service, window.service.pipeline
+    stall, memory = StallMeter(), MemoryWatch()
+    state = {"t0": 0.0, "frames0": 0, "painted0": 0, "results0": 0, "measuring": False}
+    results = _ResultCount()
+    service.results_ready.connect(results.add)
+
+    def begin() -> None:
+        pipeline.times.reset()
+        stall.reset()
+        memory.mark_baseline()
+        state.update(t0=time.perf_counter(), frames0=pipeline.camera_rate_count, painted0=service.painted_count,
+                     results0=results.n, measuring=True)
+
+    def sample() -> None:
+        if state["measuring"]:
+            memory.sample(time.perf_counter() - state["t0"])
+            if time.perf_counter() - state["t0"] >= seconds or service.run_state == "stopped":
+                app.quit()
+
+    sampler = QTimer()
+    sampler.setInterval(500)
+    sampler.timeout.connect(sample)
+    QTimer.singleShot(int(warmup_s * 1000), begin)
+    service.start()
+    stall.start()
+    sampler.start()
+    app.exec()
+    elapsed = time.perf_counter() - state["t0"]
+    report = bench_report(pipeline, elapsed, results.n - state["results0"],
+                          pipeline.camera_rate_count - state["frames0"], service.painted_count - state["painted0"],
+                          round(stall.max_stall_ms, 2), memory, painted=True)
+    report["stalls_over_50ms"] = stall.stalls_over_50
+    report["qt_platform"] = app.platformName()
+    stall.timer.stop()
+    sampler.stop()
+    window.close()
+    window.deleteLater()
+    app.processEvents()
+    return report
+
+
+def _quiet_offscreen(mode, context, message: str) -> None:
+    # the offscreen plugin cannot resize windows to their size hints and says so for every window
+    if "propagateSizeHints" not in message:
+        print(message, file=sys.stderr)
+
+
+class _ResultCount:
+    def __init__(self) -> None:
+        self.n = 0
+
+    def add(self, items) -> None:
+        self.n += len(items)

@@ -1,0 +1,160 @@
+"""The live line as the GUI sees it: LivePipeline's thread callbacks turned into queued Qt signals.
+
+Results are not pushed one signal per frame: the inference thread adds them to a small pending list
+and posts one notification; the GUI takes everything pending when it gets to it (latest frame wins
+for the picture, every result for the strip). A slow GUI therefore never builds a queue.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+
+from PySide6.QtCore import QObject, Qt, Signal
+
+from station.core.inspector import Inspector
+from station.core.live import LivePipeline, LiveResult, Rate
+from station.core.recipe import Recipe
+from station.core.sources import Source, SourceState
+
+
+class LiveService(QObject):
+    """One station line: source, recipe and the pipeline between them, with Qt signals."""
+
+    results_ready = Signal(object)  # list[LiveResult], oldest first; at most one emission per GUI turn
+    state_changed = Signal(str, str)  # source state, message
+    line_finished = Signal()  # the source ran out (end of a folder or a video) or failed
+    run_state_changed = Signal(str)  # "running", "paused", "stopped"
+    recipe_changed = Signal()
+    source_changed = Signal()
+
+    _notify = Signal()
+    _state = Signal(str, str)
+    _finished = Signal()
+
+    def __init__(self, source: Source, recipe: Recipe | None, recipe_error: str = "", parent=None,
+                 max_pending: int = 64) -> None:
+        super().__init__(parent)
+        self.recipe, self.recipe_error = recipe, recipe_error
+        self.pipeline = LivePipeline(source, Inspector(recipe) if recipe is not None else None)
+        self.displayed_rate = Rate()
+        self.painted_count = 0
+        self._pending: deque[LiveResult] = deque(maxlen=max_pending)
+        self._lock = threading.Lock()
+        self._posted = False
+        self._run_state = "stopped"
+        # worker threads emit these private signals; Qt queues them to this object's (the GUI) thread
+        self._notify.connect(self._on_notify, Qt.ConnectionType.QueuedConnection)
+        self._state.connect(self._on_state, Qt.ConnectionType.QueuedConnection)
+        self._finished.connect(self._on_finished, Qt.ConnectionType.QueuedConnection)
+        self.pipeline.result_ready.connect(self._from_worker_result)
+        self.pipeline.state_changed.connect(self._from_worker_state)
+        self.pipeline.finished.connect(self._from_worker_finished)
+
+    # -- worker side (never touches a widget) ------------------------------------------------------
+    def _from_worker_result(self, item: LiveResult) -> None:
+        with self._lock:
+            self._pending.append(item)
+            post, self._posted = not self._posted, True
+        if post:
+            self._notify.emit()
+
+    def _from_worker_state(self, state: SourceState, message: str) -> None:
+        self._state.emit(state.value, message)
+
+    def _from_worker_finished(self) -> None:
+        self._finished.emit()
+
+    # -- GUI side -----------------------------------------------------------------------------------
+    def _on_notify(self) -> None:
+        items = self.take_results()
+        if items:
+            self.results_ready.emit(items)
+
+    def take_results(self) -> list[LiveResult]:
+        with self._lock:
+            items = list(self._pending)
+            self._pending.clear()
+            self._posted = False
+        return items
+
+    def _on_state(self, state: str, message: str) -> None:
+        self.state_changed.emit(state, message)
+
+    def _on_finished(self) -> None:
+        self.pipeline.stop()
+        self._set_run_state("stopped")
+        self.line_finished.emit()
+
+    def _set_run_state(self, state: str) -> None:
+        if state != self._run_state:
+            self._run_state = state
+            self.run_state_changed.emit(state)
+
+    @property
+    def run_state(self) -> str:
+        return self._run_state
+
+    @property
+    def source(self) -> Source:
+        return self.pipeline.source
+
+    def start(self) -> None:
+        if self.pipeline.running:
+            self.pipeline.resume()
+        else:
+            self.pipeline.start()
+        self._set_run_state("running")
+
+    def stop(self) -> None:
+        self.pipeline.stop()
+        self.take_results()
+        self._set_run_state("stopped")
+
+    def pause(self) -> None:
+        if self._run_state == "running":
+            self.pipeline.pause()
+            self._set_run_state("paused")
+
+    def toggle_pause(self) -> None:
+        if self._run_state == "paused":
+            self.start()
+        else:
+            self.pause()
+
+    def trigger(self) -> None:
+        """Inspect one frame now (software trigger); a stopped line starts paused for it."""
+        self.pipeline.trigger()
+        if self._run_state == "stopped":
+            self._set_run_state("paused")
+
+    def set_source(self, source: Source) -> None:
+        self.pipeline.set_source(source)
+        self.take_results()
+        self.displayed_rate.reset()
+        self.source_changed.emit()
+
+    def set_recipe(self, recipe: Recipe | None, error: str = "") -> None:
+        self.recipe, self.recipe_error = recipe, error
+        self.pipeline.set_inspector(Inspector(recipe) if recipe is not None else None)
+        self.recipe_changed.emit()
+
+    def record_painted(self, item: LiveResult) -> None:
+        """Called by the live view once it has painted a new result: display rate and latency."""
+        now = time.perf_counter()
+        self.painted_count += 1
+        self.displayed_rate.tick(now)
+        self.pipeline.times.add("display", (now - item.done_at) * 1e3)
+        self.pipeline.times.add("painted", (now - item.frame.timestamp) * 1e3)
+
+    def shutdown(self) -> bool:
+        """Stop the threads (the window is closing); True when none is left behind."""
+        ok = self.pipeline.stop()
+        for signal, slot in ((self.pipeline.result_ready, self._from_worker_result),
+                             (self.pipeline.state_changed, self._from_worker_state),
+                             (self.pipeline.finished, self._from_worker_finished)):
+            signal.disconnect(slot)  # a thread that outlived the join must not reach a deleted QObject
+        self.take_results()
+        self._set_run_state("stopped")
+        return ok

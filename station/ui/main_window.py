@@ -1,0 +1,216 @@
+"""The station's main window: live view on the left; verdict, counters, recent results and the last
+NG parts on the right; line control in the menus and the tool bar, with their shortcuts."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QMainWindow, QMessageBox, QPushButton,
+                               QSplitter, QToolBar, QVBoxLayout, QWidget)
+
+from station.core.errors import StationError
+from station.core.settings import StationSettings, save_settings
+from station.core.sources import make_source
+from station.ui.counters_panel import CountersPanel
+from station.ui.last_ng_list import LastNgList
+from station.ui.live_service import LiveService
+from station.ui.live_view import LiveView
+from station.ui.recent_strip import RecentStrip
+from station.ui.source_picker import SourcePicker
+from station.ui.status_bar import StationStatusBar
+from station.ui.verdict_panel import VerdictPanel
+
+STYLE = """
+QMainWindow, QWidget { background:#202226; color:#e8e8e8; }
+QMenuBar, QMenu, QToolBar { background:#2b2d31; color:#e8e8e8; }
+QMenu::item:selected, QMenuBar::item:selected { background:#3d6fb6; }
+QPushButton, QToolButton { background:#34373d; border:1px solid #4a4d55; padding:4px 10px; border-radius:3px; }
+QPushButton:hover, QToolButton:hover { background:#3f434a; }
+QListWidget { background:#18191c; border:1px solid #3a3c42; }
+QStatusBar { background:#2b2d31; }
+QStatusBar QLabel { padding:0 8px; }
+QLabel#section { color:#b8b8b8; font-size:14px; font-weight:600; padding-top:6px; }
+QLabel#banner { background:#6b4e00; color:white; padding:6px; font-size:14px; }
+"""
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, service: LiveService, settings: StationSettings | None = None, save: bool = True,
+                 parent=None) -> None:
+        super().__init__(parent)
+        self.service = service
+        self.settings = settings or StationSettings()
+        self._save = save
+        self.setWindowTitle("Inspection station")
+        self.setStyleSheet(STYLE)
+
+        self.live_view = LiveView(service, self)
+        self.verdict_panel = VerdictPanel(service, self)
+        self.counters = CountersPanel(service, self)
+        self.recent = RecentStrip(service, self.settings.recent_results, self)
+        self.last_ng = LastNgList(service, self.settings.last_ng_kept, self)
+        self.status = StationStatusBar(service, self)
+        self.setStatusBar(self.status)
+        self.live_view.set_overlay_visible(self.settings.overlay_visible)
+        self.live_view.set_opacity(self.settings.overlay_opacity)
+
+        self.banner = QLabel(self)
+        self.banner.setObjectName("banner")
+        self.banner.setWordWrap(True)
+        banner_close = QPushButton("Dismiss", self)
+        banner_close.clicked.connect(self.hide_banner)
+        self._banner_row = QWidget(self)
+        row = QHBoxLayout(self._banner_row)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.banner, 1)
+        row.addWidget(banner_close)
+        self._banner_row.hide()
+
+        right = QWidget(self)
+        side = QVBoxLayout(right)
+        side.setContentsMargins(6, 0, 0, 0)
+        side.addWidget(self.verdict_panel, 3)
+        side.addWidget(self.counters)
+        side.addWidget(self._section("Recent results (newest left) \u2013 click for full size"))
+        side.addWidget(self.recent)
+        side.addWidget(self._section("Last NG parts \u2013 click for full size"))
+        side.addWidget(self.last_ng, 2)
+        splitter = QSplitter(Qt.Orientation.Horizontal, self)
+        splitter.addWidget(self.live_view)
+        splitter.addWidget(right)
+        splitter.setStretchFactor(0, 3)
+        splitter.setStretchFactor(1, 2)
+        central = QWidget(self)
+        outer = QVBoxLayout(central)
+        outer.setContentsMargins(6, 6, 6, 6)
+        outer.addWidget(self._banner_row)
+        outer.addWidget(splitter, 1)
+        self.setCentralWidget(central)
+        self._build_actions()
+        self.resize(1280, 800)
+
+        service.run_state_changed.connect(self._on_run_state)
+        service.line_finished.connect(self._on_line_finished)
+        self._on_run_state(service.run_state)
+
+    def _section(self, text: str) -> QLabel:
+        label = QLabel(text, self)
+        label.setObjectName("section")
+        return label
+
+    def _action(self, text: str, shortcut: str | QKeySequence.StandardKey | None, slot, menu,
+                checkable: bool = False) -> QAction:
+        action = QAction(text, self)
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+            action.setShortcutVisibleInContextMenu(True)
+        action.setCheckable(checkable)
+        action.triggered.connect(slot)
+        menu.addAction(action)
+        return action
+
+    def _build_actions(self) -> None:
+        bar = self.menuBar()
+        line = bar.addMenu("&Line")
+        self.start_action = self._action("&Start", "F5", self.service.start, line)
+        self.stop_action = self._action("S&top", "Shift+F5", self.service.stop, line)
+        self.pause_action = self._action("&Pause / resume", "F6", self.service.toggle_pause, line)
+        self.trigger_action = self._action("Single s&hot (software trigger)", "F7", self.service.trigger, line)
+        line.addSeparator()
+        self._action("&Reset counters\u2026", None, self.counters.ask_reset, line)
+        line.addSeparator()
+        self._action("&Quit", "Ctrl+Q", self.close, line)
+        source = bar.addMenu("&Source")
+        self._action("&Choose source\u2026", "Ctrl+O", self.choose_source, source)
+        self._action("&Demo line", "Ctrl+D", self.use_demo, source)
+        self._action("&Video file\u2026", None, self.choose_video, source)
+        self._action("&Image folder\u2026", None, self.choose_folder, source)
+        view = bar.addMenu("&View")
+        self.overlay_action = self._action("&Overlay", "O", self.live_view.toggle_overlay, view)
+        self._action("&Fit image", "F", self.live_view.canvas.fit, view)
+        self._action("Zoom &in", "+", self.live_view.zoom_in, view)
+        self._action("Zoom &out", "-", self.live_view.zoom_out, view)
+
+        tools = QToolBar("Line", self)
+        tools.setObjectName("line-toolbar")
+        tools.setMovable(False)
+        for action, label in ((self.start_action, "Start  F5"), (self.stop_action, "Stop  Shift+F5"),
+                              (self.pause_action, "Pause  F6"), (self.trigger_action, "Single shot  F7")):
+            button = tools.addAction(label)
+            button.setToolTip(action.text().replace("&", ""))
+            button.triggered.connect(action.trigger)
+        self.addToolBar(tools)
+        self._toolbar = tools
+
+    # -- line state -------------------------------------------------------------------------------
+    def _on_run_state(self, state: str) -> None:
+        self.start_action.setEnabled(state != "running")
+        self.stop_action.setEnabled(state != "stopped")
+        self.pause_action.setText("&Resume" if state == "paused" else "&Pause")
+        labels = {"running": "running", "paused": "paused", "stopped": "stopped"}
+        self.setWindowTitle(f"Inspection station \u2013 {self.service.source.description} \u2013 {labels[state]}")
+        for button in self._toolbar.actions():
+            if button.text().startswith(("Pause", "Resume")):
+                button.setText("Resume  F6" if state == "paused" else "Pause  F6")
+
+    def _on_line_finished(self) -> None:
+        t = self.service.pipeline.tally.snapshot()
+        text = f"{self.service.source.description} finished: {t['total']} images inspected"
+        if t["unreadable"]:
+            text += f", {t['unreadable']} could not be read: " + "; ".join(t["bad_files"][-3:])
+        self.show_banner(text)
+
+    def show_banner(self, text: str) -> None:
+        self.banner.setText(text)
+        self._banner_row.show()
+
+    def hide_banner(self) -> None:
+        self._banner_row.hide()
+
+    # -- sources ----------------------------------------------------------------------------------
+    def open_source(self, spec: str) -> bool:
+        try:
+            source = make_source(spec, fps=self.settings.demo_fps)
+        except StationError as exc:
+            self.show_banner(f"Cannot use source {spec!r}: {exc}")
+            return False
+        was_stopped = self.service.run_state == "stopped"
+        self.service.set_source(source)
+        self.settings.source = spec
+        if was_stopped:
+            self.service.start()
+        self._on_run_state(self.service.run_state)
+        return True
+
+    def use_demo(self) -> None:
+        self.open_source("demo")
+
+    def choose_source(self) -> None:
+        picker = SourcePicker(self.settings.source, parent=self)
+        if picker.exec():
+            self.open_source(picker.spec)
+        picker.deleteLater()
+
+    def choose_video(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Video file", "", "Videos (*.mp4 *.avi *.mkv *.mov *.m4v);;All (*)")
+        if path:
+            self.open_source(path)
+
+    def choose_folder(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Image folder")
+        if path:
+            self.open_source(path)
+
+    # -- closing ----------------------------------------------------------------------------------
+    def closeEvent(self, event) -> None:  # noqa: N802
+        if not self.service.shutdown():
+            QMessageBox.warning(self, "Inspection station", "The camera did not stop in time; it is left to the "
+                                "operating system.")
+        self.settings.overlay_visible = self.live_view.overlay_box.isChecked()
+        self.settings.overlay_opacity = self.live_view.opacity.value() / 100
+        if self._save:
+            try:
+                save_settings(self.settings)
+            except OSError as exc:
+                print(f"station: settings not saved: {exc}")
+        super().closeEvent(event)

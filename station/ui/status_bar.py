@@ -1,0 +1,72 @@
+"""The status bar: source and its state, camera/inference/display rates, latency per stage, drops,
+recipe name and hash, compute device. Read from the pipeline twice a second, never per frame."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QLabel, QStatusBar
+
+from station.ui.live_service import LiveService
+
+
+def _ms(value: float | None) -> str:
+    return "\u2013" if value is None else f"{value:.1f}"
+
+
+class StationStatusBar(QStatusBar):
+    def __init__(self, service: LiveService, parent=None) -> None:
+        super().__init__(parent)
+        self.service = service
+        self.source_label = QLabel(self)
+        self.rates_label = QLabel(self)
+        self.latency_label = QLabel(self)
+        self.dropped_label = QLabel(self)
+        self.recipe_label = QLabel(self)
+        self.latency_label.setToolTip("Median latency per stage over the last frames (ms): capture = from the "
+                                      "camera to the inspector, reg = registration, eng = engine, ovl = overlay "
+                                      "rendering, total = from the camera to the verdict on screen")
+        self.addWidget(self.source_label)
+        for label in (self.rates_label, self.latency_label, self.dropped_label):
+            self.addWidget(label)
+        self.addPermanentWidget(self.recipe_label)
+        self._state, self._message = "closed", ""
+        service.state_changed.connect(self._on_state)
+        service.source_changed.connect(self.refresh)
+        service.recipe_changed.connect(self.refresh)
+        self._timer = QTimer(self)
+        self._timer.setInterval(500)
+        self._timer.timeout.connect(self.refresh)
+        self._timer.start()
+        self.refresh()
+
+    def _on_state(self, state: str, message: str) -> None:
+        self._state, self._message = state, message
+        self.refresh()
+
+    def refresh(self) -> None:
+        service = self.service
+        state = self._state if service.pipeline.running or self._state in ("failed", "ended") else "stopped"
+        if state == "running" and service.run_state == "paused":
+            state = "paused"
+        text = f"{service.source.description}: {state}"
+        if self._message and self._message != service.source.description and state not in ("running", "paused"):
+            text += f" ({self._message})"
+        lost = state in ("camera lost, reconnecting", "failed")
+        self.source_label.setText(text)
+        self.source_label.setStyleSheet("color:#ffb000; font-weight:700;" if lost else "")
+        stats = service.pipeline.stats()
+        self.rates_label.setText(f"camera {stats['camera_fps']:.1f} fps \u00b7 inference {stats['inference_fps']:.1f}"
+                                 f" fps \u00b7 display {service.displayed_rate.rate():.1f} fps")
+        lat = stats["latency_ms"]
+        self.latency_label.setText(
+            f"ms: capture {_ms(lat['capture'])} \u00b7 reg {_ms(lat['registration'])} \u00b7 eng {_ms(lat['engine'])}"
+            f" \u00b7 ovl {_ms(lat['overlay'])} \u00b7 total {_ms(lat['painted'])}")
+        self.dropped_label.setText(f"dropped {stats['dropped_frames']}")
+        recipe = service.recipe
+        if recipe is None:
+            self.recipe_label.setText("no recipe")
+            self.recipe_label.setToolTip(service.recipe_error)
+        else:
+            self.recipe_label.setText(f"recipe {recipe.name} #{recipe.short_hash} \u00b7 {recipe.engine.name} on "
+                                      f"{recipe.engine.device}")
+            self.recipe_label.setToolTip(str(recipe.path or ""))

@@ -1,0 +1,85 @@
+"""The verdict, readable from three metres: OK green, NG red with the defect, REVIEW amber.
+
+When the line is not producing verdicts (stopped, camera lost, no recipe) the panel says so in grey
+instead of keeping an old verdict on screen that an operator could take for the current part.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
+
+from station.core.inspector import NO_PART
+from station.core.live import LiveResult
+from station.core.verdict import Verdict
+from station.ui.live_service import LiveService
+
+COLOURS = {"OK": ("#0a8f3c", "white"), "NG": ("#c62020", "white"), "REVIEW": ("#f0a800", "black"),
+           "IDLE": ("#4a4d55", "#e8e8e8")}
+
+
+class VerdictPanel(QWidget):
+    def __init__(self, service: LiveService, parent=None) -> None:
+        super().__init__(parent)
+        self.service = service
+        self.verdict_label = QLabel(self)
+        self.detail_label = QLabel(self)
+        for label in (self.verdict_label, self.detail_label):
+            label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            label.setWordWrap(True)
+        self.verdict_label.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.verdict_label.setMinimumHeight(150)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(self.verdict_label, 1)
+        layout.addWidget(self.detail_label)
+        self.verdict = "IDLE"
+        self._show("IDLE", "STOPPED", "Press Start (F5)")
+        service.results_ready.connect(self.show_results)
+        service.run_state_changed.connect(self._on_run_state)
+        service.state_changed.connect(self._on_source_state)
+
+    def _show(self, key: str, big: str, detail: str, tooltip: str = "") -> None:
+        self.verdict = key
+        self.setToolTip(tooltip)
+        bg, fg = COLOURS[key]
+        size = 96 if len(big) <= 6 else 54
+        self.verdict_label.setText(big)
+        self.verdict_label.setStyleSheet(
+            f"background:{bg}; color:{fg}; font-size:{size}px; font-weight:800; border-radius:6px 6px 0 0;")
+        self.detail_label.setText(detail)
+        self.detail_label.setStyleSheet(
+            f"background:{bg}; color:{fg}; font-size:26px; font-weight:600; padding:6px; border-radius:0 0 6px 6px;")
+
+    def show_results(self, items: list[LiveResult]) -> None:
+        self.show_result(items[-1])
+
+    def show_result(self, item: LiveResult) -> None:
+        result = item.result
+        if result is None:
+            if item.error:
+                self._show("IDLE", "UNREADABLE", f"{item.frame.name}: {item.error}")
+            else:
+                self._show("IDLE", "NO RECIPE", self.service.recipe_error or "load a recipe to inspect")
+            return
+        if result.verdict is Verdict.OK:
+            self._show("OK", "OK", "good part")
+        elif result.verdict is Verdict.NG:
+            if result.label == NO_PART:
+                self._show("NG", "NG", "no part found")
+            else:
+                where = f" \u00b7 pin col {result.top_cell[0] + 1}, row {result.top_cell[1] + 1}" if result.top_cell else ""
+                self._show("NG", "NG", f"{result.label}{where}")
+        else:
+            self._show("REVIEW", "REVIEW", "check this part by hand")
+
+    def _on_run_state(self, state: str) -> None:
+        if state == "stopped":
+            self._show("IDLE", "STOPPED", "Press Start (F5)")
+        elif state == "paused" and self.verdict == "IDLE":
+            self._show("IDLE", "PAUSED", "Single shot: F7")
+
+    def _on_source_state(self, state: str, message: str) -> None:
+        if state in ("camera lost, reconnecting", "failed"):
+            self._show("IDLE", "NO IMAGE", message or state)

@@ -1,0 +1,197 @@
+"""The station window, offscreen: it opens, the demo line runs, the line controls work, sources can be
+switched while running, closing leaves no thread behind, lost cameras and corrupt files are shown."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import threading
+
+import pytest
+
+pytest.importorskip("PySide6")
+
+from PySide6.QtWidgets import QMessageBox  # noqa: E402
+
+from station.core.imageio import read_image  # noqa: E402
+from station.core.settings import StationSettings  # noqa: E402
+from station.ui.app import create_window  # noqa: E402
+from test_live import FlakyCamera  # noqa: E402
+
+# the offscreen platform cannot honour window size hints and warns about it for every window
+pytestmark = [pytest.mark.gui, pytest.mark.qt_log_ignore("does not support propagateSizeHints")]
+
+
+def station_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("station-")]
+
+
+@pytest.fixture
+def make_window(qtbot, synthetic_data, synthetic_recipe, tmp_path, monkeypatch):
+    monkeypatch.setenv("STATION_CONFIG_DIR", str(tmp_path / "config"))
+    windows = []
+
+    def make(source: str | None = None, start: bool = True):
+        window = create_window(source or f"demo:{synthetic_data / 'test'}", str(synthetic_recipe),
+                               StationSettings(demo_fps=30), save_settings=False, start=start)
+        qtbot.addWidget(window)
+        window.show()
+        windows.append(window)
+        return window
+
+    yield make
+    for window in windows:
+        window.close()  # what an operator does; pytest-qt closes it again later, harmlessly
+    assert station_threads() == []
+
+
+def total(window) -> int:
+    return window.service.pipeline.tally.total
+
+
+def test_window_opens_and_demo_line_shows_verdicts(qtbot, make_window):
+    window = make_window()
+    qtbot.waitUntil(lambda: window.verdict_panel.verdict in ("OK", "NG", "REVIEW"), timeout=5000)
+    qtbot.waitUntil(lambda: window.counters.values["total"].text() not in ("", "0"), timeout=3000)
+    qtbot.waitUntil(lambda: window.recent.count() > 0 and window.last_ng.count() > 0, timeout=5000)
+    recipe = window.service.recipe
+    qtbot.waitUntil(lambda: "fps" in window.status.rates_label.text(), timeout=2000)
+    assert recipe.short_hash in window.status.recipe_label.text()
+    assert "demo line: running" in window.status.source_label.text()
+    assert window.live_view.current is not None and window.live_view.current.overlay is not None
+    assert window.service.painted_count > 0
+    # the menus show the shortcuts
+    assert window.start_action.shortcut().toString() == "F5"
+    assert window.trigger_action.shortcut().toString() == "F7"
+
+
+def test_start_stop_pause_and_single_shot(qtbot, make_window):
+    window = make_window()
+    service = window.service
+    qtbot.waitUntil(lambda: total(window) > 3, timeout=5000)
+    window.stop_action.trigger()
+    assert service.run_state == "stopped" and station_threads() == []
+    assert window.verdict_panel.verdict == "IDLE" and "STOPPED" in window.verdict_panel.verdict_label.text()
+    n = total(window)
+    window.trigger_action.trigger()  # one part, then wait
+    qtbot.waitUntil(lambda: total(window) == n + 1, timeout=3000)
+    qtbot.wait(300)
+    assert total(window) == n + 1 and service.run_state == "paused"
+    qtbot.waitUntil(lambda: window.verdict_panel.verdict in ("OK", "NG", "REVIEW"), timeout=2000)
+    window.pause_action.trigger()  # resume
+    assert service.run_state == "running"
+    qtbot.waitUntil(lambda: total(window) > n + 5, timeout=3000)
+    window.pause_action.trigger()
+    assert service.run_state == "paused"
+    qtbot.wait(100)
+    n = total(window)
+    qtbot.wait(300)
+    assert total(window) == n
+    window.start_action.trigger()
+    qtbot.waitUntil(lambda: total(window) > n, timeout=3000)
+
+
+def test_switching_source_while_running(qtbot, make_window, synthetic_data, tmp_path):
+    window = make_window()
+    qtbot.waitUntil(lambda: total(window) > 2, timeout=5000)
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    for f in sorted((synthetic_data / "test" / "good").glob("*.png"))[:5]:
+        shutil.copy(f, folder / f.name)
+    assert window.open_source(str(folder))
+    assert window.service.source.description == "folder parts"
+    with qtbot.waitSignal(window.service.line_finished, timeout=5000):
+        pass
+    assert window.service.run_state == "stopped"
+    assert "finished: " in window.banner.text()
+    assert not window.open_source(str(tmp_path / "nowhere"))
+    assert "Cannot use source" in window.banner.text()
+    assert window.open_source(f"demo:{synthetic_data / 'test'}")
+    n = total(window)
+    qtbot.waitUntil(lambda: total(window) > n + 2, timeout=5000)
+
+
+def test_closing_while_running_leaves_no_thread(qtbot, make_window):
+    window = make_window()
+    qtbot.waitUntil(lambda: total(window) > 2, timeout=5000)
+    assert len(station_threads()) == 2
+    window.close()
+    assert station_threads() == []
+
+
+def test_lost_camera_shows_state_and_resumes(qtbot, make_window, synthetic_data):
+    window = make_window(start=False)
+    image = read_image(next((synthetic_data / "test" / "good").glob("*.png")))
+    window.service.set_source(FlakyCamera(image, before=3, lost_s=0.8, fps=30))
+    window.service.start()
+    qtbot.waitUntil(lambda: "camera lost, reconnecting" in window.status.source_label.text(), timeout=5000)
+    assert window.verdict_panel.verdict == "IDLE" and "NO IMAGE" in window.verdict_panel.verdict_label.text()
+    qtbot.waitUntil(lambda: "flaky camera: running" in window.status.source_label.text(), timeout=5000)
+    qtbot.waitUntil(lambda: window.verdict_panel.verdict in ("OK", "NG", "REVIEW"), timeout=3000)
+
+
+def test_folder_with_a_corrupt_file(qtbot, make_window, synthetic_data, tmp_path):
+    folder = tmp_path / "with-bad"
+    folder.mkdir()
+    for f in sorted((synthetic_data / "test" / "good").glob("*.png"))[:4]:
+        shutil.copy(f, folder / f.name)
+    (folder / "zz_broken.png").write_bytes(b"not a png")
+    window = make_window(str(folder))
+    with qtbot.waitSignal(window.service.line_finished, timeout=5000):
+        pass
+    window.counters.refresh()
+    assert window.counters.values["total"].text() == "4"
+    assert "zz_broken.png" in window.counters.unreadable.text()
+    assert "zz_broken.png" in window.banner.text() and "1 could not be read" in window.banner.text()
+
+
+def test_counters_reset_asks_first_and_last_ng_opens_full_size(qtbot, make_window, monkeypatch):
+    window = make_window()
+    qtbot.waitUntil(lambda: window.last_ng.count() > 0, timeout=5000)
+    window.service.stop()
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Cancel)
+    assert not window.counters.ask_reset() and total(window) > 0
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Reset)
+    assert window.counters.ask_reset() and window.counters.values["total"].text() == "0"
+    dialog = window.last_ng.open_item(window.last_ng.item(0))
+    assert dialog.isVisible() and dialog.item.result.verdict.value == "NG"
+    assert dialog.canvas._heat is not None and dialog.canvas._image.width() == dialog.item.frame.image.shape[1]
+    dialog.close()
+
+
+def test_zoom_and_overlay_controls(qtbot, make_window):
+    window = make_window()
+    view = window.live_view
+    qtbot.waitUntil(lambda: view.current is not None, timeout=5000)
+    view.zoom_in()
+    assert view.canvas.zoom > 1
+    view.canvas.fit()
+    assert view.canvas.zoom == 1
+    window.overlay_action.trigger()
+    assert not view.canvas.overlay_visible and not view.legend.isVisible()
+    view.set_opacity(0.2)
+    assert view.canvas.opacity == pytest.approx(0.2)
+
+
+def test_no_display_says_so_in_one_line(monkeypatch, capsys):
+    from station.ui.app import run_gui
+
+    for var in ("QT_QPA_PLATFORM", "DISPLAY", "WAYLAND_DISPLAY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(sys, "platform", "linux")
+    assert run_gui(None) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "station bench" in err[0] and "station inspect" in err[0]
+
+
+def test_gui_bench_runs_offscreen(synthetic_data, synthetic_recipe):
+    import json
+
+    cmd = [sys.executable, "-m", "station", "bench", "--gui", "--seconds", "1", "--source",
+           f"demo:{synthetic_data / 'test'}", "--recipe", str(synthetic_recipe)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=90)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["displayed_fps"] > 5 and report["max_stall_ms"] is not None
+    assert report["latency_ms"]["painted"]["p95"] > 0
