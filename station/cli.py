@@ -109,6 +109,19 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_explain(args) -> int:
+    from station.core.explain import plus_minus_table, write_explanation
+    from station.core.imageio import read_image
+
+    recipe = _load_recipe(args)
+    image = Path(args.image)
+    table = plus_minus_table(recipe, read_image(image), image.name)
+    paths = write_explanation(table, args.out, image.stem)
+    _emit({"image": str(image), **paths, "verdict": table.verdict, "class": table.label,
+           "top_cell": list(table.top_cell) if table.top_cell else None})
+    return 0
+
+
 def cmd_synth(args) -> int:
     from station.synth import SynthError, render_dataset
 
@@ -195,6 +208,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data", help="dataset folder (default: the bundled demo test split)")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.set_defaults(func=cmd_eval)
+
+    x = sub.add_parser("explain", help="plus-minus analysis of one image (rt-attention): PNG and JSON")
+    x.add_argument("--recipe")
+    x.add_argument("--engine", default="rt-attention", help="use the bundled recipe of this engine")
+    x.add_argument("image")
+    x.add_argument("--out", required=True, help="folder for IMAGE_plusminus.png and .json")
+    x.set_defaults(func=cmd_explain)
 
     s = sub.add_parser("synth", help="render the reference connector with Blender")
     s.add_argument("--out", required=True)

@@ -1,0 +1,480 @@
+"""The RT-attention engine (DESIGN §2.2): RT/SOART metrics of every cell against the standard vector
+of each mode (good and every defect class) are the cell tokens; attention of each cell over the
+reference cells of all modes, with whitening by the unit-space covariances as the projections (no
+backprop), gives each cell a class distribution; the most defective cell names the image's class.
+
+With only good training images there is nothing to attend to: the engine then is the RT engine
+(one good unit space, RT distance) and says so in its fit report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from station.core.engines.base import Engine, EngineOutput, FitReport, Progress, TrainingSet
+from station.core.engines.rt_engine import RTEngine
+from station.core.errors import EngineError
+from station.core.rt import METRIC_SETS, UnitSpace, rt_metrics
+from station.core.verdict import calibrate_thresholds
+
+OPTIONS = {
+    "metrics": tuple(METRIC_SETS),
+    "unit_spaces": ("several", "one"),  # standards of every mode, or the good standard alone
+    "queries": ("all", "good"),  # tokens against every standard, or against the good one (anomaly type)
+    "similarity": ("distance", "dot"),  # q.k - |k|^2/2 (a Gaussian kernel), or the plain q.k
+    "context": ("column", "cell", "neighbours"),
+    "score": ("distance", "attention"),  # the verdict's score: RT distance to good, or the attention's log-odds  # a token is the cell with the cells above and below, alone, or 3x3
+}
+CONTEXT = {"cell": [(0, 0)], "column": [(0, -1), (0, 0), (0, 1)],
+           "neighbours": [(dc, dr) for dr in (-1, 0, 1) for dc in (-1, 0, 1)]}
+
+
+def _whitener(cov_inv: np.ndarray) -> np.ndarray:
+    """L with L L^T = V^-1, so that t = L^T (Y - mean) has |t|^2 = m * D^2 (batched over leading axes)."""
+    sym = 0.5 * (cov_inv + np.swapaxes(cov_inv, -1, -2))
+    return np.linalg.cholesky(sym.astype(np.float64)).astype(np.float32)
+
+
+def _logsumexp(a: np.ndarray, axis: int) -> np.ndarray:
+    top = np.max(a, axis=axis, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0.0)
+    return np.log(np.sum(np.exp(a - top), axis=axis)) + np.squeeze(top, axis=axis)
+
+
+@dataclass
+class ModeSpace:
+    """The unit space of one defect mode: a standard vector per cell, metric mean and whitening pooled
+    over the labelled cells of that mode (too few to keep them per cell)."""
+
+    standard: np.ndarray  # (n_cells, k)
+    mean: np.ndarray  # (m,)
+    whiten: np.ndarray  # (m, m)
+
+
+def cell_kinship(standards: np.ndarray) -> np.ndarray:
+    """(n, n) weights: how much a defect seen at cell j tells about cell n, from how alike their good
+    standards are (a pushed round pin teaches about round pins). Rows sum to 1 over j."""
+    d = np.mean((standards[:, None, :] - standards[None, :, :]) ** 2, axis=-1)
+    off = d[~np.eye(len(d), dtype=bool)]
+    h = 0.1 * float(np.median(off)) + 1e-12 if off.size else 1.0
+    w = np.exp(-(d - d.min(axis=1, keepdims=True)) / h)
+    return w / w.sum(axis=1, keepdims=True)
+
+
+class RTAttentionEngine(Engine):
+    name = "rt-attention"
+    kind = "classifier"
+
+    @classmethod
+    def default_config(cls) -> dict[str, Any]:
+        return {"metrics": "soart", "unit_spaces": "several", "queries": "all", "similarity": "distance",
+                "context": "column", "parts": [1, 1], "score": "distance", "temperature": 1.0, "balance": True, "search_px": 2, "ridge": 1e-3, "folds": 5}
+
+    def __init__(self, grid, config: dict[str, Any] | None = None) -> None:
+        super().__init__(grid, config)
+        for key, allowed in OPTIONS.items():
+            if self.config[key] not in allowed:
+                raise EngineError(f"rt-attention: {key} must be one of {list(allowed)}, not {self.config[key]!r}")
+        parts = self.config["parts"]
+        if not (isinstance(parts, (list, tuple)) and len(parts) == 2 and all(isinstance(v, int) and v >= 1 for v in parts)
+                and grid.cell_px % parts[0] == 0 and grid.cell_px % parts[1] == 0
+                and (grid.cell_px // parts[0]) * (grid.cell_px // parts[1]) >= 2):
+            raise EngineError(f"rt-attention: parts must be [rows, cols] dividing the {grid.cell_px} px cell into "
+                              f"blocks of at least 2 px, not {parts!r}")
+        self.n_parts = int(parts[0]) * int(parts[1])
+        tau = self.config["temperature"]
+        if not isinstance(tau, (int, float)) or not np.isfinite(tau) or tau <= 0:
+            raise EngineError(f"rt-attention: temperature must be a positive number, not {tau!r}")
+        self._rt = RTEngine(grid, {k: self.config[k] for k in ("metrics", "search_px", "ridge", "folds")})
+        self.classes: list[str] = []  # good first; empty until fitted
+        self.modes: dict[str, ModeSpace] = {}
+        self.keys: np.ndarray | None = None  # (n_keys, d) reference tokens
+        self.key_labels: np.ndarray | None = None  # (n_keys,) class index
+        self.good_parts: UnitSpace | None = None  # the good unit space over sub-cell blocks (= cells for 1x1)
+        self._good_whiten: np.ndarray | None = None
+        self._stacked: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # see _prepare
+        self._attn: tuple | None = None
+        self._context_index: np.ndarray | None = None
+
+    # -- state -----------------------------------------------------------------------------
+    @property
+    def fallback(self) -> bool:
+        """True when fitted on good images alone: anomaly detection by RT distance."""
+        return len(self.classes) < 2
+
+    @property
+    def good(self) -> UnitSpace:
+        if self._rt.unit_space is None:
+            raise EngineError("the rt-attention engine has not been fitted")
+        return self._rt.unit_space
+
+    @property
+    def standards(self) -> list[str]:
+        """Names of the standard vectors each cell is measured against."""
+        several = self.config["unit_spaces"] == "several"
+        return [self.classes[0] if self.classes else "good", *(list(self.modes) if several else [])]
+
+    def _set_good(self, space: UnitSpace, parts: UnitSpace) -> None:
+        self._rt.unit_space = space
+        self.good_parts = parts
+        self._good_whiten = _whitener(parts.cov_inv)
+        self._stacked = self._attn = None
+
+    def split(self, vectors: np.ndarray) -> np.ndarray:
+        """Cell vectors (..., n, k) to sub-cell block vectors (..., n*P, k/P), blocks of a cell together:
+        metrics per block keep where in the cell a change is (a pin top moved down, or gone)."""
+        if self.n_parts == 1:
+            return vectors
+        pr, pc = self.config["parts"]
+        c = self.grid.cell_px
+        *lead, n, _ = vectors.shape
+        v = vectors.reshape(*lead, n, pr, c // pr, pc, c // pc)
+        v = np.swapaxes(v, -3, -2)  # (..., n, pr, pc, c/pr, c/pc)
+        return v.reshape(*lead, n * self.n_parts, -1)
+
+    def _fit_good(self, scaled: np.ndarray) -> np.ndarray:
+        """Good unit spaces (whole cells, for the local search; and blocks) from good crops; their vectors."""
+        space = self._rt._fit_space(scaled)
+        vectors = np.stack([self._rt._vectors(s, space.standard) for s in scaled])
+        parts = space if self.n_parts == 1 else UnitSpace.fit(self.split(vectors), self.config["metrics"],
+                                                              float(self.config["ridge"]))
+        self._set_good(space, parts)
+        return vectors
+
+    # -- tokens ----------------------------------------------------------------------------
+    def vectors(self, scaled: np.ndarray) -> np.ndarray:
+        """Cell vectors (n_cells, k) of one scaled crop, locally searched against the good standard."""
+        return self._rt._vectors(scaled, self.good.standard)
+
+    def tokens(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Whitened metric tokens (..., n_cells, S*P*m) against every standard, and the raw metrics
+        (..., n_cells, S, P*m), for S standards and P blocks per cell. Block 0 is the good standard."""
+        if self._stacked is None:
+            self._prepare()
+        standard, mean, whiten = self._stacked
+        n = self.grid.n_cells
+        s = len(standard) // (n * self.n_parts)
+        blocks = self.split(vectors)
+        # all S standards in one pass: the block vectors repeated once per standard
+        repeated = np.concatenate([blocks] * s, axis=-2) if s > 1 else blocks
+        raw = rt_metrics(repeated, standard, self.config["metrics"])  # (..., S*n*P, m)
+        t = np.einsum("...nj,njl->...nl", raw - mean, whiten)
+        lead, m = raw.shape[:-2], raw.shape[-1]
+        width = self.n_parts * m
+        raw = np.swapaxes(raw.reshape(*lead, s, n, width), -3, -2)  # (..., n, S, P*m)
+        t = np.swapaxes(t.reshape(*lead, s, n, width), -3, -2).reshape(*lead, n, s * width)
+        return t, raw
+
+    def _prepare(self) -> None:
+        """Stack the standards and whitenings of every unit space, and sort the reference cells by
+        class, so inference is a handful of array operations."""
+        n, p = self.grid.n_cells, self.n_parts
+        m = len(METRIC_SETS[self.config["metrics"]])
+        standards, means, whitens = [self.good_parts.standard], [self.good_parts.mean], [self._good_whiten]
+        if self.config["unit_spaces"] == "several":
+            for mode in self.modes.values():
+                standards.append(self.split(mode.standard))
+                means.append(np.broadcast_to(mode.mean, (n, p, m)).reshape(n * p, m))
+                whitens.append(np.broadcast_to(mode.whiten, (n, p, m, m)).reshape(n * p, m, m))
+        self._stacked = (np.concatenate(standards), np.concatenate(means).astype(np.float32),
+                         np.concatenate(whitens).astype(np.float32))
+        self._attn = None
+        if self.keys is None or self.key_labels is None:
+            return
+        order = np.argsort(self.key_labels, kind="stable")
+        self.keys, self.key_labels = self.keys[order], self.key_labels[order]
+        dq = self._query_width()
+        width = self._stacked[1].shape[-1] * len(self._stacked[0]) // self.grid.n_cells
+        w = len(CONTEXT[self.config["context"]])
+        qcols = (np.arange(w)[:, None] * width + np.arange(dq)[None, :]).ravel()
+        d = len(qcols)
+        k = self.keys[:, qcols].astype(np.float64)
+        scale = 1.0 / (np.sqrt(d) * float(self.config["temperature"]))
+        bias = -0.5 * np.sum(k * k, axis=1) if self.config["similarity"] == "distance" else np.zeros(len(k))
+        counts = np.bincount(self.key_labels, minlength=len(self.classes))
+        if self.config["balance"]:  # every class the same prior, however many reference cells it has
+            bias = bias * scale - np.log(np.maximum(counts, 1))[self.key_labels]
+        else:
+            bias = bias * scale
+        present = np.flatnonzero(counts)
+        starts = np.searchsorted(self.key_labels, present)
+        seg = np.repeat(np.arange(len(starts)), np.diff(np.append(starts, len(k))))
+        self._attn = (qcols, k.T * scale, bias, present, starts, seg)
+
+    def _query_width(self) -> int:
+        m = len(METRIC_SETS[self.config["metrics"]])
+        m = m * self.n_parts
+        return m if self.config["queries"] == "good" else m * len(self.standards)
+
+    def _neighbours(self) -> np.ndarray:
+        """(n_cells, w) index of each cell's context cells; n_cells (a zero token) outside the grid."""
+        g = self.grid
+        out = np.full((g.n_cells, len(CONTEXT[self.config["context"]])), g.n_cells)
+        for i in range(g.n_cells):
+            col, row = g.cell(i)
+            for j, (dc, dr) in enumerate(CONTEXT[self.config["context"]]):
+                if 0 <= col + dc < g.cols and 0 <= row + dr < g.rows:
+                    out[i, j] = g.index(col + dc, row + dr)
+        return out
+
+    def context(self, tokens: np.ndarray) -> np.ndarray:
+        """Cell tokens (..., n, D) to context tokens (..., n, w*D): the cell with its neighbours, whose
+        evidence a defect often shares (a pushed pin's top moves into the cell below). Outside the
+        grid the token is zero, the mean of the good unit space."""
+        if self._context_index is None:
+            self._context_index = self._neighbours()
+        padded = np.concatenate([tokens, np.zeros_like(tokens[..., :1, :])], axis=-2)
+        ctx = padded[..., self._context_index, :]
+        return ctx.reshape(*ctx.shape[:-2], -1)
+
+    # -- attention -------------------------------------------------------------------------
+    def attention(self, tokens: np.ndarray, weights: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        """Class log-probabilities (..., n_cells, C) of each cell and, if asked, the attention weights
+        over the reference cells (..., n_cells, n_keys): softmax(q K^T / (sqrt(d) tau)) with V the
+        class labels, summed per class (a log-sum-exp per class, so no class underflows to 0)."""
+        if self.keys is None or self.key_labels is None:
+            raise EngineError("the rt-attention engine has no reference cells")
+        if self._attn is None:
+            self._prepare()
+        qcols, kt, bias, present, starts, seg = self._attn
+        # einsum, not @: a BLAS call this small is slower, and much slower when its threads find the cores busy
+        logits = np.einsum("...d,dk->...k", self.context(tokens)[..., qcols].astype(np.float64), kt) + bias
+        top = np.maximum.reduceat(logits, starts, axis=-1)  # (..., n_present)
+        # terms below e^-60 of their class's largest change nothing and would only cost denormal arithmetic
+        sums = np.add.reduceat(np.exp(np.maximum(logits - top[..., seg], -60.0)), starts, axis=-1)
+        per_class = np.full((*logits.shape[:-1], len(self.classes)), -np.inf)
+        per_class[..., present] = np.log(sums) + top
+        log_probs = per_class - _logsumexp(per_class, -1)[..., None]
+        if not weights:
+            return log_probs, None
+        return log_probs, np.exp(logits - _logsumexp(logits, -1)[..., None])
+
+    @staticmethod
+    def defect_odds(log_probs: np.ndarray) -> np.ndarray:
+        """log(p(defect) / p(good)) per cell: the cell score, unbounded and free of ties at 0 and 1."""
+        return _logsumexp(log_probs[..., 1:], -1) - log_probs[..., 0]
+
+    # -- fitting ---------------------------------------------------------------------------
+    def _fit_modes(self, vectors: np.ndarray, labels: np.ndarray, cells: np.ndarray) -> None:
+        """Standards and pooled whitening of each defect mode from its labelled cells."""
+        m, p = len(METRIC_SETS[self.config["metrics"]]), self.n_parts
+        kin = cell_kinship(self.good.standard)
+        good_cov = np.linalg.inv(self.good_parts.cov_inv.astype(np.float64)).reshape(-1, p, m, m).mean(axis=0)
+        self.modes = {}
+        for c, name in enumerate(self.classes[1:], start=1):
+            idx = np.flatnonzero(labels == c)
+            y = vectors[idx, cells[idx]]  # (n_c, k) the defect cells
+            w = kin[:, cells[idx]]  # (n_cells, n_c)
+            standard = (w @ y) / w.sum(axis=1, keepdims=True)
+            yb = self.split(y[:, None, :])  # (n_c, P, k/P)
+            xb = self.split(standard[cells[idx]][:, None, :])  # (n_c, P, k/P)
+            metrics = rt_metrics(yb.reshape(-1, yb.shape[-1]), xb.reshape(-1, xb.shape[-1]),
+                                 self.config["metrics"]).reshape(len(idx), p, m)
+            mean = metrics.mean(axis=0)  # (P, m)
+            centred = metrics - mean
+            # shrink towards the good spread, so one image of a mode still gives an invertible covariance
+            prior = m + 1
+            cov = (np.einsum("ipj,ipl->pjl", centred, centred) + prior * good_cov) / (len(idx) - 1 + prior)
+            cov += (float(self.config["ridge"]) * np.trace(cov, axis1=1, axis2=2) / m + 1e-12)[:, None, None] * np.eye(m)
+            self.modes[name] = ModeSpace(standard.astype(np.float32), mean.astype(np.float32),
+                                         _whitener(np.linalg.inv(cov)))
+
+    def _fit_once(self, scaled: np.ndarray, labels: np.ndarray, cells: np.ndarray | None) -> np.ndarray:
+        """Fit everything on these images; returns the defective cell index used for each image."""
+        good = labels == 0
+        self._fit_good(scaled[good])
+        vectors = np.stack([self.vectors(s) for s in scaled])
+        if cells is None or np.any((cells < 0) & ~good):
+            weak = np.argmax(self.good.distance_of_metrics(self.good.metrics_of(vectors)), axis=1)
+            cells = np.where(cells >= 0, cells, weak) if cells is not None else weak
+        self._fit_modes(vectors, labels, cells)
+        tokens = self.context(self.tokens(vectors)[0])
+        keys = [tokens[good].reshape(-1, tokens.shape[-1])]
+        key_labels = [np.zeros(int(good.sum()) * self.grid.n_cells, dtype=np.int32)]
+        defect = np.flatnonzero(~good)
+        keys.append(tokens[defect, cells[defect]])
+        key_labels.append(labels[defect].astype(np.int32))
+        self.keys = np.concatenate(keys).astype(np.float32)
+        self.key_labels = np.concatenate(key_labels)
+        self._prepare()
+        return cells
+
+    def fit(self, data: TrainingSet, seed: int = 0, progress: Progress | None = None) -> FitReport:
+        self.classes = data.classes
+        if data.ok_class not in self.classes:
+            raise EngineError(f"the rt-attention engine needs '{data.ok_class}' images")
+        if self.fallback:
+            report = self._rt.fit(data, seed, progress)
+            self._fit_good(np.stack([self._rt._scaled(c) for c in data.crops[data.indices(data.ok_class)]]))
+            self.keys, self.key_labels = None, None
+            report.info.update({"mode": "anomaly detection (RT distance): only good training images, "
+                                        "no defect mode to attend to"})
+            return report
+        labels = np.array([self.classes.index(lab) for lab in data.labels])
+        n_good = int(np.sum(labels == 0))
+        if n_good < 3:
+            raise EngineError(f"the rt-attention engine needs at least 3 '{data.ok_class}' images, got {n_good}")
+        scaled = np.stack([self._rt._scaled(c) for c in data.crops])
+        given = np.array([-1 if c is None else self.grid.index(*c) for c in data.cells])
+        given[labels == 0] = -1
+        held_out = self._cross_validate(scaled, labels, given, seed, progress)
+        cells = self._fit_once(scaled, labels, given)
+        scores, predicted, top = held_out
+        good = labels == 0
+        thresholds = calibrate_thresholds(scores[good], scores[~good])
+        labelled = (given >= 0) & ~good
+        known = labelled & (top >= 0)
+        if progress:
+            progress("attention fitted", 1.0)
+        return FitReport(thresholds, {
+            "mode": "classifier: attention over reference cells of all modes",
+            "cell_label_source": f"{int(labelled.sum())} from the manifest, {int((~good & ~labelled).sum())} weak "
+                           "(the cell of largest RT distance)",
+            "reference_cells": {name: int(np.sum(self.key_labels == c)) for c, name in enumerate(self.classes)},
+            "held_out_accuracy": float(np.mean(predicted == labels)) if top.size and np.all(top >= 0) else None,
+            "held_out_cell_localization": float(np.mean(top[known] == cells[known])) if known.any() else None,
+            "held_out_good_max": float(scores[good].max()),
+            "held_out_defect_min": float(scores[~good].min()),
+        })
+
+    def _cross_validate(self, scaled, labels, given, seed, progress):
+        """Held-out score, predicted class and top cell of every image, from folds stratified by class
+        (each image scored by a model that never saw it); -1 where an image could not be held out."""
+        n = len(labels)
+        folds = int(self.config["folds"])
+        rng = np.random.default_rng(seed)
+        fold_of = np.full(n, -1)
+        for c in np.unique(labels):
+            idx = rng.permutation(np.flatnonzero(labels == c))
+            fold_of[idx] = np.arange(len(idx)) % folds
+        scores = np.zeros(n)
+        predicted = np.full(n, -1)
+        top = np.full(n, -1)
+        for f in range(folds):
+            test = fold_of == f
+            train = ~test
+            train_labels = labels[train]
+            if not test.any() or np.sum(train_labels == 0) < 3:
+                continue
+            present = np.unique(train_labels)
+            # a mode missing from this fold's training part: renumber so the classes stay contiguous
+            remap = {int(c): i for i, c in enumerate(present)}
+            sub = RTAttentionEngine(self.grid, self.config)
+            sub.classes = [self.classes[c] for c in present]
+            if len(present) < 2:
+                continue
+            sub._fit_once(scaled[train], np.array([remap[int(c)] for c in train_labels]), given[train])
+            for i in np.flatnonzero(test):
+                out = sub._infer_scaled(scaled[i])
+                scores[i] = out.score
+                top[i] = int(np.argmax(out.cell_scores))
+                probs = out.class_probs or {}
+                predicted[i] = self.classes.index(max(probs, key=probs.get)) if probs else -1
+            if progress:
+                progress("cross-validating the attention", (f + 1) / (folds + 1))
+        never = predicted < 0
+        if never.all():  # too few images to hold any out: in-sample, and the report says so via None
+            return scores, predicted, top
+        return scores, predicted, top
+
+    # -- inference -------------------------------------------------------------------------
+    def analyse(self, crop: np.ndarray) -> dict[str, np.ndarray]:
+        """Everything the plus-minus analysis shows for one crop: raw metrics (n, S, M) against each
+        standard (M = P*m: the m metrics of each of the P blocks of a cell), whitened tokens (n, S, M),
+        RT distance D^2 to each standard (n, S, averaged over blocks), class log-probabilities (n, C)
+        and the defect log-odds (n,) per cell, and the signed deviation (n, S, M) of each metric from
+        its unit space's mean, in that space's standard deviations."""
+        vectors = self.vectors(self._rt._scaled(crop))
+        tokens, raw = self.tokens(vectors)
+        n, s, m = raw.shape
+        blocks = tokens.reshape(n, s, m)
+        # signed deviation of each metric from its unit-space mean, in that space's standard deviations
+        good = self.good_parts
+        good_sd = np.sqrt(np.diagonal(np.linalg.inv(good.cov_inv.astype(np.float64)), axis1=1, axis2=2))
+        means, sds = [good.mean.reshape(n, m)], [good_sd.reshape(n, m)]
+        for mode in list(self.modes.values())[: s - 1]:
+            w = mode.whiten.astype(np.float64)
+            sd = np.sqrt(np.diagonal(np.linalg.inv(w @ np.swapaxes(w, -1, -2)), axis1=-2, axis2=-1))
+            means.append(np.broadcast_to(mode.mean.reshape(-1), (n, m)))
+            sds.append(np.broadcast_to(sd.reshape(-1), (n, m)))
+        deviation = (raw - np.stack(means, axis=1)) / np.stack(sds, axis=1)
+        out = {"metrics": raw, "deviation": deviation, "tokens": blocks, "distance": np.sum(blocks ** 2, axis=-1) / m}
+        if not self.fallback:
+            log_probs, _ = self.attention(tokens)
+            out.update({"log_probs": log_probs, "odds": self.defect_odds(log_probs)})
+        return out
+
+    def _infer_scaled(self, scaled: np.ndarray) -> EngineOutput:
+        vectors = self.vectors(scaled)
+        tokens, _ = self.tokens(vectors)
+        log_probs, _ = self.attention(tokens)
+        odds = np.nan_to_num(self.defect_odds(log_probs), nan=np.inf)
+        top = int(np.argmax(odds))
+        probs = np.exp(log_probs[top])
+        m = len(METRIC_SETS[self.config["metrics"]]) * self.n_parts
+        d2 = float(np.nan_to_num(np.max(np.sum(tokens[:, :m] ** 2, axis=-1)) / m, nan=np.inf))
+        # the verdict's score: the RT distance to the good unit space (anomaly type, it flags a defect
+        # no reference cell resembles), or the attention's own log-odds; the cells always show the odds
+        score = d2 if self.config["score"] == "distance" else float(odds[top])
+        return EngineOutput(score, odds.reshape(self.grid.rows, self.grid.cols),
+                            {name: float(p) for name, p in zip(self.classes, probs)},
+                            {"rt_distance": d2, "top_odds": float(odds[top])})
+
+    def infer(self, crop: np.ndarray) -> EngineOutput:
+        if self._rt.unit_space is None:
+            raise EngineError("the rt-attention engine has not been fitted")
+        if self.fallback:
+            return self._rt.infer(crop)
+        return self._infer_scaled(self._rt._scaled(crop))
+
+    # -- arrays ----------------------------------------------------------------------------
+    def arrays(self) -> dict[str, np.ndarray]:
+        out = self.good.arrays("good.")
+        if self.n_parts > 1 and self.good_parts is not None:
+            out.update(self.good_parts.arrays("good_parts."))
+        for name, mode in self.modes.items():
+            out.update({f"mode.{name}.standard": mode.standard, f"mode.{name}.mean": mode.mean,
+                        f"mode.{name}.whiten": mode.whiten})
+        if self.keys is not None and self.key_labels is not None:
+            out.update({"keys.tokens": self.keys, "keys.labels": self.key_labels})
+        # class names in order, as code points (safetensors holds numbers only)
+        out["classes"] = np.array([ord(ch) for ch in "\n".join(self.classes or ["good"])], dtype=np.int32)
+        return out
+
+    def load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        self._rt.load_arrays(arrays)
+        parts = self._rt.unit_space
+        if self.n_parts > 1:
+            parts = UnitSpace.from_arrays(arrays, "good_parts.", self.config["metrics"])
+            if parts.standard.shape != (self.grid.n_cells * self.n_parts, self.grid.cell_px ** 2 // self.n_parts):
+                raise EngineError("rt-attention arrays: the block unit space is for another grid or parts setting")
+        self._set_good(self._rt.unit_space, parts)
+        codes = arrays.get("classes")
+        if codes is None or codes.ndim != 1:
+            raise EngineError("rt-attention arrays: the class list is missing")
+        self.classes = "".join(chr(int(c)) for c in codes).split("\n")
+        n, k = self.good.standard.shape
+        m = len(METRIC_SETS[self.config["metrics"]])
+        self.modes = {}
+        for name in self.classes[1:]:
+            try:
+                mode = ModeSpace(*(arrays[f"mode.{name}.{part}"] for part in ("standard", "mean", "whiten")))
+            except KeyError as exc:
+                raise EngineError(f"rt-attention arrays: {exc.args[0]} is missing") from None
+            p = self.n_parts
+            if mode.standard.shape != (n, k) or mode.mean.shape != (p, m) or mode.whiten.shape != (p, m, m):
+                raise EngineError(f"rt-attention arrays: mode {name!r} has inconsistent shapes")
+            self.modes[name] = mode
+        if self.fallback:
+            self.keys = self.key_labels = None
+            return
+        keys, key_labels = arrays.get("keys.tokens"), arrays.get("keys.labels")
+        width = m * self.n_parts * len(self.standards) * len(CONTEXT[self.config["context"]])
+        if keys is None or key_labels is None or keys.ndim != 2 or keys.shape[1] != width \
+                or key_labels.shape != (len(keys),) or key_labels.min() < 0 or key_labels.max() >= len(self.classes):
+            raise EngineError("rt-attention arrays: the reference cells are missing or of the wrong shape")
+        self.keys, self.key_labels = keys, key_labels.astype(np.int64)
+        self._prepare()

@@ -1,0 +1,242 @@
+"""The RT-attention engine: the attention against a case computed by hand, the degenerate cases of
+DESIGN §2.2, the good-only fallback, save/load, and the plus-minus analysis (`station explain`)."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from station.core.engines import TrainingSet, engine_class
+from station.core.engines.rt_attention import RTAttentionEngine
+from station.core.errors import EngineError
+from station.core.grid import CellGrid
+from station.core.rt import UnitSpace
+
+GRID = CellGrid(3, 9)
+
+
+def draw_crop(rng: np.random.Generator, label: str = "good", cell: tuple[int, int] | None = None,
+              jitter: int = 1) -> np.ndarray:
+    """A registered connector crop (216 x 72): bright pins on a dark housing, a pixel of jitter."""
+    crop = np.full((216, 72, 3), 30, np.uint8)
+    for row in range(9):
+        for col in range(3):
+            x = col * 24 + 12 + int(rng.integers(-jitter, jitter + 1))
+            y = row * 24 + 12 + int(rng.integers(-jitter, jitter + 1))
+            r = 7
+            if (col, row) == cell:
+                if label == "missing":
+                    continue
+                r = 4 if label == "pushed" else r
+                x += 5 if label == "tilted" else 0
+            cv2.rectangle(crop, (x - r, y - r), (x + r, y + r), (230, 220, 180), -1)
+    noise = rng.normal(0, 3, crop.shape)
+    return np.clip(crop + noise, 0, 255).astype(np.uint8)
+
+
+def training_set(counts: dict[str, int], seed: int = 0, cells_known: bool = True) -> TrainingSet:
+    rng = np.random.default_rng(seed)
+    crops, labels, cells = [], [], []
+    for label, n in counts.items():
+        for _ in range(n):
+            cell = None if label == "good" else (int(rng.integers(3)), int(rng.integers(9)))
+            crops.append(draw_crop(rng, label, cell))
+            labels.append(label)
+            cells.append(cell if cells_known else None)
+    return TrainingSet(np.stack(crops), labels, cells, GRID)
+
+
+# -- the attention, by hand ------------------------------------------------------------------
+def _hand_engine(config: dict, keys: list[list[float]], labels: list[int]) -> RTAttentionEngine:
+    """A one-cell engine whose good unit space has identity covariance, so tokens are plain metrics
+    minus the mean, and whose reference cells are given directly."""
+    grid = CellGrid(1, 1, 4)
+    engine = RTAttentionEngine(grid, {"metrics": "rt", "unit_spaces": "one", "context": "cell", **config})
+    space = UnitSpace(np.ones((1, 16), np.float32), np.zeros((1, 2), np.float32), np.eye(2, dtype=np.float32)[None])
+    engine.classes = ["good", "bad"]
+    engine._set_good(space, space)
+    engine.keys = np.array(keys, np.float32)
+    engine.key_labels = np.array(labels)
+    engine._prepare()
+    return engine
+
+
+def test_attention_matches_a_case_computed_by_hand():
+    # q = (1.5, 0.5); keys good (0, 0) and bad (2, 0); d = 2, tau = 1
+    q = np.array([[1.5, 0.5]])
+    # distance similarity: logits (q.k - |k|^2 / 2) / sqrt(2) = 0 and (3 - 2) / sqrt(2)
+    engine = _hand_engine({"balance": False}, [[0, 0], [2, 0]], [0, 1])
+    log_probs, weights = engine.attention(q, weights=True)
+    p_bad = np.exp(1 / np.sqrt(2)) / (1 + np.exp(1 / np.sqrt(2)))
+    np.testing.assert_allclose(np.exp(log_probs[0]), [1 - p_bad, p_bad], rtol=1e-6)
+    np.testing.assert_allclose(weights[0], [1 - p_bad, p_bad], rtol=1e-6)
+    np.testing.assert_allclose(engine.defect_odds(log_probs), [1 / np.sqrt(2)], rtol=1e-6)
+    # plain dot product, temperature 2: logits 0 and 3 / (sqrt(2) * 2)
+    engine = _hand_engine({"balance": False, "similarity": "dot", "temperature": 2.0}, [[0, 0], [2, 0]], [0, 1])
+    log_probs, _ = engine.attention(q)
+    np.testing.assert_allclose(engine.defect_odds(log_probs), [3 / (2 * np.sqrt(2))], rtol=1e-6)
+
+
+def test_attention_sums_each_class_and_balances_the_classes():
+    # two good keys, one bad: with balance every class weighs as if it had one key
+    q = np.array([[1.0, 0.0]])
+    keys, labels = [[0, 0], [0, 1], [2, 0]], [0, 0, 1]
+    logits = np.array([(q[0] @ k - 0.5 * np.dot(k, k)) / np.sqrt(2) for k in np.array(keys, float)])
+    good = np.log(np.exp(logits[0]) + np.exp(logits[1]))
+    plain = _hand_engine({"balance": False}, keys, labels).attention(q)[0][0]
+    np.testing.assert_allclose(plain[1] - plain[0], logits[2] - good, rtol=1e-6)
+    balanced = _hand_engine({"balance": True}, keys, labels).attention(q)[0][0]
+    np.testing.assert_allclose(balanced[1] - balanced[0], logits[2] - (good - np.log(2)), rtol=1e-6)
+
+
+def test_whitened_tokens_give_the_rt_distance():
+    data = training_set({"good": 8, "pushed": 3, "missing": 3})
+    engine = RTAttentionEngine(GRID, {"context": "cell"})
+    engine.fit(data)
+    vectors = engine.vectors(engine._rt._scaled(data.crops[0]))
+    tokens, _ = engine.tokens(vectors)
+    m = 3
+    np.testing.assert_allclose(np.sum(tokens[:, :m] ** 2, axis=1) / m, engine.good.distance(vectors), rtol=1e-3)
+
+
+# -- fitting and the degenerate cases ----------------------------------------------------------
+def test_fit_classifies_and_localizes_drawn_defects():
+    engine = RTAttentionEngine(GRID)
+    report = engine.fit(training_set({"good": 12, "pushed": 6, "tilted": 6, "missing": 6}))
+    assert report.thresholds[0] <= report.thresholds[1]
+    assert "manifest" in report.info["cell_label_source"]
+    rng = np.random.default_rng(7)
+    for label in ("pushed", "tilted", "missing"):
+        out = engine.infer(draw_crop(rng, label, (1, 4)))
+        assert max((k for k in out.class_probs if k != "good"), key=out.class_probs.get) == label
+        assert np.unravel_index(np.argmax(out.cell_scores), out.cell_scores.shape) == (4, 1)
+        assert out.score >= report.thresholds[1]
+    assert engine.infer(draw_crop(rng)).score < report.thresholds[1]
+
+
+def test_a_class_with_one_image():
+    engine = RTAttentionEngine(GRID)
+    engine.fit(training_set({"good": 6, "pushed": 1, "missing": 4}))
+    out = engine.infer(draw_crop(np.random.default_rng(3), "pushed", (0, 0)))
+    assert np.isfinite(out.score) and np.all(np.isfinite(out.cell_scores))
+    assert set(out.class_probs) == {"good", "missing", "pushed"}
+    assert np.isclose(sum(out.class_probs.values()), 1.0)
+
+
+def test_identical_images_and_weak_cell_labels():
+    rng = np.random.default_rng(0)
+    good = draw_crop(rng, jitter=0)
+    bad = draw_crop(rng, "missing", (2, 5), jitter=0)
+    data = TrainingSet(np.stack([good] * 5 + [bad] * 3), ["good"] * 5 + ["missing"] * 3, [None] * 8, GRID)
+    engine = RTAttentionEngine(GRID)
+    report = engine.fit(data)
+    assert "3 weak" in report.info["cell_label_source"]
+    assert all(np.isfinite(report.thresholds))
+    out = engine.infer(bad)
+    assert np.isfinite(out.score) and out.class_probs["missing"] > 0.5
+    assert np.unravel_index(np.argmax(out.cell_scores), out.cell_scores.shape) == (5, 2)
+    assert np.isfinite(engine.infer(good).score)
+
+
+def test_a_cell_that_never_varies():
+    data = training_set({"good": 6, "pushed": 3, "missing": 3})
+    data.crops[:, :24, :24] = 200  # cell (0, 0) is the same flat patch in every image
+    engine = RTAttentionEngine(GRID)
+    engine.fit(data)
+    out = engine.infer(data.crops[0])
+    assert np.all(np.isfinite(out.cell_scores)) and np.isfinite(out.score)
+
+
+def test_too_few_good_images_and_bad_settings_are_clear_errors():
+    with pytest.raises(EngineError, match="at least 3"):
+        RTAttentionEngine(GRID).fit(training_set({"good": 2, "missing": 3}))
+    with pytest.raises(EngineError, match="queries"):
+        RTAttentionEngine(GRID, {"queries": "some"})
+    with pytest.raises(EngineError, match="temperature"):
+        RTAttentionEngine(GRID, {"temperature": 0})
+    with pytest.raises(EngineError, match="parts"):
+        RTAttentionEngine(GRID, {"parts": [5, 1]})
+
+
+@pytest.mark.parametrize("config", [{}, {"metrics": "rt", "unit_spaces": "one", "parts": [2, 1]},
+                                    {"queries": "good", "context": "neighbours", "score": "attention"}])
+def test_arrays_round_trip(config):
+    engine = RTAttentionEngine(GRID, config)
+    engine.fit(training_set({"good": 6, "pushed": 3, "missing": 3}))
+    again = RTAttentionEngine(GRID, config)
+    again.load_arrays(engine.arrays())
+    crop = draw_crop(np.random.default_rng(5), "pushed", (1, 1))
+    a, b = engine.infer(crop), again.infer(crop)
+    assert a.score == pytest.approx(b.score) and a.class_probs == pytest.approx(b.class_probs)
+    broken = {k: v for k, v in engine.arrays().items() if k != "keys.tokens"}
+    with pytest.raises(EngineError):
+        RTAttentionEngine(GRID, config).load_arrays(broken)
+
+
+# -- good only: anomaly detection --------------------------------------------------------------
+def test_good_only_falls_back_to_rt_anomaly_detection(tmp_path):
+    from synthetic import write_dataset
+
+    from station.core.dataset import load_dataset
+    from station.core.evaluate import evaluate
+    from station.core.training import train_recipe
+
+    write_dataset(tmp_path / "train", {"good": 10}, seed=3, manifest=False)
+    write_dataset(tmp_path / "test", {"good": 5, "missing": 5}, seed=4, manifest=False)
+    recipe, stats = train_recipe(load_dataset(tmp_path, "train"), "rt-attention", GRID, "good-only")
+    assert "anomaly detection" in stats["mode"]
+    rt_recipe, _ = train_recipe(load_dataset(tmp_path, "train"), "rt", GRID, "rt")
+    assert recipe.thresholds == pytest.approx(rt_recipe.thresholds)
+    result = evaluate(recipe, load_dataset(tmp_path, "test"))
+    assert result["auroc"] is not None and result["auroc"] > 0.9
+    assert engine_class("rt-attention").kind == "classifier"
+
+
+# -- the plus-minus analysis -------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def attention_recipe(synthetic_data, tmp_path_factory):
+    from station.core.dataset import load_dataset
+    from station.core.training import train_recipe
+
+    recipe, _ = train_recipe(load_dataset(synthetic_data, "train"), "rt-attention", GRID, "synthetic-rta")
+    return recipe.save(tmp_path_factory.mktemp("recipes") / "rta")
+
+
+def test_eval_contract_on_the_synthetic_set(attention_recipe, synthetic_data):
+    from station.core.dataset import load_dataset
+    from station.core.evaluate import evaluate
+    from station.core.recipe import Recipe
+
+    result = evaluate(Recipe.load(attention_recipe), load_dataset(synthetic_data, "test"))
+    assert result["engine"] == "rt-attention"
+    assert result["accuracy"] >= 0.9 and result["cell_localization"] >= 0.9
+    assert set(result["per_class_recall"]) == {"good", "pushed", "tilted", "missing"}
+
+
+def test_explain_writes_a_table_png_and_json(attention_recipe, synthetic_data, tmp_path, capsys):
+    from station.cli import main
+
+    image = sorted((synthetic_data / "test" / "missing").iterdir())[0]
+    assert main(["explain", "--recipe", str(attention_recipe), str(image), "--out", str(tmp_path)]) == 0
+    line = json.loads(capsys.readouterr().out)
+    png = cv2.imread(line["png"])
+    assert png is not None and png.shape[0] > 300 and png.shape[1] > 600
+    doc = json.loads((tmp_path / f"{image.stem}_plusminus.json").read_text())
+    assert doc["standards"] == ["good", "missing", "pushed", "tilted"]
+    assert len(doc["cells"]) == 27 and doc["label"] == "missing"
+    top = next(c for c in doc["cells"] if c["cell"] == doc["top_cell"])
+    assert top["probs"]["missing"] > 0.5 and top["odds"] > 0
+    assert set(top["deviation"]) == set(doc["standards"]) and len(top["deviation"]["good"]) == 3
+
+
+def test_explain_refuses_an_engine_without_the_analysis(synthetic_recipe, synthetic_data, tmp_path):
+    from station.core.explain import plus_minus_table
+    from station.core.imageio import read_image
+    from station.core.recipe import Recipe
+
+    image = read_image(sorted((synthetic_data / "test" / "good").iterdir())[0])
+    with pytest.raises(EngineError, match="rt-attention"):
+        plus_minus_table(Recipe.load(synthetic_recipe), image)
