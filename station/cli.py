@@ -43,6 +43,14 @@ def cmd_train(args) -> int:
     config = json.loads(args.config) if args.config else {}
     if not isinstance(config, dict):
         raise StationError("--config must be a JSON object")
+    if args.engine == "vit":  # run settings of the learned engine; checkpoints and curves go beside the recipe
+        if args.epochs is not None:
+            config["epochs"] = args.epochs
+        if args.pretrained:
+            config["pretrained"] = args.pretrained
+        config.setdefault("train_dir", args.train_dir or str(Path(args.out).with_name(Path(args.out).name + ".train")))
+    elif args.epochs is not None or args.pretrained or args.train_dir:
+        raise StationError("--epochs, --pretrained and --train-dir apply to the vit engine only")
     command = "station " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
     def progress(message: str, fraction: float) -> None:
@@ -52,6 +60,8 @@ def cmd_train(args) -> int:
     recipe, stats = train_recipe(data, args.engine, grid, args.name or Path(args.out).name, seed=args.seed,
                                  engine_config=config, provenance={"command": command}, progress=progress,
                                  refine=args.registration)
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only the first process writes the recipe
+        return 0
     recipe.save(args.out)
     _emit({"recipe": str(args.out), "engine": args.engine, "content_hash": recipe.content_hash,
            "thresholds": {"review": recipe.thresholds[0], "ng": recipe.thresholds[1]}, **stats})
@@ -191,6 +201,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--config", help="engine settings as a JSON object, e.g. '{\"metrics\": \"rt\"}'")
     t.add_argument("--registration", choices=("ecc", "none"), default="ecc",
                    help="refine the part's position against the template with ECC (default) or not")
+    t.add_argument("--epochs", type=int, help="vit: maximum training epochs (early stop may end sooner)")
+    t.add_argument("--pretrained", help="vit: start from a local timm .safetensors weight file")
+    t.add_argument("--train-dir", help="vit: checkpoints, curves and attention strip (default: OUT.train); "
+                   "a run with the same data and settings resumes from it")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=cmd_train)
 

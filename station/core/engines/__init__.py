@@ -10,6 +10,7 @@ from station.core.errors import EngineError
 # name -> "module:Class"; imported on first use so the RT engines never pay for torch.
 _ENGINES = {
     "rt": "station.core.engines.rt_engine:RTEngine",
+    "vit": "station.core.engines.vit_engine:ViTEngine",
     "rt-attention": "station.core.engines.rt_attention:RTAttentionEngine",
 }
 

@@ -1,0 +1,379 @@
+"""The ViT training loop: AdamW, augmentation for registered crops, a validation split with early
+stop, resumable safetensors checkpoints, curves as PNG and JSON, and the attention-over-training strip.
+
+One code path for every device: CPU (deterministic for a seed), CUDA with mixed precision, and
+DDP when launched by `torchrun` (WORLD_SIZE > 1: gloo on the CPU, nccl on CUDA).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from station.core.errors import EngineError
+from station.core.vit.attention import AttentionRecorder, cls_attention, overlay, to_cells
+
+STATE_FILE = "state.json"
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 100
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_epochs: int = 3
+    patience: int = 30  # epochs without a better validation result before stopping
+    min_epochs: int = 40
+    max_shift: int = 3  # px, random translation: what registration leaves of misalignment
+    jitter: float = 0.15  # brightness / contrast, in normalised units
+    noise: float = 0.03
+    attn_loss: float = 0.5  # weight of the loss that puts the last-layer CLS attention on the labelled cell
+    label_smoothing: float = 0.05
+    checkpoint_every: int = 5
+    progress_bar: bool = True
+    threads: int = 0  # CPU threads for torch; 0 keeps torch's default (1 is fastest on a busy 2-core PC)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+@dataclass
+class TrainResult:
+    history: list[dict[str, float]]
+    best_epoch: int
+    stopped_epoch: int
+    val_probs: np.ndarray  # (n_val, n_classes) of the best model
+    seconds: float
+    device: str
+    world_size: int
+    resumed_from: int | None = None
+    probe_maps: list[tuple[int, np.ndarray]] = field(default_factory=list)
+
+
+def pick_device() -> torch.device:
+    if torch.cuda.is_available():
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        return torch.device("cuda", local % torch.cuda.device_count())
+    return torch.device("cpu")
+
+
+def _dist_setup(device: torch.device) -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def augment(x: torch.Tensor, g: torch.Generator, cfg: TrainConfig) -> torch.Tensor:
+    """Per-image random shift (edge-replicated), brightness/contrast of the RGB channels, and noise.
+    No flips or rotations: they would move pins into other cells."""
+    b, _, h, w = x.shape
+    s = cfg.max_shift
+    if s > 0:
+        padded = F.pad(x, (s, s, s, s), mode="replicate")
+        dy = torch.randint(0, 2 * s + 1, (b,), generator=g)
+        dx = torch.randint(0, 2 * s + 1, (b,), generator=g)
+        x = torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(b)])
+    rgb = x[:, :3]
+    if cfg.jitter > 0:
+        a = 1 + (torch.rand(b, 1, 1, 1, generator=g) * 2 - 1) * cfg.jitter
+        c = (torch.rand(b, 1, 1, 1, generator=g) * 2 - 1) * cfg.jitter
+        rgb = rgb * a + c
+    if cfg.noise > 0:
+        rgb = rgb + torch.randn((b, 3, h, w), generator=g) * cfg.noise
+    x = torch.cat([rgb, x[:, 3:]], dim=1)
+    return x
+
+
+def _lr_at(epoch_f: float, cfg: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to 5% over the planned epochs."""
+    if epoch_f < cfg.warmup_epochs:
+        return cfg.lr * (epoch_f + 1e-3) / cfg.warmup_epochs
+    t = (epoch_f - cfg.warmup_epochs) / max(cfg.epochs - cfg.warmup_epochs, 1)
+    return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
+
+
+def _attention_nll(attn: torch.Tensor, cells: torch.Tensor, patch_grid, grid_shape) -> torch.Tensor:
+    """-log of the CLS attention mass on the labelled cell, for images whose cell is known."""
+    known = cells >= 0
+    if not bool(known.any()):
+        return attn.new_zeros(())
+    cell_map = to_cells(cls_attention(attn[known]), patch_grid, grid_shape).flatten(1)
+    picked = cell_map.gather(1, cells[known][:, None]).squeeze(1)
+    return -(picked.clamp(min=1e-6).log()).mean()
+
+
+def predict(model: nn.Module, x: torch.Tensor, device: torch.device, batch: int = 128) -> torch.Tensor:
+    model.eval()
+    out = []
+    with torch.no_grad(), torch.autocast(device.type, enabled=device.type == "cuda"):
+        for i in range(0, len(x), batch):
+            out.append(model(x[i:i + batch].to(device)).float().softmax(-1).cpu())
+    return torch.cat(out)
+
+
+def probe_map(model: nn.Module, x: torch.Tensor, device, patch_grid, grid_shape) -> np.ndarray:
+    model.eval()
+    with torch.no_grad(), AttentionRecorder(model, layers=[-1]) as rec:
+        model(x[None].to(device))
+    return to_cells(cls_attention(rec.maps[-1].float()), patch_grid, grid_shape)[0].cpu().numpy()
+
+
+# -- checkpoints ---------------------------------------------------------------------------------
+def save_checkpoint(folder: Path, epoch: int, model: nn.Module, opt: torch.optim.Optimizer,
+                    best: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
+    """Weights, optimiser moments and the best weights so far as safetensors; counters as JSON.
+    Written to temporary names first, so an interrupted save never leaves a broken checkpoint."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tensors.update({f"best.{k}": v.cpu().contiguous() for k, v in best.items()})
+    for pid, st in opt.state_dict()["state"].items():
+        for k, v in st.items():
+            tensors[f"opt.{pid}.{k}"] = torch.as_tensor(v).detach().cpu().reshape(-1 if k == "step" else v.shape)
+    name = f"ckpt_{epoch:04d}.safetensors"
+    tmp = folder / (name + ".tmp")
+    save_file(tensors, str(tmp))
+    os.replace(tmp, folder / name)
+    tmp_state = folder / (STATE_FILE + ".tmp")
+    tmp_state.write_text(json.dumps({**state, "epoch": epoch, "checkpoint": name}, indent=1))
+    os.replace(tmp_state, folder / STATE_FILE)
+
+
+def load_checkpoint(folder: Path, model: nn.Module, opt: torch.optim.Optimizer,
+                    fingerprint: dict[str, Any]) -> tuple[dict[str, Any], dict[str, torch.Tensor]] | None:
+    """Resume from `folder` when its state matches this run (same data, model and seed)."""
+    state_path = folder / STATE_FILE
+    if not state_path.is_file():
+        return None
+    try:
+        state = json.loads(state_path.read_text())
+        if state.get("fingerprint") != fingerprint:
+            return None
+        tensors = load_file(str(folder / state["checkpoint"]))
+    except (OSError, ValueError, KeyError) as exc:
+        raise EngineError(f"cannot resume from {folder}: {exc}; delete the folder to start afresh") from None
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
+    opt_state = opt.state_dict()
+    for pid in (p for group in opt_state["param_groups"] for p in group["params"]):
+        moments = {k.split(".", 2)[2]: v for k, v in tensors.items() if k.startswith(f"opt.{pid}.")}
+        if moments:
+            moments["step"] = moments["step"].reshape(())
+            opt_state["state"][pid] = moments
+    opt.load_state_dict(opt_state)
+    return state, best
+
+
+# -- the loop ------------------------------------------------------------------------------------
+def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cells: torch.Tensor, val_idx: np.ndarray,
+                cfg: TrainConfig, seed: int, patch_grid: tuple[int, int], grid_shape: tuple[int, int],
+                train_dir: Path | None = None, fingerprint: dict[str, Any] | None = None,
+                probe: int | None = None, progress: Callable[[str, float], None] | None = None) -> TrainResult:
+    """Train in place; the model ends holding the weights of the best validation epoch.
+
+    x (N, C, H, W) float, y (N,) class index, cells (N,) labelled cell index or -1.
+    """
+    t0 = time.perf_counter()
+    threads = torch.get_num_threads()
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    try:
+        return _train(model, x, y, cells, val_idx, cfg, seed, patch_grid, grid_shape, train_dir, fingerprint, probe,
+                      progress, t0)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(model, x, y, cells, val_idx, cfg, seed, patch_grid, grid_shape, train_dir, fingerprint, probe, progress,
+           t0) -> TrainResult:
+    device = pick_device()
+    rank, world = _dist_setup(device)
+    amp = device.type == "cuda"
+    model.to(device)
+    net: nn.Module = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    train_idx = np.setdiff1d(np.arange(len(x)), val_idx)
+    x_val, y_val = x[val_idx], y[val_idx]
+    decay = [p for n, p in model.named_parameters() if p.ndim > 1 and "pos_embed" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.ndim > 1 and "pos_embed" not in n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp)
+    last_attn = AttentionRecorder(model, layers=[-1]) if cfg.attn_loss > 0 else None
+
+    history: list[dict[str, float]] = []
+    best_key, best_epoch, start = (-1.0, 0.0), 0, 0
+    best_state = {k: v.detach().clone().cpu() for k, v in model.state_dict().items()}
+    probe_maps: list[tuple[int, np.ndarray]] = []
+    resumed = None
+    fingerprint = {**(fingerprint or {}), "seed": seed, "world": world, "n": len(x)}
+    if train_dir is not None:
+        loaded = load_checkpoint(train_dir, model, opt, fingerprint)
+        if loaded is not None:
+            state, best = loaded
+            start = resumed = int(state["epoch"])
+            history = state["history"]
+            best_key, best_epoch = tuple(state["best_key"]), int(state["best_epoch"])
+            best_state = best or best_state
+            probe_maps = [(e, np.array(m, dtype=np.float32)) for e, m in state.get("probe_maps", [])]
+
+    steps = max(1, math.ceil(len(train_idx) / world / cfg.batch_size))
+    bar = None
+    if cfg.progress_bar and rank == 0:
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.epochs, initial=start, desc=f"ViT on {device.type}", unit="epoch", file=sys.stderr,
+                   dynamic_ncols=True)
+    stopped = start
+    try:
+        for epoch in range(start, cfg.epochs):
+            # every rank draws the same permutation, then takes its own shard (DistributedSampler's idea);
+            # generators seeded per epoch make a resumed run the same as an uninterrupted one
+            g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+            order = train_idx[torch.randperm(len(train_idx), generator=g).numpy()]
+            order = np.resize(order, steps * world * cfg.batch_size)[: steps * world * cfg.batch_size]
+            mine = order[rank::world]
+            g_aug = torch.Generator().manual_seed(seed * 100_003 + epoch * 7919 + rank + 1)
+            net.train()
+            tot_loss, tot_ok, tot_n = 0.0, 0, 0
+            for s in range(steps):
+                idx = torch.from_numpy(mine[s * cfg.batch_size:(s + 1) * cfg.batch_size])
+                xb = augment(x[idx], g_aug, cfg).to(device)
+                yb, cb = y[idx].to(device), cells[idx].to(device)
+                for group in opt.param_groups:
+                    group["lr"] = _lr_at(epoch + s / steps, cfg)
+                with torch.autocast(device.type, enabled=amp):
+                    if last_attn is not None:
+                        with last_attn:
+                            logits = net(xb)
+                        attn = last_attn.maps[-1].float()
+                        last_attn.clear()
+                    else:
+                        logits = net(xb)
+                    loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.label_smoothing)
+                    if last_attn is not None:
+                        loss = loss + cfg.attn_loss * _attention_nll(attn, cb, patch_grid, grid_shape)
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.unscale_(opt)
+                nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                scaler.step(opt)
+                scaler.update()
+                tot_loss += float(loss.detach()) * len(idx)
+                tot_ok += int((logits.argmax(-1) == yb).sum())
+                tot_n += len(idx)
+            probs = predict(model, x_val, device)
+            val_loss = float(F.nll_loss(probs.clamp(min=1e-7).log(), y_val))
+            val_acc = float((probs.argmax(-1) == y_val).float().mean()) if len(y_val) else 0.0
+            row = {"epoch": epoch + 1, "loss": tot_loss / tot_n, "acc": tot_ok / tot_n,
+                   "val_loss": val_loss, "val_acc": val_acc, "lr": _lr_at(epoch + 1, cfg)}
+            history.append(row)
+            key = (val_acc, -val_loss)
+            if key > best_key:
+                best_key, best_epoch = key, epoch + 1
+                best_state = {k: v.detach().clone().cpu() for k, v in model.state_dict().items()}
+            stopped = epoch + 1
+            if bar is not None:
+                bar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{row['acc']:.3f}", val_acc=f"{val_acc:.3f}")
+                bar.update(1)
+            if progress and rank == 0:
+                progress(f"epoch {epoch + 1}/{cfg.epochs} loss {row['loss']:.3f} acc {row['acc']:.3f} "
+                         f"val_acc {val_acc:.3f}", (epoch + 1) / cfg.epochs)
+            done = (epoch + 1 - best_epoch >= cfg.patience and epoch + 1 >= cfg.min_epochs) or epoch + 1 == cfg.epochs
+            if (epoch + 1) % cfg.checkpoint_every == 0 or done:
+                if probe is not None:
+                    probe_maps.append((epoch + 1, probe_map(model, x[probe], device, patch_grid, grid_shape)))
+                if train_dir is not None and rank == 0:
+                    save_checkpoint(train_dir, epoch + 1, model, opt, best_state, {
+                        "fingerprint": fingerprint, "history": history, "best_key": list(best_key),
+                        "best_epoch": best_epoch,
+                        "probe_maps": [(e, m.tolist()) for e, m in probe_maps]})
+            if done:
+                break
+    finally:
+        if bar is not None:
+            bar.close()
+    model.load_state_dict(best_state)
+    val_probs = predict(model, x_val, device).numpy()
+    model.to("cpu")
+    return TrainResult(history, best_epoch, stopped, val_probs, time.perf_counter() - t0, str(device), world,
+                       resumed, probe_maps)
+
+
+# -- pictures ------------------------------------------------------------------------------------
+def draw_curves(history: list[dict[str, float]], path: Path, best_epoch: int | None = None) -> None:
+    """Loss and accuracy over epochs (train solid, validation light), drawn with OpenCV: two panels."""
+    w, h, pad = 520, 220, 36
+    canvas = np.full((2 * h, w, 3), 255, np.uint8)
+    epochs = [r["epoch"] for r in history]
+    if not epochs:
+        return
+    panels = [("loss", ["loss", "val_loss"]), ("accuracy", ["acc", "val_acc"])]
+    colours = [(200, 60, 20), (20, 140, 240)]  # BGR: train blue, validation orange
+    for p, (title, keys) in enumerate(panels):
+        top = p * h
+        vals = [v for k in keys for v in (r[k] for r in history)]
+        lo, hi = (0.0, 1.0) if title == "accuracy" else (0.0, max(vals) * 1.05 or 1.0)
+        x0, x1, y0, y1 = pad, w - 10, top + h - pad + 10, top + 22
+
+        def px(e, v):
+            fx = (e - 1) / max(epochs[-1] - 1, 1)
+            fy = (v - lo) / (hi - lo)
+            return int(x0 + fx * (x1 - x0)), int(y0 + fy * (y1 - y0))
+
+        cv2.rectangle(canvas, (x0, y1), (x1, y0), (180, 180, 180), 1)
+        cv2.putText(canvas, f"{title}  (train blue, validation orange)", (x0, top + 16), cv2.FONT_HERSHEY_SIMPLEX,
+                    0.45, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(canvas, f"{hi:.2f}", (2, y1 + 10), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(canvas, f"{lo:.2f}", (2, y0), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 0), 1, cv2.LINE_AA)
+        for k, colour in zip(keys, colours):
+            pts = np.array([px(r["epoch"], r[k]) for r in history], np.int32)
+            cv2.polylines(canvas, [pts], False, colour, 2, cv2.LINE_AA)
+        if best_epoch:
+            bx = px(best_epoch, lo)[0]
+            cv2.line(canvas, (bx, y1), (bx, y0), (0, 160, 0), 1)
+    cv2.putText(canvas, f"epochs 1..{epochs[-1]}, best {best_epoch}", (pad, 2 * h - 8), cv2.FONT_HERSHEY_SIMPLEX,
+                0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), canvas)
+
+
+def draw_strip(crop: np.ndarray, maps: list[tuple[int, np.ndarray]], path: Path, scale: int = 2) -> None:
+    """The probe crop under the attention map of each checkpoint, side by side, epoch written above."""
+    tiles = []
+    for epoch, m in maps:
+        tile = overlay(crop, m)
+        tile = cv2.resize(tile, (tile.shape[1] * scale, tile.shape[0] * scale), interpolation=cv2.INTER_NEAREST)
+        head = np.full((20, tile.shape[1], 3), 255, np.uint8)
+        cv2.putText(head, f"ep {epoch}", (4, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+        tiles.append(np.vstack([head, tile]))
+    if not tiles:
+        return
+    gap = np.full((tiles[0].shape[0], 4, 3), 255, np.uint8)
+    strip = np.hstack([t for tile in tiles for t in (tile, gap)][:-1])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), cv2.cvtColor(strip, cv2.COLOR_RGB2BGR))

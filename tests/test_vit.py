@@ -1,0 +1,206 @@
+"""The ViT engine: model registry, attention maps, training (determinism, resume, DDP with gloo),
+the recipe round trip and the refusal of bad weights. Tiny models and the drawn data set, so fast."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from station.cli import main
+from station.core.dataset import load_dataset
+from station.core.engines import TrainingSet, engine_class
+from station.core.errors import EngineError, RecipeError
+from station.core.grid import CellGrid
+from station.core.inspector import Inspector
+from station.core.recipe import ARRAYS_FILE, Recipe
+from station.core.vit.attention import AttentionRecorder, attention_modules, cls_attention, rollout, to_cells
+from station.core.vit.model import build_model, patch_grid
+from station.core.vit.train import TrainConfig, train_model
+
+GRID = CellGrid(3, 9)
+TINY = {"arch": {"embed_dim": 32, "depth": 2, "num_heads": 2, "mlp_ratio": 2.0}, "val_frac": 0.2,
+        "train": {"progress_bar": False, "batch_size": 16, "checkpoint_every": 1, "threads": 1}}
+
+
+@pytest.fixture(scope="module")
+def crops(synthetic_data) -> TrainingSet:
+    from station.core.imageio import read_image
+    from station.core.registration import Registrar, fit_region
+    from station.core.training import register_samples
+
+    data = load_dataset(synthetic_data, "train")
+    images = [read_image(s.path) for s in data.samples]
+    region = fit_region([im for im, s in zip(images, data.samples) if s.label == "good"], GRID)
+    full = register_samples(Registrar(region, GRID), data.samples, images)
+    keep = [i for lab in full.classes for i in full.indices(lab)[:6]]  # 24 crops keep the fits short
+    return TrainingSet(full.crops[keep], [full.labels[i] for i in keep], [full.cells[i] for i in keep], GRID)
+
+
+@pytest.fixture(scope="module")
+def vit_recipe(synthetic_data, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("vit") / "vit"
+    argv = ["train", "--engine", "vit", "--data", str(synthetic_data), "--out", str(out), "--epochs", "3",
+            "--config", json.dumps(TINY), "--quiet"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("sys.argv", ["station", *argv])  # the provenance records the command line
+        assert main(argv) == 0
+    return out
+
+
+def _fit(crops: TrainingSet, seed: int = 0, **config) -> dict[str, np.ndarray]:
+    engine = engine_class("vit")(GRID, {**TINY, "epochs": 2, **config})
+    engine.fit(crops, seed=seed)
+    return engine.arrays()
+
+
+# -- model and attention -----------------------------------------------------------------------
+def test_models_by_name_align_tokens_with_cells():
+    assert patch_grid(build_model("vit_grid", GRID, 4, arch=TINY["arch"])) == (9, 3)  # one token per pin
+    assert patch_grid(build_model("vit_square", GRID, 4, arch={**TINY["arch"], "patches_per_cell": 2})) == (18, 6)
+    assert build_model("vit_grid", GRID, 4, in_chans=6, arch=TINY["arch"]).patch_embed.proj.in_channels == 6
+    with pytest.raises(EngineError, match="unknown ViT model"):
+        build_model("resnet", GRID, 4)
+
+
+@pytest.mark.parametrize("name", ["vit_grid", "vit_square"])
+def test_attention_maps_are_cell_distributions_and_fused_path_is_restored(name):
+    torch.manual_seed(0)
+    model = build_model(name, GRID, 4, arch=TINY["arch"]).eval()
+    x = torch.randn(2, 3, 216, 72)
+    with torch.no_grad():
+        fused = model(x)
+        with AttentionRecorder(model) as rec:
+            explicit = model(x)
+    assert all(m.fused_attn for m in attention_modules(model))  # maps only when asked
+    assert torch.allclose(fused, explicit, atol=1e-5)
+    assert len(rec.maps) == 2
+    for patch_map in (cls_attention(rec.maps[-1]), rollout(rec.maps)):
+        cells = to_cells(patch_map, patch_grid(model), (9, 3))
+        assert cells.shape == (2, 9, 3)
+        assert torch.all(cells >= 0)
+        assert torch.allclose(cells.sum(dim=(1, 2)), torch.ones(2), atol=1e-5)
+
+
+# -- training ----------------------------------------------------------------------------------
+def test_training_is_deterministic_for_a_seed(crops):
+    a, b = _fit(crops, seed=3), _fit(crops, seed=3)
+    assert a.keys() == b.keys()
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    c = _fit(crops, seed=4)
+    assert not all(np.array_equal(a[k], c[k]) for k in a)
+
+
+def test_interrupted_training_resumes_to_the_same_weights(crops, tmp_path):
+    straight = _fit(crops, epochs=3, train_dir=str(tmp_path / "a"))
+
+    def stop_after_two(message, fraction):
+        if message.startswith("epoch 3/"):
+            raise KeyboardInterrupt
+
+    engine = engine_class("vit")(GRID, {**TINY, "epochs": 3, "train_dir": str(tmp_path / "b")})
+    with pytest.raises(KeyboardInterrupt):
+        engine.fit(crops, seed=0, progress=stop_after_two)
+    assert json.loads((tmp_path / "b" / "state.json").read_text())["epoch"] == 2
+    engine = engine_class("vit")(GRID, {**TINY, "epochs": 3, "train_dir": str(tmp_path / "b")})
+    report = engine.fit(crops, seed=0)
+    assert report.info["resumed_from"] == 2
+    resumed = engine.arrays()
+    assert all(np.array_equal(straight[k], resumed[k]) for k in straight)
+    for name in ("curves.png", "curves.json", "attention_strip.png", "ckpt_0003.safetensors"):
+        assert (tmp_path / "b" / name).is_file()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
+    os.environ.update(WORLD_SIZE=str(world), RANK=str(rank), LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(24, 3, 216, 72, generator=g), torch.arange(24) % 2
+    cells = torch.where(y == 1, torch.arange(24) % 27, -1)
+    torch.manual_seed(0)
+    model = build_model("vit_grid", GRID, 2, arch=TINY["arch"])
+    cfg = TrainConfig(epochs=2, batch_size=4, progress_bar=False, min_epochs=1)
+    result = train_model(model, x, y, cells, np.arange(20, 24), cfg, 0, (9, 3), (9, 3))
+    torch.distributed.destroy_process_group()
+    torch.save({"world": result.world_size, **model.state_dict()}, f"{out}/rank{rank}.pt")
+
+
+def test_ddp_with_gloo_on_two_cpu_processes_keeps_replicas_equal(tmp_path):
+    torch.multiprocessing.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert r0.pop("world") == r1.pop("world") == 2
+    assert all(torch.equal(r0[k], r1[k]) for k in r0)
+
+
+# -- the engine in a recipe --------------------------------------------------------------------
+def test_recipe_round_trip_names_the_class_and_the_cell(vit_recipe, synthetic_data):
+    recipe = Recipe.load(vit_recipe)
+    assert recipe.doc.engine.name == "vit" and recipe.engine.kind == "classifier"
+    assert "--epochs 3" in recipe.doc.provenance["command"]
+    review, ng = recipe.thresholds
+    assert 0 <= review <= ng <= 1
+    data = load_dataset(synthetic_data, "test")
+    from station.core.imageio import read_image
+
+    result = Inspector(recipe).inspect(read_image(data.samples[-1].path))
+    assert set(result.class_probs) == {"good", "missing", "pushed", "tilted"}
+    assert abs(sum(result.class_probs.values()) - 1) < 1e-5
+    assert result.cell_scores.shape == (9, 3) and abs(result.cell_scores.sum() - 1) < 1e-5
+    assert result.extra["attention_rollout"].shape == (9, 3)
+    assert abs(result.score - (1 - result.class_probs["good"])) < 1e-6
+    crop = result.registered.crop
+    plain = recipe.engine.infer_batch(crop[None], maps=False)[0]
+    assert abs(plain.score - result.score) < 1e-5  # the fused path gives the same verdict
+    train_dir = Path(str(vit_recipe) + ".train")
+    assert (train_dir / "curves.png").is_file() and (train_dir / "attention_strip.png").is_file()
+
+
+def _rewrite(recipe_dir: Path, tmp_path: Path, change) -> Path:
+    recipe = Recipe.load(recipe_dir)
+    arrays = {k.removeprefix("engine."): v for k, v in recipe.all_arrays().items() if k.startswith("engine.")}
+    change(arrays)
+    recipe.engine.arrays = lambda: arrays  # save exactly these arrays, with a valid content hash
+    return recipe.save(tmp_path / "bad")
+
+
+def test_missing_weight_is_refused(vit_recipe, tmp_path):
+    bad = _rewrite(vit_recipe, tmp_path, lambda a: a.pop("model.head.weight"))
+    with pytest.raises(RecipeError, match="missing .*head.weight"):
+        Recipe.load(bad)
+
+
+def test_wrong_shape_weight_is_refused(vit_recipe, tmp_path):
+    bad = _rewrite(vit_recipe, tmp_path, lambda a: a.update({"model.pos_embed": np.zeros((1, 10, 32), np.float32)}))
+    with pytest.raises(RecipeError, match="pos_embed.*shape"):
+        Recipe.load(bad)
+
+
+def test_truncated_or_absent_weights_file_is_refused(vit_recipe, tmp_path):
+    import shutil
+
+    bad = tmp_path / "cut"
+    shutil.copytree(vit_recipe, bad)
+    blob = (bad / ARRAYS_FILE).read_bytes()
+    (bad / ARRAYS_FILE).write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(RecipeError, match="damaged|content hash"):
+        Recipe.load(bad)
+    (bad / ARRAYS_FILE).unlink()
+    with pytest.raises(RecipeError, match="missing"):
+        Recipe.load(bad)
+
+
+def test_settings_without_classes_are_refused():
+    with pytest.raises(EngineError, match="no classes"):
+        engine_class("vit")(GRID, TINY).load_arrays({})
