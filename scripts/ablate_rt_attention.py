@@ -25,21 +25,21 @@ from station.core.registration import Registrar, fit_region
 from station.core.training import register_samples
 from station.core.verdict import Verdict, decide
 
-VARIANTS = [  # (group, label, config overrides of the default)
+VARIANTS = [  # (axis, label, config overrides of the default)
     ("default", "default", {}),
-    ("metrics", "RT (Y1, Y2)", {"metrics": "rt"}),
-    ("unit spaces", "one unit space (good only)", {"unit_spaces": "one"}),
-    ("queries", "good-type queries", {"queries": "good"}),
-    ("similarity", "plain dot product", {"similarity": "dot"}),
-    ("balance", "no class balance", {"balance": False}),
-    ("context", "cell alone", {"context": "cell"}),
-    ("context", "3x3 neighbours", {"context": "neighbours"}),
-    ("parts", "2x1 blocks per cell", {"parts": [2, 1]}),
-    ("parts", "2x2 blocks per cell", {"parts": [2, 2]}),
-    ("parts", "3x1 blocks per cell", {"parts": [3, 1]}),
-    ("score", "attention log-odds as score", {"score": "attention"}),
+    ("metrics", "RT (Y1, Y2) instead of SOART (Y1, Y2, Y3)", {"metrics": "rt"}),
+    ("unit spaces", "one unit space (good standard only)", {"unit_spaces": "one"}),
+    ("queries", "good-type queries (several unit spaces in the keys only)", {"queries": "good"}),
     *[("temperature", f"tau = {t}", {"temperature": t}) for t in (0.1, 0.3, 3.0, 10.0)],
-    ("combined", "RT + one unit space", {"metrics": "rt", "unit_spaces": "one"}),
+    ("similarity", "plain dot product q.k", {"similarity": "dot"}),
+    ("balance", "no class balance (prior = share of reference cells)", {"balance": False}),
+    ("context", "the cell alone", {"context": "cell"}),
+    ("context", "3x3 neighbours", {"context": "neighbours"}),
+    ("good keys", "good reference cells of every position", {"good_keys": "all"}),
+    ("parts", "2x1 blocks per cell", {"parts": [2, 1]}),
+    ("parts", "3x1 blocks per cell", {"parts": [3, 1]}),
+    ("score", "attention log-odds as the verdict score", {"score": "attention"}),
+    ("search", "no local search (search_px 0)", {"search_px": 0}),
 ]
 
 

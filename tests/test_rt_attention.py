@@ -126,6 +126,13 @@ def test_a_class_with_one_image():
     assert np.isclose(sum(out.class_probs.values()), 1.0)
 
 
+def test_too_few_images_to_hold_out_are_scored_in_sample():
+    engine = RTAttentionEngine(GRID)
+    report = engine.fit(training_set({"good": 3, "missing": 1}))
+    assert "in-sample" in report.info["threshold_scores"]
+    assert all(np.isfinite(report.thresholds)) and report.thresholds[0] <= report.thresholds[1]
+
+
 def test_identical_images_and_weak_cell_labels():
     rng = np.random.default_rng(0)
     good = draw_crop(rng, jitter=0)

@@ -26,7 +26,8 @@ OPTIONS = {
     "queries": ("all", "good"),  # tokens against every standard, or against the good one (anomaly type)
     "similarity": ("distance", "dot"),  # q.k - |k|^2/2 (a Gaussian kernel), or the plain q.k
     "context": ("column", "cell", "neighbours"),
-    "score": ("distance", "attention"),  # the verdict's score: RT distance to good, or the attention's log-odds  # a token is the cell with the cells above and below, alone, or 3x3
+    "score": ("distance", "attention"),
+    "good_keys": ("cell", "all"),  # good reference cells of the query's own position, or of every position  # the verdict's score: RT distance to good, or the attention's log-odds  # a token is the cell with the cells above and below, alone, or 3x3
 }
 CONTEXT = {"cell": [(0, 0)], "column": [(0, -1), (0, 0), (0, 1)],
            "neighbours": [(dc, dr) for dr in (-1, 0, 1) for dc in (-1, 0, 1)]}
@@ -71,7 +72,7 @@ class RTAttentionEngine(Engine):
     @classmethod
     def default_config(cls) -> dict[str, Any]:
         return {"metrics": "soart", "unit_spaces": "several", "queries": "all", "similarity": "distance",
-                "context": "column", "parts": [1, 1], "score": "distance", "temperature": 1.0, "balance": True, "search_px": 2, "ridge": 1e-3, "folds": 5}
+                "context": "column", "good_keys": "cell", "parts": [1, 1], "score": "distance", "temperature": 1.0, "balance": True, "search_px": 2, "ridge": 1e-3, "folds": 5}
 
     def __init__(self, grid, config: dict[str, Any] | None = None) -> None:
         super().__init__(grid, config)
@@ -199,10 +200,21 @@ class RTAttentionEngine(Engine):
             bias = bias * scale - np.log(np.maximum(counts, 1))[self.key_labels]
         else:
             bias = bias * scale
-        present = np.flatnonzero(counts)
-        starts = np.searchsorted(self.key_labels, present)
-        seg = np.repeat(np.arange(len(starts)), np.diff(np.append(starts, len(k))))
-        self._attn = (qcols, k.T * scale, bias, present, starts, seg)
+        n_good, n = int(counts[0]), self.grid.n_cells
+        kt = k.T * scale
+        if self.config["good_keys"] == "cell" and n_good % n == 0 and n_good:
+            # each cell attends to the good cells at its own position: (n, d, images), biases (n, images)
+            g = n_good // n
+            good = (kt[:, :n_good].reshape(d, g, n).transpose(2, 0, 1), bias[:n_good].reshape(g, n).T)
+            if self.config["balance"]:
+                good = (good[0], good[1] + np.log(n_good) - np.log(g))
+        else:
+            good = (kt[:, :n_good], bias[:n_good])
+        labels = self.key_labels[n_good:]
+        present = np.unique(labels)
+        starts = np.searchsorted(labels, present)
+        seg = np.repeat(np.arange(len(starts)), np.diff(np.append(starts, len(labels))))
+        self._attn = (qcols, good, (kt[:, n_good:], bias[n_good:]), present, starts, seg)
 
     def _query_width(self) -> int:
         m = len(METRIC_SETS[self.config["metrics"]])
@@ -239,18 +251,26 @@ class RTAttentionEngine(Engine):
             raise EngineError("the rt-attention engine has no reference cells")
         if self._attn is None:
             self._prepare()
-        qcols, kt, bias, present, starts, seg = self._attn
+        qcols, (kg, bg), (kd, bd), present, starts, seg = self._attn
+        q = self.context(tokens)[..., qcols].astype(np.float64)
         # einsum, not @: a BLAS call this small is slower, and much slower when its threads find the cores busy
-        logits = np.einsum("...d,dk->...k", self.context(tokens)[..., qcols].astype(np.float64), kt) + bias
-        top = np.maximum.reduceat(logits, starts, axis=-1)  # (..., n_present)
-        # terms below e^-60 of their class's largest change nothing and would only cost denormal arithmetic
-        sums = np.add.reduceat(np.exp(np.maximum(logits - top[..., seg], -60.0)), starts, axis=-1)
-        per_class = np.full((*logits.shape[:-1], len(self.classes)), -np.inf)
-        per_class[..., present] = np.log(sums) + top
+        if kg.ndim == 3:  # good reference cells of the query's own position
+            good = np.einsum("...nd,ndg->...ng", q, kg) + bg
+        else:
+            good = np.einsum("...d,dg->...g", q, kg) + bg
+        per_class = np.full((*q.shape[:-1], len(self.classes)), -np.inf)
+        per_class[..., 0] = _logsumexp(good, -1)
+        logits = np.einsum("...d,dk->...k", q, kd) + bd
+        if logits.shape[-1]:
+            top = np.maximum.reduceat(logits, starts, axis=-1)  # (..., n_present)
+            # terms below e^-60 of their class's largest change nothing and would only cost denormals
+            sums = np.add.reduceat(np.exp(np.maximum(logits - top[..., seg], -60.0)), starts, axis=-1)
+            per_class[..., present] = np.log(sums) + top
         log_probs = per_class - _logsumexp(per_class, -1)[..., None]
         if not weights:
             return log_probs, None
-        return log_probs, np.exp(logits - _logsumexp(logits, -1)[..., None])
+        both = np.concatenate([good, logits], axis=-1)  # good keys (own position where so), then defect keys
+        return log_probs, np.exp(both - _logsumexp(both, -1)[..., None])
 
     @staticmethod
     def defect_odds(log_probs: np.ndarray) -> np.ndarray:
@@ -320,13 +340,17 @@ class RTAttentionEngine(Engine):
         scaled = np.stack([self._rt._scaled(c) for c in data.crops])
         given = np.array([-1 if c is None else self.grid.index(*c) for c in data.cells])
         given[labels == 0] = -1
-        held_out = self._cross_validate(scaled, labels, given, seed, progress)
+        scores, predicted, top = self._cross_validate(scaled, labels, given, seed, progress)
         cells = self._fit_once(scaled, labels, given)
-        scores, predicted, top = held_out
+        in_sample = np.flatnonzero(predicted < 0)  # too few images of its kind to hold it out
+        for i in in_sample:
+            out = self._infer_scaled(scaled[i])
+            scores[i] = out.score
         good = labels == 0
         thresholds = calibrate_thresholds(scores[good], scores[~good])
         labelled = (given >= 0) & ~good
-        known = labelled & (top >= 0)
+        held = predicted >= 0
+        known = labelled & held
         if progress:
             progress("attention fitted", 1.0)
         return FitReport(thresholds, {
@@ -334,7 +358,10 @@ class RTAttentionEngine(Engine):
             "cell_label_source": f"{int(labelled.sum())} from the manifest, {int((~good & ~labelled).sum())} weak "
                            "(the cell of largest RT distance)",
             "reference_cells": {name: int(np.sum(self.key_labels == c)) for c, name in enumerate(self.classes)},
-            "held_out_accuracy": float(np.mean(predicted == labels)) if top.size and np.all(top >= 0) else None,
+            "threshold_scores": "cross-validated" if not in_sample.size else
+                                f"cross-validated, {in_sample.size} in-sample (too few to hold out)",
+            # the class the attention gives the top cell, whatever the verdict threshold says
+            "held_out_accuracy": float(np.mean(predicted[held] == labels[held])) if held.any() else None,
             "held_out_cell_localization": float(np.mean(top[known] == cells[known])) if known.any() else None,
             "held_out_good_max": float(scores[good].max()),
             "held_out_defect_min": float(scores[~good].min()),
@@ -375,9 +402,6 @@ class RTAttentionEngine(Engine):
                 predicted[i] = self.classes.index(max(probs, key=probs.get)) if probs else -1
             if progress:
                 progress("cross-validating the attention", (f + 1) / (folds + 1))
-        never = predicted < 0
-        if never.all():  # too few images to hold any out: in-sample, and the report says so via None
-            return scores, predicted, top
         return scores, predicted, top
 
     # -- inference -------------------------------------------------------------------------
