@@ -254,7 +254,12 @@ def _run_workers(exe, out, chunks, seed, size, classes, threads, samples, total,
             raise SynthError(f"renderer for images {start}..{start + n - 1} exited with code {rc} "
                              f"({len(failed)} of {len(procs)} workers failed); last stderr lines:\n{lines}")
     finally:
-        for _, _, p, _, _ in procs:
+        for _, _, p, _, ts in procs:
             if p.poll() is None:
                 p.kill()
                 p.wait()
+            for t in ts:
+                t.join(timeout=5)
+            for stream in (p.stdout, p.stderr):
+                if stream is not None:
+                    stream.close()

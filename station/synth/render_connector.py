@@ -43,6 +43,7 @@ DEFAULT_CLASSES = ("good", "pushed", "tilted", "missing")
 CAM_TILT_DEG = 22.0
 CAM_DIST = 30.5
 CAM_LENS_MM = 100.0
+CAM_TARGET_Y = -0.45   # aim a little below the centre: the leaning pin tops make the top end longer
 
 
 def is_cylinder(x: int, y: int) -> bool:
@@ -288,7 +289,7 @@ class Scene:
 
         # camera: look at the housing centre from the -Y side, then jitter
         t = math.radians(c["tilt_deg"])
-        target = Vector((c["dx"], c["dy"], 0.3))
+        target = Vector((c["dx"], c["dy"] + CAM_TARGET_Y, 0.3))
         base = Euler((t, 0.0, 0.0), "XYZ").to_matrix()
         jitter = Euler((math.radians(c["rot_x_deg"]), math.radians(c["rot_y_deg"]),
                         math.radians(c["rot_z_deg"])), "XYZ").to_matrix()
