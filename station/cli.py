@@ -249,7 +249,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except StationError as exc:
-        print(f"station: error: {exc}", file=sys.stderr)
+        # one line, always: scripts read the last line of stderr
+        message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        print(f"station: error: {message}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
