@@ -72,9 +72,16 @@ def run_gui(args) -> int:
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("Inspection station")
     app.setStyle("Fusion")
-    settings, message = load_settings()
-    window = create_window(getattr(args, "source", None), getattr(args, "recipe", None), settings)
-    if message:
-        window.show_banner(message + "  " + window.banner.text() if window.banner.text() else message)
+    window = open_station(getattr(args, "source", None), getattr(args, "recipe", None))
     window.show()
     return app.exec()
+
+
+def open_station(source: str | None = None, recipe: str | None = None):
+    """The window as `station` opens it: saved settings (a broken file is set aside and the operator
+    told in the window's banner), then the command line's source and recipe over them."""
+    settings, message = load_settings()
+    window = create_window(source, recipe, settings)
+    if message:
+        window.show_banner(f"{message}  {window.banner.text()}" if window._banner_row.isVisibleTo(window) else message)
+    return window

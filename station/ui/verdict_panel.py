@@ -35,22 +35,26 @@ class VerdictPanel(QWidget):
         layout.addWidget(self.verdict_label, 1)
         layout.addWidget(self.detail_label)
         self.verdict = "IDLE"
+        self._style: tuple[str, int] | None = None
         self._show("IDLE", "STOPPED", "Press Start (F5)")
         service.results_ready.connect(self.show_results)
         service.run_state_changed.connect(self._on_run_state)
         service.state_changed.connect(self._on_source_state)
 
-    def _show(self, key: str, big: str, detail: str, tooltip: str = "") -> None:
+    def _show(self, key: str, big: str, detail: str) -> None:
         self.verdict = key
-        self.setToolTip(tooltip)
-        bg, fg = COLOURS[key]
         size = 96 if len(big) <= 6 else 54
-        self.verdict_label.setText(big)
-        self.verdict_label.setStyleSheet(
-            f"background:{bg}; color:{fg}; font-size:{size}px; font-weight:800; border-radius:6px 6px 0 0;")
-        self.detail_label.setText(detail)
-        self.detail_label.setStyleSheet(
-            f"background:{bg}; color:{fg}; font-size:26px; font-weight:600; padding:6px; border-radius:0 0 6px 6px;")
+        if (key, size) != self._style:  # restyling is the costly part; at 30 results a second, only on change
+            self._style = (key, size)
+            bg, fg = COLOURS[key]
+            self.verdict_label.setStyleSheet(
+                f"background:{bg}; color:{fg}; font-size:{size}px; font-weight:800; border-radius:6px 6px 0 0;")
+            self.detail_label.setStyleSheet(f"background:{bg}; color:{fg}; font-size:26px; font-weight:600; "
+                                            "padding:6px; border-radius:0 0 6px 6px;")
+        if self.verdict_label.text() != big:
+            self.verdict_label.setText(big)
+        if self.detail_label.text() != detail:
+            self.detail_label.setText(detail)
 
     def show_results(self, items: list[LiveResult]) -> None:
         self.show_result(items[-1])
