@@ -35,9 +35,11 @@ VARIANTS = [  # (axis, label, config overrides of the default)
     ("balance", "no class balance (prior = share of reference cells)", {"balance": False}),
     ("context", "the cell alone", {"context": "cell"}),
     ("context", "3x3 neighbours", {"context": "neighbours"}),
+    ("edge", "zero context beyond the grid", {"edge": "zero"}),
     ("good keys", "good reference cells of every position", {"good_keys": "all"}),
     ("parts", "2x1 blocks per cell", {"parts": [2, 1]}),
     ("parts", "3x1 blocks per cell", {"parts": [3, 1]}),
+    ("localize", "cells' odds from the configured (all-mode) queries", {"localize": "all"}),
     ("score", "attention log-odds as the verdict score", {"score": "attention"}),
     ("search", "no local search (search_px 0)", {"search_px": 0}),
 ]

@@ -25,9 +25,11 @@ OPTIONS = {
     "unit_spaces": ("several", "one"),  # standards of every mode, or the good standard alone
     "queries": ("all", "good"),  # tokens against every standard, or against the good one (anomaly type)
     "similarity": ("distance", "dot"),  # q.k - |k|^2/2 (a Gaussian kernel), or the plain q.k
-    "context": ("column", "cell", "neighbours"),
+    "context": ("column", "cell", "neighbours"),  # a token is the cell with the cells above and below, alone, or 3x3
+    "edge": ("replicate", "zero"),  # context beyond the grid: the edge cell again, or the good mean (zero)
+    "good_keys": ("cell", "all"),  # good reference cells of the query's own position, or of every position
     "score": ("distance", "attention"),
-    "good_keys": ("cell", "all"),  # good reference cells of the query's own position, or of every position  # the verdict's score: RT distance to good, or the attention's log-odds  # a token is the cell with the cells above and below, alone, or 3x3
+    "localize": ("good", "all"),  # the cells' odds (where) from good-type queries, or from the configured ones  # the verdict's score: RT distance to good, or the attention's log-odds
 }
 CONTEXT = {"cell": [(0, 0)], "column": [(0, -1), (0, 0), (0, 1)],
            "neighbours": [(dc, dr) for dr in (-1, 0, 1) for dc in (-1, 0, 1)]}
@@ -51,8 +53,8 @@ class ModeSpace:
     over the labelled cells of that mode (too few to keep them per cell)."""
 
     standard: np.ndarray  # (n_cells, k)
-    mean: np.ndarray  # (m,)
-    whiten: np.ndarray  # (m, m)
+    mean: np.ndarray  # (P, m): per block of a cell
+    whiten: np.ndarray  # (P, m, m)
 
 
 def cell_kinship(standards: np.ndarray) -> np.ndarray:
@@ -71,8 +73,10 @@ class RTAttentionEngine(Engine):
 
     @classmethod
     def default_config(cls) -> dict[str, Any]:
+        # the defaults are the best of the ablations in docs/rt-attention-ablations.md
         return {"metrics": "soart", "unit_spaces": "several", "queries": "all", "similarity": "distance",
-                "context": "column", "good_keys": "cell", "parts": [1, 1], "score": "distance", "temperature": 1.0, "balance": True, "search_px": 2, "ridge": 1e-3, "folds": 5}
+                "temperature": 1.0, "balance": True, "context": "column", "edge": "replicate", "good_keys": "cell", "parts": [1, 1],
+                "score": "distance", "localize": "good", "search_px": 2, "ridge": 1e-3, "folds": 5}
 
     def __init__(self, grid, config: dict[str, Any] | None = None) -> None:
         super().__init__(grid, config)
@@ -80,8 +84,9 @@ class RTAttentionEngine(Engine):
             if self.config[key] not in allowed:
                 raise EngineError(f"rt-attention: {key} must be one of {list(allowed)}, not {self.config[key]!r}")
         parts = self.config["parts"]
-        if not (isinstance(parts, (list, tuple)) and len(parts) == 2 and all(isinstance(v, int) and v >= 1 for v in parts)
-                and grid.cell_px % parts[0] == 0 and grid.cell_px % parts[1] == 0
+        whole = isinstance(parts, (list, tuple)) and len(parts) == 2 and all(isinstance(v, int) and v >= 1
+                                                                             for v in parts)
+        if not (whole and grid.cell_px % parts[0] == 0 and grid.cell_px % parts[1] == 0
                 and (grid.cell_px // parts[0]) * (grid.cell_px // parts[1]) >= 2):
             raise EngineError(f"rt-attention: parts must be [rows, cols] dividing the {grid.cell_px} px cell into "
                               f"blocks of at least 2 px, not {parts!r}")
@@ -97,7 +102,7 @@ class RTAttentionEngine(Engine):
         self.good_parts: UnitSpace | None = None  # the good unit space over sub-cell blocks (= cells for 1x1)
         self._good_whiten: np.ndarray | None = None
         self._stacked: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # see _prepare
-        self._attn: tuple | None = None
+        self._attn: dict[str, tuple] | None = None
         self._context_index: np.ndarray | None = None
 
     # -- state -----------------------------------------------------------------------------
@@ -187,7 +192,12 @@ class RTAttentionEngine(Engine):
             return
         order = np.argsort(self.key_labels, kind="stable")
         self.keys, self.key_labels = self.keys[order], self.key_labels[order]
-        dq = self._query_width()
+        self._attn = {kind: self._attention_cache(kind) for kind in {"good", self.config["queries"]}}
+
+    def _attention_cache(self, queries: str) -> tuple:
+        """Query columns, scaled keys and biases for queries of one type ("good": the good standard's
+        block of each context cell; "all": every standard's)."""
+        dq = self._query_width(queries)
         width = self._stacked[1].shape[-1] * len(self._stacked[0]) // self.grid.n_cells
         w = len(CONTEXT[self.config["context"]])
         qcols = (np.arange(w)[:, None] * width + np.arange(dq)[None, :]).ravel()
@@ -214,28 +224,32 @@ class RTAttentionEngine(Engine):
         present = np.unique(labels)
         starts = np.searchsorted(labels, present)
         seg = np.repeat(np.arange(len(starts)), np.diff(np.append(starts, len(labels))))
-        self._attn = (qcols, good, (kt[:, n_good:], bias[n_good:]), present, starts, seg)
+        return (qcols, good, (kt[:, n_good:], bias[n_good:]), present, starts, seg)
 
-    def _query_width(self) -> int:
-        m = len(METRIC_SETS[self.config["metrics"]])
-        m = m * self.n_parts
-        return m if self.config["queries"] == "good" else m * len(self.standards)
+    def _query_width(self, queries: str | None = None) -> int:
+        m = len(METRIC_SETS[self.config["metrics"]]) * self.n_parts
+        return m if (queries or self.config["queries"]) == "good" else m * len(self.standards)
 
     def _neighbours(self) -> np.ndarray:
-        """(n_cells, w) index of each cell's context cells; n_cells (a zero token) outside the grid."""
+        """(n_cells, w) index of each cell's context cells. Beyond the grid: the nearest edge cell (the
+        registered crop cuts the tops of the first row's pins, so their evidence sits in the edge cell
+        itself), or n_cells, a zero token."""
         g = self.grid
+        replicate = self.config["edge"] == "replicate"
         out = np.full((g.n_cells, len(CONTEXT[self.config["context"]])), g.n_cells)
         for i in range(g.n_cells):
             col, row = g.cell(i)
             for j, (dc, dr) in enumerate(CONTEXT[self.config["context"]]):
-                if 0 <= col + dc < g.cols and 0 <= row + dr < g.rows:
-                    out[i, j] = g.index(col + dc, row + dr)
+                c, r = col + dc, row + dr
+                if replicate:
+                    c, r = min(max(c, 0), g.cols - 1), min(max(r, 0), g.rows - 1)
+                if 0 <= c < g.cols and 0 <= r < g.rows:
+                    out[i, j] = g.index(c, r)
         return out
 
     def context(self, tokens: np.ndarray) -> np.ndarray:
         """Cell tokens (..., n, D) to context tokens (..., n, w*D): the cell with its neighbours, whose
-        evidence a defect often shares (a pushed pin's top moves into the cell below). Outside the
-        grid the token is zero, the mean of the good unit space."""
+        evidence a defect often shares (in the demo views a pin's top shows in the cell above)."""
         if self._context_index is None:
             self._context_index = self._neighbours()
         padded = np.concatenate([tokens, np.zeros_like(tokens[..., :1, :])], axis=-2)
@@ -243,7 +257,8 @@ class RTAttentionEngine(Engine):
         return ctx.reshape(*ctx.shape[:-2], -1)
 
     # -- attention -------------------------------------------------------------------------
-    def attention(self, tokens: np.ndarray, weights: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    def attention(self, tokens: np.ndarray, weights: bool = False,
+                  queries: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         """Class log-probabilities (..., n_cells, C) of each cell and, if asked, the attention weights
         over the reference cells (..., n_cells, n_keys): softmax(q K^T / (sqrt(d) tau)) with V the
         class labels, summed per class (a log-sum-exp per class, so no class underflows to 0)."""
@@ -251,7 +266,7 @@ class RTAttentionEngine(Engine):
             raise EngineError("the rt-attention engine has no reference cells")
         if self._attn is None:
             self._prepare()
-        qcols, (kg, bg), (kd, bd), present, starts, seg = self._attn
+        qcols, (kg, bg), (kd, bd), present, starts, seg = self._attn[queries or self.config["queries"]]
         q = self.context(tokens)[..., qcols].astype(np.float64)
         # einsum, not @: a BLAS call this small is slower, and much slower when its threads find the cores busy
         if kg.ndim == 3:  # good reference cells of the query's own position
@@ -298,7 +313,8 @@ class RTAttentionEngine(Engine):
             # shrink towards the good spread, so one image of a mode still gives an invertible covariance
             prior = m + 1
             cov = (np.einsum("ipj,ipl->pjl", centred, centred) + prior * good_cov) / (len(idx) - 1 + prior)
-            cov += (float(self.config["ridge"]) * np.trace(cov, axis1=1, axis2=2) / m + 1e-12)[:, None, None] * np.eye(m)
+            ridge = float(self.config["ridge"]) * np.trace(cov, axis1=1, axis2=2) / m + 1e-12
+            cov += ridge[:, None, None] * np.eye(m)
             self.modes[name] = ModeSpace(standard.astype(np.float32), mean.astype(np.float32),
                                          _whitener(np.linalg.inv(cov)))
 
@@ -428,14 +444,19 @@ class RTAttentionEngine(Engine):
         out = {"metrics": raw, "deviation": deviation, "tokens": blocks, "distance": np.sum(blocks ** 2, axis=-1) / m}
         if not self.fallback:
             log_probs, _ = self.attention(tokens)
-            out.update({"log_probs": log_probs, "odds": self.defect_odds(log_probs)})
+            where = self.attention(tokens, queries="good")[0] if self.config["localize"] == "good" else log_probs
+            out.update({"log_probs": log_probs, "odds": self.defect_odds(where)})
         return out
 
     def _infer_scaled(self, scaled: np.ndarray) -> EngineOutput:
         vectors = self.vectors(scaled)
         tokens, _ = self.tokens(vectors)
         log_probs, _ = self.attention(tokens)
-        odds = np.nan_to_num(self.defect_odds(log_probs), nan=np.inf)
+        if self.config["localize"] == "good":  # where: anomaly-type queries; what: the configured queries
+            odds = self.defect_odds(self.attention(tokens, queries="good")[0])
+        else:
+            odds = self.defect_odds(log_probs)
+        odds = np.nan_to_num(odds, nan=np.inf)
         top = int(np.argmax(odds))
         probs = np.exp(log_probs[top])
         m = len(METRIC_SETS[self.config["metrics"]]) * self.n_parts
