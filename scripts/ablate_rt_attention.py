@@ -40,6 +40,7 @@ VARIANTS = [  # (axis, label, config overrides of the default)
     ("parts", "2x1 blocks per cell", {"parts": [2, 1]}),
     ("parts", "3x1 blocks per cell", {"parts": [3, 1]}),
     ("localize", "cells' odds from the configured (all-mode) queries", {"localize": "all"}),
+    ("mode cells", "mode standards from the context cell of largest RT distance", {"mode_cells": "evidence"}),
     ("score", "attention log-odds as the verdict score", {"score": "attention"}),
     ("search", "no local search (search_px 0)", {"search_px": 0}),
 ]

@@ -28,8 +28,9 @@ OPTIONS = {
     "context": ("column", "cell", "neighbours"),  # a token is the cell with the cells above and below, alone, or 3x3
     "edge": ("replicate", "zero"),  # context beyond the grid: the edge cell again, or the good mean (zero)
     "good_keys": ("cell", "all"),  # good reference cells of the query's own position, or of every position
-    "score": ("distance", "attention"),
-    "localize": ("good", "all"),  # the cells' odds (where) from good-type queries, or from the configured ones  # the verdict's score: RT distance to good, or the attention's log-odds
+    "score": ("distance", "attention"),  # the verdict's score: RT distance to good, or the attention's log-odds
+    "localize": ("good", "all"),  # the cells' odds (where) from good-type queries, or from the configured ones
+    "mode_cells": ("labelled", "evidence"),  # mode standards from the labelled cells, or where a defect shows most
 }
 CONTEXT = {"cell": [(0, 0)], "column": [(0, -1), (0, 0), (0, 1)],
            "neighbours": [(dc, dr) for dr in (-1, 0, 1) for dc in (-1, 0, 1)]}
@@ -75,8 +76,9 @@ class RTAttentionEngine(Engine):
     def default_config(cls) -> dict[str, Any]:
         # the defaults are the best of the ablations in docs/rt-attention-ablations.md
         return {"metrics": "soart", "unit_spaces": "several", "queries": "all", "similarity": "distance",
-                "temperature": 1.0, "balance": True, "context": "column", "edge": "replicate", "good_keys": "cell", "parts": [1, 1],
-                "score": "distance", "localize": "good", "search_px": 2, "ridge": 1e-3, "folds": 5}
+                "temperature": 1.0, "balance": True, "context": "column", "edge": "replicate", "good_keys": "cell",
+                "parts": [1, 1], "score": "distance", "localize": "good", "mode_cells": "labelled",
+                "search_px": 2, "ridge": 1e-3, "folds": 5}
 
     def __init__(self, grid, config: dict[str, Any] | None = None) -> None:
         super().__init__(grid, config)
@@ -326,7 +328,14 @@ class RTAttentionEngine(Engine):
         if cells is None or np.any((cells < 0) & ~good):
             weak = np.argmax(self.good.distance_of_metrics(self.good.metrics_of(vectors)), axis=1)
             cells = np.where(cells >= 0, cells, weak) if cells is not None else weak
-        self._fit_modes(vectors, labels, cells)
+        evidence = cells
+        if self.config["mode_cells"] == "evidence":
+            # the standard of a mode is built where its defects show most: the context cell of largest
+            # RT distance (in the demo views the cell above the labelled pin, which carries its top)
+            d2 = self.good.distance_of_metrics(self.good.metrics_of(vectors))  # (N, n)
+            window = self._neighbours()[cells]  # (N, w)
+            evidence = window[np.arange(len(cells)), np.argmax(np.take_along_axis(d2, window, axis=1), axis=1)]
+        self._fit_modes(vectors, labels, evidence)
         tokens = self.context(self.tokens(vectors)[0])
         keys = [tokens[good].reshape(-1, tokens.shape[-1])]
         key_labels = [np.zeros(int(good.sum()) * self.grid.n_cells, dtype=np.int32)]
