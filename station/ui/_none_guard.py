@@ -1,7 +1,8 @@
 """A guard against PySide6 6.12.0 on Python 3.11, whose bindings drop a reference to None on every call
-of a method that returns nothing (setText, update, addItem, ...): after some thousands of calls Python
-aborts with "none_dealloc: deallocating None". PySide6 6.11.2 does not, and on Python 3.12+ None is
-immortal, so there it is harmless. Where the leak is seen, None is given a reference count no
+of a method that returns nothing (setText, update, addItem, ...), and likewise to True and False from
+methods returning bool: after some thousands of calls Python aborts with "none_dealloc: deallocating
+None" (or bool_dealloc). PySide6 6.11.2 does not, and on Python 3.12+ these singletons are immortal,
+so there it is harmless. Where the leak is seen, the singletons are given a reference count no
 application can use up, which is what Python 3.12 does for every interpreter (PEP 683).
 """
 
@@ -31,9 +32,12 @@ def guard_none_refcount() -> bool:
         return False
     import ctypes
 
-    refcount = ctypes.c_ssize_t.from_address(id(None))  # ob_refcnt, the first field of every object
-    if refcount.value < _IMMORTAL:
-        refcount.value += _IMMORTAL
+    # None and True leak hundreds of references a second on a running line; the other shared singletons
+    # (small ints, empty str/tuple/bytes) are covered as cheap insurance
+    for singleton in (None, True, False, NotImplemented, Ellipsis, (), "", b"", *range(-5, 257)):
+        refcount = ctypes.c_ssize_t.from_address(id(singleton))  # ob_refcnt, the first field of every object
+        if refcount.value < _IMMORTAL:
+            refcount.value += _IMMORTAL
     return True
 
 
