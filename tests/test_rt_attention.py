@@ -102,6 +102,20 @@ def test_whitened_tokens_give_the_rt_distance():
     np.testing.assert_allclose(np.sum(tokens[:, :m] ** 2, axis=1) / m, engine.good.distance(vectors), rtol=1e-3)
 
 
+@pytest.mark.parametrize("config", [{}, {"edge": "zero", "context": "neighbours"}, {"queries": "good"},
+                                    {"localize": "all"}])
+def test_inference_shortcut_agrees_with_the_full_analysis(config):
+    # infer() computes the all-mode attention at the top cell only; analyse() computes it everywhere
+    engine = RTAttentionEngine(GRID, config)
+    engine.fit(training_set({"good": 8, "pushed": 4, "tilted": 4, "missing": 4}))
+    for label, cell in (("tilted", (0, 0)), ("pushed", (2, 8)), ("good", None)):
+        crop = draw_crop(np.random.default_rng(11), label, cell)
+        out, full = engine.infer(crop), engine.analyse(crop)
+        np.testing.assert_allclose(out.cell_scores.ravel(), full["odds"], rtol=1e-5, atol=1e-6)
+        top = int(np.argmax(full["odds"]))
+        np.testing.assert_allclose(list(out.class_probs.values()), np.exp(full["log_probs"][top]), rtol=1e-4, atol=1e-7)
+
+
 # -- fitting and the degenerate cases ----------------------------------------------------------
 def test_fit_classifies_and_localizes_drawn_defects():
     engine = RTAttentionEngine(GRID)

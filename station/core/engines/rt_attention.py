@@ -157,14 +157,24 @@ class RTAttentionEngine(Engine):
         """Cell vectors (n_cells, k) of one scaled crop, locally searched against the good standard."""
         return self._rt._vectors(scaled, self.good.standard)
 
-    def tokens(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def tokens(self, vectors: np.ndarray, cells: np.ndarray | None = None,
+               good_only: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Whitened metric tokens (..., n_cells, S*P*m) against every standard, and the raw metrics
-        (..., n_cells, S, P*m), for S standards and P blocks per cell. Block 0 is the good standard."""
+        (..., n_cells, S, P*m), for S standards and P blocks per cell. Block 0 is the good standard.
+        `cells` limits them to those cells, `good_only` to the good standard (S = 1)."""
         if self._stacked is None:
             self._prepare()
         standard, mean, whiten = self._stacked
-        n = self.grid.n_cells
-        s = len(standard) // (n * self.n_parts)
+        n, p = self.grid.n_cells, self.n_parts
+        s = len(standard) // (n * p)
+        if good_only and cells is None:
+            standard, mean, whiten, s = standard[: n * p], mean[: n * p], whiten[: n * p], 1
+        elif good_only or cells is not None:
+            cells = np.arange(n) if cells is None else np.asarray(cells)
+            s = 1 if good_only else s
+            rows = ((np.arange(s)[:, None, None] * n + cells[None, :, None]) * p + np.arange(p)).ravel()
+            standard, mean, whiten = standard[rows], mean[rows], whiten[rows]
+            vectors, n = vectors[..., cells, :], len(cells)
         blocks = self.split(vectors)
         # all S standards in one pass: the block vectors repeated once per standard
         repeated = np.concatenate([blocks] * s, axis=-2) if s > 1 else blocks
@@ -268,10 +278,21 @@ class RTAttentionEngine(Engine):
             raise EngineError("the rt-attention engine has no reference cells")
         if self._attn is None:
             self._prepare()
-        qcols, (kg, bg), (kd, bd), present, starts, seg = self._attn[queries or self.config["queries"]]
-        q = self.context(tokens)[..., qcols].astype(np.float64)
+        kind = queries or self.config["queries"]
+        qcols = self._attn[kind][0]
+        ctx = self.context(tokens)
+        # tokens of the good standard alone (good_only) are already the good-type query columns
+        return self._attend(ctx if ctx.shape[-1] == len(qcols) else ctx[..., qcols], kind, weights=weights)
+
+    def _attend(self, q: np.ndarray, kind: str, cells: np.ndarray | None = None,
+                weights: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        """Attention of context queries q (..., c, d) of the given cells (all when None)."""
+        _, (kg, bg), (kd, bd), present, starts, seg = self._attn[kind]
+        q = q.astype(np.float64)
         # einsum, not @: a BLAS call this small is slower, and much slower when its threads find the cores busy
         if kg.ndim == 3:  # good reference cells of the query's own position
+            if cells is not None:
+                kg, bg = kg[cells], bg[cells]
             good = np.einsum("...nd,ndg->...ng", q, kg) + bg
         else:
             good = np.einsum("...d,dg->...g", q, kg) + bg
@@ -459,15 +480,27 @@ class RTAttentionEngine(Engine):
 
     def _infer_scaled(self, scaled: np.ndarray) -> EngineOutput:
         vectors = self.vectors(scaled)
-        tokens, _ = self.tokens(vectors)
-        log_probs, _ = self.attention(tokens)
-        if self.config["localize"] == "good":  # where: anomaly-type queries; what: the configured queries
-            odds = self.defect_odds(self.attention(tokens, queries="good")[0])
+        if self.config["localize"] == "good":
+            # where: anomaly-type queries over all cells; what: the configured queries, at that cell only
+            tokens, _ = self.tokens(vectors, good_only=True)
+            good_probs, _ = self.attention(tokens, queries="good")
+            odds = np.nan_to_num(self.defect_odds(good_probs), nan=np.inf)
+            top = int(np.argmax(odds))
+            if self.config["queries"] == "good":
+                top_probs = good_probs[top]
+            else:
+                context = self._context_index[top]
+                inside = context < self.grid.n_cells
+                full = np.zeros((len(context), self._query_width()), np.float32)
+                full[inside] = self.tokens(vectors, cells=context[inside])[0]
+                top_probs = self._attend(full.reshape(1, -1), self.config["queries"], cells=np.array([top]))[0][0]
         else:
-            odds = self.defect_odds(log_probs)
-        odds = np.nan_to_num(odds, nan=np.inf)
-        top = int(np.argmax(odds))
-        probs = np.exp(log_probs[top])
+            tokens, _ = self.tokens(vectors)
+            log_probs, _ = self.attention(tokens)
+            odds = np.nan_to_num(self.defect_odds(log_probs), nan=np.inf)
+            top = int(np.argmax(odds))
+            top_probs = log_probs[top]
+        probs = np.exp(top_probs)
         m = len(METRIC_SETS[self.config["metrics"]]) * self.n_parts
         d2 = float(np.nan_to_num(np.max(np.sum(tokens[:, :m] ** 2, axis=-1)) / m, nan=np.inf))
         # the verdict's score: the RT distance to the good unit space (anomaly type, it flags a defect
