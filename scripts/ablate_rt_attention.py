@@ -3,6 +3,10 @@ same registered training crops and scored on the same registered test crops, so 
 differs. Prints a Markdown table and, with --json, the raw figures.
 
     .venv/bin/python scripts/ablate_rt_attention.py --max-per-class 20 [--data resources/demo]
+
+--proxy-test scores on the training images the seeded sample leaves out, instead of DATA/test
+(for when the test split is not there); --write-proxy DIR also writes them as DIR/test (symlinks
+and a manifest) beside DIR/train, so `station eval --data DIR` sees the same split.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from station.core.dataset import load_dataset
+from station.core.dataset import Dataset, load_dataset
 from station.core.engines import engine_class
 from station.core.evaluate import summarize
 from station.core.grid import CellGrid
@@ -81,16 +85,38 @@ def run(train, test, grid, config, seed):
     return result
 
 
+def proxy_split(full, picked, out: Path | None):
+    """The training images that the seeded sample does not use, as a test split."""
+    rest = [s for s in full.samples if s not in set(picked.samples)]
+    if out is not None:
+        (out / "test").mkdir(parents=True, exist_ok=True)
+        if not (out / "train").exists():
+            (out / "train").symlink_to(Path(full.root).resolve())
+        items = []
+        for s in rest:
+            rel = f"{s.label}/{s.path.name}"
+            (out / "test" / s.label).mkdir(exist_ok=True)
+            link = out / "test" / rel
+            if not link.exists():
+                link.symlink_to(s.path.resolve())
+            items.append({"file": rel, "class": s.label, "cell": list(s.cell) if s.cell else None})
+        (out / "test" / "manifest.json").write_text(json.dumps({"schema": 1, "images": items}))
+    return Dataset(full.root, full.layout, rest)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default="resources/demo")
     p.add_argument("--max-per-class", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="write the raw figures here")
+    p.add_argument("--proxy-test", action="store_true", help="test on the training images the sample leaves out")
+    p.add_argument("--write-proxy", type=Path, help="with --proxy-test: also write that split as DIR/test")
     args = p.parse_args(argv)
     grid = CellGrid(3, 9)
-    train_data = load_dataset(args.data, "train").sample_per_class(args.max_per_class, args.seed)
-    test_data = load_dataset(args.data, "test")
+    full = load_dataset(args.data, "train")
+    train_data = full.sample_per_class(args.max_per_class, args.seed)
+    test_data = proxy_split(full, train_data, args.write_proxy) if args.proxy_test else load_dataset(args.data, "test")
     good_images = [read_image(s.path) for s in train_data.samples if s.label == "good"]
     registrar = Registrar(fit_region(good_images, grid), grid)
     train, test = registered(train_data, registrar), registered(test_data, registrar)
