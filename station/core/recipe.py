@@ -51,6 +51,8 @@ class RegionSpec(_Strict):
     min_area_frac: float = Field(ge=0, le=1)
     max_area_frac: float = Field(ge=0, le=1)
     refine: Literal["ecc", "none"] = "ecc"
+    shift_x: float = 0.0
+    shift_y: float = 0.0
 
 
 class EngineSpec(_Strict):

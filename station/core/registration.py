@@ -29,11 +29,16 @@ class Region:
     min_area_frac: float = 0.0
     max_area_frac: float = 1.0
     refine: Literal["ecc", "none"] = "ecc"
+    # where the grid sits on the blob, in canonical px: the product's features (pins seen from a
+    # tilted camera) need not be centred on the housing's outline
+    shift_x: float = 0.0
+    shift_y: float = 0.0
     template: np.ndarray | None = None  # (H, W) float32 mean registered good crop, grey 0..1
 
     def to_dict(self) -> dict:
         return {"mode": self.mode, "polarity": self.polarity, "min_area_frac": self.min_area_frac,
-                "max_area_frac": self.max_area_frac, "refine": self.refine}
+                "max_area_frac": self.max_area_frac, "refine": self.refine,
+                "shift_x": self.shift_x, "shift_y": self.shift_y}
 
 
 @dataclass
@@ -109,7 +114,9 @@ class Registrar:
         if not self.region.min_area_frac <= frac <= self.region.max_area_frac:
             raise RegistrationError(f"part not found: the largest blob covers {frac:.0%} of the frame, "
                                     f"expected {self.region.min_area_frac:.0%}..{self.region.max_area_frac:.0%}")
-        return _rect_to_matrix(cv2.minAreaRect(contour), self.grid, scale)
+        matrix = _rect_to_matrix(cv2.minAreaRect(contour), self.grid, scale)
+        matrix[:, 2] += matrix[:, :2] @ np.array([self.region.shift_x, self.region.shift_y])
+        return matrix
 
     def warp(self, rgb: np.ndarray, matrix: np.ndarray) -> np.ndarray:
         return cv2.warpAffine(rgb, matrix, self.grid.size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
@@ -158,6 +165,8 @@ def fit_region(images: list[np.ndarray], grid: CellGrid, refine: str = "ecc") ->
         med = float(np.median(best[1]))
         region = Region("blob", best[0], min_area_frac=med * 0.6, max_area_frac=min(1.0, med * 1.5), refine=refine)
     registrar = Registrar(region, grid)
+    if region.mode == "blob":
+        region.shift_x, region.shift_y = _grid_shift(registrar, images)
     for _ in range(2 if refine == "ecc" else 1):  # a second pass on refined crops gives a sharper template
         crops = _grey_crops(registrar, images)
         if len(crops) < max(1, len(images) // 2):
@@ -165,6 +174,55 @@ def fit_region(images: list[np.ndarray], grid: CellGrid, refine: str = "ecc") ->
                                     "part stands clearly apart from the background")
         region.template = np.mean(crops, axis=0).astype(np.float32)
     return region
+
+
+def _grid_shift(registrar: Registrar, images: list[np.ndarray]) -> tuple[float, float]:
+    """Where to put the grid on the blob so that each cell holds one of the product's features.
+
+    Seen from a tilted camera, pins stand up out of the housing and their images sit up to half a
+    pitch away from the housing's outline. Rows through pins vary strongly across x; the table
+    and the bare housing do not. The cell-frequency phase of that variation gives the shift
+    modulo one cell; of the shifts it allows, the one whose window holds the most of it wins.
+    """
+    grid = registrar.grid
+    c = grid.cell_px
+    w, h = grid.size
+    crops = []
+    for img in images:
+        try:
+            m = registrar.initial(to_rgb(img))
+        except RegistrationError:
+            continue
+        m[:, 2] -= m[:, :2] @ np.array([c, c], dtype=np.float64)  # one cell of margin all round
+        crop = cv2.warpAffine(to_gray(img), m, (w + 2 * c, h + 2 * c),
+                              flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+        crops.append(crop.astype(np.float32) / 255.0)
+    if not crops:
+        return 0.0, 0.0
+    mean = np.mean(crops, axis=0)
+    across_x = mean[:, c:w + c].std(axis=1)  # per row of the extended crop
+    across_y = mean[c:h + c, :].std(axis=0)  # per column
+    return _feature_shift(across_y, c, w), _feature_shift(across_x, c, h)
+
+
+def _feature_shift(profile: np.ndarray, period: int, span: int, min_contrast: float = 0.02,
+                   min_repeat: float = 0.3) -> float:
+    """Shift (px) of a window of `span` px inside `profile` (which has `period` px of margin on
+    both sides) that centres the profile's per-cell peaks in the cells; 0 without such a rhythm."""
+    p = np.asarray(profile, dtype=np.float64)
+    inside = p[period:period + span] - p[period:period + span].mean()
+    # a rhythm: real contrast, repeating at the cell pitch (an outline's two edges are not one)
+    if inside.size <= period or inside.std() < min_contrast:
+        return 0.0
+    if np.sum(inside[:-period] * inside[period:]) < min_repeat * np.sum(inside * inside) * (1 - period / inside.size):
+        return 0.0
+    centred = p - p.mean()
+    component = np.sum(centred * np.exp(-2j * np.pi * (np.arange(p.size) + 0.5) / period))
+    peak = (-np.angle(component) / (2 * np.pi) * period) % period  # peak position within a cell
+    base = peak - period / 2
+    candidates = [base + k * period for k in (-1, 0, 1) if abs(base + k * period) <= period]
+    held = [p[int(round(period + s)): int(round(period + s)) + span].sum() for s in candidates]
+    return float(candidates[int(np.argmax(held))])
 
 
 def _grey_crops(registrar: Registrar, images: list[np.ndarray]) -> list[np.ndarray]:

@@ -41,7 +41,7 @@ class RTEngine(Engine):
 
     @classmethod
     def default_config(cls) -> dict[str, Any]:
-        return {"metrics": "soart", "search_px": 2, "ridge": 1e-3, "folds": 5}
+        return {"metrics": "soart", "search_px": 1, "ridge": 1e-3, "folds": 5}
 
     def __init__(self, grid: CellGrid, config: dict[str, Any] | None = None) -> None:
         super().__init__(grid, config)
