@@ -30,9 +30,12 @@ def demo_split(split: str) -> Path:
     return path
 
 
+DEFAULT_ENGINE = "rt"
+
+
 def bundled_recipe(engine: str | None = None) -> Path:
-    """The bundled recipe of an engine, or the default recipe."""
-    name = engine or "default"
+    """The bundled recipe of an engine (`resources/recipes/<engine>`), or that of the default engine."""
+    name = engine or DEFAULT_ENGINE
     path = resources_dir() / "recipes" / name
     if not (path / "recipe.json").is_file():
         raise StationError(f"no bundled recipe {name!r} at {path}; train one with `station train --out {path}`")
