@@ -369,3 +369,29 @@ def test_shadow_changes_are_exactly_between_the_thresholds(scored, synthetic_dat
     assert summary["new_escapes"] == sum(1 for i in expected if s.labels[i] != "good")
     assert sum(c.frame is not None for c in shadow.changes()) == min(3, len(expected))
     assert all(decide(c.candidate_score, high, high) is Verdict.OK for c in shadow.changes())
+
+
+def test_per_cell_thresholds_are_what_inspection_uses(synthetic_recipe, synthetic_data, tmp_path):
+    """Per-cell thresholds saved in a recipe drive the Inspector, and the tuner's figures still
+    equal `station eval`'s on the same data and thresholds."""
+    from station.core.dataset import load_dataset
+    from station.core.evaluate import evaluate
+    from station.core.recipe import Recipe
+    from station.core.workbench.tuner import score_dataset, with_thresholds
+
+    recipe = Recipe.load(synthetic_recipe)
+    data = load_dataset(synthetic_data, "test")
+    scored = score_dataset(recipe, data)
+    cells = scored.suggest_cell_thresholds()
+    review, ng = recipe.thresholds
+    tuned = with_thresholds(recipe, review, ng, cell_thresholds=cells)
+    tuned.save(tmp_path / "cells")
+    reloaded = Recipe.load(tmp_path / "cells")
+    assert reloaded.cell_thresholds is not None
+    result = evaluate(reloaded, data)
+    summary = scored.summary(review, ng, cell_thresholds=cells)
+    for key in ("escape_rate", "false_reject_rate", "review_rate", "confusion"):
+        assert result[key] == summary[key], key
+    # a cell threshold of zero makes every part NG: the Inspector really reads them
+    strict = with_thresholds(reloaded, review, ng, cell_thresholds=(cells[0] * 0, cells[1] * 0))
+    assert evaluate(strict, data)["per_class_recall"]["good"] == 0.0

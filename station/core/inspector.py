@@ -11,7 +11,7 @@ import numpy as np
 from station.core.errors import ImageError, RegistrationError, StationError
 from station.core.recipe import Recipe
 from station.core.registration import Registered, Registrar
-from station.core.verdict import Verdict, decide
+from station.core.verdict import Verdict, decide, decide_cells
 
 NO_PART = "no_part"
 
@@ -69,7 +69,11 @@ class Inspector:
         t1 = time.perf_counter()
         out = self.recipe.engine.infer(registered.crop)
         t2 = time.perf_counter()
-        verdict = decide(out.score, review, ng)
+        cell_thresholds = self.recipe.cell_thresholds
+        if cell_thresholds is None:
+            verdict = decide(out.score, review, ng)
+        else:
+            verdict = decide_cells(out.cell_scores, *cell_thresholds)
         label = self._label(verdict, out.class_probs)
         rows, cols = out.cell_scores.shape
         flat = int(np.nanargmax(np.where(np.isfinite(out.cell_scores), out.cell_scores, np.inf)))

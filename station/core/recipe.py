@@ -63,6 +63,9 @@ class EngineSpec(_Strict):
 class Thresholds(_Strict):
     review: float
     ng: float
+    # optional per-cell thresholds, rows x cols each; when set, each cell is judged on its own
+    cell_review: list[list[float]] | None = None
+    cell_ng: list[list[float]] | None = None
 
     @field_validator("ng")
     @classmethod
@@ -112,6 +115,13 @@ class Recipe:
     @property
     def thresholds(self) -> tuple[float, float]:
         return self.doc.thresholds.review, self.doc.thresholds.ng
+
+    @property
+    def cell_thresholds(self) -> tuple[np.ndarray, np.ndarray] | None:
+        t = self.doc.thresholds
+        if t.cell_review is None or t.cell_ng is None:
+            return None
+        return np.array(t.cell_review, dtype=float), np.array(t.cell_ng, dtype=float)
 
     @classmethod
     def create(cls, name: str, region: Region, engine: Engine, thresholds: tuple[float, float],
@@ -210,6 +220,14 @@ class Recipe:
             engine.load_arrays({k.removeprefix("engine."): v for k, v in arrays.items() if k.startswith("engine.")})
         except EngineError as exc:
             raise RecipeError(f"recipe {folder}: {exc}") from None
+        cells = doc.thresholds
+        if (cells.cell_review is None) != (cells.cell_ng is None):
+            raise RecipeError(f"recipe {folder}: per-cell thresholds need both cell_review and cell_ng")
+        if cells.cell_review is not None:
+            review, ng = np.array(cells.cell_review, dtype=float), np.array(cells.cell_ng, dtype=float)
+            if review.shape != (grid.rows, grid.cols) or ng.shape != review.shape or np.any(review > ng):
+                raise RecipeError(f"recipe {folder}: per-cell thresholds must be {grid.rows} rows of {grid.cols} "
+                                  "cells, each review threshold not above its NG threshold")
         template = arrays.get("region.template")
         w, h = grid.size
         if template is not None and template.shape != (h, w):

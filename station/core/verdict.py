@@ -47,3 +47,15 @@ def calibrate_thresholds(good: np.ndarray, defect: np.ndarray | None = None,
     costs = [escape_weight * np.sum(defect < t) + np.sum(good >= t) for t in candidates]
     ng = float(candidates[int(np.argmin(costs))])
     return min(review, ng), ng
+
+
+def decide_cells(cell_scores: np.ndarray, cell_review: np.ndarray, cell_ng: np.ndarray) -> Verdict:
+    """Per-cell thresholds: each cell judged on its own, the image takes its worst cell
+    (NG > REVIEW > OK); a cell whose score is not finite is never passed."""
+    cells = np.asarray(cell_scores, dtype=float)
+    untrusted = ~np.isfinite(cells)
+    if np.any((cells >= cell_ng) & ~untrusted):
+        return Verdict.NG
+    if np.any(untrusted) or np.any(cells >= cell_review):
+        return Verdict.REVIEW
+    return Verdict.OK

@@ -24,7 +24,7 @@ from station.core.imageio import read_image
 from station.core.inspector import NO_PART, Inspector
 from station.core.recipe import Recipe, Thresholds
 from station.core.training import mask_cell
-from station.core.verdict import Verdict, calibrate_thresholds, decide
+from station.core.verdict import Verdict, calibrate_thresholds, decide, decide_cells
 from station.core.workbench.errors import WorkbenchError
 
 Progress = Callable[[str, float], None]
@@ -119,19 +119,8 @@ class ScoredSet:
             raise WorkbenchError(f"per-cell thresholds must be {shape[1]} x {shape[0]} (the recipe's grid)")
         if np.any(cell_review > cell_ng) or not (np.all(np.isfinite(cell_review)) and np.all(np.isfinite(cell_ng))):
             raise WorkbenchError("every cell's review threshold must be finite and not above its NG threshold")
-        out = []
-        for cells, bad in zip(self.cell_scores, self.no_part):
-            if bad:
-                out.append(Verdict.NG)
-                continue
-            untrusted = ~np.isfinite(cells)
-            if np.any((cells >= cell_ng) & ~untrusted):
-                out.append(Verdict.NG)
-            elif np.any(untrusted) or np.any(cells >= cell_review):
-                out.append(Verdict.REVIEW)
-            else:
-                out.append(Verdict.OK)
-        return out
+        return [Verdict.NG if bad else decide_cells(cells, cell_review, cell_ng)
+                for cells, bad in zip(self.cell_scores, self.no_part)]
 
     def predicted(self, verdicts: list[Verdict]) -> list[str]:
         """The class `station eval` would record for each image (the Inspector's labelling rule)."""
@@ -348,10 +337,14 @@ def score_dataset(recipe: Recipe, data: Dataset, progress: Progress | None = Non
                      no_part, top_cells, true_cells, recipe.doc.ok_class, recipe.content_hash, recipe.thresholds)
 
 
-def with_thresholds(recipe: Recipe, review: float, ng: float, note: str = "") -> Recipe:
+def with_thresholds(recipe: Recipe, review: float, ng: float, note: str = "",
+                    cell_thresholds: tuple[np.ndarray, np.ndarray] | None = None) -> Recipe:
     """A copy of `recipe` (same engine and region) with new thresholds, unsaved: save it as a new version."""
+    cells = {} if cell_thresholds is None else {
+        "cell_review": np.asarray(cell_thresholds[0], dtype=float).tolist(),
+        "cell_ng": np.asarray(cell_thresholds[1], dtype=float).tolist()}
     try:
-        thresholds = Thresholds(review=float(review), ng=float(ng))
+        thresholds = Thresholds(review=float(review), ng=float(ng), **cells)
     except (ValueError, StationError) as exc:
         raise WorkbenchError(f"thresholds {review:g} / {ng:g} are not usable: review must not exceed NG") from exc
     provenance = {**recipe.doc.provenance, "thresholds_from": {
