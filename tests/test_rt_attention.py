@@ -116,6 +116,15 @@ def test_inference_shortcut_agrees_with_the_full_analysis(config):
         np.testing.assert_allclose(list(out.class_probs.values()), np.exp(full["log_probs"][top]), rtol=1e-4, atol=1e-7)
 
 
+def test_kinship_of_a_cell_unlike_every_defect_cell_is_still_defined():
+    from station.core.engines.rt_attention import cell_kinship
+
+    standards = np.array([[0.1] * 4, [0.1] * 4, [0.2] * 4, [50.0] * 4])  # cell 3 is unlike all others
+    w = cell_kinship(standards, np.array([0, 1]))
+    assert np.all(np.isfinite(w)) and np.allclose(w.sum(axis=1), 1.0)
+    np.testing.assert_allclose(w[3], [0.5, 0.5])
+
+
 # -- fitting and the degenerate cases ----------------------------------------------------------
 def test_fit_classifies_and_localizes_drawn_defects():
     engine = RTAttentionEngine(GRID)
@@ -169,6 +178,17 @@ def test_a_cell_that_never_varies():
     engine.fit(data)
     out = engine.infer(data.crops[0])
     assert np.all(np.isfinite(out.cell_scores)) and np.isfinite(out.score)
+
+
+@pytest.mark.parametrize("tau", [0.3, 10.0])
+def test_attention_score_is_positive_and_calibrates(tau):
+    # the thresholds are calibrated in log space: the attention's score must stay positive
+    engine = RTAttentionEngine(GRID, {"score": "attention", "temperature": tau})
+    report = engine.fit(training_set({"good": 10, "pushed": 5, "tilted": 5, "missing": 5}))
+    assert all(np.isfinite(report.thresholds)) and 0 < report.thresholds[0] <= report.thresholds[1]
+    rng = np.random.default_rng(2)
+    assert engine.infer(draw_crop(rng, "missing", (1, 1))).score >= report.thresholds[1]
+    assert engine.infer(draw_crop(rng)).score < report.thresholds[0]
 
 
 def test_too_few_good_images_and_bad_settings_are_clear_errors():

@@ -58,13 +58,15 @@ class ModeSpace:
     whiten: np.ndarray  # (P, m, m)
 
 
-def cell_kinship(standards: np.ndarray) -> np.ndarray:
-    """(n, n) weights: how much a defect seen at cell j tells about cell n, from how alike their good
-    standards are (a pushed round pin teaches about round pins). Rows sum to 1 over j."""
+def cell_kinship(standards: np.ndarray, cells: np.ndarray) -> np.ndarray:
+    """(n, len(cells)) weights: how much a defect seen at cell j = cells[i] tells about cell n, from
+    how alike their good standards are (a pushed round pin teaches about round pins). Each row sums
+    to 1; normalised in log space, so a cell unlike every given one still gets its nearest kin."""
     d = np.mean((standards[:, None, :] - standards[None, :, :]) ** 2, axis=-1)
     off = d[~np.eye(len(d), dtype=bool)]
     h = 0.1 * float(np.median(off)) + 1e-12 if off.size else 1.0
-    w = np.exp(-(d - d.min(axis=1, keepdims=True)) / h)
+    log_w = -d[:, cells] / h
+    w = np.exp(log_w - log_w.max(axis=1, keepdims=True))
     return w / w.sum(axis=1, keepdims=True)
 
 
@@ -319,14 +321,12 @@ class RTAttentionEngine(Engine):
     def _fit_modes(self, vectors: np.ndarray, labels: np.ndarray, cells: np.ndarray) -> None:
         """Standards and pooled whitening of each defect mode from its labelled cells."""
         m, p = len(METRIC_SETS[self.config["metrics"]]), self.n_parts
-        kin = cell_kinship(self.good.standard)
         good_cov = np.linalg.inv(self.good_parts.cov_inv.astype(np.float64)).reshape(-1, p, m, m).mean(axis=0)
         self.modes = {}
         for c, name in enumerate(self.classes[1:], start=1):
             idx = np.flatnonzero(labels == c)
             y = vectors[idx, cells[idx]]  # (n_c, k) the defect cells
-            w = kin[:, cells[idx]]  # (n_cells, n_c)
-            standard = (w @ y) / w.sum(axis=1, keepdims=True)
+            standard = cell_kinship(self.good.standard, cells[idx]) @ y  # (n_cells, k)
             yb = self.split(y[:, None, :])  # (n_c, P, k/P)
             xb = self.split(standard[cells[idx]][:, None, :])  # (n_c, P, k/P)
             metrics = rt_metrics(yb.reshape(-1, yb.shape[-1]), xb.reshape(-1, xb.shape[-1]),
@@ -505,7 +505,8 @@ class RTAttentionEngine(Engine):
         d2 = float(np.nan_to_num(np.max(np.sum(tokens[:, :m] ** 2, axis=-1)) / m, nan=np.inf))
         # the verdict's score: the RT distance to the good unit space (anomaly type, it flags a defect
         # no reference cell resembles), or the attention's own log-odds; the cells always show the odds
-        score = d2 if self.config["score"] == "distance" else float(odds[top])
+        # log(1 + p(defect)/p(good)): the odds made positive, as the thresholds' log-space calibration needs
+        score = d2 if self.config["score"] == "distance" else float(np.logaddexp(0.0, odds[top]))
         return EngineOutput(score, odds.reshape(self.grid.rows, self.grid.cols),
                             {name: float(p) for name, p in zip(self.classes, probs)},
                             {"rt_distance": d2, "top_odds": float(odds[top])})
