@@ -21,7 +21,7 @@ from station.core.inspector import Inspector
 from station.core.recipe import ARRAYS_FILE, Recipe
 from station.core.vit.attention import AttentionRecorder, attention_modules, cls_attention, rollout, to_cells
 from station.core.vit.model import build_model, patch_grid
-from station.core.vit.train import TrainConfig, train_model
+from station.core.vit.train import TrainConfig, augment, token_targets, train_model
 
 GRID = CellGrid(3, 9)
 TINY = {"arch": {"embed_dim": 32, "depth": 2, "num_heads": 2, "mlp_ratio": 2.0}, "val_frac": 0.2,
@@ -88,6 +88,21 @@ def test_attention_maps_are_cell_distributions_and_fused_path_is_restored(name):
 
 
 # -- training ----------------------------------------------------------------------------------
+def test_mirror_augmentation_mirrors_the_labelled_cell():
+    x = torch.zeros(2, 7, 216, 72)
+    x[:, :, 24:48, 0:24] = 1.0  # something in cell (col 0, row 1)
+    cfg = TrainConfig(hflip=1.0, max_shift=0, jitter=0, noise=0)
+    out, cells = augment(x, torch.Generator().manual_seed(0), cfg, torch.tensor([3, -1]), cols=3)
+    assert cells.tolist() == [5, -1]  # (0, 1) -> (2, 1); unknown stays unknown
+    assert float(out[0, 3, 24:48, 48:72].mean()) == 1.0 and float(out[0, 3, 24:48, 0:24].mean()) == 0.0
+
+
+def test_token_targets_mark_the_labelled_cell_only():
+    t = token_targets(torch.tensor([0, 2, 1]), torch.tensor([-1, 4, -1]), (9, 3), (9, 3))
+    assert t[0].eq(0).all() and t[2].eq(-100).all()  # good: all OK; defect without a cell: ignored
+    assert t[1, 4] == 2 and int((t[1] == 2).sum()) == 1
+
+
 def test_training_is_deterministic_for_a_seed(crops):
     a, b = _fit(crops, seed=3), _fit(crops, seed=3)
     assert a.keys() == b.keys()
@@ -137,6 +152,7 @@ def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
     torch.save({"world": result.world_size, **model.state_dict()}, f"{out}/rank{rank}.pt")
 
 
+@pytest.mark.slow
 def test_ddp_with_gloo_on_two_cpu_processes_keeps_replicas_equal(tmp_path):
     torch.multiprocessing.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
@@ -158,7 +174,9 @@ def test_recipe_round_trip_names_the_class_and_the_cell(vit_recipe, synthetic_da
     assert set(result.class_probs) == {"good", "missing", "pushed", "tilted"}
     assert abs(sum(result.class_probs.values()) - 1) < 1e-5
     assert result.cell_scores.shape == (9, 3) and abs(result.cell_scores.sum() - 1) < 1e-5
-    assert result.extra["attention_rollout"].shape == (9, 3)
+    assert result.extra["attention_cls"].shape == (9, 3)
+    recipe.engine.config["rollout"] = True
+    assert recipe.engine.infer(result.registered.crop).extra["attention_rollout"].shape == (9, 3)
     assert abs(result.score - (1 - result.class_probs["good"])) < 1e-6
     crop = result.registered.crop
     plain = recipe.engine.infer_batch(crop[None], maps=False)[0]

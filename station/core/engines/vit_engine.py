@@ -27,7 +27,9 @@ class ViTEngine(Engine):
             "arch": {"embed_dim": 96, "depth": 4, "num_heads": 4, "mlp_ratio": 2.0},
             "attention": "cls",  # which map becomes cell_scores: last-layer CLS attention or rollout
             "maps": True,  # compute the attention map at inference (the fused path when False)
+            "rollout": False,  # also compute attention rollout (all layers unfused) into extra
             "epochs": 100, "val_frac": 0.15, "train": {},  # TrainConfig overrides, e.g. {"lr": 5e-4}
+            "tta": True,  # average the crop and its mirror image at inference
             "review_floor": 0.1, "ng": 0.5,
             "classes": [],
         }
@@ -136,17 +138,27 @@ class ViTEngine(Engine):
         if self.model is None:
             raise EngineError("the ViT engine has not been fitted or loaded")
         x = self._input(crops).to(self._device)
+        n = len(x)
+        tta = bool(self.config["tta"])
+        if tta:  # the mirrored crop as a second view, as in training; both in one batch
+            x = torch.cat([x, x.flip(-1)])
         cuda = self._device.type == "cuda"
         with torch.inference_mode(), torch.autocast(self._device.type, enabled=cuda):
             if not maps:
-                return self.model(x).float().softmax(-1).cpu().numpy(), {}
-            with AttentionRecorder(self.model) as rec:
-                probs = self.model(x).float().softmax(-1).cpu().numpy()
+                probs = self.model(x).float().softmax(-1)
+                return _merge_views(probs, n, tta).cpu().numpy(), {}
+            # rollout needs every layer's matrix; the CLS map only the last, so the others stay fused
+            want_rollout = self.config["attention"] == "rollout" or bool(self.config["rollout"])
+            with AttentionRecorder(self.model, layers=None if want_rollout else [-1]) as rec:
+                probs = _merge_views(self.model(x).float().softmax(-1), n, tta).cpu().numpy()
             attns = [a.float() for a in rec.maps]
             pg, shape = patch_grid(self.model), (self.grid.rows, self.grid.cols)
-            out = {"cls": to_cells(cls_attention(attns[-1]), pg, shape).cpu().numpy(),
-                   "rollout": to_cells(rollout(attns), pg, shape).cpu().numpy()}
-            return probs, out
+            out = {"cls": to_cells(cls_attention(attns[-1]), pg, shape)}
+            if want_rollout:
+                out["rollout"] = to_cells(rollout(attns), pg, shape)
+            if tta:  # mirror the second view's maps back before averaging
+                out = {k: (v[:n] + v[n:].flip(-1)) / 2 for k, v in out.items()}
+            return probs, {k: v.cpu().numpy() for k, v in out.items()}
 
     def infer_batch(self, crops: np.ndarray, maps: bool | None = None) -> list[EngineOutput]:
         maps = bool(self.config["maps"]) if maps is None else maps
@@ -210,6 +222,10 @@ def _torch_device():
     from station.core.vit.train import pick_device
 
     return pick_device()
+
+
+def _merge_views(probs, n: int, tta: bool):
+    return (probs[:n] + probs[n:]) / 2 if tta else probs
 
 
 def stratified_split(y: np.ndarray, frac: float, seed: int) -> np.ndarray:

@@ -46,12 +46,28 @@ def build_model(name: str, grid: CellGrid, num_classes: int, in_chans: int = 3,
     arch = arch or {}
     patch = MODELS[name](grid, arch)
     width, height = grid.size
-    return VisionTransformer(
+    model = VisionTransformer(
         img_size=(height, width), patch_size=patch, in_chans=in_chans, num_classes=num_classes,
         embed_dim=int(arch.get("embed_dim", 96)), depth=int(arch.get("depth", 4)),
         num_heads=int(arch.get("num_heads", 4)), mlp_ratio=float(arch.get("mlp_ratio", 2.0)),
         global_pool="token", class_token=True,
     )
+    # a per-token head: during training each pin's token also learns its own cell's class (dense
+    # supervision from the labelled cell); inference reads the CLS head only
+    model.token_head = torch.nn.Linear(model.embed_dim, num_classes)
+    return model
+
+
+class WithTokenHead(torch.nn.Module):
+    """The model returning (image logits, per-token logits); wrapped whole by DDP so both heads sync."""
+
+    def __init__(self, model: VisionTransformer) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        feats = self.model.forward_features(x)
+        return self.model.forward_head(feats), self.model.token_head(feats[:, self.model.num_prefix_tokens:])
 
 
 def patch_grid(model: VisionTransformer) -> tuple[int, int]:

@@ -40,9 +40,11 @@ class TrainConfig:
     patience: int = 30  # epochs without a better validation result before stopping
     min_epochs: int = 40
     max_shift: int = 3  # px, random translation: what registration leaves of misalignment
+    hflip: float = 0.5  # chance of a left-right mirror (input and labelled cell together)
     jitter: float = 0.15  # brightness / contrast, in normalised units
     noise: float = 0.03
     attn_loss: float = 0.5  # weight of the loss that puts the last-layer CLS attention on the labelled cell
+    token_loss: float = 1.0  # weight of the per-token class loss (every cell good but the labelled one)
     label_smoothing: float = 0.05
     checkpoint_every: int = 5
     progress_bar: bool = True
@@ -85,10 +87,21 @@ def _dist_setup(device: torch.device) -> tuple[int, int]:
     return dist.get_rank(), dist.get_world_size()
 
 
-def augment(x: torch.Tensor, g: torch.Generator, cfg: TrainConfig) -> torch.Tensor:
-    """Per-image random shift (edge-replicated), brightness/contrast of the RGB channels, and noise.
-    No flips or rotations: they would move pins into other cells."""
+def augment(x: torch.Tensor, g: torch.Generator, cfg: TrainConfig, cells: torch.Tensor | None = None,
+            cols: int = 1) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Per-image random shift (edge-replicated), left-right mirror (the labelled cell mirrored with it;
+    the SOART channels were computed before, so they mirror as the deviation they describe),
+    brightness/contrast of the RGB channels, and noise. No rotations or up-down flips: the camera
+    looks at the pins at an angle, so those would show parts that cannot occur."""
     b, _, h, w = x.shape
+    if cfg.hflip > 0:
+        flip = torch.rand(b, generator=g) < cfg.hflip
+        if bool(flip.any()):
+            x = x.clone()
+            x[flip] = x[flip].flip(-1)
+            if cells is not None:
+                row, col = cells // cols, cells % cols
+                cells = torch.where(flip & (cells >= 0), row * cols + (cols - 1 - col), cells)
     s = cfg.max_shift
     if s > 0:
         padded = F.pad(x, (s, s, s, s), mode="replicate")
@@ -103,7 +116,7 @@ def augment(x: torch.Tensor, g: torch.Generator, cfg: TrainConfig) -> torch.Tens
     if cfg.noise > 0:
         rgb = rgb + torch.randn((b, 3, h, w), generator=g) * cfg.noise
     x = torch.cat([rgb, x[:, 3:]], dim=1)
-    return x
+    return x, cells
 
 
 def _lr_at(epoch_f: float, cfg: TrainConfig) -> float:
@@ -122,6 +135,22 @@ def _attention_nll(attn: torch.Tensor, cells: torch.Tensor, patch_grid, grid_sha
     cell_map = to_cells(cls_attention(attn[known]), patch_grid, grid_shape).flatten(1)
     picked = cell_map.gather(1, cells[known][:, None]).squeeze(1)
     return -(picked.clamp(min=1e-6).log()).mean()
+
+
+def token_targets(y: torch.Tensor, cells: torch.Tensor, patch_grid, grid_shape, ok: int = 0) -> torch.Tensor:
+    """(B, n_patches) class of each patch token: the OK class, the image's class on the patches of its
+    labelled cell, and -100 (ignored) for defect images whose cell is unknown."""
+    pr, pc = patch_grid
+    rows, cols = grid_shape
+    r = torch.arange(pr)[:, None] // (pr // rows)
+    c = torch.arange(pc)[None, :] // (pc // cols)
+    patch_cell = (r * cols + c).flatten().to(y.device)  # (n_patches,)
+    target = torch.full((len(y), pr * pc), ok, dtype=torch.long, device=y.device)
+    hit = patch_cell[None, :] == cells[:, None]
+    target = torch.where(hit, y[:, None], target)
+    unknown = (y != ok) & (cells < 0)
+    target[unknown] = -100
+    return target
 
 
 def predict(model: nn.Module, x: torch.Tensor, device: torch.device, batch: int = 128) -> torch.Tensor:
@@ -211,11 +240,13 @@ def _train(model, x, y, cells, val_idx, cfg, seed, patch_grid, grid_shape, train
     rank, world = _dist_setup(device)
     amp = device.type == "cuda"
     model.to(device)
-    net: nn.Module = model
+    from station.core.vit.model import WithTokenHead
+
+    net: nn.Module = WithTokenHead(model)
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
 
-        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
     train_idx = np.setdiff1d(np.arange(len(x)), val_idx)
     x_val, y_val = x[val_idx], y[val_idx]
     decay = [p for n, p in model.named_parameters() if p.ndim > 1 and "pos_embed" not in n]
@@ -262,19 +293,24 @@ def _train(model, x, y, cells, val_idx, cfg, seed, patch_grid, grid_shape, train
             tot_loss, tot_ok, tot_n = 0.0, 0, 0
             for s in range(steps):
                 idx = torch.from_numpy(mine[s * cfg.batch_size:(s + 1) * cfg.batch_size])
-                xb = augment(x[idx], g_aug, cfg).to(device)
-                yb, cb = y[idx].to(device), cells[idx].to(device)
+                xb, cb = augment(x[idx], g_aug, cfg, cells[idx], grid_shape[1])
+                xb, yb, cb = xb.to(device), y[idx].to(device), cb.to(device)
                 for group in opt.param_groups:
                     group["lr"] = _lr_at(epoch + s / steps, cfg)
                 with torch.autocast(device.type, enabled=amp):
                     if last_attn is not None:
                         with last_attn:
-                            logits = net(xb)
+                            logits, tok_logits = net(xb)
                         attn = last_attn.maps[-1].float()
                         last_attn.clear()
                     else:
-                        logits = net(xb)
+                        logits, tok_logits = net(xb)
                     loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.label_smoothing)
+                    if cfg.token_loss > 0:
+                        tt = token_targets(yb, cb, patch_grid, grid_shape)
+                        if bool((tt >= 0).any()):
+                            loss = loss + cfg.token_loss * F.cross_entropy(tok_logits.float().flatten(0, 1),
+                                                                           tt.flatten(), ignore_index=-100)
                     if last_attn is not None:
                         loss = loss + cfg.attn_loss * _attention_nll(attn, cb, patch_grid, grid_shape)
                 opt.zero_grad(set_to_none=True)
