@@ -25,7 +25,7 @@ OPTIONS = {
     "unit_spaces": ("several", "one"),  # standards of every mode, or the good standard alone
     "queries": ("all", "good"),  # tokens against every standard, or against the good one (anomaly type)
     "similarity": ("distance", "dot"),  # q.k - |k|^2/2 (a Gaussian kernel), or the plain q.k
-    "context": ("column", "cell", "neighbours"),  # a token is the cell with the cells above and below, alone, or 3x3
+    "context": ("cell", "column", "neighbours"),  # a token is the cell alone, with the cells above and below, or 3x3
     "edge": ("replicate", "zero"),  # context beyond the grid: the edge cell again, or the good mean (zero)
     "good_keys": ("cell", "all"),  # good reference cells of the query's own position, or of every position
     "score": ("distance", "attention"),  # the verdict's score: RT distance to good, or the attention's log-odds
@@ -78,7 +78,7 @@ class RTAttentionEngine(Engine):
     def default_config(cls) -> dict[str, Any]:
         # the defaults are the best of the ablations in docs/rt-attention-ablations.md
         return {"metrics": "soart", "unit_spaces": "several", "queries": "all", "similarity": "distance",
-                "temperature": 1.0, "balance": True, "context": "column", "edge": "replicate", "good_keys": "cell",
+                "temperature": 1.0, "balance": True, "context": "cell", "edge": "replicate", "good_keys": "cell",
                 "parts": [1, 1], "score": "distance", "localize": "good", "mode_cells": "labelled",
                 "search_px": 2, "ridge": 1e-3, "folds": 5}
 
@@ -263,7 +263,8 @@ class RTAttentionEngine(Engine):
 
     def context(self, tokens: np.ndarray) -> np.ndarray:
         """Cell tokens (..., n, D) to context tokens (..., n, w*D): the cell with its neighbours, whose
-        evidence a defect often shares (in the demo views a pin's top shows in the cell above)."""
+        evidence a defect may share (a grid fitted to the housing, not to the pin tops, shows a pin's
+        top in the cell above its own)."""
         if self._context_index is None:
             self._context_index = self._neighbours()
         padded = np.concatenate([tokens, np.zeros_like(tokens[..., :1, :])], axis=-2)
