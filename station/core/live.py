@@ -12,6 +12,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from itertools import islice
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -153,12 +154,13 @@ class StageTimes:
     """Recent latencies per stage (a bounded window, so a long shift does not grow memory)."""
 
     def __init__(self, maxlen: int = 2000) -> None:
+        self.maxlen = maxlen
         self._values: dict[str, deque[float]] = {s: deque(maxlen=maxlen) for s in STAGES}
         self._lock = threading.Lock()
 
     def add(self, stage: str, ms: float) -> None:
         with self._lock:
-            self._values.setdefault(stage, deque(maxlen=2000)).append(float(ms))
+            self._values.setdefault(stage, deque(maxlen=self.maxlen)).append(float(ms))
 
     def last(self, stage: str) -> float | None:
         with self._lock:
@@ -167,7 +169,7 @@ class StageTimes:
 
     def median(self, stage: str, n: int = 30) -> float | None:
         with self._lock:
-            values = list(self._values.get(stage, ()))[-n:]
+            values = list(islice(reversed(self._values.get(stage, ())), n))  # no copy of a long window
         return float(np.median(values)) if values else None
 
     def percentiles(self) -> dict[str, dict[str, float]]:
@@ -466,10 +468,19 @@ class MemoryWatch:
 
     def sample(self, t: float) -> None:
         self.samples.append((round(t, 1), round(rss_mb()[0], 1)))
-        del self.samples[:-2000]
+        del self.samples[:-20000]
 
     def mark_baseline(self) -> None:
         self.baseline = rss_mb()[0]
+
+    def series(self, marks=(10, 30, 60, 120, 300, 600, 1800, 3600)) -> dict[str, float]:
+        """Resident MB at a few moments of the run (the first sample at or after each mark)."""
+        out = {}
+        for mark in marks:
+            later = [mb for t, mb in self.samples if t >= mark]
+            if later:
+                out[f"{mark}s"] = later[0]
+        return out
 
     def report(self) -> dict:
         final, peak = rss_mb()
@@ -478,7 +489,8 @@ class MemoryWatch:
         return {"peak_rss_mb": round(peak, 1), "final_rss_mb": round(final, 1),
                 "rss_growth_after_60s_mb": round(final - later[0], 1) if later else None,
                 "rss_after_warmup_mb": None if self.baseline is None else round(self.baseline, 1),
-                "rss_growth_mb": None if self.baseline is None else round(final - self.baseline, 1)}
+                "rss_growth_mb": None if self.baseline is None else round(final - self.baseline, 1),
+                "rss_mb_at": self.series()}
 
 
 def bench_report(pipeline: LivePipeline, elapsed: float, results: int, frames: int, displayed: int | None,
@@ -495,9 +507,15 @@ def bench_report(pipeline: LivePipeline, elapsed: float, results: int, frames: i
             "source": pipeline.source.description, "state": pipeline.state.value}
 
 
+def bench_window(seconds: float) -> int:
+    """Latency samples kept per stage in a bench: the whole run at up to 60 fps (about 0.5 MB a minute)."""
+    return int(max(seconds, 10) * 60) + 1000
+
+
 def run_bench(pipeline: LivePipeline, seconds: float, warmup_s: float = 2.0) -> dict:
     """Run the line headless for `seconds` after a warm-up and measure it."""
     counter = _Counter()
+    pipeline.times = StageTimes(maxlen=bench_window(seconds))
     pipeline.result_ready.connect(counter.add)
     memory = MemoryWatch()
     pipeline.start()

@@ -7,7 +7,7 @@ import os
 import sys
 import time
 
-from station.core.live import MemoryWatch, bench_report
+from station.core.live import MemoryWatch, StageTimes, bench_report, bench_window
 
 
 class StallMeter:
@@ -58,6 +58,7 @@ def run_gui_bench(source: str, recipe: str | None, seconds: float, fps: float, w
     window = create_window(source, recipe, StationSettings(demo_fps=fps), save_settings=False, start=False)
     window.show()
     service, pipeline = window.service, window.service.pipeline
+    pipeline.times = StageTimes(maxlen=bench_window(seconds))  # percentiles over the whole run
     stall, memory = StallMeter(), MemoryWatch()
     state = {"t0": 0.0, "frames0": 0, "painted0": 0, "results0": 0, "measuring": False}
     results = _ResultCount()

@@ -30,13 +30,16 @@ class ColourLegend(QWidget):
             grad.setColorAt(at / SCALE_MAX, QColor(*rgb))
         p.fillRect(bar, grad)
         p.setPen(QColor(220, 220, 220))
-        ticks = [(0.0, "0"), (min(max(self.review_frac, 0.05), 0.95), "review"), (1.0, "NG threshold"),
-                 (SCALE_MAX, f"{SCALE_MAX:g}x NG")]
+        review = min(max(self.review_frac, 0.05), 0.95)
+        if review > 0.8:  # a review band too narrow to label apart: one label, not two on top of each other
+            ticks = [(0.0, "0"), (1.0, "review / NG threshold"), (SCALE_MAX, f"{SCALE_MAX:g}x NG")]
+        else:
+            ticks = [(0.0, "0"), (review, "review"), (1.0, "NG threshold"), (SCALE_MAX, f"{SCALE_MAX:g}x NG")]
         for at, text in ticks:
             x = bar.left() + bar.width() * at / SCALE_MAX
             p.drawLine(int(x), int(bar.bottom()), int(x), int(bar.bottom()) + 4)
             align = Qt.AlignmentFlag.AlignHCenter
-            box = QRectF(x - 50, bar.bottom() + 4, 100, 16)
+            box = QRectF(x - 80, bar.bottom() + 4, 160, 16)
             if at == 0.0:
                 box, align = QRectF(x, bar.bottom() + 4, 100, 16), Qt.AlignmentFlag.AlignLeft
             elif at == SCALE_MAX:
