@@ -1,7 +1,12 @@
 """Time the ViT engine per image: with the attention map (explicit attention), without it (fused),
 and the whole inspection (registration included). Prints one JSON object.
 
+With --localization, also the acceptance figure that `station eval` does not give: among the
+correctly classified defect images of the test split, how often the top attention cell is the
+labelled defective pin.
+
     .venv/bin/python scripts/bench_vit.py [--recipe DIR] [--data DIR] [--images N] [--repeat R]
+                                          [--threads T] [--localization]
 """
 
 from __future__ import annotations
@@ -38,7 +43,11 @@ def main() -> None:
     p.add_argument("--data", default=None)
     p.add_argument("--images", type=int, default=40)
     p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--localization", action="store_true")
     args = p.parse_args()
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     recipe = Recipe.load(args.recipe or bundled_recipe("vit"))
     data = load_dataset(args.data or demo_dir(), "test")
     step = max(1, len(data.samples) // args.images)
@@ -57,7 +66,24 @@ def main() -> None:
     t0 = time.perf_counter()
     engine.infer_batch(batch, maps=True)
     out["engine_ms_per_image_batched_with_map"] = round((time.perf_counter() - t0) * 1e3 / len(crops), 3)
+    if args.localization:
+        out.update(localization(inspector, data))
     print(json.dumps(out))
+
+
+def localization(inspector: Inspector, data) -> dict:
+    ok = inspector.recipe.doc.ok_class
+    correct, hits, labelled = 0, 0, 0
+    for s in data.samples:
+        if s.label == ok or s.cell is None:
+            continue
+        labelled += 1
+        result = inspector.inspect(read_image(s.path))
+        if result.label == s.label and result.verdict.value == "NG":
+            correct += 1
+            hits += result.top_cell == s.cell
+    return {"defect_images_with_cell": labelled, "correctly_classified": correct,
+            "top_cell_is_defective_pin": round(hits / correct, 4) if correct else None}
 
 
 if __name__ == "__main__":

@@ -25,7 +25,8 @@ from station.core.vit.train import TrainConfig, augment, token_targets, train_mo
 
 GRID = CellGrid(3, 9)
 TINY = {"arch": {"embed_dim": 32, "depth": 2, "num_heads": 2, "mlp_ratio": 2.0}, "val_frac": 0.2,
-        "train": {"progress_bar": False, "batch_size": 16, "checkpoint_every": 1, "threads": 1}}
+        "train": {"progress_bar": False, "batch_size": 16, "checkpoint_every": 1, "threads": 1,
+                  "keep_checkpoints": 2}}
 
 
 @pytest.fixture(scope="module")
@@ -128,6 +129,9 @@ def test_interrupted_training_resumes_to_the_same_weights(crops, tmp_path):
     resumed = engine.arrays()
     assert all(np.array_equal(straight[k], resumed[k]) for k in straight)
     for name in ("curves.png", "curves.json", "attention_strip.png", "ckpt_0003.safetensors"):
+        assert (tmp_path / "b" / name).is_file()
+    assert not (tmp_path / "b" / "ckpt_0001.safetensors").exists()  # only the last two are kept
+    for name in ("state.json",):
         assert (tmp_path / "b" / name).is_file()
 
 

@@ -47,6 +47,7 @@ class TrainConfig:
     token_loss: float = 1.0  # weight of the per-token class loss (every cell good but the labelled one)
     label_smoothing: float = 0.05
     checkpoint_every: int = 5
+    keep_checkpoints: int = 3  # older checkpoint files are deleted (the strip's maps live in state.json)
     progress_bar: bool = True
     threads: int = 0  # CPU threads for torch; 0 keeps torch's default (1 is fastest on a busy 2-core PC)
 
@@ -171,7 +172,7 @@ def probe_map(model: nn.Module, x: torch.Tensor, device, patch_grid, grid_shape)
 
 # -- checkpoints ---------------------------------------------------------------------------------
 def save_checkpoint(folder: Path, epoch: int, model: nn.Module, opt: torch.optim.Optimizer,
-                    best: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
+                    best: dict[str, torch.Tensor], state: dict[str, Any], keep: int = 3) -> None:
     """Weights, optimiser moments and the best weights so far as safetensors; counters as JSON.
     Written to temporary names first, so an interrupted save never leaves a broken checkpoint."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -187,6 +188,8 @@ def save_checkpoint(folder: Path, epoch: int, model: nn.Module, opt: torch.optim
     tmp_state = folder / (STATE_FILE + ".tmp")
     tmp_state.write_text(json.dumps({**state, "epoch": epoch, "checkpoint": name}, indent=1))
     os.replace(tmp_state, folder / STATE_FILE)
+    for old in sorted(folder.glob("ckpt_*.safetensors"))[:-max(keep, 1)]:
+        old.unlink(missing_ok=True)
 
 
 def load_checkpoint(folder: Path, model: nn.Module, opt: torch.optim.Optimizer,
@@ -347,7 +350,7 @@ def _train(model, x, y, cells, val_idx, cfg, seed, patch_grid, grid_shape, train
                     save_checkpoint(train_dir, epoch + 1, model, opt, best_state, {
                         "fingerprint": fingerprint, "history": history, "best_key": list(best_key),
                         "best_epoch": best_epoch,
-                        "probe_maps": [(e, m.tolist()) for e, m in probe_maps]})
+                        "probe_maps": [(e, m.tolist()) for e, m in probe_maps]}, cfg.keep_checkpoints)
             if done:
                 break
     finally:
@@ -398,8 +401,13 @@ def draw_curves(history: list[dict[str, float]], path: Path, best_epoch: int | N
     cv2.imwrite(str(path), canvas)
 
 
-def draw_strip(crop: np.ndarray, maps: list[tuple[int, np.ndarray]], path: Path, scale: int = 2) -> None:
-    """The probe crop under the attention map of each checkpoint, side by side, epoch written above."""
+def draw_strip(crop: np.ndarray, maps: list[tuple[int, np.ndarray]], path: Path, scale: int = 2,
+               max_tiles: int = 12) -> None:
+    """The probe crop under the attention map of each checkpoint, side by side, epoch written above
+    (at most `max_tiles` checkpoints, evenly spaced, the last always included)."""
+    if len(maps) > max_tiles:
+        pick = np.unique(np.linspace(0, len(maps) - 1, max_tiles).round().astype(int))
+        maps = [maps[i] for i in pick]
     tiles = []
     for epoch, m in maps:
         tile = overlay(crop, m)
