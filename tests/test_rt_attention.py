@@ -54,7 +54,8 @@ def _hand_engine(config: dict, keys: list[list[float]], labels: list[int]) -> RT
     """A one-cell engine whose good unit space has identity covariance, so tokens are plain metrics
     minus the mean, and whose reference cells are given directly."""
     grid = CellGrid(1, 1, 4)
-    engine = RTAttentionEngine(grid, {"metrics": "rt", "unit_spaces": "one", "context": "cell", **config})
+    engine = RTAttentionEngine(grid, {"metrics": "rt", "unit_spaces": "one", "context": "cell", "detect": "tokens",
+                                      **config})
     space = UnitSpace(np.ones((1, 16), np.float32), np.zeros((1, 2), np.float32), np.eye(2, dtype=np.float32)[None])
     engine.classes = ["good", "bad"]
     engine._set_good(space, space)
@@ -106,7 +107,8 @@ def test_whitened_tokens_give_the_rt_distance():
                                     {"localize": "all"}])
 def test_inference_shortcut_agrees_with_the_full_analysis(config):
     # infer() computes the all-mode attention at the top cell only; analyse() computes it everywhere
-    engine = RTAttentionEngine(GRID, config)
+    # (the token path: the cells show the attention's odds)
+    engine = RTAttentionEngine(GRID, {"detect": "tokens", **config})
     engine.fit(training_set({"good": 8, "pushed": 4, "tilted": 4, "missing": 4}))
     for label, cell in (("tilted", (0, 0)), ("pushed", (2, 8)), ("good", None)):
         crop = draw_crop(np.random.default_rng(11), label, cell)
@@ -114,6 +116,63 @@ def test_inference_shortcut_agrees_with_the_full_analysis(config):
         np.testing.assert_allclose(out.cell_scores.ravel(), full["odds"], rtol=1e-5, atol=1e-6)
         top = int(np.argmax(full["odds"]))
         np.testing.assert_allclose(list(out.class_probs.values()), np.exp(full["log_probs"][top]), rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("config", [{}, {"detect": "blocks"}, {"queries": "good", "context": "column"}])
+def test_block_detector_gives_the_cells_and_the_class_at_the_top_cell(config):
+    # the default detector: the cells show the block RT distance (averaged with the searched cell's for
+    # "both"); the class comes from the all-mode attention at the top cell, as analyse() has it there
+    engine = RTAttentionEngine(GRID, config)
+    engine.fit(training_set({"good": 8, "pushed": 4, "tilted": 4, "missing": 4}))
+    for label, cell in (("pushed", (2, 8)), ("missing", (1, 3)), ("good", None)):
+        crop = draw_crop(np.random.default_rng(11), label, cell)
+        scaled = engine._rt._scaled(crop)
+        out, full = engine.infer(crop), engine.analyse(crop)
+        d2 = engine.detect(scaled)
+        np.testing.assert_allclose(out.cell_scores.ravel(), d2, rtol=1e-5)
+        assert out.score == pytest.approx(float(d2.max()))
+        top = int(np.argmax(d2))
+        np.testing.assert_allclose(list(out.class_probs.values()), np.exp(full["log_probs"][top]), rtol=1e-4, atol=1e-7)
+        if cell is not None:
+            assert top == GRID.index(*cell)
+    blocks = engine.split(np.arange(2 * 24 * 24, dtype=np.float32).reshape(2, 576), [3, 3])
+    assert blocks.shape == (18, 64) and blocks[1, 0] == 8 and blocks[3, 0] == 8 * 24
+
+
+def test_residual_mode_standard_carries_a_mode_to_an_unseen_cell():
+    # "residual": a mode's standard at a cell is that cell's good standard plus the kin-weighted mean
+    # residual of the mode's labelled cells; "mean" is the kin-weighted mean of their pixels
+    from station.core.engines.rt_attention import cell_kinship
+
+    data = training_set({"good": 8, "missing": 4, "pushed": 3})
+    res = RTAttentionEngine(GRID, {"mode_standard": "residual"})
+    res.fit(data)
+    idx = [i for i, lab in enumerate(data.labels) if lab == "missing"]
+    cells = np.array([GRID.index(*data.cells[i]) for i in idx])
+    y = np.stack([res.vectors(res._rt._scaled(data.crops[i]))[c] for i, c in zip(idx, cells)])
+    kin = cell_kinship(res.good.standard, cells)
+    expected = res.good.standard + kin @ (y - res.good.standard[cells])
+    np.testing.assert_allclose(res.modes["missing"].standard, np.maximum(expected, 1e-3), rtol=1e-4, atol=1e-5)
+    unseen = next(i for i in range(GRID.n_cells) if i not in set(cells))
+    # the missing pin's residual (darker where the pin was) is carried to a cell no missing pin was seen at
+    assert res.modes["missing"].standard[unseen].mean() < res.good.standard[unseen].mean()
+    mean = RTAttentionEngine(GRID, {"mode_standard": "mean"})
+    mean.fit(data)
+    np.testing.assert_allclose(mean.modes["missing"].standard, kin @ y, rtol=1e-4, atol=1e-5)
+
+
+def test_a_recipe_from_before_the_block_detector_still_loads():
+    engine = RTAttentionEngine(GRID, {"detect": "tokens"})
+    engine.fit(training_set({"good": 6, "pushed": 3, "missing": 3}))
+    arrays = engine.arrays()
+    assert not any(k.startswith("detect.") for k in arrays)
+    old = RTAttentionEngine(GRID, {k: v for k, v in engine.config.items() if k != "detect"})
+    old.load_arrays(arrays)
+    assert old.config["detect"] == "tokens"
+    crop = draw_crop(np.random.default_rng(5), "pushed", (1, 1))
+    assert old.infer(crop).score == pytest.approx(engine.infer(crop).score)
+    with pytest.raises(EngineError, match="detect_parts"):
+        RTAttentionEngine(GRID, {"detect_parts": [5, 5]})
 
 
 def test_kinship_of_a_cell_unlike_every_defect_cell_is_still_defined():
@@ -202,7 +261,7 @@ def test_too_few_good_images_and_bad_settings_are_clear_errors():
         RTAttentionEngine(GRID, {"parts": [5, 1]})
 
 
-@pytest.mark.parametrize("config", [{}, {"metrics": "rt", "unit_spaces": "one", "parts": [2, 1]},
+@pytest.mark.parametrize("config", [{}, {"metrics": "rt", "unit_spaces": "one", "parts": [2, 1]}, {"detect": "blocks"},
                                     {"queries": "good", "context": "neighbours", "score": "attention"}])
 def test_arrays_round_trip(config):
     engine = RTAttentionEngine(GRID, config)

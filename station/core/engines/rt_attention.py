@@ -17,7 +17,7 @@ import numpy as np
 from station.core.engines.base import Engine, EngineOutput, FitReport, Progress, TrainingSet
 from station.core.engines.rt_engine import RTEngine
 from station.core.errors import EngineError
-from station.core.rt import METRIC_SETS, UnitSpace, rt_metrics
+from station.core.rt import METRIC_SETS, UnitSpace, cell_vectors, rt_metrics
 from station.core.verdict import calibrate_thresholds
 
 OPTIONS = {
@@ -31,6 +31,15 @@ OPTIONS = {
     "score": ("distance", "attention"),  # the verdict's score: RT distance to good, or the attention's log-odds
     "localize": ("good", "all"),  # the cells' odds (where) from good-type queries, or from the configured ones
     "mode_cells": ("labelled", "evidence"),  # mode standards from the labelled cells, or where a defect shows most
+    # a mode's standard at a cell: the kin-weighted mean of its defect cells ("mean"), or the cell's good
+    # standard plus the kin-weighted mean residual (defect cell - its good standard), which carries a mode
+    # seen in other rows over to a cell whose surroundings differ (the first row's pin tops over the table)
+    "mode_standard": ("mean", "residual"),
+    # where and how defective (the verdict score and the top cell): RT distance of sub-cell blocks of the
+    # unshifted cell against a good unit space of blocks ("blocks": the local search of the tokens would
+    # absorb a pushed pin's top moving down by a pixel or two); "both": the mean of that and the searched
+    # whole cell's RT distance (a missing first-row pin shows the table, close to a pin top, in the blocks)
+    "detect": ("both", "blocks", "tokens"),
 }
 CONTEXT = {"cell": [(0, 0)], "column": [(0, -1), (0, 0), (0, 1)],
            "neighbours": [(dc, dr) for dr in (-1, 0, 1) for dc in (-1, 0, 1)]}
@@ -80,7 +89,7 @@ class RTAttentionEngine(Engine):
         return {"metrics": "soart", "unit_spaces": "several", "queries": "all", "similarity": "distance",
                 "temperature": 1.0, "balance": True, "context": "cell", "edge": "replicate", "good_keys": "cell",
                 "parts": [1, 1], "score": "distance", "localize": "good", "mode_cells": "labelled",
-                "search_px": 2, "ridge": 1e-3, "folds": 5}
+                "mode_standard": "residual", "detect": "both", "detect_parts": [3, 3], "search_px": 2, "ridge": 1e-3, "folds": 5}
 
     def __init__(self, grid, config: dict[str, Any] | None = None) -> None:
         super().__init__(grid, config)
@@ -95,6 +104,12 @@ class RTAttentionEngine(Engine):
             raise EngineError(f"rt-attention: parts must be [rows, cols] dividing the {grid.cell_px} px cell into "
                               f"blocks of at least 2 px, not {parts!r}")
         self.n_parts = int(parts[0]) * int(parts[1])
+        dp = self.config["detect_parts"]
+        if self.config["detect"] != "tokens" and not (isinstance(dp, (list, tuple)) and len(dp) == 2 and all(isinstance(v, int) and v >= 1 for v in dp)
+                and grid.cell_px % dp[0] == 0 and grid.cell_px % dp[1] == 0
+                and (grid.cell_px // dp[0]) * (grid.cell_px // dp[1]) >= 2):
+            raise EngineError(f"rt-attention: detect_parts must be [rows, cols] dividing the {grid.cell_px} px cell "
+                              f"into blocks of at least 2 px, not {dp!r}")
         tau = self.config["temperature"]
         if not isinstance(tau, (int, float)) or not np.isfinite(tau) or tau <= 0:
             raise EngineError(f"rt-attention: temperature must be a positive number, not {tau!r}")
@@ -104,6 +119,7 @@ class RTAttentionEngine(Engine):
         self.keys: np.ndarray | None = None  # (n_keys, d) reference tokens
         self.key_labels: np.ndarray | None = None  # (n_keys,) class index
         self.good_parts: UnitSpace | None = None  # the good unit space over sub-cell blocks (= cells for 1x1)
+        self.detect_space: UnitSpace | None = None  # good unit space over detect_parts blocks, unshifted cells
         self._good_whiten: np.ndarray | None = None
         self._stacked: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # see _prepare
         self._attn: dict[str, tuple] | None = None
@@ -133,17 +149,17 @@ class RTAttentionEngine(Engine):
         self._good_whiten = _whitener(parts.cov_inv)
         self._stacked = self._attn = None
 
-    def split(self, vectors: np.ndarray) -> np.ndarray:
+    def split(self, vectors: np.ndarray, parts: list[int] | None = None) -> np.ndarray:
         """Cell vectors (..., n, k) to sub-cell block vectors (..., n*P, k/P), blocks of a cell together:
         metrics per block keep where in the cell a change is (a pin top moved down, or gone)."""
-        if self.n_parts == 1:
+        pr, pc = parts or self.config["parts"]
+        if pr * pc == 1:
             return vectors
-        pr, pc = self.config["parts"]
         c = self.grid.cell_px
         *lead, n, _ = vectors.shape
         v = vectors.reshape(*lead, n, pr, c // pr, pc, c // pc)
         v = np.swapaxes(v, -3, -2)  # (..., n, pr, pc, c/pr, c/pc)
-        return v.reshape(*lead, n * self.n_parts, -1)
+        return v.reshape(*lead, n * pr * pc, -1)
 
     def _fit_good(self, scaled: np.ndarray) -> np.ndarray:
         """Good unit spaces (whole cells, for the local search; and blocks) from good crops; their vectors."""
@@ -152,7 +168,22 @@ class RTAttentionEngine(Engine):
         parts = space if self.n_parts == 1 else UnitSpace.fit(self.split(vectors), self.config["metrics"],
                                                               float(self.config["ridge"]))
         self._set_good(space, parts)
+        if self.config["detect"] != "tokens":
+            plain = cell_vectors(scaled, self.grid.cols, self.grid.rows)
+            self.detect_space = UnitSpace.fit(self.split(plain, self.config["detect_parts"]), self.config["metrics"],
+                                              float(self.config["ridge"]))
         return vectors
+
+    def detect(self, scaled: np.ndarray, vectors: np.ndarray | None = None) -> np.ndarray:
+        """RT distance D^2 per cell (n_cells,) of one scaled crop: the mean over the cell's detect_parts
+        blocks of their distance to the good unit space of blocks, on the unshifted cell."""
+        dp = self.config["detect_parts"]
+        blocks = self.split(cell_vectors(scaled, self.grid.cols, self.grid.rows), dp)
+        d2 = self.detect_space.distance(blocks).reshape(self.grid.n_cells, dp[0] * dp[1]).mean(axis=1)
+        if self.config["detect"] == "both":
+            vectors = self.vectors(scaled) if vectors is None else vectors
+            d2 = 0.5 * (d2 + self.good.distance(vectors))
+        return d2
 
     # -- tokens ----------------------------------------------------------------------------
     def vectors(self, scaled: np.ndarray) -> np.ndarray:
@@ -327,7 +358,12 @@ class RTAttentionEngine(Engine):
         for c, name in enumerate(self.classes[1:], start=1):
             idx = np.flatnonzero(labels == c)
             y = vectors[idx, cells[idx]]  # (n_c, k) the defect cells
-            standard = cell_kinship(self.good.standard, cells[idx]) @ y  # (n_cells, k)
+            kin = cell_kinship(self.good.standard, cells[idx])
+            if self.config["mode_standard"] == "residual":
+                standard = self.good.standard + kin @ (y - self.good.standard[cells[idx]])
+                standard = np.maximum(standard, 1e-3)  # pixels are >= 0.1: never a zero standard
+            else:
+                standard = kin @ y  # (n_cells, k)
             yb = self.split(y[:, None, :])  # (n_c, P, k/P)
             xb = self.split(standard[cells[idx]][:, None, :])  # (n_c, P, k/P)
             metrics = rt_metrics(yb.reshape(-1, yb.shape[-1]), xb.reshape(-1, xb.shape[-1]),
@@ -481,6 +517,9 @@ class RTAttentionEngine(Engine):
 
     def _infer_scaled(self, scaled: np.ndarray) -> EngineOutput:
         vectors = self.vectors(scaled)
+        # the block detector gives an RT distance; score "attention" keeps the tokens' odds (token path)
+        if self.config["detect"] != "tokens" and self.config["score"] == "distance" and self.detect_space is not None:
+            return self._infer_blocks(scaled, vectors)
         if self.config["localize"] == "good":
             # where: anomaly-type queries over all cells; what: the configured queries, at that cell only
             tokens, _ = self.tokens(vectors, good_only=True)
@@ -512,6 +551,25 @@ class RTAttentionEngine(Engine):
                             {name: float(p) for name, p in zip(self.classes, probs)},
                             {"rt_distance": d2, "top_odds": float(odds[top])})
 
+    def _infer_blocks(self, scaled: np.ndarray, vectors: np.ndarray) -> EngineOutput:
+        """Where and how defective from the block RT distance; what from the configured queries at the
+        top cell. The cells show the RT distance."""
+        d2 = np.nan_to_num(self.detect(scaled, vectors), nan=np.inf)
+        top = int(np.argmax(d2))
+        kind = self.config["queries"]
+        context = self._context_index if self._context_index is not None else self._neighbours()
+        self._context_index = context
+        context = context[top]
+        inside = context < self.grid.n_cells
+        full = np.zeros((len(context), self._query_width(kind)), np.float32)
+        full[inside] = self.tokens(vectors, cells=context[inside], good_only=kind == "good")[0]
+        top_probs = self._attend(full.reshape(1, -1), kind, cells=np.array([top]))[0][0]
+        probs = np.exp(top_probs)
+        score = float(d2[top])
+        return EngineOutput(score, d2.reshape(self.grid.rows, self.grid.cols),
+                            {name: float(p) for name, p in zip(self.classes, probs)},
+                            {"rt_distance": float(d2[top]), "top_odds": float(self.defect_odds(top_probs))})
+
     def infer(self, crop: np.ndarray) -> EngineOutput:
         if self._rt.unit_space is None:
             raise EngineError("the rt-attention engine has not been fitted")
@@ -524,6 +582,8 @@ class RTAttentionEngine(Engine):
         out = self.good.arrays("good.")
         if self.n_parts > 1 and self.good_parts is not None:
             out.update(self.good_parts.arrays("good_parts."))
+        if self.config["detect"] != "tokens" and self.detect_space is not None:
+            out.update(self.detect_space.arrays("detect."))
         for name, mode in self.modes.items():
             out.update({f"mode.{name}.standard": mode.standard, f"mode.{name}.mean": mode.mean,
                         f"mode.{name}.whiten": mode.whiten})
@@ -541,6 +601,17 @@ class RTAttentionEngine(Engine):
             if parts.standard.shape != (self.grid.n_cells * self.n_parts, self.grid.cell_px ** 2 // self.n_parts):
                 raise EngineError("rt-attention arrays: the block unit space is for another grid or parts setting")
         self._set_good(self._rt.unit_space, parts)
+        self.detect_space = None
+        if self.config["detect"] != "tokens":
+            if "detect.standard" not in arrays:  # a recipe from before the block detector: its tokens' score
+                self.config["detect"] = "tokens"
+            else:
+                dp = self.config["detect_parts"]
+                self.detect_space = UnitSpace.from_arrays(arrays, "detect.", self.config["metrics"])
+                if self.detect_space.standard.shape != (self.grid.n_cells * dp[0] * dp[1],
+                                                        self.grid.cell_px ** 2 // (dp[0] * dp[1])):
+                    raise EngineError("rt-attention arrays: the detector's unit space is for another grid or "
+                                      "detect_parts setting")
         codes = arrays.get("classes")
         if codes is None or codes.ndim != 1:
             raise EngineError("rt-attention arrays: the class list is missing")
