@@ -47,6 +47,12 @@ VARIANTS = [  # (axis, label, config overrides of the default)
     ("mode cells", "mode standards from the context cell of largest RT distance", {"mode_cells": "evidence"}),
     ("score", "attention log-odds as the verdict score", {"score": "attention"}),
     ("search", "no local search (search_px 0)", {"search_px": 0}),
+    ("detect", "score and top cell from the tokens (the previous default)", {"detect": "tokens"}),
+    ("detect", "block RT distance alone (no searched-cell term)", {"detect": "blocks"}),
+    ("detect", "2x2 detector blocks", {"detect_parts": [2, 2]}),
+    ("mode standard", "kin-weighted mean of the defect cells (the previous default)", {"mode_standard": "mean"}),
+    ("queries", "mode-standard queries only (no good block)", {"queries": "modes"}),
+    ("previous default", "detect tokens, mode standard mean", {"detect": "tokens", "mode_standard": "mean"}),
 ]
 
 

@@ -161,6 +161,21 @@ def test_residual_mode_standard_carries_a_mode_to_an_unseen_cell():
     np.testing.assert_allclose(mean.modes["missing"].standard, kin @ y, rtol=1e-4, atol=1e-5)
 
 
+def test_mode_queries_use_the_mode_blocks_only():
+    engine = RTAttentionEngine(GRID, {"queries": "modes"})
+    engine.fit(training_set({"good": 8, "pushed": 4, "tilted": 4, "missing": 4}))
+    m = 3
+    assert engine._query_offset() == m and engine._query_width() == m * 3
+    crop = draw_crop(np.random.default_rng(11), "missing", (1, 3))
+    vectors = engine.vectors(engine._rt._scaled(crop))
+    q = engine._top_query(vectors, GRID.index(1, 3), "modes")
+    np.testing.assert_allclose(q[0], engine.tokens(vectors)[0][GRID.index(1, 3), m:], rtol=1e-6)
+    out = engine.infer(crop)
+    assert max(out.class_probs, key=out.class_probs.get) == "missing"
+    with pytest.raises(EngineError, match="modes"):
+        RTAttentionEngine(GRID, {"queries": "modes", "unit_spaces": "one"})
+
+
 def test_a_recipe_from_before_the_block_detector_still_loads():
     engine = RTAttentionEngine(GRID, {"detect": "tokens"})
     engine.fit(training_set({"good": 6, "pushed": 3, "missing": 3}))

@@ -23,7 +23,9 @@ from station.core.verdict import calibrate_thresholds
 OPTIONS = {
     "metrics": tuple(METRIC_SETS),
     "unit_spaces": ("several", "one"),  # standards of every mode, or the good standard alone
-    "queries": ("all", "good"),  # tokens against every standard, or against the good one (anomaly type)
+    # tokens against every standard, against the good one (anomaly type), or against the defect modes' only
+    # (their whitening is pooled over cells, so a defect at a cell no reference was seen at compares fairly)
+    "queries": ("all", "good", "modes"),
     "similarity": ("distance", "dot"),  # q.k - |k|^2/2 (a Gaussian kernel), or the plain q.k
     "context": ("cell", "column", "neighbours"),  # a token is the cell alone, with the cells above and below, or 3x3
     "edge": ("replicate", "zero"),  # context beyond the grid: the edge cell again, or the good mean (zero)
@@ -110,6 +112,8 @@ class RTAttentionEngine(Engine):
                 and (grid.cell_px // dp[0]) * (grid.cell_px // dp[1]) >= 2):
             raise EngineError(f"rt-attention: detect_parts must be [rows, cols] dividing the {grid.cell_px} px cell "
                               f"into blocks of at least 2 px, not {dp!r}")
+        if self.config["queries"] == "modes" and self.config["unit_spaces"] != "several":
+            raise EngineError("rt-attention: queries 'modes' needs unit_spaces 'several'")
         tau = self.config["temperature"]
         if not isinstance(tau, (int, float)) or not np.isfinite(tau) or tau <= 0:
             raise EngineError(f"rt-attention: temperature must be a positive number, not {tau!r}")
@@ -245,7 +249,8 @@ class RTAttentionEngine(Engine):
         dq = self._query_width(queries)
         width = self._stacked[1].shape[-1] * len(self._stacked[0]) // self.grid.n_cells
         w = len(CONTEXT[self.config["context"]])
-        qcols = (np.arange(w)[:, None] * width + np.arange(dq)[None, :]).ravel()
+        offset = self._query_offset(queries)
+        qcols = (np.arange(w)[:, None] * width + offset + np.arange(dq)[None, :]).ravel()
         d = len(qcols)
         k = self.keys[:, qcols].astype(np.float64)
         scale = 1.0 / (np.sqrt(d) * float(self.config["temperature"]))
@@ -273,7 +278,26 @@ class RTAttentionEngine(Engine):
 
     def _query_width(self, queries: str | None = None) -> int:
         m = len(METRIC_SETS[self.config["metrics"]]) * self.n_parts
-        return m if (queries or self.config["queries"]) == "good" else m * len(self.standards)
+        kind = queries or self.config["queries"]
+        return m if kind == "good" else m * (len(self.standards) - (kind == "modes"))
+
+    def _query_offset(self, queries: str | None = None) -> int:
+        """First token column of a query type within a cell's token (the good standard's block comes first)."""
+        return len(METRIC_SETS[self.config["metrics"]]) * self.n_parts if (queries or self.config["queries"]) == "modes" \
+            else 0
+
+    def _top_query(self, vectors: np.ndarray, top: int, kind: str) -> np.ndarray:
+        """The query (1, w*dq) of one cell with its context, for queries of the given type."""
+        context = self._context_index if self._context_index is not None else self._neighbours()
+        self._context_index = context
+        context = context[top]
+        inside = context < self.grid.n_cells
+        good_only = kind == "good"
+        tokens = self.tokens(vectors, cells=context[inside], good_only=good_only)[0]
+        off, dq = self._query_offset(kind), self._query_width(kind)
+        full = np.zeros((len(context), dq), np.float32)
+        full[inside] = tokens[:, off:off + dq]
+        return full.reshape(1, -1)
 
     def _neighbours(self) -> np.ndarray:
         """(n_cells, w) index of each cell's context cells. Beyond the grid: the nearest edge cell (the
@@ -529,11 +553,8 @@ class RTAttentionEngine(Engine):
             if self.config["queries"] == "good":
                 top_probs = good_probs[top]
             else:
-                context = self._context_index[top]
-                inside = context < self.grid.n_cells
-                full = np.zeros((len(context), self._query_width()), np.float32)
-                full[inside] = self.tokens(vectors, cells=context[inside])[0]
-                top_probs = self._attend(full.reshape(1, -1), self.config["queries"], cells=np.array([top]))[0][0]
+                top_probs = self._attend(self._top_query(vectors, top, self.config["queries"]), self.config["queries"],
+                                         cells=np.array([top]))[0][0]
         else:
             tokens, _ = self.tokens(vectors)
             log_probs, _ = self.attention(tokens)
@@ -557,13 +578,7 @@ class RTAttentionEngine(Engine):
         d2 = np.nan_to_num(self.detect(scaled, vectors), nan=np.inf)
         top = int(np.argmax(d2))
         kind = self.config["queries"]
-        context = self._context_index if self._context_index is not None else self._neighbours()
-        self._context_index = context
-        context = context[top]
-        inside = context < self.grid.n_cells
-        full = np.zeros((len(context), self._query_width(kind)), np.float32)
-        full[inside] = self.tokens(vectors, cells=context[inside], good_only=kind == "good")[0]
-        top_probs = self._attend(full.reshape(1, -1), kind, cells=np.array([top]))[0][0]
+        top_probs = self._attend(self._top_query(vectors, top, kind), kind, cells=np.array([top]))[0][0]
         probs = np.exp(top_probs)
         score = float(d2[top])
         return EngineOutput(score, d2.reshape(self.grid.rows, self.grid.cols),
