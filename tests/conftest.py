@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# the result log and image archive of windows opened by tests go to a throwaway folder
+os.environ["STATION_DATA_DIR"] = tempfile.mkdtemp(prefix="station-test-data-")
 
 sys.path.insert(0, str(Path(__file__).parent))
 

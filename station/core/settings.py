@@ -28,6 +28,16 @@ def config_dir() -> Path:
     return Path(user_config_dir("inspection-station", appauthor=False))
 
 
+def data_dir() -> Path:
+    """`STATION_DATA_DIR`, else the platform's user data folder (result log, image archive)."""
+    env = os.environ.get("STATION_DATA_DIR")
+    if env:
+        return Path(env)
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("inspection-station", appauthor=False))
+
+
 class StationSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="STATION_", extra="ignore", validate_assignment=True)
 
@@ -39,6 +49,10 @@ class StationSettings(BaseSettings):
     overlay_opacity: float = Field(0.55, ge=0.0, le=1.0)
     recent_results: int = Field(12, ge=1, le=100)
     last_ng_kept: int = Field(10, ge=1, le=100)
+    results_db: str | None = Field(None, description="SQLAlchemy URL of the result log; None: results.db in the "
+                                                     "user data folder")
+    archive: str = Field("ng", pattern="^(none|ng|all)$", description="which inspected images are archived")
+    archive_dir: str | None = Field(None, description="image archive folder; None: archive/ in the user data folder")
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings: PydanticBaseSettingsSource,

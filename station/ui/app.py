@@ -33,6 +33,23 @@ def load_recipe(path: str | None):
         return None, f"No recipe loaded: {exc}"
 
 
+def open_results(settings: StationSettings):
+    """(result store or None, message): the window runs without one, saying loudly that nothing is logged."""
+    from station.core.results import ResultStore
+    from station.core.settings import data_dir
+
+    try:
+        folder = data_dir()
+        url = settings.results_db
+        if url is None:
+            folder.mkdir(parents=True, exist_ok=True)
+            url = f"sqlite:///{folder / 'results.db'}"
+        archive_dir = settings.archive_dir or folder / "archive"
+        return ResultStore(url, archive_dir=archive_dir, archive=settings.archive), ""
+    except (StationError, OSError) as exc:
+        return None, f"Results are NOT being logged: {exc}"
+
+
 def create_window(source: str | None = None, recipe: str | None = None, settings: StationSettings | None = None,
                   save_settings: bool = True, start: bool = True):
     """The main window on a line built from `source` and `recipe` (settings fill what is not given)."""
@@ -53,7 +70,10 @@ def create_window(source: str | None = None, recipe: str | None = None, settings
         line_source = make_source("demo", fps=settings.demo_fps)
         spec = "demo"
     settings.source = spec
-    service = LiveService(line_source, recipe_obj, recipe_error)
+    results, results_error = open_results(settings)
+    if results_error:
+        messages.append(results_error)
+    service = LiveService(line_source, recipe_obj, recipe_error, results=results, results_error=results_error)
     window = MainWindow(service, settings, save=save_settings)
     service.setParent(window)
     if messages:

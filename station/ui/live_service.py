@@ -16,6 +16,7 @@ from PySide6.QtCore import QObject, Qt, Signal
 from station.core.inspector import Inspector
 from station.core.live import LivePipeline, LiveResult, Rate
 from station.core.recipe import Recipe
+from station.core.results import ResultStore
 from station.core.sources import Source, SourceState
 
 
@@ -34,9 +35,10 @@ class LiveService(QObject):
     _finished = Signal()
 
     def __init__(self, source: Source, recipe: Recipe | None, recipe_error: str = "", parent=None,
-                 max_pending: int = 64) -> None:
+                 max_pending: int = 64, results: ResultStore | None = None, results_error: str = "") -> None:
         super().__init__(parent)
         self.recipe, self.recipe_error = recipe, recipe_error
+        self.results, self.results_error = results, results_error
         self.pipeline = LivePipeline(source, Inspector(recipe) if recipe is not None else None)
         self.displayed_rate = Rate()
         self.painted_count = 0
@@ -49,10 +51,25 @@ class LiveService(QObject):
         self._state.connect(self._on_state, Qt.ConnectionType.QueuedConnection)
         self._finished.connect(self._on_finished, Qt.ConnectionType.QueuedConnection)
         self.pipeline.result_ready.connect(self._from_worker_result)
+        if results is not None:
+            self.pipeline.result_ready.connect(self._log_result)
         self.pipeline.state_changed.connect(self._from_worker_state)
         self.pipeline.finished.connect(self._from_worker_finished)
 
     # -- worker side (never touches a widget) ------------------------------------------------------
+    def _log_result(self, item: LiveResult) -> None:
+        """In the inference thread: the result goes to the result log (which never blocks for long)."""
+        if item.result is not None:
+            recipe = self.recipe
+            self.results.add(item.result, item.frame.name, item.frame.image, recipe.name if recipe else "")
+
+    @property
+    def logging_problem(self) -> str:
+        """What the operator must know about the result log ("" while every result is logged)."""
+        if self.results is None:
+            return self.results_error or "results are not being logged"
+        return self.results.problem
+
     def _from_worker_result(self, item: LiveResult) -> None:
         with self._lock:
             self._pending.append(item)
@@ -155,6 +172,9 @@ class LiveService(QObject):
                              (self.pipeline.state_changed, self._from_worker_state),
                              (self.pipeline.finished, self._from_worker_finished)):
             signal.disconnect(slot)  # a thread that outlived the join must not reach a deleted QObject
+        if self.results is not None:
+            self.pipeline.result_ready.disconnect(self._log_result)
+            ok = self.results.close() and ok
         self.take_results()
         self._set_run_state("stopped")
         return ok

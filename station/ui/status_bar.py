@@ -22,12 +22,15 @@ class StationStatusBar(QStatusBar):
         self.latency_label = QLabel(self)
         self.dropped_label = QLabel(self)
         self.recipe_label = QLabel(self)
+        self.results_label = QLabel(self)  # shown only while results are not being logged
+        self.results_label.setStyleSheet("color:#ffffff; background:#c62828; font-weight:700; padding:0 6px;")
         self.latency_label.setToolTip("Median latency per stage over the last frames (ms): capture = from the "
                                       "camera to the inspector, reg = registration, eng = engine, ovl = overlay "
                                       "rendering, total = from the camera to the verdict on screen")
         self.addWidget(self.source_label)
         for label in (self.rates_label, self.latency_label, self.dropped_label):
             self.addWidget(label)
+        self.addPermanentWidget(self.results_label)
         self.addPermanentWidget(self.recipe_label)
         self._state, self._message = "closed", ""
         service.state_changed.connect(self._on_state)
@@ -62,6 +65,9 @@ class StationStatusBar(QStatusBar):
             f"ms: capture {_ms(lat['capture'])} \u00b7 reg {_ms(lat['registration'])} \u00b7 eng {_ms(lat['engine'])}"
             f" \u00b7 ovl {_ms(lat['overlay'])} \u00b7 total {_ms(lat['painted'])}")
         self.dropped_label.setText(f"dropped {stats['dropped_frames']}")
+        problem = service.logging_problem
+        self.results_label.setVisible(bool(problem))
+        self.results_label.setText(f"\u26a0 {problem}" if problem else "")
         recipe = service.recipe
         if recipe is None:
             self.recipe_label.setText("no recipe")
