@@ -151,10 +151,11 @@ class DatasetFolder:
             return out
 
     def counts(self) -> dict[str, int]:
-        out = {c: 0 for c in self.classes()}
-        for item in self.items():
-            out[item.label] += 1
-        return out
+        with self._lock:  # a capture in another thread may add a class folder between the two reads
+            out = {c: 0 for c in self.classes()}
+            for item in self.items():
+                out[item.label] += 1
+            return out
 
     # -- capture -------------------------------------------------------------------------------
     def capture(self, frame: np.ndarray, label: str, cell: tuple[int, int] | None = None) -> DatasetItem:
