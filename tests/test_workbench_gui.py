@@ -226,6 +226,24 @@ def test_capture_into_read_only_disk_shows_why_and_loses_nothing(qtbot, station,
     assert browser.restore_selected() == 1 and menu.workbench.dataset.counts()["good"] == 1
 
 
+def test_hotkey_and_auto_capture_fill_the_dataset_and_auto_frames_are_not_trained_on(qtbot, station):
+    window, menu = station
+    unlock(qtbot, menu)
+    wb = menu.workbench
+    qtbot.waitUntil(lambda: menu.capture.current is not None, timeout=5000)
+    good = next(a for a in menu.capture_group.actions() if a.data() == "good")
+    assert good.shortcut().toString() == "Ctrl+0"
+    with qtbot.waitSignal(menu.capture.captured, timeout=5000):
+        good.trigger()
+    menu.auto_action.trigger()  # on
+    assert menu.capture.auto_capture and menu.window.auto_box.isChecked()
+    qtbot.waitUntil(lambda: wb.dataset.counts().get("auto_ng", 0) >= 2, timeout=10000)
+    menu.auto_action.trigger()  # off
+    assert not menu.capture.auto_capture
+    menu.capture.wait_idle()
+    assert {s.label for s in wb.training_data().samples} == {"good"}
+
+
 def test_shadow_mode_lists_the_verdicts_a_candidate_would_change(qtbot, station):
     window, menu = station
     active = window.service.recipe

@@ -19,9 +19,9 @@ from station.core.live import LiveResult
 from station.core.verdict import Verdict
 from station.core.workbench.capture import check_label
 from station.core.workbench.errors import CaptureError, WorkbenchError
-from station.ui.workbench.workbench import Workbench
+from station.ui.workbench.workbench import AUTO_PREFIX, Workbench
 
-AUTO_LABELS = {Verdict.NG: "auto_ng", Verdict.REVIEW: "auto_review"}
+AUTO_LABELS = {Verdict.NG: f"{AUTO_PREFIX}ng", Verdict.REVIEW: f"{AUTO_PREFIX}review"}
 MAX_BACKLOG = 8
 
 

@@ -6,14 +6,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import cv2
+import numpy as np
 from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QIcon, QPixmap
 from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QListView, QListWidget, QListWidgetItem,
                                QPushButton, QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
+from station.core.errors import StationError
 from station.core.imageio import read_image
+from station.core.registration import Registrar
 from station.core.workbench.errors import WorkbenchError
-from station.ui.image_canvas import to_qimage
+from station.ui.image_canvas import ImageCanvas, to_qimage
 from station.ui.workbench.workbench import Workbench
 
 THUMB = 96
@@ -52,6 +55,11 @@ class DatasetBrowser(QWidget):
         self.retry_button = QPushButton("Retry failed captures", self)
         self.status = QLabel("", self)
         self.status.setWordWrap(True)
+        self.preview = ImageCanvas(self)
+        self.preview.placeholder = "Click an image to see it full size, with its labelled cell outlined"
+        self.preview.setMinimumWidth(300)
+        self.preview_caption = QLabel("", self)
+        self.preview_caption.setWordWrap(True)
 
         left = QWidget(self)
         lv = QVBoxLayout(left)
@@ -74,16 +82,24 @@ class DatasetBrowser(QWidget):
         tr.addWidget(self.retry_button)
         tr.addStretch(1)
         rv.addLayout(tr)
+        preview = QWidget(self)
+        pv = QVBoxLayout(preview)
+        pv.setContentsMargins(0, 0, 0, 0)
+        pv.addWidget(self.preview, 1)
+        pv.addWidget(self.preview_caption)
         split = QSplitter(Qt.Orientation.Horizontal, self)
         split.addWidget(left)
         split.addWidget(right)
-        split.setStretchFactor(1, 1)
+        split.addWidget(preview)
+        split.setStretchFactor(1, 3)
+        split.setStretchFactor(2, 2)
         layout = QVBoxLayout(self)
         layout.addWidget(self.where)
         layout.addWidget(split, 1)
         layout.addWidget(self.status)
 
         self.counts.itemSelectionChanged.connect(self._fill_thumbs)
+        self.thumbs.currentItemChanged.connect(self._show_preview)
         self.relabel_button.clicked.connect(self.relabel_selected)
         self.delete_button.clicked.connect(self.delete_selected)
         self.restore_button.clicked.connect(self.restore_selected)
@@ -176,11 +192,43 @@ class DatasetBrowser(QWidget):
             self.status.setText(str(exc))
             return
         for entry in items[-MAX_THUMBS:]:
-            cell = f"\ncell {entry.cell[0]},{entry.cell[1]}" if entry.cell else ""
+            cell = f"\ncell c{entry.cell[0]} r{entry.cell[1]}" if entry.cell else ""
             item = QListWidgetItem(self._icon(entry.path), f"{entry.label}{cell}")
             item.setData(Qt.ItemDataRole.UserRole, str(entry.path))
             item.setToolTip(f"{entry.path.name}{cell.replace(chr(10), '  ')}")
             self.thumbs.addItem(item)
+
+    def _show_preview(self, current, _previous=None) -> None:
+        """The selected image full size; its labelled cell outlined through the running recipe's registration."""
+        if current is None:
+            self.preview.set_frame(None)
+            self.preview_caption.setText("")
+            return
+        path = Path(current.data(Qt.ItemDataRole.UserRole))
+        try:
+            image = read_image(path)
+        except StationError as exc:
+            self.preview.set_frame(None)
+            self.preview_caption.setText(str(exc))
+            return
+        text = f"{path.parent.name}/{path.name}  \u2013  {image.shape[1]} x {image.shape[0]} px"
+        cell = next((i.cell for i in self.workbench.dataset.items(path.parent.name) if i.path == path), None)
+        recipe = self.workbench.service.recipe
+        if cell is not None and recipe is not None:
+            text += f"  \u2013  defective cell: column {cell[0]}, row {cell[1]}"
+            try:
+                reg = Registrar(recipe.region, recipe.grid).register(image)
+                g = recipe.grid
+                w, h = g.size[0] / g.cols, g.size[1] / g.rows
+                corners = np.array([[cell[0] * w, cell[1] * h], [(cell[0] + 1) * w, cell[1] * h],
+                                    [(cell[0] + 1) * w, (cell[1] + 1) * h], [cell[0] * w, (cell[1] + 1) * h]])
+                image = image.copy()
+                thick = max(2, image.shape[1] // 200)
+                cv2.polylines(image, [reg.to_frame(corners).round().astype(np.int32)], True, (255, 40, 40), thick)
+            except StationError as exc:
+                text += f" (not outlined: {exc})"
+        self.preview.set_frame(image)
+        self.preview_caption.setText(text)
 
     # -- editing --------------------------------------------------------------------------------
     def _selected_paths(self) -> list[str]:

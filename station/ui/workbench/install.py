@@ -30,7 +30,8 @@ class EngineerMenu(QObject):
         self.workbench = workbench
         canvas = getattr(getattr(main_window, "live_view", None), "canvas", None)
         self.capture = CaptureController(workbench, canvas, self)
-        self.window = WorkbenchWindow(workbench, self.capture, validation, main_window)
+        self.validation = validation
+        self._window: WorkbenchWindow | None = None  # made when first opened: the operator's start stays light
 
         menu = main_window.menuBar().addMenu("&Engineer")
         self.menu = menu
@@ -42,9 +43,8 @@ class EngineerMenu(QObject):
         self.capture_group.triggered.connect(self._on_capture_action)
         self.capture_menu = menu.addMenu("&Capture the live frame as")
         self.new_class_action = self._add(menu, "Capture as a &new class\u2026", "Ctrl+Shift+N", self.capture_new_class)
-        self.auto_action = self._add(menu, "&Auto-capture NG and REVIEW frames", None, self.window.auto_box.setChecked)
+        self.auto_action = self._add(menu, "&Auto-capture NG and REVIEW frames", None, self.capture.set_auto_capture)
         self.auto_action.setCheckable(True)
-        self.window.auto_box.toggled.connect(self.auto_action.setChecked)
         self._fill_capture_menu()
 
         self.mode_button = EngineerModeButton(workbench, main_window)
@@ -56,6 +56,7 @@ class EngineerMenu(QObject):
         workbench.service.recipe_changed.connect(self._fill_capture_menu)
         workbench.dataset_changed.connect(self._fill_capture_menu)
         workbench.message.connect(self._on_message)
+        self.capture.failed.connect(self._on_capture_failed)
         main_window.installEventFilter(self)
         self._on_role(workbench.session.role.value)
 
@@ -107,6 +108,15 @@ class EngineerMenu(QObject):
     def toggle_mode(self) -> None:
         self.mode_button.toggle()
 
+    @property
+    def window(self) -> WorkbenchWindow:
+        if self._window is None:
+            self._window = WorkbenchWindow(self.workbench, self.capture, self.validation, self.main_window)
+            self._window.auto_box.setChecked(self.capture.auto_capture)
+            self._window.auto_box.toggled.connect(self.auto_action.setChecked)
+            self.auto_action.toggled.connect(self._window.auto_box.setChecked)
+        return self._window
+
     def open_workbench(self) -> None:
         self.window.show()
         self.window.raise_()
@@ -124,13 +134,17 @@ class EngineerMenu(QObject):
         if level == "error" and show is not None:
             show(text)
 
+    def _on_capture_failed(self, text: str) -> None:
+        self._on_message("error", text)
+
     def eventFilter(self, watched, event) -> bool:  # noqa: N802
         if watched is self.main_window and event.type() == QEvent.Type.Close:
             self.shutdown()
         return False
 
     def shutdown(self) -> None:
-        self.window.shutdown()
+        if self._window is not None:
+            self._window.shutdown()
         self.capture.shutdown()
         self.workbench.shutdown()
 

@@ -10,6 +10,7 @@ so the window never waits on the model.
 from __future__ import annotations
 
 import math
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +32,24 @@ CLASS_COLOURS = ["#2ecc71", "#e74c3c", "#f39c12", "#9b59b6", "#3498db", "#e67e22
 REVIEW_COLOUR, NG_COLOUR = "#f1c40f", "#ff5e57"
 
 
+def log_ticks(lo: float, hi: float) -> list[list[tuple[float, str]]]:
+    """Ticks at 1, 2, 5 x 10^k for an axis in log10 units, labelled with the scores themselves."""
+    major, minor = [], []
+    for k in range(math.floor(lo) - 1, math.ceil(hi) + 1):
+        for m in (1, 2, 5):
+            x = k + math.log10(m)
+            if lo - 0.3 <= x <= hi + 0.3:
+                (major if m == 1 else minor).append((x, f"{m * 10.0 ** k:g}"))
+    return [major, minor]
+
+
 def _pct(x: float | None, digits: int = 2) -> str:
     return "\u2013" if x is None else f"{100 * x:.{digits}f} %"
+
+
+def score_job(recipe: Recipe, data, progress, should_stop, emit):
+    """Worker thread: inspect every validation image once."""
+    return recipe, score_dataset(recipe, data, progress=progress, should_stop=should_stop)
 
 
 class ThresholdTuner(QWidget):
@@ -108,11 +125,15 @@ class ThresholdTuner(QWidget):
         self.target.setDecimals(2)
         self.target.setValue(10.0)
         self.target.setSuffix(" %")
-        self.on_upper = QCheckBox("promise it at 95 % confidence (upper bound), not only as observed", self)
+        self.on_upper = QCheckBox("on the 95 % upper bound (what can be promised)", self)
+        self.on_upper.setToolTip("Checked: the Clopper-Pearson 95 % upper bound of the escape rate must meet the "
+                                 "target. Unchecked: the escape rate observed on this validation set must.")
         self.on_upper.setChecked(True)
         self.place_button = QPushButton("Place review threshold", self)
         self.target_message = QLabel("", self)
         self.target_message.setWordWrap(True)
+        self.target_message.setMinimumHeight(3 * self.target_message.fontMetrics().lineSpacing())
+        self.target_message.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
         self.figures: dict[str, QLabel] = {}
         grid = QGridLayout()
         rows = [("escape", "Escape rate (defects passed as OK)"), ("escape_upper", "\u2026 95 % upper bound"),
@@ -135,8 +156,11 @@ class ThresholdTuner(QWidget):
         self.status = QLabel("", self)
         self.status.setWordWrap(True)
 
-        thresholds = QGroupBox("Thresholds (score below review: OK; from NG up: NG; between: REVIEW)", self)
+        thresholds = QGroupBox("Thresholds", self)
         tf = QFormLayout(thresholds)
+        rule = QLabel("score < review: OK  \u2013  review \u2264 score < NG: REVIEW  \u2013  score \u2265 NG: NG", self)
+        rule.setWordWrap(True)
+        tf.addRow(rule)
         tf.addRow("Review threshold", self.review_box)
         tf.addRow("NG threshold", self.ng_box)
         target = QGroupBox("Target escape rate", self)
@@ -258,8 +282,7 @@ class ThresholdTuner(QWidget):
         except StationError as exc:
             self.status.setText(f"Cannot use the validation set: {exc}")
             return False
-        self._to_score = (recipe, data)
-        self.job = Job(self._score_job, name="station-scoring", parent=self)
+        self.job = Job(partial(score_job, recipe, data), name="station-scoring", parent=self)
         self.job.progress.connect(self._on_progress)
         self.job.done.connect(self._on_scored)
         self.job.failed.connect(self._on_failed)
@@ -268,10 +291,6 @@ class ThresholdTuner(QWidget):
         self.bar.setFormat(f"scoring {len(data.samples)} images\u2026 (the line keeps running)")
         self.job.start()
         return True
-
-    def _score_job(self, progress, should_stop, emit):
-        recipe, data = self._to_score
-        return recipe, score_dataset(recipe, data, progress=progress, should_stop=should_stop)
 
     def _on_progress(self, message: str, fraction: float) -> None:
         self.bar.setValue(int(1000 * fraction))
@@ -319,7 +338,10 @@ class ThresholdTuner(QWidget):
             self.hist.plot(edges, counts, stepMode="center", fillLevel=0, fillOutline=True,
                            brush=pg.mkBrush(colour + "40"), pen=pg.mkPen(colour, width=2),
                            name=f"{label}: {int(counts.sum())}{extra}")
-        self.hist.setLabel("bottom", "score (log10 scale)" if self.log_x else "score")
+        # RT distances span decades: bins and lines live in log10 units, the axis shows the scores themselves
+        axis = self.hist.getPlotItem().getAxis("bottom")
+        axis.setTicks(log_ticks(float(edges[0]), float(edges[-1])) if self.log_x else None)
+        self.hist.setLabel("bottom", "score (log scale)" if self.log_x else "score")
         lo, hi = float(edges[0]), float(edges[-1])
         pad = 0.05 * (hi - lo or 1.0)
         self.hist.setXRange(lo - pad, hi + pad)
@@ -418,7 +440,12 @@ class ThresholdTuner(QWidget):
         except WorkbenchError as exc:
             self.target_message.setText(str(exc))
             return None
-        self.target_message.setText(out["message"])
+        message = out["message"]
+        if out["ng"] > out["review"] or out["review"] >= self.scored_recipe.thresholds[1]:
+            message += f"; NG threshold {out['ng']:.6g}"
+            if out["review"] >= self.scored_recipe.thresholds[1]:
+                message += " (raised to the review threshold: no REVIEW band; lower it for one)"
+        self.target_message.setText(message)
         self.target_message.setStyleSheet("" if out["met"] else "color:#ff9f43;")
         self.set_thresholds(out["review"], max(out["review"], out["ng"]))
         return out

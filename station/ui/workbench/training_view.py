@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -26,6 +27,8 @@ from station.ui.workbench.plots import plot_widget, release_plots
 from station.ui.workbench.workbench import Workbench
 
 EPOCH_LINE = re.compile(r"epoch (\d+)/(\d+) loss ([-\d.eE+naif]+) acc ([-\d.eE+naif]+) val_acc ([-\d.eE+naif]+)")
+STRIP_HEIGHT = 200
+STRIP_CAPTION = "Attention over training (ViT): where the model looks on one validation defect image"
 ENGINE_HELP = {"rt": "RT: refit in seconds from good images (anomaly score)",
                "rt-attention": "RT-attention: refit in seconds; names the defect from labelled cells",
                "vit": "ViT: trains for minutes; curves and attention strip below"}
@@ -48,6 +51,36 @@ def strip_image(maps: list[tuple[int, np.ndarray]], scale: int = 8, max_tiles: i
         cv2.putText(tile, f"ep {epoch}", (3, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (230, 230, 230), 1, cv2.LINE_AA)
         tiles.append(cv2.cvtColor(tile, cv2.COLOR_BGR2RGB))
     return np.ascontiguousarray(np.hstack(tiles))
+
+
+def fit_candidate(workbench: Workbench, engine: str, include_original: bool, grid, name: str, config: dict | None,
+                  train_dir: Path, progress, should_stop, emit):
+    """The training job (worker thread; touches no widget): read the data, fit, hand curves and maps out."""
+    data = workbench.training_data(include_original)
+    state = Path(train_dir) / "state.json"
+    seen = [0.0]
+
+    def relay(message: str, fraction: float) -> None:
+        match = EPOCH_LINE.search(message)
+        if match:
+            epoch, _, loss, acc, val = match.groups()
+            emit({"epoch": int(epoch), "loss": float(loss), "acc": float(acc), "val_acc": float(val)})
+            try:
+                mtime = state.stat().st_mtime
+                if mtime != seen[0]:
+                    seen[0] = mtime
+                    maps = json.loads(state.read_text()).get("probe_maps", [])
+                    emit({"maps": [(int(e), np.array(m, dtype=np.float32)) for e, m in maps]})
+            except (OSError, ValueError):
+                pass  # the next checkpoint brings the strip
+        progress(message, fraction)  # raises JobCancelled once Cancel was pressed
+
+    if should_stop():
+        return None
+    recipe, stats = train_recipe(data, engine, grid, name, engine_config=config, progress=relay,
+                                 provenance={"trained_with": "workbench", "data_counts": data.counts()})
+    strip = Path(train_dir) / "attention_strip.png"
+    return recipe, stats, str(strip) if strip.is_file() else ""
 
 
 class TrainingView(QWidget):
@@ -88,23 +121,23 @@ class TrainingView(QWidget):
         self.result.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
         pg.setConfigOptions(antialias=True)
-        self.loss_plot = plot_widget(self, "Loss per epoch")
+        self.loss_plot = plot_widget(self, "Training loss per epoch (all loss terms)")
         self.loss_plot.setLabel("bottom", "epoch")
         self.loss_plot.addLegend(offset=(-10, 10))
         self.loss_curve = self.loss_plot.plot([], [], pen=pg.mkPen("#ff9f43", width=2), name="training loss")
         self.acc_plot = plot_widget(self, "Accuracy per epoch")
         self.acc_plot.setLabel("bottom", "epoch")
         self.acc_plot.setYRange(0, 1.02)
-        self.acc_plot.addLegend(offset=(-10, -10))
+        self.acc_plot.addLegend(offset=(10, 10))  # accuracy starts low: the top left stays free
         self.acc_curve = self.acc_plot.plot([], [], pen=pg.mkPen("#54a0ff", width=2), name="training")
         self.val_curve = self.acc_plot.plot([], [], pen=pg.mkPen("#1dd1a1", width=2), name="validation")
         for plot in (self.loss_plot, self.acc_plot):
             plot.showGrid(x=True, y=True, alpha=0.25)
             plot.setMinimumHeight(160)
-        self.strip_caption = QLabel("Attention over training (ViT): where the model looks on one validation "
-                                    "defect, per checkpoint", self)
+        self.strip_caption = QLabel(STRIP_CAPTION, self)
         self.strip = QLabel(self)
         self.strip.setMinimumHeight(60)
+        self.strip.setMaximumHeight(STRIP_HEIGHT + 4)
         self.strip.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
 
         form = QFormLayout()
@@ -177,9 +210,9 @@ class TrainingView(QWidget):
         if engine == "vit":
             config = {"epochs": self.epochs.value(), "train_dir": str(train_dir),
                       "train": {"progress_bar": False, "threads": 1, "checkpoint_every": 2}}
-        self._fit_args = (engine, self.include_original.isChecked(), recipe.grid, f"{recipe.name}", config,
-                          train_dir)
-        self.job = Job(self._fit, name="station-training", parent=self)
+        fit = partial(fit_candidate, self.workbench, engine, self.include_original.isChecked(), recipe.grid,
+                      recipe.name, config, train_dir)
+        self.job = Job(fit, name="station-training", parent=self)
         self.job.progress.connect(self._on_progress)
         self.job.data.connect(self._on_data)
         self.job.done.connect(self._on_done)
@@ -194,35 +227,6 @@ class TrainingView(QWidget):
         self.job.start()
         return True
 
-    def _fit(self, progress, should_stop, emit):
-        """Worker thread: no widget is touched here."""
-        engine, include_original, grid, name, config, train_dir = self._fit_args
-        data = self.workbench.training_data(include_original)
-        state = Path(train_dir) / "state.json"
-        seen = [0.0]
-
-        def relay(message: str, fraction: float) -> None:
-            match = EPOCH_LINE.search(message)
-            if match:
-                epoch, _, loss, acc, val = match.groups()
-                emit({"epoch": int(epoch), "loss": float(loss), "acc": float(acc), "val_acc": float(val)})
-                try:
-                    mtime = state.stat().st_mtime
-                    if mtime != seen[0]:
-                        seen[0] = mtime
-                        maps = json.loads(state.read_text()).get("probe_maps", [])
-                        emit({"maps": [(int(e), np.array(m, dtype=np.float32)) for e, m in maps]})
-                except (OSError, ValueError):
-                    pass  # the next checkpoint brings the strip
-            progress(message, fraction)
-
-        if should_stop():
-            return None
-        recipe, stats = train_recipe(data, engine, grid, name, engine_config=config, progress=relay,
-                                     provenance={"trained_with": "workbench", "data_counts": data.counts()})
-        strip = Path(train_dir) / "attention_strip.png"
-        return recipe, stats, str(strip) if strip.is_file() else ""
-
     def cancel(self) -> None:
         if self.job is not None:
             self.job.cancel()
@@ -235,12 +239,19 @@ class TrainingView(QWidget):
     def _on_data(self, data: dict) -> None:
         if "maps" in data:
             self.probe_maps = data["maps"]
+            epochs = ", ".join(str(e) for e, _ in self.probe_maps)
+            self.strip_caption.setText(f"{STRIP_CAPTION}: checkpoints at epochs {epochs}")
             strip = strip_image(self.probe_maps)
             if strip is not None:
-                self.strip.setPixmap(QPixmap.fromImage(to_qimage(strip)))
+                self._set_strip(QPixmap.fromImage(to_qimage(strip)))
         else:
             self.history.append(data)
             self._draw_curves()
+
+    def _set_strip(self, pixmap: QPixmap) -> None:
+        if pixmap.height() > STRIP_HEIGHT:  # the trainer's strip is full size: show it whole, not cropped
+            pixmap = pixmap.scaledToHeight(STRIP_HEIGHT, Qt.TransformationMode.SmoothTransformation)
+        self.strip.setPixmap(pixmap)
 
     def _draw_curves(self) -> None:
         e = [h["epoch"] for h in self.history]
@@ -254,7 +265,7 @@ class TrainingView(QWidget):
         recipe, stats, strip = out
         self.last_stats = stats
         if strip:
-            self.strip.setPixmap(QPixmap(strip))
+            self._set_strip(QPixmap(strip))
         thresholds = ", ".join(f"{v:.4g}" for v in recipe.thresholds)
         n = ", ".join(f"{k} {v}" for k, v in stats.get("n_train", {}).items())
         self.result.setText(f"Candidate ready: {recipe.doc.engine.name} on {n}; fitted in {stats.get('fit_seconds')} s; "

@@ -14,7 +14,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from station.core.dataset import Dataset, load_dataset
+from station.core.dataset import Dataset, Sample, load_dataset
 from station.core.errors import StationError
 from station.core.recipe import Recipe
 from station.core.settings import config_dir
@@ -22,6 +22,10 @@ from station.core.workbench import AuditLog, DatasetFolder, PinStore, Role, Sess
 from station.core.workbench.errors import AccessError, VersionStoreError, WorkbenchError
 from station.core.workbench.versions import VersionInfo
 from station.ui.live_service import LiveService
+
+
+#: classes of auto-captured NG / REVIEW frames: shown in the browser to be relabelled, never trained on
+AUTO_PREFIX = "auto_"
 
 
 def default_root() -> Path:
@@ -173,10 +177,10 @@ class Workbench(QObject):
 
     # -- data -----------------------------------------------------------------------------------
     def training_data(self, include_original: bool = False) -> Dataset:
-        """The capture dataset, optionally with the images the running recipe was trained on."""
-        samples = []
-        if self.dataset.root.is_dir() and self.dataset.classes():
-            samples += load_dataset(self.dataset.root, "train").samples
+        """The capture dataset (without the auto-captured frames still to be labelled), optionally with the
+        images the running recipe was trained on. Safe to call from a worker thread."""
+        samples = [Sample(item.path, item.label, item.cell) for item in self.dataset.items()
+                   if not item.label.startswith(AUTO_PREFIX)]
         if include_original:
             original = self.original_data_path()
             if original is not None:

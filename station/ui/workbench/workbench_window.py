@@ -3,7 +3,7 @@ mode as tabs, with one message line for what went wrong or what changed."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QPushButton, QTabWidget, QVBoxLayout, QWidget
 
 from station.ui.workbench.capture_controller import CaptureController
@@ -15,6 +15,7 @@ from station.ui.workbench.training_view import TrainingView
 from station.ui.workbench.versions_panel import VersionsPanel
 from station.ui.workbench.workbench import Workbench
 
+INFO_SECONDS = 8
 CAPTURE_HELP = ("Engineer mode: Ctrl+0 saves the live frame as good, Ctrl+1 \u2026 Ctrl+9 as the recipe's defect "
                 "classes (see the Engineer menu), Ctrl+Shift+N under a new class. Click a cell on the live view "
                 "first to record which pin is defective.")
@@ -32,6 +33,10 @@ class WorkbenchWindow(QWidget):
         self.message.setObjectName("workbench-message")
         self.message.setWordWrap(True)
         self.message.hide()
+        self._hide_message = QTimer(self)
+        self._hide_message.setSingleShot(True)
+        self._hide_message.setInterval(INFO_SECONDS * 1000)
+        self._hide_message.timeout.connect(self.message.hide)
         self.browser = DatasetBrowser(workbench, self)
         self.training = TrainingView(workbench, self)
         self.tuner = ThresholdTuner(workbench, validation, self)
@@ -93,6 +98,10 @@ class WorkbenchWindow(QWidget):
         self.message.setStyleSheet(f"background:{colour}; color:white; padding:4px;")
         self.message.setText(text)
         self.message.show()
+        if level == "error":  # an error stays until the next message; news goes after a few seconds
+            self._hide_message.stop()
+        else:
+            self._hide_message.start()
 
     def shutdown(self) -> None:
         for panel in (self.training, self.tuner, self.shadow):
