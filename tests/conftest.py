@@ -10,6 +10,7 @@ from pathlib import Path
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # the result log and image archive of windows opened by tests go to a throwaway folder
 os.environ["STATION_DATA_DIR"] = tempfile.mkdtemp(prefix="station-test-data-")
+os.environ.setdefault("STATION_WORKBENCH_DIR", tempfile.mkdtemp(prefix="station-test-workbench-"))
 
 sys.path.insert(0, str(Path(__file__).parent))
 
