@@ -65,6 +65,13 @@ def summarize(labels: list[str], predicted: list[str], verdicts: list[Verdict], 
     }
 
 
+def true_cell(inspector: Inspector, sample, result) -> tuple[int, int] | None:
+    """The labelled defective cell of a sample: from the manifest, else from its mask after registration."""
+    if sample.cell is None and sample.mask is not None and result.registered is not None:
+        return mask_cell(inspector.registrar, result.registered, sample.mask)
+    return sample.cell
+
+
 def evaluate(recipe: Recipe, data: Dataset) -> dict[str, Any]:
     inspector = Inspector(recipe)
     ok = recipe.doc.ok_class
@@ -81,10 +88,7 @@ def evaluate(recipe: Recipe, data: Dataset) -> dict[str, Any]:
         verdicts.append(result.verdict)
         scores.append(result.score)
         top_cells.append(result.top_cell)
-        cell = sample.cell
-        if cell is None and sample.mask is not None and result.registered is not None:
-            cell = mask_cell(inspector.registrar, result.registered, sample.mask)
-        true_cells.append(cell)
+        true_cells.append(true_cell(inspector, sample, result))
         if result.registered is None:
             no_part += 1
         elif template is not None and sample.label == ok:

@@ -48,10 +48,7 @@ def write_bytes_atomic(path: Path, data: bytes, mode: int | None = None) -> None
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
         fd = os.open(tmp, flags, 0o600 if mode is None else mode)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
+            write_all(fd, data)
         finally:
             os.close(fd)
         os.replace(tmp, path)
@@ -73,3 +70,11 @@ def read_json(path: Path, max_bytes: int) -> Any:
     if path.stat().st_size > max_bytes:
         raise ValueError(f"file is larger than {max_bytes} bytes")
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write every byte to an open descriptor and fsync it (os.write may write only part)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+    os.fsync(fd)

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from station.core.workbench._fs import describe
+from station.core.workbench._fs import describe, write_all
 from station.core.workbench.errors import AuditError
 
 MAX_LINE_BYTES = 1024 * 1024
@@ -49,10 +49,7 @@ class AuditLog:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
                 try:
-                    view = memoryview(line)
-                    while view:
-                        view = view[os.write(fd, view):]
-                    os.fsync(fd)
+                    write_all(fd, line)
                 finally:
                     os.close(fd)
             except OSError as exc:

@@ -19,11 +19,10 @@ import numpy as np
 
 from station.core.dataset import Dataset
 from station.core.errors import StationError
-from station.core.evaluate import summarize
+from station.core.evaluate import summarize, true_cell
 from station.core.imageio import read_image
 from station.core.inspector import NO_PART, Inspector
 from station.core.recipe import Recipe, Thresholds
-from station.core.training import mask_cell
 from station.core.verdict import Verdict, calibrate_thresholds, decide, decide_cells
 from station.core.workbench.errors import WorkbenchError
 
@@ -327,10 +326,7 @@ def score_dataset(recipe: Recipe, data: Dataset, progress: Progress | None = Non
             cell_scores[i] = result.cell_scores
         probs.append(result.class_probs)
         top_cells.append(result.top_cell)
-        cell = sample.cell
-        if cell is None and sample.mask is not None and result.registered is not None:
-            cell = mask_cell(inspector.registrar, result.registered, sample.mask)
-        true_cells.append(cell)
+        true_cells.append(true_cell(inspector, sample, result))
         if progress is not None:
             progress(f"scored {sample.path.name}", (i + 1) / n)
     return ScoredSet([s.path for s in data.samples], [s.label for s in data.samples], scores, cell_scores, probs,
