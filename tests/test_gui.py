@@ -214,6 +214,53 @@ def test_broken_settings_file_is_reported_in_the_window(qtbot, synthetic_data, s
     assert (tmp_path / "settings.json").is_file()  # closing saved good settings again
 
 
+def test_station_window_has_the_engineer_menu_and_survives_an_unusable_workbench_folder(
+        qtbot, synthetic_data, synthetic_recipe, tmp_path, monkeypatch):
+    from station.ui.app import open_station
+
+    monkeypatch.setenv("STATION_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("STATION_WORKBENCH_DIR", str(tmp_path / "workbench"))
+    window = open_station(f"demo:{synthetic_data / 'test'}", str(synthetic_recipe))
+    qtbot.addWidget(window)
+    try:
+        titles = [action.text() for action in window.menuBar().actions()]
+        assert "&Engineer" in titles and window.workbench is not None
+        assert not window.workbench.workbench.is_engineer  # operator mode by default
+    finally:
+        window.close()
+    assert station_threads() == []
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the workbench folder should be")
+    monkeypatch.setenv("STATION_WORKBENCH_DIR", str(blocker / "workbench"))
+    window = open_station(f"demo:{synthetic_data / 'test'}", str(synthetic_recipe))
+    qtbot.addWidget(window)
+    try:
+        with qtbot.waitSignal(window.service.results_ready, timeout=10000):
+            pass  # the line runs whatever the workbench's state
+        # the operator is not bothered at the start; the engineer's first use says what is wrong
+        from station.core.workbench.errors import AccessError
+
+        with pytest.raises(AccessError, match="cannot save the PIN"):
+            window.workbench.workbench.session.set_pin("2468")
+    finally:
+        window.close()
+    assert station_threads() == []
+
+
+def test_closing_twice_answers_the_first_shutdown(qtbot, synthetic_data, synthetic_recipe):
+    """pytest-qt (and a user's second click) closes a closed window again: that must not report a camera
+    that did not stop (a modal box that blocked the teardown)."""
+    from station.ui.app import create_window
+
+    window = create_window(f"demo:{synthetic_data / 'test'}", str(synthetic_recipe), save_settings=False)
+    qtbot.addWidget(window)
+    window.close()
+    assert window.service.shutdown() is True
+    window.close()
+    assert station_threads() == []
+
+
 def test_source_picker_offers_what_there_is(qtbot, tmp_path):
     from station.ui.source_picker import SourcePicker
 

@@ -104,4 +104,19 @@ def open_station(source: str | None = None, recipe: str | None = None):
     window = create_window(source, recipe, settings)
     if message:
         window.show_banner(f"{message}  {window.banner.text()}" if window._banner_row.isVisibleTo(window) else message)
+    window.workbench = add_workbench(window)
     return window
+
+
+def add_workbench(window):
+    """The engineer's menu and workbench on the station window; if its folder cannot be used, the line
+    still runs and the banner says why (operator mode needs none of it)."""
+    from station.ui.workbench import install_workbench
+
+    try:
+        return install_workbench(window)
+    except (StationError, OSError) as exc:
+        text = f"Engineer tools unavailable: {exc}"
+        shown = window.banner.text() if window._banner_row.isVisibleTo(window) else ""
+        window.show_banner(f"{shown}  {text}" if shown else text)
+        return None

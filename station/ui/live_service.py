@@ -40,6 +40,7 @@ class LiveService(QObject):
         self.recipe, self.recipe_error = recipe, recipe_error
         self.results, self.results_error = results, results_error
         self.pipeline = LivePipeline(source, Inspector(recipe) if recipe is not None else None)
+        self._shutdown_ok: bool | None = None  # set by shutdown()
         self.displayed_rate = Rate()
         self.painted_count = 0
         self._pending: deque[LiveResult] = deque(maxlen=max_pending)
@@ -166,7 +167,10 @@ class LiveService(QObject):
         self.pipeline.times.add("painted", (now - item.frame.timestamp) * 1e3)
 
     def shutdown(self) -> bool:
-        """Stop the threads (the window is closing); True when none is left behind."""
+        """Stop the threads (the window is closing); True when none is left behind. A second call
+        (a window closed twice) answers what the first found."""
+        if self._shutdown_ok is not None:
+            return self._shutdown_ok
         ok = self.pipeline.stop()
         for signal, slot in ((self.pipeline.result_ready, self._from_worker_result),
                              (self.pipeline.state_changed, self._from_worker_state),
@@ -177,4 +181,5 @@ class LiveService(QObject):
             ok = self.results.close() and ok
         self.take_results()
         self._set_run_state("stopped")
+        self._shutdown_ok = ok
         return ok
