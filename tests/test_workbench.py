@@ -247,14 +247,15 @@ def test_relabel_trash_and_restore(tmp_path):
         data.relabel(tmp_path / "elsewhere.png", "good")
 
 
-def test_read_only_capture_keeps_the_frame(tmp_path, monkeypatch):
+@pytest.mark.parametrize(("code", "reason"), [(errno.EROFS, "read-only"), (errno.ENOSPC, "disk is full")])
+def test_capture_onto_a_read_only_or_full_disk_keeps_the_frame(tmp_path, monkeypatch, code, reason):
     data = DatasetFolder(tmp_path / "ds")
     data.root.mkdir()
     frame = np.arange(60 * 50 * 3, dtype=np.uint32).reshape(60, 50, 3).astype(np.uint8)
     first = data.capture(frame, "good")
     manifest_before = (data.root / "manifest.json").read_bytes()
-    monkeypatch.setattr(_fs, "os", _os_failing_with(errno.EROFS))
-    with pytest.raises(CaptureError, match="read-only.*kept for a retry"):
+    monkeypatch.setattr(_fs, "os", _os_failing_with(code))
+    with pytest.raises(CaptureError, match=f"{reason}.*kept for a retry"):
         data.capture(frame, "missing", cell=(0, 0))
     assert len(data.pending) == 1 and np.array_equal(data.pending[0].frame, frame)
     assert (data.root / "manifest.json").read_bytes() == manifest_before
