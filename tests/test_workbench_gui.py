@@ -274,9 +274,10 @@ def test_vit_training_runs_in_a_worker_with_curves_and_can_be_cancelled(qtbot, s
     view.engine.setCurrentIndex(view.engine.findData("vit"))
     view.epochs.setValue(200)
     assert view.start()
-    qtbot.waitUntil(lambda: len(view.history) >= 1, timeout=60000)
+    # the epoch's curve point and its progress message are separate queued signals: wait for both
+    qtbot.waitUntil(lambda: len(view.history) >= 1 and view.bar.value() > 0, timeout=60000)
     assert view.loss_curve.getData()[0] is not None and len(view.loss_curve.getData()[0]) >= 1
-    assert view.bar.value() > 0 and "epoch" in view.bar.format()
+    assert "epoch" in view.bar.format()
     view.cancel()
     qtbot.waitUntil(lambda: view.job is None, timeout=60000)
     assert "cancelled" in view.result.text() and wb.candidate is None

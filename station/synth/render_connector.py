@@ -41,9 +41,14 @@ DEFAULT_CLASSES = ("good", "pushed", "tilted", "missing")
 
 # nominal camera: tilt from vertical (deg, camera on the -Y side), distance, lens
 CAM_TILT_DEG = 22.0
+# direction the camera tilts towards, from +Y towards -X (deg). Seen straight along the part's long
+# axis, a pushed pin and a pin leaning towards the camera move their tops the same way in the image;
+# from the diagonal a push moves the top along the diagonal, a lean about X moves it up or down and
+# a lean about Y sideways (override with STATION_SYNTH_CAM_AZIMUTH to compare views)
+CAM_AZIMUTH_DEG = float(os.environ.get("STATION_SYNTH_CAM_AZIMUTH", "40.0"))
 CAM_DIST = 30.5
 CAM_LENS_MM = 100.0
-CAM_TARGET_Y = -0.45   # aim a little below the centre: the leaning pin tops make the top end longer
+CAM_TARGET_Y = -0.25   # aim a little below the centre: the leaning pin tops make the top end longer
 
 
 def is_cylinder(x: int, y: int) -> bool:
@@ -63,6 +68,7 @@ def image_params(seed: int, index: int, cls: str) -> dict:
     p: dict = {
         "camera": {
             "tilt_deg": round(CAM_TILT_DEG + u(-2.0, 2.0), 4),
+            "azimuth_deg": round(CAM_AZIMUTH_DEG + u(-3.0, 3.0), 4),
             "dx": round(u(-0.2, 0.2), 4),          # target offset, world units
             "dy": round(u(-0.2, 0.2), 4),
             "distance": round(CAM_DIST * u(0.98, 1.02), 4),
@@ -290,7 +296,9 @@ class Scene:
         # camera: look at the housing centre from the -Y side, then jitter
         t = math.radians(c["tilt_deg"])
         target = Vector((c["dx"], c["dy"] + CAM_TARGET_Y, 0.3))
-        base = Euler((t, 0.0, 0.0), "XYZ").to_matrix()
+        # tilt about an axis turned by the azimuth; the roll back keeps the part upright in the image
+        turn = Matrix.Rotation(math.radians(c.get("azimuth_deg", 0.0)), 3, "Z")
+        base = turn @ Euler((t, 0.0, 0.0), "XYZ").to_matrix() @ turn.transposed()
         jitter = Euler((math.radians(c["rot_x_deg"]), math.radians(c["rot_y_deg"]),
                         math.radians(c["rot_z_deg"])), "XYZ").to_matrix()
         rot = base @ jitter
