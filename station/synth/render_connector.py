@@ -14,8 +14,9 @@ depend on how a data set is split over processes.  Output::
 
 Scene (world units, pitch 1.0): pin (x, y), x = 0..2 columns, y = 0..8 rows, stands at
 world ``X = x - 1``, ``Y = 4 - y``.  The camera looks down with its image "up" along +Y and
-tilts towards +Y (it stands on the -Y side), so in the image x=0 is LEFT, x=2 is RIGHT,
-y=0 is TOP, y=8 is BOTTOM, and the pin sides are seen from below (pins lean towards the top).
+tilts towards the part's diagonal (+Y turned by ``CAM_AZIMUTH_DEG`` towards -X; it stands on the
++X, -Y side), so in the image x=0 is LEFT, x=2 is RIGHT, y=0 is TOP, y=8 is BOTTOM, and the pin
+tops sit up and to the left of their footprints.
 """
 
 from __future__ import annotations
@@ -293,7 +294,7 @@ class Scene:
             elif d["kind"] == "missing":
                 ob.hide_render = True
 
-        # camera: look at the housing centre from the -Y side, then jitter
+        # camera: look at the housing centre from the diagonal (see CAM_AZIMUTH_DEG), then jitter
         t = math.radians(c["tilt_deg"])
         target = Vector((c["dx"], c["dy"] + CAM_TARGET_Y, 0.3))
         # tilt about an axis turned by the azimuth; the roll back keeps the part upright in the image
