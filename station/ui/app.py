@@ -103,7 +103,7 @@ def open_station(source: str | None = None, recipe: str | None = None):
     settings, message = load_settings()
     window = create_window(source, recipe, settings)
     if message:
-        window.show_banner(f"{message}  {window.banner.text()}" if window._banner_row.isVisibleTo(window) else message)
+        window.add_to_banner(message, first=True)
     window.workbench = add_workbench(window)
     return window
 
@@ -116,7 +116,5 @@ def add_workbench(window):
     try:
         return install_workbench(window)
     except (StationError, OSError) as exc:
-        text = f"Engineer tools unavailable: {exc}"
-        shown = window.banner.text() if window._banner_row.isVisibleTo(window) else ""
-        window.show_banner(f"{shown}  {text}" if shown else text)
+        window.add_to_banner(f"Engineer tools unavailable: {exc}")
         return None

@@ -164,6 +164,14 @@ class MainWindow(QMainWindow):
         self.banner.setText(text)
         self._banner_row.show()
 
+    def add_to_banner(self, text: str, first: bool = False) -> None:
+        """Show `text` beside what the banner already says (before it with `first`), or alone."""
+        if not self._banner_row.isVisibleTo(self):
+            self.show_banner(text)
+            return
+        shown = self.banner.text()
+        self.show_banner(f"{text}  {shown}" if first else f"{shown}  {text}")
+
     def hide_banner(self) -> None:
         self._banner_row.hide()
 

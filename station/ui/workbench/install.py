@@ -157,6 +157,6 @@ def install_workbench(main_window: QMainWindow, root: str | Path | None = None, 
                           parent=main_window)
     if apply_active:
         message = workbench.apply_active_version()
-        if message and hasattr(main_window, "show_banner"):
-            main_window.show_banner(message)
+        if message and hasattr(main_window, "add_to_banner"):
+            main_window.add_to_banner(message)  # beside, not over, a start-up message (settings set aside)
     return EngineerMenu(main_window, workbench, validation)
