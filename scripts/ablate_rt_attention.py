@@ -31,7 +31,7 @@ from station.core.verdict import Verdict, decide
 
 VARIANTS = [  # (axis, label, config overrides of the default)
     ("default", "default", {}),
-    ("metrics", "RT (Y1, Y2) instead of SOART (Y1, Y2, Y3)", {"metrics": "rt"}),
+    ("metrics", "SOART (Y1, Y2, Y3) instead of RT (Y1, Y2)", {"metrics": "soart"}),
     ("unit spaces", "one unit space (good standard only)", {"unit_spaces": "one"}),
     ("queries", "good-type queries (several unit spaces in the keys only)", {"queries": "good"}),
     *[("temperature", f"tau = {t}", {"temperature": t}) for t in (0.1, 0.3, 3.0, 10.0)],
@@ -53,6 +53,14 @@ VARIANTS = [  # (axis, label, config overrides of the default)
     ("mode standard", "kin-weighted mean of the defect cells (the previous default)", {"mode_standard": "mean"}),
     ("queries", "mode-standard queries only (no good block)", {"queries": "modes"}),
     ("previous default", "detect tokens, mode standard mean", {"detect": "tokens", "mode_standard": "mean"}),
+    ("displacement head", "off: the RT-token head alone (the second round's default)", {"shift_px": 0}),
+    ("displacement head", "alone (rt_head_weight 0)", {"rt_head_weight": 0.0}),
+    ("displacement head", "RT head weight 0.3", {"rt_head_weight": 0.3}),
+    ("displacement head", "RT head weight 1.0 (the two heads equal)", {"rt_head_weight": 1.0}),
+    ("displacement head", "bandwidth 1.5 px", {"shift_scale": [1.5, 0.1]}),
+    ("displacement head", "bandwidth 2.0 px", {"shift_scale": [2.0, 0.1]}),
+    ("displacement head", "correlation bandwidth 0.05", {"shift_scale": [1.0, 0.05]}),
+    ("displacement head", "search 8 px", {"shift_px": 8}),
 ]
 
 

@@ -13,7 +13,7 @@ from station.core.engines import TrainingSet, engine_class
 from station.core.engines.rt_attention import RTAttentionEngine
 from station.core.errors import EngineError
 from station.core.grid import CellGrid
-from station.core.rt import UnitSpace
+from station.core.rt import METRIC_SETS, UnitSpace
 
 GRID = CellGrid(3, 9)
 
@@ -93,13 +93,13 @@ def test_attention_sums_each_class_and_balances_the_classes():
     np.testing.assert_allclose(balanced[1] - balanced[0], logits[2] - (good - np.log(2)), rtol=1e-6)
 
 
-def test_whitened_tokens_give_the_rt_distance():
+@pytest.mark.parametrize("metrics, m", [("rt", 2), ("soart", 3)])
+def test_whitened_tokens_give_the_rt_distance(metrics, m):
     data = training_set({"good": 8, "pushed": 3, "missing": 3})
-    engine = RTAttentionEngine(GRID, {"context": "cell"})
+    engine = RTAttentionEngine(GRID, {"context": "cell", "metrics": metrics})
     engine.fit(data)
     vectors = engine.vectors(engine._rt._scaled(data.crops[0]))
     tokens, _ = engine.tokens(vectors)
-    m = 3
     np.testing.assert_allclose(np.sum(tokens[:, :m] ** 2, axis=1) / m, engine.good.distance(vectors), rtol=1e-3)
 
 
@@ -164,7 +164,7 @@ def test_residual_mode_standard_carries_a_mode_to_an_unseen_cell():
 def test_mode_queries_use_the_mode_blocks_only():
     engine = RTAttentionEngine(GRID, {"queries": "modes"})
     engine.fit(training_set({"good": 8, "pushed": 4, "tilted": 4, "missing": 4}))
-    m = 3
+    m = len(METRIC_SETS[engine.config["metrics"]])
     assert engine._query_offset() == m and engine._query_width() == m * 3
     crop = draw_crop(np.random.default_rng(11), "missing", (1, 3))
     vectors = engine.vectors(engine._rt._scaled(crop))
@@ -197,6 +197,87 @@ def test_kinship_of_a_cell_unlike_every_defect_cell_is_still_defined():
     w = cell_kinship(standards, np.array([0, 1]))
     assert np.all(np.isfinite(w)) and np.allclose(w.sum(axis=1), 1.0)
     np.testing.assert_allclose(w[3], [0.5, 0.5])
+
+
+# -- the displacement head ---------------------------------------------------------------------
+@pytest.mark.parametrize("dx, dy", [(0, 0), (3, 0), (-2, 4), (5, -5)])
+def test_shift_token_finds_how_far_a_cell_moved(dx, dy):
+    rng = np.random.default_rng(1)
+    engine = RTAttentionEngine(GRID)
+    engine.fit(training_set({"good": 6, "pushed": 3, "missing": 3}))
+    good = engine._rt._scaled(draw_crop(rng, jitter=0))
+    cell = GRID.index(1, 4)
+    # the cell's own standard, moved by (dx, dy) px into an otherwise good crop
+    standard = engine.good.standard[cell].reshape(24, 24)
+    moved = good.copy()
+    moved[4 * 24 + dy: 5 * 24 + dy, 24 + dx: 48 + dx] = standard
+    tx, ty, r = engine.shift_token(moved, cell)
+    assert (tx, ty) == (pytest.approx(dx, abs=0.5), pytest.approx(dy, abs=0.5))
+    assert r > 0.99
+
+
+def test_shift_token_of_a_flat_cell_is_finite():
+    engine = RTAttentionEngine(GRID)
+    engine.fit(training_set({"good": 6, "pushed": 3, "missing": 3}))
+    flat = np.full((216, 72), 0.5, np.float32)
+    token = engine.shift_token(flat, GRID.index(2, 8))
+    assert np.all(np.isfinite(token)) and -1.0 <= token[2] <= 1.0
+
+
+def test_shift_head_names_the_class_whose_reference_moved_alike():
+    engine = RTAttentionEngine(GRID, {"shift_scale": [1.0, 0.1]})
+    engine.classes = ["good", "pushed", "tilted"]
+    engine.shift_good = np.zeros((4, GRID.n_cells, 3), np.float32)
+    engine.shift_good[..., 2] = 1.0
+    engine.shift_keys = np.array([[2, 3, 0.9], [2, 2, 0.9], [0, 5, 0.9], [-5, 0, 0.9]], np.float32)
+    engine.shift_labels = np.array([1, 1, 2, 2])
+    lp = engine.shift_log_probs(np.array([2.2, 2.6, 0.9]), 0)
+    assert np.isclose(np.exp(lp).sum(), 1.0) and int(np.argmax(lp)) == 1
+    assert int(np.argmax(engine.shift_log_probs(np.array([0.2, 4.8, 0.88]), 0))) == 2
+    assert int(np.argmax(engine.shift_log_probs(np.array([0.0, 0.0, 1.0]), 0))) == 0
+
+
+def test_rt_head_weight_joins_the_two_heads():
+    engine = RTAttentionEngine(GRID, {"rt_head_weight": 0.0})
+    engine.fit(training_set({"good": 6, "pushed": 3, "tilted": 3, "missing": 3}))
+    scaled = engine._rt._scaled(draw_crop(np.random.default_rng(4), "tilted", (2, 3)))
+    cell = GRID.index(2, 3)
+    rt = np.log(np.array([0.1, 0.2, 0.3, 0.4]))
+    alone = engine.shift_log_probs(engine.shift_token(scaled, cell), cell)
+    np.testing.assert_allclose(engine._with_shift(scaled, cell, rt), alone, atol=1e-9)
+    engine.config["rt_head_weight"] = 0.5
+    joint = engine._with_shift(scaled, cell, rt)
+    expect = 0.5 * rt + alone
+    np.testing.assert_allclose(joint, expect - np.logaddexp.reduce(expect), atol=1e-9)
+    assert np.isclose(np.exp(joint).sum(), 1.0)
+
+
+def test_a_recipe_from_before_the_displacement_head_loads_without_it():
+    engine = RTAttentionEngine(GRID, {"shift_px": 0})
+    engine.fit(training_set({"good": 6, "pushed": 3, "missing": 3}))
+    arrays = engine.arrays()
+    assert not any(k.startswith("shift.") for k in arrays)
+    old = RTAttentionEngine(GRID)  # today's default asks for the head
+    old.load_arrays(arrays)
+    assert old.config["shift_px"] == 0 and old.shift_keys is None
+    crop = draw_crop(np.random.default_rng(5), "pushed", (1, 1))
+    assert old.infer(crop).class_probs == pytest.approx(engine.infer(crop).class_probs)
+
+
+def test_displacement_head_arrays_are_validated():
+    engine = RTAttentionEngine(GRID)
+    engine.fit(training_set({"good": 6, "pushed": 3, "missing": 3}))
+    arrays = engine.arrays()
+    for key, bad in (("shift.keys", arrays["shift.keys"][:, :2]), ("shift.labels", arrays["shift.labels"] + 7),
+                     ("shift.good", arrays["shift.good"][:, :5])):
+        with pytest.raises(EngineError, match="displacement head"):
+            RTAttentionEngine(GRID).load_arrays({**arrays, key: bad})
+    with pytest.raises(EngineError, match="shift_px"):
+        RTAttentionEngine(GRID, {"shift_px": -1})
+    with pytest.raises(EngineError, match="shift_scale"):
+        RTAttentionEngine(GRID, {"shift_scale": [1.0, 0]})
+    with pytest.raises(EngineError, match="rt_head_weight"):
+        RTAttentionEngine(GRID, {"rt_head_weight": float("nan")})
 
 
 # -- fitting and the degenerate cases ----------------------------------------------------------
@@ -257,7 +338,8 @@ def test_a_cell_that_never_varies():
 @pytest.mark.parametrize("tau", [0.3, 10.0])
 def test_attention_score_is_positive_and_calibrates(tau):
     # the thresholds are calibrated in log space: the attention's score must stay positive
-    engine = RTAttentionEngine(GRID, {"score": "attention", "temperature": tau})
+    # (SOART tokens: the configuration this variant was measured with in docs/rt-attention-ablations.md)
+    engine = RTAttentionEngine(GRID, {"score": "attention", "temperature": tau, "metrics": "soart"})
     report = engine.fit(training_set({"good": 10, "pushed": 5, "tilted": 5, "missing": 5}))
     assert all(np.isfinite(report.thresholds)) and 0 < report.thresholds[0] <= report.thresholds[1]
     rng = np.random.default_rng(2)
@@ -303,7 +385,9 @@ def test_good_only_falls_back_to_rt_anomaly_detection(tmp_path):
     write_dataset(tmp_path / "test", {"good": 5, "missing": 5}, seed=4, manifest=False)
     recipe, stats = train_recipe(load_dataset(tmp_path, "train"), "rt-attention", GRID, "good-only")
     assert "anomaly detection" in stats["mode"]
-    rt_recipe, _ = train_recipe(load_dataset(tmp_path, "train"), "rt", GRID, "rt")
+    # the same RT engine underneath: with the rt-attention's metric set, the same thresholds
+    rt_recipe, _ = train_recipe(load_dataset(tmp_path, "train"), "rt", GRID, "rt",
+                                engine_config={"metrics": recipe.engine.config["metrics"]})
     assert recipe.thresholds == pytest.approx(rt_recipe.thresholds)
     result = evaluate(recipe, load_dataset(tmp_path, "test"))
     assert result["auroc"] is not None and result["auroc"] > 0.9
@@ -344,7 +428,9 @@ def test_explain_writes_a_table_png_and_json(attention_recipe, synthetic_data, t
     assert len(doc["cells"]) == 27 and doc["label"] == "missing"
     top = next(c for c in doc["cells"] if c["cell"] == doc["top_cell"])
     assert top["probs"]["missing"] > 0.5 and top["odds"] > 0
-    assert set(top["deviation"]) == set(doc["standards"]) and len(top["deviation"]["good"]) == 3
+    assert set(top["deviation"]) == set(doc["standards"]) and len(top["deviation"]["good"]) == len(doc["metric_names"])
+    # the displacement head: where the cell's standard matches best, and what that says of the class
+    assert len(top["shift"]) == 3 and sum(top["shift_probs"].values()) == pytest.approx(1.0)
 
 
 def test_explain_refuses_an_engine_without_the_analysis(synthetic_recipe, synthetic_data, tmp_path):

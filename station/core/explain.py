@@ -31,6 +31,8 @@ class CellRow:
     probs: dict[str, float] | None  # class -> attention probability (None in anomaly fallback)
     odds: float | None  # log(p(defect) / p(good))
     leans_to: str  # the standard of smallest RT distance
+    shift: list[float] | None = None  # the displacement head's token (dx, dy, r), where the recipe has the head
+    shift_probs: dict[str, float] | None = None  # class -> the displacement head's probability
 
 
 @dataclass
@@ -62,7 +64,8 @@ class PlusMinusTable:
             "classes": self.classes, "verdict": self.verdict, "label": self.label, "score": float(self.score),
             "top_cell": list(self.top_cell) if self.top_cell else None, "class_probs": self.class_probs,
             "cells": [{"cell": list(r.cell), "metrics": r.metrics, "deviation": r.deviation, "distance": r.distance,
-                       "probs": r.probs, "odds": r.odds, "leans_to": r.leans_to} for r in self.rows],
+                       "probs": r.probs, "odds": r.odds, "leans_to": r.leans_to,
+                       "shift": r.shift, "shift_probs": r.shift_probs} for r in self.rows],
         })
 
 
@@ -91,7 +94,10 @@ def plus_minus_table(recipe: Recipe, image: np.ndarray, name: str = "") -> PlusM
             engine.grid.cell(i),
             {s: [float(v) for v in data["metrics"][i, j]] for j, s in enumerate(standards)},
             {s: [float(v) for v in data["deviation"][i, j]] for j, s in enumerate(standards)},
-            dist, probs, float(data["odds"][i]) if "odds" in data else None, min(dist, key=dist.get)))
+            dist, probs, float(data["odds"][i]) if "odds" in data else None, min(dist, key=dist.get),
+            [float(v) for v in data["shift"][i]] if "shift" in data else None,
+            {c: float(np.exp(data["shift_log_probs"][i, k])) for k, c in enumerate(classes)}
+            if "shift_log_probs" in data else None))
     return PlusMinusTable(name, standards, metric_names, classes, result.verdict.value, result.label,
                           float(result.score), result.top_cell, result.class_probs, rows, result.registered.crop)
 

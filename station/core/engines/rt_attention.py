@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import cv2
 import numpy as np
 
 from station.core.engines.base import Engine, EngineOutput, FitReport, Progress, TrainingSet
@@ -43,6 +44,7 @@ OPTIONS = {
     # whole cell's RT distance (a missing first-row pin shows the table, close to a pin top, in the blocks)
     "detect": ("both", "blocks", "tokens"),
 }
+SHIFT_TOKEN = ("dx", "dy", "r")  # the displacement head's token: where the cell's standard matches best, how well
 CONTEXT = {"cell": [(0, 0)], "column": [(0, -1), (0, 0), (0, 1)],
            "neighbours": [(dc, dr) for dr in (-1, 0, 1) for dc in (-1, 0, 1)]}
 
@@ -57,6 +59,15 @@ def _logsumexp(a: np.ndarray, axis: int) -> np.ndarray:
     top = np.max(a, axis=axis, keepdims=True)
     top = np.where(np.isfinite(top), top, 0.0)
     return np.log(np.sum(np.exp(a - top), axis=axis)) + np.squeeze(top, axis=axis)
+
+
+def _vertex(three: np.ndarray) -> float:
+    """Sub-pixel offset (-0.5..0.5) of the peak of a parabola through three samples around the middle one."""
+    if len(three) != 3:
+        return 0.0
+    a, b, c = (float(v) for v in three)
+    curve = a - 2.0 * b + c
+    return float(np.clip(0.5 * (a - c) / curve, -0.5, 0.5)) if curve < 0 else 0.0
 
 
 @dataclass
@@ -88,10 +99,11 @@ class RTAttentionEngine(Engine):
     @classmethod
     def default_config(cls) -> dict[str, Any]:
         # the defaults are the best of the ablations in docs/rt-attention-ablations.md
-        return {"metrics": "soart", "unit_spaces": "several", "queries": "all", "similarity": "distance",
+        return {"metrics": "rt", "unit_spaces": "several", "queries": "all", "similarity": "distance",
                 "temperature": 1.0, "balance": True, "context": "cell", "edge": "replicate", "good_keys": "cell",
                 "parts": [1, 1], "score": "distance", "localize": "good", "mode_cells": "labelled",
-                "mode_standard": "residual", "detect": "both", "detect_parts": [3, 3], "search_px": 2, "ridge": 1e-3, "folds": 5}
+                "mode_standard": "residual", "detect": "both", "detect_parts": [3, 3], "search_px": 2, "ridge": 1e-3, "folds": 5,
+                "shift_px": 5, "shift_scale": [1.0, 0.1], "rt_head_weight": 0.1}
 
     def __init__(self, grid, config: dict[str, Any] | None = None) -> None:
         super().__init__(grid, config)
@@ -114,6 +126,15 @@ class RTAttentionEngine(Engine):
                               f"into blocks of at least 2 px, not {dp!r}")
         if self.config["queries"] == "modes" and self.config["unit_spaces"] != "several":
             raise EngineError("rt-attention: queries 'modes' needs unit_spaces 'several'")
+        sp, ss, hw = self.config["shift_px"], self.config["shift_scale"], self.config["rt_head_weight"]
+        if not (isinstance(sp, int) and not isinstance(sp, bool) and 0 <= sp <= 64):
+            raise EngineError(f"rt-attention: shift_px must be a whole number of px from 0 (no displacement head) "
+                              f"to 64, not {sp!r}")
+        if not (isinstance(ss, (list, tuple)) and len(ss) == 2 and all(isinstance(v, (int, float)) and np.isfinite(v)
+                                                                      and v > 0 for v in ss)):
+            raise EngineError(f"rt-attention: shift_scale must be [px, correlation], two positive numbers, not {ss!r}")
+        if not (isinstance(hw, (int, float)) and np.isfinite(hw) and hw >= 0):
+            raise EngineError(f"rt-attention: rt_head_weight must be a number >= 0, not {hw!r}")
         tau = self.config["temperature"]
         if not isinstance(tau, (int, float)) or not np.isfinite(tau) or tau <= 0:
             raise EngineError(f"rt-attention: temperature must be a positive number, not {tau!r}")
@@ -128,6 +149,11 @@ class RTAttentionEngine(Engine):
         self._stacked: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # see _prepare
         self._attn: dict[str, tuple] | None = None
         self._context_index: np.ndarray | None = None
+        # the displacement head: tokens (dx, dy, r) of the labelled defect cells, their classes, and of
+        # every cell of the good training images (n_good, n_cells, 3)
+        self.shift_keys: np.ndarray | None = None
+        self.shift_labels: np.ndarray | None = None
+        self.shift_good: np.ndarray | None = None
 
     # -- state -----------------------------------------------------------------------------
     @property
@@ -326,6 +352,48 @@ class RTAttentionEngine(Engine):
         ctx = padded[..., self._context_index, :]
         return ctx.reshape(*ctx.shape[:-2], -1)
 
+    # -- the displacement head -------------------------------------------------------------
+    def shift_token(self, scaled: np.ndarray, cell: int) -> np.ndarray:
+        """(dx, dy, r) of one cell: where within shift_px its good standard matches the crop best (px,
+        sub-pixel, + is right and down) and how well (Pearson r). The RT metrics say how far a cell is
+        from a standard; this says which way its content moved: a pushed pin's top moves along the
+        camera's line of sight, a leaning one sideways, a missing pin matches nowhere."""
+        s, c = int(self.config["shift_px"]), self.grid.cell_px
+        col, row = self.grid.cell(int(cell))
+        window = np.pad(scaled, s, mode="edge")[row * c: (row + 1) * c + 2 * s, col * c: (col + 1) * c + 2 * s]
+        template = self.good.standard[int(cell)].reshape(c, c)
+        r = cv2.matchTemplate(np.ascontiguousarray(window, dtype=np.float32),
+                              np.ascontiguousarray(template, dtype=np.float32), cv2.TM_CCOEFF_NORMED)
+        r = np.clip(np.nan_to_num(r, nan=0.0, posinf=1.0, neginf=-1.0), -1.0, 1.0)  # a flat window: no match
+        y, x = np.unravel_index(int(np.argmax(r)), r.shape)
+        return np.array([x - s + _vertex(r[y, max(x - 1, 0): x + 2]) * (0 < x < r.shape[1] - 1),
+                         y - s + _vertex(r[max(y - 1, 0): y + 2, x]) * (0 < y < r.shape[0] - 1),
+                         r[y, x]], dtype=np.float32)
+
+    def shift_log_probs(self, token: np.ndarray, cell: int) -> np.ndarray:
+        """Class log-probabilities (C,) of one cell's displacement token: a Gaussian kernel over the
+        reference tokens of each class (the good training images' tokens at this cell, the labelled
+        defect cells' tokens), bandwidth shift_scale, every class the same prior."""
+        px, corr = (float(v) for v in self.config["shift_scale"])
+        scale = np.array([px, px, corr], dtype=np.float64)
+        out = np.full(len(self.classes), -np.inf)
+        for c in range(len(self.classes)):
+            keys = self.shift_good[:, int(cell)] if c == 0 else self.shift_keys[self.shift_labels == c]
+            if len(keys):
+                d2 = 0.5 * np.sum(((token.astype(np.float64) - keys) / scale) ** 2, axis=-1)
+                out[c] = _logsumexp(-d2, 0) - np.log(len(keys))
+        return out - _logsumexp(out, 0)
+
+    def _with_shift(self, scaled: np.ndarray, top: int, log_probs: np.ndarray) -> np.ndarray:
+        """The RT-token head's class log-probabilities at the top cell, joined with the displacement
+        head's (a product of the two, the RT head's weighted by rt_head_weight), renormalised."""
+        if self.shift_keys is None or self.shift_good is None:
+            return log_probs
+        joint = float(self.config["rt_head_weight"]) * log_probs + self.shift_log_probs(
+            self.shift_token(scaled, top), top)
+        joint = np.where(np.isnan(joint), -np.inf, joint)
+        return joint - _logsumexp(joint, 0)
+
     # -- attention -------------------------------------------------------------------------
     def attention(self, tokens: np.ndarray, weights: bool = False,
                   queries: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
@@ -426,6 +494,12 @@ class RTAttentionEngine(Engine):
         key_labels.append(labels[defect].astype(np.int32))
         self.keys = np.concatenate(keys).astype(np.float32)
         self.key_labels = np.concatenate(key_labels)
+        self.shift_keys = self.shift_labels = self.shift_good = None
+        if int(self.config["shift_px"]) > 0:
+            n = self.grid.n_cells
+            self.shift_good = np.stack([[self.shift_token(s, i) for i in range(n)] for s in scaled[good]])
+            self.shift_keys = np.stack([self.shift_token(scaled[i], cells[i]) for i in defect]).reshape(-1, 3)
+            self.shift_labels = labels[defect].astype(np.int64)
         self._prepare()
         return cells
 
@@ -516,8 +590,9 @@ class RTAttentionEngine(Engine):
         """Everything the plus-minus analysis shows for one crop: raw metrics (n, S, M) against each
         standard (M = P*m: the m metrics of each of the P blocks of a cell), whitened tokens (n, S, M),
         RT distance D^2 to each standard (n, S, averaged over blocks), class log-probabilities (n, C)
-        and the defect log-odds (n,) per cell, and the signed deviation (n, S, M) of each metric from
-        its unit space's mean, in that space's standard deviations."""
+        and the defect log-odds (n,) per cell, the signed deviation (n, S, M) of each metric from
+        its unit space's mean, in that space's standard deviations, and with the displacement head the
+        token (n, 3: dx, dy, r) and class log-probabilities (n, C) of every cell."""
         vectors = self.vectors(self._rt._scaled(crop))
         tokens, raw = self.tokens(vectors)
         n, s, m = raw.shape
@@ -537,6 +612,11 @@ class RTAttentionEngine(Engine):
             log_probs, _ = self.attention(tokens)
             where = self.attention(tokens, queries="good")[0] if self.config["localize"] == "good" else log_probs
             out.update({"log_probs": log_probs, "odds": self.defect_odds(where)})
+        if self.shift_keys is not None and self.shift_good is not None:
+            scaled = self._rt._scaled(crop)
+            shift = np.stack([self.shift_token(scaled, i) for i in range(n)])
+            out.update({"shift": shift, "shift_log_probs": np.stack([self.shift_log_probs(t, i)
+                                                                     for i, t in enumerate(shift)])})
         return out
 
     def _infer_scaled(self, scaled: np.ndarray) -> EngineOutput:
@@ -561,6 +641,7 @@ class RTAttentionEngine(Engine):
             odds = np.nan_to_num(self.defect_odds(log_probs), nan=np.inf)
             top = int(np.argmax(odds))
             top_probs = log_probs[top]
+        top_probs = self._with_shift(scaled, top, top_probs)
         probs = np.exp(top_probs)
         m = len(METRIC_SETS[self.config["metrics"]]) * self.n_parts
         d2 = float(np.nan_to_num(np.max(np.sum(tokens[:, :m] ** 2, axis=-1)) / m, nan=np.inf))
@@ -579,6 +660,7 @@ class RTAttentionEngine(Engine):
         top = int(np.argmax(d2))
         kind = self.config["queries"]
         top_probs = self._attend(self._top_query(vectors, top, kind), kind, cells=np.array([top]))[0][0]
+        top_probs = self._with_shift(scaled, top, top_probs)
         probs = np.exp(top_probs)
         score = float(d2[top])
         return EngineOutput(score, d2.reshape(self.grid.rows, self.grid.cols),
@@ -604,6 +686,9 @@ class RTAttentionEngine(Engine):
                         f"mode.{name}.whiten": mode.whiten})
         if self.keys is not None and self.key_labels is not None:
             out.update({"keys.tokens": self.keys, "keys.labels": self.key_labels})
+        if self.shift_keys is not None and self.shift_good is not None:
+            out.update({"shift.keys": self.shift_keys, "shift.labels": self.shift_labels.astype(np.int32),
+                        "shift.good": self.shift_good})
         # class names in order, as code points (safetensors holds numbers only)
         out["classes"] = np.array([ord(ch) for ch in "\n".join(self.classes or ["good"])], dtype=np.int32)
         return out
@@ -652,4 +737,17 @@ class RTAttentionEngine(Engine):
                 or key_labels.shape != (len(keys),) or key_labels.min() < 0 or key_labels.max() >= len(self.classes):
             raise EngineError("rt-attention arrays: the reference cells are missing or of the wrong shape")
         self.keys, self.key_labels = keys, key_labels.astype(np.int64)
+        self.shift_keys = self.shift_labels = self.shift_good = None
+        if int(self.config["shift_px"]) > 0:
+            if "shift.keys" not in arrays:  # a recipe from before the displacement head: the RT head alone
+                self.config["shift_px"] = 0
+            else:
+                sk, sl, sg = arrays["shift.keys"], arrays.get("shift.labels"), arrays.get("shift.good")
+                if sl is None or sg is None or sk.ndim != 2 or sk.shape[1] != 3 or sl.shape != (len(sk),) \
+                        or (len(sl) and (sl.min() < 1 or sl.max() >= len(self.classes))) \
+                        or sg.ndim != 3 or sg.shape[1:] != (self.grid.n_cells, 3) or not len(sg) \
+                        or not (np.all(np.isfinite(sk)) and np.all(np.isfinite(sg))):
+                    raise EngineError("rt-attention arrays: the displacement head's reference tokens are missing "
+                                      "or of the wrong shape")
+                self.shift_keys, self.shift_labels, self.shift_good = sk, sl.astype(np.int64), sg
         self._prepare()
