@@ -44,7 +44,6 @@ OPTIONS = {
     # whole cell's RT distance (a missing first-row pin shows the table, close to a pin top, in the blocks)
     "detect": ("both", "blocks", "tokens"),
 }
-SHIFT_TOKEN = ("dx", "dy", "r")  # the displacement head's token: where the cell's standard matches best, how well
 CONTEXT = {"cell": [(0, 0)], "column": [(0, -1), (0, 0), (0, 1)],
            "neighbours": [(dc, dr) for dr in (-1, 0, 1) for dc in (-1, 0, 1)]}
 
