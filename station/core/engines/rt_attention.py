@@ -357,17 +357,25 @@ class RTAttentionEngine(Engine):
         sub-pixel, + is right and down) and how well (Pearson r). The RT metrics say how far a cell is
         from a standard; this says which way its content moved: a pushed pin's top moves along the
         camera's line of sight, a leaning one sideways, a missing pin matches nowhere."""
+        return self.shift_tokens(scaled, [cell])[0]
+
+    def shift_tokens(self, scaled: np.ndarray, cells) -> np.ndarray:
+        """(len(cells), 3) tokens of `shift_token` for several cells of one crop, padded once."""
         s, c = int(self.config["shift_px"]), self.grid.cell_px
-        col, row = self.grid.cell(int(cell))
-        window = np.pad(scaled, s, mode="edge")[row * c: (row + 1) * c + 2 * s, col * c: (col + 1) * c + 2 * s]
-        template = self.good.standard[int(cell)].reshape(c, c)
-        r = cv2.matchTemplate(np.ascontiguousarray(window, dtype=np.float32),
-                              np.ascontiguousarray(template, dtype=np.float32), cv2.TM_CCOEFF_NORMED)
-        r = np.clip(np.nan_to_num(r, nan=0.0, posinf=1.0, neginf=-1.0), -1.0, 1.0)  # a flat window: no match
-        y, x = np.unravel_index(int(np.argmax(r)), r.shape)
-        return np.array([x - s + _vertex(r[y, max(x - 1, 0): x + 2]) * (0 < x < r.shape[1] - 1),
-                         y - s + _vertex(r[max(y - 1, 0): y + 2, x]) * (0 < y < r.shape[0] - 1),
-                         r[y, x]], dtype=np.float32)
+        padded = np.pad(np.asarray(scaled, dtype=np.float32), s, mode="edge")
+        out = np.empty((len(cells), 3), dtype=np.float32)
+        for j, cell in enumerate(cells):
+            col, row = self.grid.cell(int(cell))
+            window = padded[row * c: (row + 1) * c + 2 * s, col * c: (col + 1) * c + 2 * s]
+            template = self.good.standard[int(cell)].reshape(c, c)
+            r = cv2.matchTemplate(np.ascontiguousarray(window), np.ascontiguousarray(template, dtype=np.float32),
+                                  cv2.TM_CCOEFF_NORMED)
+            r = np.clip(np.nan_to_num(r, nan=0.0, posinf=1.0, neginf=-1.0), -1.0, 1.0)  # a flat window: no match
+            y, x = np.unravel_index(int(np.argmax(r)), r.shape)
+            out[j] = (x - s + _vertex(r[y, max(x - 1, 0): x + 2]) * (0 < x < r.shape[1] - 1),
+                      y - s + _vertex(r[max(y - 1, 0): y + 2, x]) * (0 < y < r.shape[0] - 1),
+                      r[y, x])
+        return out
 
     def shift_log_probs(self, token: np.ndarray, cell: int) -> np.ndarray:
         """Class log-probabilities (C,) of one cell's displacement token: a Gaussian kernel over the
@@ -496,7 +504,7 @@ class RTAttentionEngine(Engine):
         self.shift_keys = self.shift_labels = self.shift_good = None
         if int(self.config["shift_px"]) > 0:
             n = self.grid.n_cells
-            self.shift_good = np.stack([[self.shift_token(s, i) for i in range(n)] for s in scaled[good]])
+            self.shift_good = np.stack([self.shift_tokens(s, range(n)) for s in scaled[good]])
             self.shift_keys = np.stack([self.shift_token(scaled[i], cells[i]) for i in defect]).reshape(-1, 3)
             self.shift_labels = labels[defect].astype(np.int64)
         self._prepare()
@@ -592,7 +600,8 @@ class RTAttentionEngine(Engine):
         and the defect log-odds (n,) per cell, the signed deviation (n, S, M) of each metric from
         its unit space's mean, in that space's standard deviations, and with the displacement head the
         token (n, 3: dx, dy, r) and class log-probabilities (n, C) of every cell."""
-        vectors = self.vectors(self._rt._scaled(crop))
+        scaled = self._rt._scaled(crop)
+        vectors = self.vectors(scaled)
         tokens, raw = self.tokens(vectors)
         n, s, m = raw.shape
         blocks = tokens.reshape(n, s, m)
@@ -612,8 +621,7 @@ class RTAttentionEngine(Engine):
             where = self.attention(tokens, queries="good")[0] if self.config["localize"] == "good" else log_probs
             out.update({"log_probs": log_probs, "odds": self.defect_odds(where)})
         if self.shift_keys is not None and self.shift_good is not None:
-            scaled = self._rt._scaled(crop)
-            shift = np.stack([self.shift_token(scaled, i) for i in range(n)])
+            shift = self.shift_tokens(scaled, range(n))
             out.update({"shift": shift, "shift_log_probs": np.stack([self.shift_log_probs(t, i)
                                                                      for i, t in enumerate(shift)])})
         return out
