@@ -61,6 +61,11 @@ VARIANTS = [  # (axis, label, config overrides of the default)
     ("displacement head", "bandwidth 2.0 px", {"shift_scale": [2.0, 0.1]}),
     ("displacement head", "correlation bandwidth 0.05", {"shift_scale": [1.0, 0.05]}),
     ("displacement head", "search 8 px", {"shift_px": 8}),
+    ("displacement head", "search 8 px, RT head weight 0.3", {"shift_px": 8, "rt_head_weight": 0.3}),
+    ("displacement head", "bandwidth 0.7 px", {"shift_scale": [0.7, 0.1]}),
+    ("displacement head", "RT head weight 0.05", {"rt_head_weight": 0.05}),
+    ("displacement head", "RT head weight 0.2", {"rt_head_weight": 0.2}),
+    *[("odds weight", f"verdict score D^2 * exp({w} * odds)", {"odds_weight": w}) for w in (0.0, 0.25, 0.5, 1.0, 2.0)],
 ]
 
 
@@ -124,6 +129,9 @@ def main(argv=None) -> int:
     p.add_argument("--max-per-class", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="write the raw figures here")
+    p.add_argument("--base", default="{}", help="settings (JSON) every variant starts from, e.g. a candidate default")
+    p.add_argument("--axis", action="append", help="run only the variants of this axis (repeatable); "
+                   "the default is always run")
     p.add_argument("--proxy-test", action="store_true", help="test on the training images the sample leaves out")
     p.add_argument("--write-proxy", type=Path, help="with --proxy-test: also write that split as DIR/test")
     args = p.parse_args(argv)
@@ -140,7 +148,9 @@ def main(argv=None) -> int:
           "held-out acc. (fit) | engine fit s | engine ms/img |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for group, label, overrides in VARIANTS:
-        r = run(train, test, grid, overrides, args.seed)
+        if args.axis and group not in args.axis and group != "default":
+            continue
+        r = run(train, test, grid, {**json.loads(args.base), **overrides}, args.seed)
         raw[label] = {"config": overrides, **{k: v for k, v in r.items() if k != "confusion"}}
 
         def f(v, digits=3):

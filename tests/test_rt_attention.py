@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from station.core.engines import TrainingSet, engine_class
-from station.core.engines.rt_attention import RTAttentionEngine
+from station.core.engines.rt_attention import ODDS_CLIP, RTAttentionEngine
 from station.core.errors import EngineError
 from station.core.grid import CellGrid
 from station.core.rt import METRIC_SETS, UnitSpace
@@ -250,6 +250,27 @@ def test_rt_head_weight_joins_the_two_heads():
     expect = 0.5 * rt + alone
     np.testing.assert_allclose(joint, expect - np.logaddexp.reduce(expect), atol=1e-9)
     assert np.isclose(np.exp(joint).sum(), 1.0)
+
+
+def test_odds_weight_moves_the_score_by_the_class_heads_clipped():
+    engine = RTAttentionEngine(GRID, {"odds_weight": 0.0})
+    engine.fit(training_set({"good": 6, "pushed": 3, "tilted": 3, "missing": 3}))
+    crops = [draw_crop(np.random.default_rng(6), label, (1, 2)) for label in ("good", "pushed")]
+    plain = [engine.infer(c) for c in crops]
+    assert all(o.score == pytest.approx(o.extra["rt_distance"]) for o in plain)
+    for w in (0.5, 2.0):
+        engine.config["odds_weight"] = w
+        for before, crop in zip(plain, crops):
+            after = engine.infer(crop)
+            odds = np.clip(after.extra["top_odds"], -ODDS_CLIP, ODDS_CLIP)
+            assert after.extra["top_odds"] == pytest.approx(before.extra["top_odds"])
+            assert after.score == pytest.approx(before.score * np.exp(w * odds))
+            assert after.cell_scores == pytest.approx(before.cell_scores)  # the map stays the RT distance
+    good, pushed = (engine.infer(c) for c in crops)
+    assert good.score < plain[0].score and pushed.score > plain[1].score  # the heads agree with the labels here
+    for bad in (-0.1, float("inf"), True, "1"):
+        with pytest.raises(EngineError, match="odds_weight"):
+            RTAttentionEngine(GRID, {"odds_weight": bad})
 
 
 def test_a_recipe_from_before_the_displacement_head_loads_without_it():

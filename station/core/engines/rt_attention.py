@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import cv2
 import numpy as np
 
+from station.core.displacement import cell_shifts
 from station.core.engines.base import Engine, EngineOutput, FitReport, Progress, TrainingSet
 from station.core.engines.rt_engine import RTEngine
 from station.core.errors import EngineError
@@ -43,7 +43,10 @@ OPTIONS = {
     # absorb a pushed pin's top moving down by a pixel or two); "both": the mean of that and the searched
     # whole cell's RT distance (a missing first-row pin shows the table, close to a pin top, in the blocks)
     "detect": ("both", "blocks", "tokens"),
+    # the displacement head's kernel: shift_scale for every class, or per class from its own spread
+    "shift_bandwidth": ("fixed", "adaptive"),
 }
+ODDS_CLIP = 4.0  # how far (in log-odds) the class heads may move the verdict score, either way
 CONTEXT = {"cell": [(0, 0)], "column": [(0, -1), (0, 0), (0, 1)],
            "neighbours": [(dc, dr) for dr in (-1, 0, 1) for dc in (-1, 0, 1)]}
 
@@ -58,15 +61,6 @@ def _logsumexp(a: np.ndarray, axis: int) -> np.ndarray:
     top = np.max(a, axis=axis, keepdims=True)
     top = np.where(np.isfinite(top), top, 0.0)
     return np.log(np.sum(np.exp(a - top), axis=axis)) + np.squeeze(top, axis=axis)
-
-
-def _vertex(three: np.ndarray) -> float:
-    """Sub-pixel offset (-0.5..0.5) of the peak of a parabola through three samples around the middle one."""
-    if len(three) != 3:
-        return 0.0
-    a, b, c = (float(v) for v in three)
-    curve = a - 2.0 * b + c
-    return float(np.clip(0.5 * (a - c) / curve, -0.5, 0.5)) if curve < 0 else 0.0
 
 
 @dataclass
@@ -102,7 +96,8 @@ class RTAttentionEngine(Engine):
                 "temperature": 1.0, "balance": True, "context": "cell", "edge": "replicate", "good_keys": "cell",
                 "parts": [1, 1], "score": "distance", "localize": "good", "mode_cells": "labelled",
                 "mode_standard": "residual", "detect": "both", "detect_parts": [3, 3], "search_px": 2, "ridge": 1e-3, "folds": 5,
-                "shift_px": 5, "shift_scale": [1.0, 0.1], "rt_head_weight": 0.1}
+                "shift_px": 5, "shift_scale": [1.0, 0.1], "rt_head_weight": 0.1, "odds_weight": 0.0,
+                "shift_bandwidth": "fixed"}
 
     def __init__(self, grid, config: dict[str, Any] | None = None) -> None:
         super().__init__(grid, config)
@@ -134,6 +129,10 @@ class RTAttentionEngine(Engine):
             raise EngineError(f"rt-attention: shift_scale must be [px, correlation], two positive numbers, not {ss!r}")
         if not (isinstance(hw, (int, float)) and np.isfinite(hw) and hw >= 0):
             raise EngineError(f"rt-attention: rt_head_weight must be a number >= 0, not {hw!r}")
+        ow = self.config["odds_weight"]
+        if not (isinstance(ow, (int, float)) and not isinstance(ow, bool) and np.isfinite(ow) and 0 <= ow <= 10):
+            raise EngineError(f"rt-attention: odds_weight must be a number from 0 (the RT distance alone) to 10, "
+                              f"not {ow!r}")
         tau = self.config["temperature"]
         if not isinstance(tau, (int, float)) or not np.isfinite(tau) or tau <= 0:
             raise EngineError(f"rt-attention: temperature must be a positive number, not {tau!r}")
@@ -361,34 +360,30 @@ class RTAttentionEngine(Engine):
 
     def shift_tokens(self, scaled: np.ndarray, cells) -> np.ndarray:
         """(len(cells), 3) tokens of `shift_token` for several cells of one crop, padded once."""
-        s, c = int(self.config["shift_px"]), self.grid.cell_px
-        padded = np.pad(np.asarray(scaled, dtype=np.float32), s, mode="edge")
-        out = np.empty((len(cells), 3), dtype=np.float32)
-        for j, cell in enumerate(cells):
-            col, row = self.grid.cell(int(cell))
-            window = padded[row * c: (row + 1) * c + 2 * s, col * c: (col + 1) * c + 2 * s]
-            template = self.good.standard[int(cell)].reshape(c, c)
-            r = cv2.matchTemplate(np.ascontiguousarray(window), np.ascontiguousarray(template, dtype=np.float32),
-                                  cv2.TM_CCOEFF_NORMED)
-            r = np.clip(np.nan_to_num(r, nan=0.0, posinf=1.0, neginf=-1.0), -1.0, 1.0)  # a flat window: no match
-            y, x = np.unravel_index(int(np.argmax(r)), r.shape)
-            out[j] = (x - s + _vertex(r[y, max(x - 1, 0): x + 2]) * (0 < x < r.shape[1] - 1),
-                      y - s + _vertex(r[max(y - 1, 0): y + 2, x]) * (0 < y < r.shape[0] - 1),
-                      r[y, x])
-        return out
+        return cell_shifts(scaled, self.good.standard, self.grid, int(self.config["shift_px"]), cells)
 
     def shift_log_probs(self, token: np.ndarray, cell: int) -> np.ndarray:
-        """Class log-probabilities (C,) of one cell's displacement token: a Gaussian kernel over the
-        reference tokens of each class (the good training images' tokens at this cell, the labelled
-        defect cells' tokens), bandwidth shift_scale, every class the same prior."""
+        """Class log-probabilities (C,) of one cell's displacement token: a Gaussian kernel density over
+        the reference tokens of each class (the good training images' tokens at this cell, the labelled
+        defect cells' tokens), every class the same prior. Bandwidth shift_scale for every class
+        ("fixed"), or per class at least that and Silverman's rule on the class's own spread ("adaptive":
+        a mode whose pins move many ways, such as a lean in any of four directions, spreads its few
+        references over the gaps between them, while a mode that always moves alike stays sharp)."""
         px, corr = (float(v) for v in self.config["shift_scale"])
-        scale = np.array([px, px, corr], dtype=np.float64)
+        floor = np.array([px, px, corr], dtype=np.float64)
+        adaptive = self.config["shift_bandwidth"] == "adaptive"
         out = np.full(len(self.classes), -np.inf)
         for c in range(len(self.classes)):
             keys = self.shift_good[:, int(cell)] if c == 0 else self.shift_keys[self.shift_labels == c]
-            if len(keys):
-                d2 = 0.5 * np.sum(((token.astype(np.float64) - keys) / scale) ** 2, axis=-1)
-                out[c] = _logsumexp(-d2, 0) - np.log(len(keys))
+            if not len(keys):
+                continue
+            keys = keys.astype(np.float64)
+            scale = floor
+            if adaptive and len(keys) > 1:
+                silverman = (4.0 / (len(floor) + 2) / len(keys)) ** (1.0 / (len(floor) + 4))
+                scale = np.maximum(floor, silverman * keys.std(axis=0, ddof=1))
+            d2 = 0.5 * np.sum(((token.astype(np.float64) - keys) / scale) ** 2, axis=-1)
+            out[c] = _logsumexp(-d2, 0) - np.log(len(keys)) - np.sum(np.log(scale))
         return out - _logsumexp(out, 0)
 
     def _with_shift(self, scaled: np.ndarray, top: int, log_probs: np.ndarray) -> np.ndarray:
@@ -669,10 +664,14 @@ class RTAttentionEngine(Engine):
         top_probs = self._attend(self._top_query(vectors, top, kind), kind, cells=np.array([top]))[0][0]
         top_probs = self._with_shift(scaled, top, top_probs)
         probs = np.exp(top_probs)
-        score = float(d2[top])
+        odds = float(self.defect_odds(top_probs))
+        # the verdict's score: the top cell's RT distance, raised where the class heads there say defect and
+        # lowered where they say good (odds_weight; clipped, so the heads can move it by at most e^(w * 4))
+        score = float(d2[top]) * float(np.exp(float(self.config["odds_weight"]) *
+                                              np.clip(np.nan_to_num(odds), -ODDS_CLIP, ODDS_CLIP)))
         return EngineOutput(score, d2.reshape(self.grid.rows, self.grid.cols),
                             {name: float(p) for name, p in zip(self.classes, probs)},
-                            {"rt_distance": float(d2[top]), "top_odds": float(self.defect_odds(top_probs))})
+                            {"rt_distance": float(d2[top]), "top_odds": odds})
 
     def infer(self, crop: np.ndarray) -> EngineOutput:
         if self._rt.unit_space is None:

@@ -1,0 +1,46 @@
+"""Where each cell's content moved: the displacement of a cell against its good standard vector.
+
+RT and SOART metrics say how far a cell is from a standard, not which way its content moved. From a
+camera looking at the part's diagonal that direction is what tells the defect modes apart: a pushed
+pin's top moves along the line of sight, a leaning pin's sideways, a missing pin matches nowhere.
+Both engines use it: the RT-attention engine's displacement head, and the ViT's `shift` channels.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from station.core.grid import CellGrid
+
+
+def vertex(three: np.ndarray) -> float:
+    """Sub-pixel offset (-0.5..0.5) of the peak of a parabola through three samples around the middle one."""
+    if len(three) != 3:
+        return 0.0
+    a, b, c = (float(v) for v in three)
+    curve = a - 2.0 * b + c
+    return float(np.clip(0.5 * (a - c) / curve, -0.5, 0.5)) if curve < 0 else 0.0
+
+
+def cell_shifts(scaled: np.ndarray, standard: np.ndarray, grid: CellGrid, shift_px: int,
+                cells=None) -> np.ndarray:
+    """(len(cells), 3) tokens (dx, dy, r) of one scaled grey crop (H, W): where within `shift_px` each
+    cell's standard (n_cells, cell_px**2) matches the crop best (px, sub-pixel, + is right and down),
+    and how well (Pearson r; a flat window, which matches nothing, gives r = 0). All cells when
+    `cells` is None; the crop is padded once for all of them."""
+    s, c = int(shift_px), grid.cell_px
+    cells = range(grid.n_cells) if cells is None else cells
+    padded = np.pad(np.asarray(scaled, dtype=np.float32), s, mode="edge")
+    out = np.empty((len(cells), 3), dtype=np.float32)
+    for j, cell in enumerate(cells):
+        col, row = grid.cell(int(cell))
+        window = padded[row * c: (row + 1) * c + 2 * s, col * c: (col + 1) * c + 2 * s]
+        template = np.asarray(standard[int(cell)], dtype=np.float32).reshape(c, c)
+        r = cv2.matchTemplate(np.ascontiguousarray(window), np.ascontiguousarray(template), cv2.TM_CCOEFF_NORMED)
+        r = np.clip(np.nan_to_num(r, nan=0.0, posinf=1.0, neginf=-1.0), -1.0, 1.0)
+        y, x = np.unravel_index(int(np.argmax(r)), r.shape)
+        out[j] = (x - s + vertex(r[y, max(x - 1, 0): x + 2]) * (0 < x < r.shape[1] - 1),
+                  y - s + vertex(r[max(y - 1, 0): y + 2, x]) * (0 < y < r.shape[0] - 1),
+                  r[y, x])
+    return out
