@@ -140,7 +140,7 @@ def cmd_synth(args) -> int:
 
     try:
         manifest = render_dataset(Path(args.out), args.count, args.seed, size=args.size, workers=args.workers,
-                                  python=args.blender_python, progress=progress)
+                                  python=args.blender_python, progress=progress, keep_existing=args.keep_existing)
     except SynthError as exc:
         raise StationError(str(exc)) from None
     _emit({"out": str(args.out), "manifest": str(manifest), "count": args.count, "seed": args.seed})
@@ -237,6 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--size", type=int, default=256)
     s.add_argument("--workers", type=int, default=max(1, min(4, os.cpu_count() or 1)))
     s.add_argument("--blender-python", help="a Python with bpy (default: $STATION_BLENDER_PYTHON)")
+    s.add_argument("--keep-existing", action="store_true",
+                   help="keep images already rendered (same seed): grow a set or resume an interrupted render")
     s.set_defaults(func=cmd_synth)
     return p
 

@@ -132,6 +132,48 @@ def test_failing_renderer_raises_with_stderr(monkeypatch, tmp_path):
     assert "code 3" in str(ei.value)
 
 
+FAKE_KEEPING_RENDERER = """
+import argparse, json, os
+ap = argparse.ArgumentParser()
+for name in ("--out", "--classes", "--count", "--seed", "--start", "--size", "--threads"):
+    ap.add_argument(name)
+ap.add_argument("--keep-existing", action="store_true")
+a = ap.parse_args()
+classes, images = a.classes.split(","), []
+for i in range(int(a.start), int(a.start) + int(a.count)):
+    cls = classes[i % len(classes)]
+    rel = f"{cls}/{cls}_{i:05d}.png"
+    path = os.path.join(a.out, rel)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    if not (a.keep_existing and os.path.isfile(path)):
+        with open(path, "wb") as f:
+            f.write(b"\\x89PNG\\r\\n\\x1a\\n" + b"new" * 4 + b"\\0\\0\\0\\0IEND\\xaeB`\\x82")
+    images.append({"index": i, "file": rel, "class": cls, "cell": None if cls == "good" else [0, 0]})
+with open(os.path.join(a.out, f"manifest-{a.start}.json"), "w") as f:
+    json.dump({"images": images}, f)
+"""
+
+
+def test_keep_existing_keeps_whole_images_and_renders_cut_ones_again(monkeypatch, tmp_path):
+    script = tmp_path / "fake_renderer.py"
+    script.write_text(FAKE_KEEPING_RENDERER)
+    monkeypatch.setattr(synth, "RENDER_SCRIPT", script)
+    monkeypatch.setattr(synth, "find_blender_python", lambda python=None: sys.executable)
+    out = tmp_path / "out"
+    whole = b"\x89PNG\r\n\x1a\n" + b"old" * 4 + b"\0\0\0\0IEND\xaeB`\x82"
+    (out / "good").mkdir(parents=True)
+    (out / "pushed").mkdir()
+    (out / "good" / "good_00000.png").write_bytes(whole)
+    (out / "pushed" / "pushed_00001.png").write_bytes(whole[:-10])  # cut short while writing
+    manifest = json.loads(render_dataset(out, count=4, seed=1, workers=2, keep_existing=True).read_text())
+    assert manifest["count"] == 4
+    assert (out / "good" / "good_00000.png").read_bytes() == whole
+    assert b"new" in (out / "pushed" / "pushed_00001.png").read_bytes()
+    assert all(synth.is_whole_png(out / im["file"]) for im in manifest["images"])
+    render_dataset(out, count=4, seed=1, workers=1)  # without the flag every image is rendered again
+    assert b"new" in (out / "good" / "good_00000.png").read_bytes()
+
+
 # ----------------------------------------------------------------------------- real render
 
 def _bpy_python() -> str | None:

@@ -169,10 +169,12 @@ def render_dataset(out: Path, count: int, seed: int, size: int = 256,
                    classes: Sequence[str] = KNOWN_CLASSES, workers: int = 2,
                    python: str | None = None,
                    progress: Callable[[int, int], None] | None = None,
-                   samples: int | None = None) -> Path:
+                   samples: int | None = None, keep_existing: bool = False) -> Path:
     """Render ``count`` connector images into ``out/<class>/`` and write ``out/manifest.json``.
 
-    ``progress(done, total)`` is called (from reader threads) after every image.
+    ``progress(done, total)`` is called (from reader threads) after every image. With
+    ``keep_existing`` an image already at its path (a whole PNG) is kept: images depend only on seed
+    and index, so a set can grow (a larger count, the same seed) or an interrupted render resume.
     Returns the manifest path.  Raises SynthError if no bpy interpreter is found or a
     renderer process fails (with the tail of its stderr).
     """
@@ -190,8 +192,14 @@ def render_dataset(out: Path, count: int, seed: int, size: int = 256,
         old.unlink()
     if chunks:
         exe = find_blender_python(python)
+        if keep_existing:
+            for i in range(count):
+                cls = class_for(i, classes)
+                path = out / cls / f"{cls}_{i:05d}.png"
+                if path.exists() and not is_whole_png(path):
+                    path.unlink()  # cut short (the renderer killed while writing): render it again
         threads = max(1, (os.cpu_count() or 1) // len(chunks))
-        _run_workers(exe, out, chunks, seed, size, classes, threads, samples, count, progress)
+        _run_workers(exe, out, chunks, seed, size, classes, threads, samples, count, progress, keep_existing)
     fragments = []
     for start, _ in chunks:
         f = out / f"manifest-{start}.json"
@@ -209,7 +217,22 @@ def render_dataset(out: Path, count: int, seed: int, size: int = 256,
     return path
 
 
-def _run_workers(exe, out, chunks, seed, size, classes, threads, samples, total, progress):
+def is_whole_png(path: Path) -> bool:
+    """True for a file that starts with the PNG signature and ends with the IEND chunk."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+            f.seek(0, os.SEEK_END)
+            if f.tell() < 20:
+                return False
+            f.seek(-12, os.SEEK_END)
+            tail = f.read(12)
+    except OSError:
+        return False
+    return head == b"\x89PNG\r\n\x1a\n" and tail[4:8] == b"IEND"
+
+
+def _run_workers(exe, out, chunks, seed, size, classes, threads, samples, total, progress, keep_existing=False):
     lock = threading.Lock()
     done = [0]
     procs = []
@@ -233,6 +256,8 @@ def _run_workers(exe, out, chunks, seed, size, classes, threads, samples, total,
                    "--classes", ",".join(classes), "--threads", str(threads)]
             if samples:
                 cmd += ["--samples", str(samples)]
+            if keep_existing:
+                cmd.append("--keep-existing")
             p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                  text=True, bufsize=1)
             tail: deque[str] = deque(maxlen=40)

@@ -345,6 +345,8 @@ def main(argv=None) -> int:
     ap.add_argument("--classes", default=",".join(DEFAULT_CLASSES))
     ap.add_argument("--samples", type=int, default=12)
     ap.add_argument("--threads", type=int, default=0, help="render threads (0 = all cores)")
+    ap.add_argument("--keep-existing", action="store_true",
+                    help="keep an image already at its path (images depend only on seed and index)")
     a = ap.parse_args(argv)
     classes = [c.strip() for c in a.classes.split(",") if c.strip()]
     if not classes or a.count < 0 or a.start < 0 or a.size < 8:
@@ -363,11 +365,13 @@ def main(argv=None) -> int:
         rel = f"{cls}/{cls}_{i:05d}.png"
         os.makedirs(os.path.join(out, cls), exist_ok=True)
         t1 = time.perf_counter()
-        scene.apply(info["params"])
-        scene.render(os.path.join(out, rel))
+        kept = a.keep_existing and os.path.isfile(os.path.join(out, rel))  # the driver removed broken ones
+        if not kept:
+            scene.apply(info["params"])
+            scene.render(os.path.join(out, rel))
         images.append({"index": i, "file": rel, "class": cls, "cell": info["cell"],
                        "params": info["params"]})
-        print(f"SYNTH {i} {rel} {time.perf_counter() - t1:.2f}s", flush=True)
+        print(f"SYNTH {i} {rel} {'kept' if kept else f'{time.perf_counter() - t1:.2f}s'}", flush=True)
     frag = {"start": a.start, "count": a.count, "seed": a.seed, "size": a.size,
             "classes": classes, "seconds": round(time.perf_counter() - t0, 2), "images": images}
     tmp = os.path.join(out, f".manifest-{a.start}.json.tmp")
