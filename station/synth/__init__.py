@@ -5,7 +5,7 @@ bpy pins its own Python (3.11) and ``numpy<2``, so it lives in an environment of
 module is stdlib-only and never imports bpy.
 
     from station.synth import render_dataset
-    render_dataset(Path("resources/demo/train"), count=960, seed=1)
+    render_dataset(Path("resources/demo/train"), count=1920, seed=1)
 
 Image ``i`` has class ``classes[i % len(classes)]`` and its random choices are drawn from
 ``(seed, i)`` alone, so the split over worker processes does not change the images.
