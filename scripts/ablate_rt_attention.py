@@ -4,6 +4,9 @@ differs. Prints a Markdown table and, with --json, the raw figures.
 
     .venv/bin/python scripts/ablate_rt_attention.py --max-per-class 20 [--data resources/demo]
 
+--seeds N repeats everything over the samples of N seeds: which 20 images are drawn moves a single
+figure by several points, so defaults are chosen on the mean.
+
 --proxy-test scores on the training images the seeded sample leaves out, instead of DATA/test
 (for when the test split is not there); --write-proxy DIR also writes them as DIR/test (symlinks
 and a manifest) beside DIR/train, so `station eval --data DIR` sees the same split.
@@ -66,6 +69,12 @@ VARIANTS = [  # (axis, label, config overrides of the default)
     ("displacement head", "RT head weight 0.05", {"rt_head_weight": 0.05}),
     ("displacement head", "RT head weight 0.2", {"rt_head_weight": 0.2}),
     *[("odds weight", f"verdict score D^2 * exp({w} * odds)", {"odds_weight": w}) for w in (0.0, 0.25, 0.5, 1.0, 2.0)],
+    ("displacement head", "correlation bandwidth 0.1 (the fourth round's)", {"shift_scale": [1.0, 0.1]}),
+    ("displacement head", "bandwidth per class (Silverman)", {"shift_bandwidth": "adaptive"}),
+    ("join", "product of the heads, RT head weight 0.1 (the fourth round's)", {"join": "product"}),
+    ("join", "product, correlation bandwidth 0.1", {"join": "product", "shift_scale": [1.0, 0.1]}),
+    ("previous default", "the fourth round's defaults", {"join": "product", "shift_scale": [1.0, 0.1],
+                                                          "odds_weight": 0.0}),
 ]
 
 
@@ -128,6 +137,8 @@ def main(argv=None) -> int:
     p.add_argument("--data", default="resources/demo")
     p.add_argument("--max-per-class", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, default=1,
+                   help="repeat over the samples of seeds SEED..SEED+N-1 and report mean, spread and worst")
     p.add_argument("--json", help="write the raw figures here")
     p.add_argument("--base", default="{}", help="settings (JSON) every variant starts from, e.g. a candidate default")
     p.add_argument("--axis", action="append", help="run only the variants of this axis (repeatable); "
@@ -135,31 +146,57 @@ def main(argv=None) -> int:
     p.add_argument("--proxy-test", action="store_true", help="test on the training images the sample leaves out")
     p.add_argument("--write-proxy", type=Path, help="with --proxy-test: also write that split as DIR/test")
     args = p.parse_args(argv)
+    if args.write_proxy and args.seeds > 1:
+        p.error("--write-proxy writes the proxy split of one sample; use it without --seeds")
     grid = CellGrid(3, 9)
     full = load_dataset(args.data, "train")
-    train_data = full.sample_per_class(args.max_per_class, args.seed)
-    test_data = proxy_split(full, train_data, args.write_proxy) if args.proxy_test else load_dataset(args.data, "test")
-    good_images = [read_image(s.path) for s in train_data.samples if s.label == "good"]
-    registrar = Registrar(fit_region(good_images, grid), grid)
-    train, test = registered(train_data, registrar), registered(test_data, registrar)
-    print(f"train {train_data.counts()}  test {test_data.counts()}", file=sys.stderr)
-    rows, raw = [], {}
-    print("| axis | variant | accuracy | cell localization | AUROC | escape | false reject | review | "
-          "held-out acc. (fit) | engine fit s | engine ms/img |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for group, label, overrides in VARIANTS:
-        if args.axis and group not in args.axis and group != "default":
-            continue
-        r = run(train, test, grid, {**json.loads(args.base), **overrides}, args.seed)
-        raw[label] = {"config": overrides, **{k: v for k, v in r.items() if k != "confusion"}}
+    variants = [(g, label, {**json.loads(args.base), **o}) for g, label, o in VARIANTS
+                if not args.axis or g in args.axis or g == "default"]
+    results: dict[str, list[dict]] = {label: [] for _, label, _ in variants}
+    for seed in range(args.seed, args.seed + args.seeds):
+        train_data = full.sample_per_class(args.max_per_class, seed)
+        test_data = proxy_split(full, train_data, args.write_proxy) if args.proxy_test \
+            else load_dataset(args.data, "test")
+        good_images = [read_image(s.path) for s in train_data.samples if s.label == "good"]
+        registrar = Registrar(fit_region(good_images, grid), grid)
+        train, test = registered(train_data, registrar), registered(test_data, registrar)
+        print(f"seed {seed}: train {train_data.counts()}  test {test_data.counts()}", file=sys.stderr)
+        for _, label, config in variants:
+            results[label].append(run(train, test, grid, config, seed))
+            if args.seeds > 1:
+                print(f"  seed {seed} {label}: accuracy {results[label][-1]['accuracy']:.3f}", file=sys.stderr,
+                      flush=True)
 
-        def f(v, digits=3):
-            return "-" if v is None else f"{v:.{digits}f}"
+    def f(v, digits=3):
+        return "-" if v is None else f"{v:.{digits}f}"
 
-        line = (f"| {group} | {label} | {f(r['accuracy'])} | {f(r['cell_localization'])} | {f(r['auroc'])} | "
-                f"{f(r['escape_rate'])} | {f(r['false_reject_rate'])} | {f(r['review_rate'])} | "
-                f"{f(r['info'].get('held_out_accuracy'))} | {r['engine_fit_s']:.2f} | {r['engine_ms_median']:.2f} |")
-        rows.append(line)
+    if args.seeds == 1:
+        print("| axis | variant | accuracy | cell localization | AUROC | escape | false reject | review | "
+              "held-out acc. (fit) | engine fit s | engine ms/img |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
+    else:
+        print(f"| axis | variant | accuracy, mean of {args.seeds} samples | sd | worst | cell localization, "
+              "mean | worst | escape, mean | false reject, mean | review, mean |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+    raw = {}
+    for group, label, config in variants:
+        rs = results[label]
+        raw[label] = {"config": config, "runs": [{k: v for k, v in r.items() if k != "confusion"} for r in rs]}
+        if args.seeds == 1:
+            r = rs[0]
+            line = (f"| {group} | {label} | {f(r['accuracy'])} | {f(r['cell_localization'])} | {f(r['auroc'])} | "
+                    f"{f(r['escape_rate'])} | {f(r['false_reject_rate'])} | {f(r['review_rate'])} | "
+                    f"{f(r['info'].get('held_out_accuracy'))} | {r['engine_fit_s']:.2f} | {r['engine_ms_median']:.2f} |")
+        else:
+            acc = np.array([r["accuracy"] for r in rs])
+            loc = np.array([r["cell_localization"] for r in rs])
+
+            def mean(key):
+                return f(float(np.mean([r[key] for r in rs])))
+
+            line = (f"| {group} | {label} | {acc.mean():.3f} | {acc.std(ddof=1):.3f} | {acc.min():.3f} | "
+                    f"{loc.mean():.3f} | {loc.min():.3f} | {mean('escape_rate')} | {mean('false_reject_rate')} | "
+                    f"{mean('review_rate')} |")
         print(line, flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(raw, indent=1, default=str) + "\n")

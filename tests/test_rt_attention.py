@@ -122,7 +122,7 @@ def test_inference_shortcut_agrees_with_the_full_analysis(config):
 def test_block_detector_gives_the_cells_and_the_class_at_the_top_cell(config):
     # the default detector: the cells show the block RT distance (averaged with the searched cell's for
     # "both"); the class comes from the all-mode attention at the top cell, as analyse() has it there
-    engine = RTAttentionEngine(GRID, config)
+    engine = RTAttentionEngine(GRID, {"odds_weight": 0.0, "join": "product", **config})
     engine.fit(training_set({"good": 8, "pushed": 4, "tilted": 4, "missing": 4}))
     for label, cell in (("pushed", (2, 8)), ("missing", (1, 3)), ("good", None)):
         crop = draw_crop(np.random.default_rng(11), label, cell)
@@ -190,6 +190,35 @@ def test_a_recipe_from_before_the_block_detector_still_loads():
         RTAttentionEngine(GRID, {"detect_parts": [5, 5]})
 
 
+def test_a_fourth_round_recipe_keeps_its_score_and_join(synthetic_data, tmp_path):
+    """A recipe saved before odds_weight, join and shift_bandwidth existed lacks those keys; it must load
+    with the behaviour its thresholds were calibrated for, not with today's defaults."""
+    import json
+
+    from station.core.dataset import load_dataset
+    from station.core.recipe import ARRAYS_FILE, Recipe, RecipeDoc, _content_hash
+    from station.core.training import train_recipe
+
+    old = {"odds_weight": 0.0, "join": "product", "shift_bandwidth": "fixed", "shift_scale": [1.0, 0.1]}
+    recipe, _ = train_recipe(load_dataset(synthetic_data, "train"), "rt-attention", GRID, "fourth",
+                             engine_config=old)
+    recipe.save(tmp_path / "r")
+    doc = json.loads((tmp_path / "r" / "recipe.json").read_text())
+    for key in ("odds_weight", "join", "shift_bandwidth"):
+        del doc["engine"]["config"][key]
+    # sealed again as the station of the fourth round wrote it: the hash over the document without those keys
+    doc["content_hash"] = ""
+    blob = (tmp_path / "r" / ARRAYS_FILE).read_bytes()
+    doc["content_hash"] = _content_hash(RecipeDoc.model_validate(doc), blob)
+    (tmp_path / "r" / "recipe.json").write_text(json.dumps(doc))
+    loaded = Recipe.load(tmp_path / "r")
+    assert {k: loaded.engine.config[k] for k in ("odds_weight", "join", "shift_bandwidth")} == \
+        {"odds_weight": 0.0, "join": "product", "shift_bandwidth": "fixed"}
+    crop = draw_crop(np.random.default_rng(9), "tilted", (0, 4))
+    assert loaded.engine.infer(crop).score == pytest.approx(recipe.engine.infer(crop).score)
+    assert RTAttentionEngine(GRID).config["odds_weight"] == 0.5  # a new fit takes today's defaults
+
+
 def test_kinship_of_a_cell_unlike_every_defect_cell_is_still_defined():
     from station.core.engines.rt_attention import cell_kinship
 
@@ -238,7 +267,7 @@ def test_shift_head_names_the_class_whose_reference_moved_alike():
 
 
 def test_rt_head_weight_joins_the_two_heads():
-    engine = RTAttentionEngine(GRID, {"rt_head_weight": 0.0})
+    engine = RTAttentionEngine(GRID, {"rt_head_weight": 0.0, "join": "product"})
     engine.fit(training_set({"good": 6, "pushed": 3, "tilted": 3, "missing": 3}))
     scaled = engine._rt._scaled(draw_crop(np.random.default_rng(4), "tilted", (2, 3)))
     cell = GRID.index(2, 3)
@@ -271,6 +300,48 @@ def test_odds_weight_moves_the_score_by_the_class_heads_clipped():
     for bad in (-0.1, float("inf"), True, "1"):
         with pytest.raises(EngineError, match="odds_weight"):
             RTAttentionEngine(GRID, {"odds_weight": bad})
+
+
+def test_confusion_join_reads_each_head_through_what_it_said_when_held_out():
+    engine = RTAttentionEngine(GRID, {"join": "confusion"})
+    engine.classes = ["good", "missing", "pushed", "tilted"]
+    engine.shift_keys, engine.shift_good = np.zeros((1, 3)), np.zeros((1, GRID.n_cells, 3))
+    labels = np.array([1, 1, 2, 2, 3, 3])
+    sure = np.log(np.eye(4)[[1, 1, 2, 3, 3, 3]] * 0.96 + 0.01)  # RT: right on missing, a pushed pin as tilted
+    shift = np.log(np.eye(4)[[3, 3, 2, 2, 3, 3]] * 0.96 + 0.01)  # displacement: every missing pin as tilted
+    engine.fit_confusion(labels, sure, shift)
+    assert engine.confusion.shape == (2, 4, 4)
+    np.testing.assert_allclose(engine.confusion.sum(axis=-1), 1.0)
+    # row "missing" of the RT head: the mean of what it said of the two missing images, plus 1/4 per class
+    expect = (np.exp(sure[:2]).sum(axis=0) + 0.25) / 3.0
+    np.testing.assert_allclose(engine.confusion[0, 1], expect)
+    # RT says missing, the displacement head tilted: missing, since it says tilted of every missing pin
+    joint = engine._join(np.log([0.01, 0.97, 0.01, 0.01]), np.log([0.01, 0.01, 0.01, 0.97]))
+    assert np.isclose(np.exp(joint).sum(), 1.0) and int(np.argmax(joint)) == 1
+    # the product of the two (rt_head_weight 0.1) would have said tilted
+    engine.confusion = None
+    assert int(np.argmax(engine._join(np.log([0.01, 0.97, 0.01, 0.01]), np.log([0.01, 0.01, 0.01, 0.97])))) == 3
+
+
+def test_confusion_join_is_fitted_saved_and_validated():
+    engine = RTAttentionEngine(GRID, {"join": "confusion"})
+    engine.fit(training_set({"good": 10, "pushed": 5, "tilted": 5, "missing": 5}))
+    assert engine.confusion is not None and engine.confusion.shape == (2, 4, 4)
+    arrays = engine.arrays()
+    again = RTAttentionEngine(GRID, {"join": "confusion"})
+    again.load_arrays(arrays)
+    crop = draw_crop(np.random.default_rng(8), "tilted", (2, 5))
+    assert again.infer(crop).class_probs == pytest.approx(engine.infer(crop).class_probs)
+    bad = arrays["join.confusion"].copy()
+    bad[0, 1] *= 2
+    with pytest.raises(EngineError, match="confusion"):
+        RTAttentionEngine(GRID, {"join": "confusion"}).load_arrays({**arrays, "join.confusion": bad})
+    product = RTAttentionEngine(GRID, {"join": "product"})  # a product-join recipe ignores the matrices
+    product.load_arrays(arrays)
+    assert product.confusion is None
+    tokens = RTAttentionEngine(GRID, {"join": "confusion", "detect": "tokens"})  # no block detector: a product
+    tokens.fit(training_set({"good": 10, "pushed": 5, "tilted": 5, "missing": 5}))
+    assert tokens.confusion is None and "join.confusion" not in tokens.arrays()
 
 
 def test_a_recipe_from_before_the_displacement_head_loads_without_it():

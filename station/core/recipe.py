@@ -216,7 +216,7 @@ class Recipe:
             raise RecipeError(f"recipe {arrays_path} is damaged: {exc}") from None
         try:
             grid = CellGrid(**doc.grid.model_dump())
-            engine = engine_cls(grid, doc.engine.config)
+            engine = engine_cls.from_saved(grid, doc.engine.config)
             engine.load_arrays({k.removeprefix("engine."): v for k, v in arrays.items() if k.startswith("engine.")})
         except EngineError as exc:
             raise RecipeError(f"recipe {folder}: {exc}") from None

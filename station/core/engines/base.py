@@ -58,9 +58,18 @@ class Engine(ABC):
         self.grid = grid
         self.config = {**self.default_config(), **(config or {})}
 
+    #: settings added after recipes were written without them, with the value that gives those recipes
+    #: their old behaviour (a saved recipe holds its whole config, so a key it lacks predates the setting)
+    saved_before: ClassVar[dict[str, Any]] = {}
+
     @classmethod
     def default_config(cls) -> dict[str, Any]:
         return {}
+
+    @classmethod
+    def from_saved(cls, grid: CellGrid, config: dict[str, Any]) -> Engine:
+        """The engine of a saved recipe: settings it lacks take their pre-setting value, not today's default."""
+        return cls(grid, {**cls.saved_before, **config})
 
     @abstractmethod
     def fit(self, data: TrainingSet, seed: int = 0, progress: Progress | None = None) -> FitReport: ...

@@ -45,7 +45,14 @@ OPTIONS = {
     "detect": ("both", "blocks", "tokens"),
     # the displacement head's kernel: shift_scale for every class, or per class from its own spread
     "shift_bandwidth": ("fixed", "adaptive"),
+    # how the RT-token head and the displacement head at the top cell are joined: a product (the RT head's
+    # log-probabilities weighted by rt_head_weight), or each head read through its own cross-validated
+    # confusion matrix (what the head says, given each true class), so a head counts where it has been
+    # right: the RT metrics for a pin that is gone, the displacement for which way a pin moved (the
+    # matrices come from the block detector's held-out top cells; with detect "tokens" the join is a product)
+    "join": ("product", "confusion"),
 }
+CONFUSION_PRIOR = 1.0  # pseudo-count spread over each row of a head's confusion matrix
 ODDS_CLIP = 4.0  # how far (in log-odds) the class heads may move the verdict score, either way
 CONTEXT = {"cell": [(0, 0)], "column": [(0, -1), (0, 0), (0, 1)],
            "neighbours": [(dc, dr) for dr in (-1, 0, 1) for dc in (-1, 0, 1)]}
@@ -73,6 +80,13 @@ class ModeSpace:
     whiten: np.ndarray  # (P, m, m)
 
 
+def _spread(log_probs: np.ndarray, present: np.ndarray, n_classes: int) -> np.ndarray:
+    """Log-probabilities over the classes `present` (a fold's) spread to all n_classes, -inf elsewhere."""
+    out = np.full(n_classes, -np.inf)
+    out[present] = log_probs
+    return out
+
+
 def cell_kinship(standards: np.ndarray, cells: np.ndarray) -> np.ndarray:
     """(n, len(cells)) weights: how much a defect seen at cell j = cells[i] tells about cell n, from
     how alike their good standards are (a pushed round pin teaches about round pins). Each row sums
@@ -88,6 +102,8 @@ def cell_kinship(standards: np.ndarray, cells: np.ndarray) -> np.ndarray:
 class RTAttentionEngine(Engine):
     name = "rt-attention"
     kind = "classifier"
+    # recipes of the fourth round: the RT distance alone as the score, the heads joined as a product
+    saved_before = {"odds_weight": 0.0, "join": "product", "shift_bandwidth": "fixed"}
 
     @classmethod
     def default_config(cls) -> dict[str, Any]:
@@ -96,8 +112,8 @@ class RTAttentionEngine(Engine):
                 "temperature": 1.0, "balance": True, "context": "cell", "edge": "replicate", "good_keys": "cell",
                 "parts": [1, 1], "score": "distance", "localize": "good", "mode_cells": "labelled",
                 "mode_standard": "residual", "detect": "both", "detect_parts": [3, 3], "search_px": 2, "ridge": 1e-3, "folds": 5,
-                "shift_px": 5, "shift_scale": [1.0, 0.1], "rt_head_weight": 0.1, "odds_weight": 0.0,
-                "shift_bandwidth": "fixed"}
+                "shift_px": 5, "shift_scale": [1.0, 0.3], "rt_head_weight": 0.1, "odds_weight": 0.5,
+                "shift_bandwidth": "fixed", "join": "confusion"}
 
     def __init__(self, grid, config: dict[str, Any] | None = None) -> None:
         super().__init__(grid, config)
@@ -152,6 +168,8 @@ class RTAttentionEngine(Engine):
         self.shift_keys: np.ndarray | None = None
         self.shift_labels: np.ndarray | None = None
         self.shift_good: np.ndarray | None = None
+        # join "confusion": (2, C, C) P(head says c' | true class c) of the RT head and the displacement head
+        self.confusion: np.ndarray | None = None
 
     # -- state -----------------------------------------------------------------------------
     @property
@@ -387,14 +405,57 @@ class RTAttentionEngine(Engine):
         return out - _logsumexp(out, 0)
 
     def _with_shift(self, scaled: np.ndarray, top: int, log_probs: np.ndarray) -> np.ndarray:
-        """The RT-token head's class log-probabilities at the top cell, joined with the displacement
-        head's (a product of the two, the RT head's weighted by rt_head_weight), renormalised."""
+        """The RT-token head's class log-probabilities at the top cell, joined with the displacement head's."""
+        return self._join(log_probs, self._shift_head(scaled, top))
+
+    def _shift_head(self, scaled: np.ndarray, top: int) -> np.ndarray | None:
         if self.shift_keys is None or self.shift_good is None:
-            return log_probs
-        joint = float(self.config["rt_head_weight"]) * log_probs + self.shift_log_probs(
-            self.shift_token(scaled, top), top)
+            return None
+        return self.shift_log_probs(self.shift_token(scaled, top), top)
+
+    def _join(self, rt: np.ndarray, shift: np.ndarray | None) -> np.ndarray:
+        """Class log-probabilities from the two heads: a product (the RT head's weighted by
+        rt_head_weight), or with join "confusion" and its matrices fitted, p(c) proportional to
+        prod_h sum_c' p_h(c') M_h[c, c'], each head read through what it said of each class when held out."""
+        if shift is None:
+            return rt
+        if self.confusion is not None:
+            with np.errstate(divide="ignore"):
+                joint = sum(np.log(m @ np.exp(lp)) for m, lp in zip(self.confusion, (rt, shift)))
+        else:
+            joint = float(self.config["rt_head_weight"]) * rt + shift
         joint = np.where(np.isnan(joint), -np.inf, joint)
         return joint - _logsumexp(joint, 0)
+
+    def _score(self, d2_top: float, log_probs: np.ndarray) -> tuple[float, float]:
+        """(verdict score, defect log-odds) at the top cell: the cell's RT distance, raised where the class
+        heads say defect and lowered where they say good (odds_weight; clipped, so the heads can move it
+        by at most e^(w * 4))."""
+        odds = float(self.defect_odds(log_probs))
+        w = float(self.config["odds_weight"])
+        return float(d2_top) * float(np.exp(w * np.clip(np.nan_to_num(odds), -ODDS_CLIP, ODDS_CLIP))), odds
+
+    def _top_heads(self, scaled: np.ndarray, vectors: np.ndarray | None = None):
+        """The block detector's cell distances (n,), its top cell, and the two heads' class
+        log-probabilities there (the displacement head's None when it is off)."""
+        vectors = self.vectors(scaled) if vectors is None else vectors
+        d2 = np.nan_to_num(self.detect(scaled, vectors), nan=np.inf)
+        top = int(np.argmax(d2))
+        kind = self.config["queries"]
+        rt = self._attend(self._top_query(vectors, top, kind), kind, cells=np.array([top]))[0][0]
+        return d2, top, rt, self._shift_head(scaled, top)
+
+    def fit_confusion(self, labels: np.ndarray, rt: np.ndarray, shift: np.ndarray) -> None:
+        """Each head's confusion matrix from held-out log-probabilities (N, C) of images of known class:
+        row c is the mean of what the head said of class-c images, plus CONFUSION_PRIOR spread evenly."""
+        c = len(self.classes)
+        mats = []
+        for lp in (rt, shift):
+            p = np.exp(lp)
+            m = np.full((c, c), CONFUSION_PRIOR / c)
+            np.add.at(m, labels, p)
+            mats.append(m / m.sum(axis=1, keepdims=True))
+        self.confusion = np.stack(mats)
 
     # -- attention -------------------------------------------------------------------------
     def attention(self, tokens: np.ndarray, weights: bool = False,
@@ -563,6 +624,10 @@ class RTAttentionEngine(Engine):
         scores = np.zeros(n)
         predicted = np.full(n, -1)
         top = np.full(n, -1)
+        n_classes = len(self.classes)
+        blocks = self.config["detect"] != "tokens" and self.config["score"] == "distance"
+        heads: dict[int, tuple] = {}  # held-out image -> (top cell's distance, the two heads in this class order)
+        self.confusion = None
         for f in range(folds):
             test = fold_of == f
             train = ~test
@@ -578,6 +643,11 @@ class RTAttentionEngine(Engine):
                 continue
             sub._fit_once(scaled[train], np.array([remap[int(c)] for c in train_labels]), given[train])
             for i in np.flatnonzero(test):
+                if blocks:
+                    d2, top[i], rt, shift = sub._top_heads(scaled[i])
+                    heads[i] = (float(d2[top[i]]), _spread(rt, present, n_classes),
+                                None if shift is None else _spread(shift, present, n_classes))
+                    continue
                 out = sub._infer_scaled(scaled[i])
                 scores[i] = out.score
                 top[i] = int(np.argmax(out.cell_scores))
@@ -585,6 +655,16 @@ class RTAttentionEngine(Engine):
                 predicted[i] = self.classes.index(max(probs, key=probs.get)) if probs else -1
             if progress:
                 progress("cross-validating the attention", (f + 1) / (folds + 1))
+        if heads:
+            held = sorted(heads)
+            if self.config["join"] == "confusion" and all(heads[i][2] is not None for i in held):
+                self.fit_confusion(labels[held], np.stack([heads[i][1] for i in held]),
+                                   np.stack([heads[i][2] for i in held]))
+            for i in held:  # scores and classes as this engine will give them, with its join
+                d2_top, rt, shift = heads[i]
+                log_probs = self._join(rt, shift)
+                scores[i] = self._score(d2_top, log_probs)[0]
+                predicted[i] = int(np.argmax(log_probs))
         return scores, predicted, top
 
     # -- inference -------------------------------------------------------------------------
@@ -657,20 +737,12 @@ class RTAttentionEngine(Engine):
 
     def _infer_blocks(self, scaled: np.ndarray, vectors: np.ndarray) -> EngineOutput:
         """Where and how defective from the block RT distance; what from the configured queries at the
-        top cell. The cells show the RT distance."""
-        d2 = np.nan_to_num(self.detect(scaled, vectors), nan=np.inf)
-        top = int(np.argmax(d2))
-        kind = self.config["queries"]
-        top_probs = self._attend(self._top_query(vectors, top, kind), kind, cells=np.array([top]))[0][0]
-        top_probs = self._with_shift(scaled, top, top_probs)
-        probs = np.exp(top_probs)
-        odds = float(self.defect_odds(top_probs))
-        # the verdict's score: the top cell's RT distance, raised where the class heads there say defect and
-        # lowered where they say good (odds_weight; clipped, so the heads can move it by at most e^(w * 4))
-        score = float(d2[top]) * float(np.exp(float(self.config["odds_weight"]) *
-                                              np.clip(np.nan_to_num(odds), -ODDS_CLIP, ODDS_CLIP)))
+        top cell, joined with the displacement head. The cells show the RT distance."""
+        d2, top, rt, shift = self._top_heads(scaled, vectors)
+        top_probs = self._join(rt, shift)
+        score, odds = self._score(d2[top], top_probs)
         return EngineOutput(score, d2.reshape(self.grid.rows, self.grid.cols),
-                            {name: float(p) for name, p in zip(self.classes, probs)},
+                            {name: float(p) for name, p in zip(self.classes, np.exp(top_probs))},
                             {"rt_distance": float(d2[top]), "top_odds": odds})
 
     def infer(self, crop: np.ndarray) -> EngineOutput:
@@ -695,6 +767,8 @@ class RTAttentionEngine(Engine):
         if self.shift_keys is not None and self.shift_good is not None:
             out.update({"shift.keys": self.shift_keys, "shift.labels": self.shift_labels.astype(np.int32),
                         "shift.good": self.shift_good})
+        if self.confusion is not None:
+            out["join.confusion"] = self.confusion.astype(np.float32)
         # class names in order, as code points (safetensors holds numbers only)
         out["classes"] = np.array([ord(ch) for ch in "\n".join(self.classes or ["good"])], dtype=np.int32)
         return out
@@ -756,4 +830,13 @@ class RTAttentionEngine(Engine):
                     raise EngineError("rt-attention arrays: the displacement head's reference tokens are missing "
                                       "or of the wrong shape")
                 self.shift_keys, self.shift_labels, self.shift_good = sk, sl.astype(np.int64), sg
+        self.confusion = None
+        conf = arrays.get("join.confusion")
+        if conf is not None and self.config["join"] == "confusion" and self.shift_keys is not None:
+            c = len(self.classes)
+            if conf.shape != (2, c, c) or not np.all(np.isfinite(conf)) or conf.min() < 0 \
+                    or not np.allclose(conf.sum(axis=-1), 1.0, atol=1e-3):
+                raise EngineError(f"rt-attention arrays: the heads' confusion matrices must be (2, {c}, {c}) "
+                                  "rows of probabilities")
+            self.confusion = conf.astype(np.float64)
         self._prepare()
