@@ -181,7 +181,7 @@ def main(argv=None) -> int:
     raw = {}
     for group, label, config in variants:
         rs = results[label]
-        raw[label] = {"config": config, "runs": [{k: v for k, v in r.items() if k != "confusion"} for r in rs]}
+        raw[label] = {"config": config, "runs": rs}
         if args.seeds == 1:
             r = rs[0]
             line = (f"| {group} | {label} | {f(r['accuracy'])} | {f(r['cell_localization'])} | {f(r['auroc'])} | "

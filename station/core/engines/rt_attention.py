@@ -609,6 +609,11 @@ class RTAttentionEngine(Engine):
             "held_out_cell_localization": float(np.mean(top[known] == cells[known])) if known.any() else None,
             "held_out_good_max": float(scores[good].max()),
             "held_out_defect_min": float(scores[~good].min()),
+            # join "confusion": what each head said of each true class when held out (rows: true class)
+            "held_out_head_confusion": None if self.confusion is None else {
+                head: {true: {said: round(float(p), 3) for said, p in zip(self.classes, row)}
+                       for true, row in zip(self.classes, m)}
+                for head, m in zip(("rt", "displacement"), self.confusion)},
         })
 
     def _cross_validate(self, scaled, labels, given, seed, progress):
