@@ -49,6 +49,22 @@ def test_split_work_covers_every_index_once(count, workers):
         assert max(sizes) - min(sizes) <= 1
 
 
+@pytest.mark.parametrize("todo,workers", [
+    ([False] * 6 + [True] * 6, 2), ([True, False] * 5, 3), ([False] * 5, 4), ([True] * 7, 3), ([], 2),
+    ([False, False, True], 4)])
+def test_split_todo_covers_every_index_and_shares_the_work(todo, workers):
+    chunks = synth.split_todo(todo, workers)
+    covered = [i for start, n in chunks for i in range(start, start + n)]
+    assert covered == list(range(len(todo)))
+    assert all(n > 0 for _, n in chunks)
+    per_chunk = [sum(todo[start:start + n]) for start, n in chunks]
+    if any(todo):
+        assert len(chunks) == min(workers, sum(todo)) and max(per_chunk) - min(per_chunk) <= 1
+    # growing a set of 6 to 12 on 2 workers: one worker per new half, not one for the old and one for the new
+    if todo == [False] * 6 + [True] * 6:
+        assert per_chunk == [3, 3]
+
+
 def test_split_work_rejects_bad_arguments():
     with pytest.raises(ValueError):
         split_work(-1, 2)

@@ -93,6 +93,29 @@ def split_work(count: int, workers: int) -> list[tuple[int, int]]:
     return chunks
 
 
+def split_todo(todo: Sequence[bool], workers: int) -> list[tuple[int, int]]:
+    """Contiguous (start, n) chunks covering every image, cut so that each holds about the same number of
+    images still to render (``todo[i]``); kept images cost nothing, so an even split by count would leave
+    the workers on the new images alone."""
+    count = len(todo)
+    total = int(sum(bool(t) for t in todo))
+    if total == 0 or count == 0:
+        return split_work(count, 1) if count else []
+    workers = max(1, min(workers, total))
+    chunks, start, done = [], 0, 0
+    for w in range(1, workers):
+        target = round(total * w / workers)
+        end = start
+        while end < count and done < target:
+            done += bool(todo[end])
+            end += 1
+        if end > start:
+            chunks.append((start, end - start))
+            start = end
+    chunks.append((start, count - start))
+    return [c for c in chunks if c[1] > 0]
+
+
 def merge_fragments(fragments: Iterable[dict], *, count: int, seed: int, size: int,
                     classes: Sequence[str] = KNOWN_CLASSES) -> dict:
     """Merge the renderer's ``manifest-<start>.json`` fragments into the data-set manifest.
@@ -193,11 +216,14 @@ def render_dataset(out: Path, count: int, seed: int, size: int = 256,
     if chunks:
         exe = find_blender_python(python)
         if keep_existing:
+            todo = []
             for i in range(count):
                 cls = class_for(i, classes)
                 path = out / cls / f"{cls}_{i:05d}.png"
                 if path.exists() and not is_whole_png(path):
                     path.unlink()  # cut short (the renderer killed while writing): render it again
+                todo.append(not path.exists())
+            chunks = split_todo(todo, workers)
         threads = max(1, (os.cpu_count() or 1) // len(chunks))
         _run_workers(exe, out, chunks, seed, size, classes, threads, samples, count, progress, keep_existing)
     fragments = []
