@@ -71,6 +71,8 @@ VARIANTS = [  # (axis, label, config overrides of the default)
     *[("odds weight", f"verdict score D^2 * exp({w} * odds)", {"odds_weight": w}) for w in (0.0, 0.25, 0.5, 1.0, 2.0)],
     ("displacement head", "correlation bandwidth 0.1 (the fourth round's)", {"shift_scale": [1.0, 0.1]}),
     ("displacement head", "bandwidth per class (Silverman)", {"shift_bandwidth": "adaptive"}),
+    ("displacement head", "search inside the crop only at its border", {"shift_edge": "inside"}),
+    ("displacement head", "inside the crop, bandwidth 0.7 px", {"shift_edge": "inside", "shift_scale": [0.7, 0.3]}),
     ("join", "product of the heads, RT head weight 0.1 (the fourth round's)", {"join": "product"}),
     ("join", "product, correlation bandwidth 0.1", {"join": "product", "shift_scale": [1.0, 0.1]}),
     ("previous default", "the fourth round's defaults", {"join": "product", "shift_scale": [1.0, 0.1],

@@ -245,6 +245,25 @@ def test_shift_token_finds_how_far_a_cell_moved(dx, dy):
     assert r > 0.99
 
 
+def test_shift_search_inside_the_crop_never_matches_replicated_edge_pixels():
+    from station.core.displacement import cell_shifts
+
+    rng = np.random.default_rng(2)
+    crop = rng.random((216, 72)).astype(np.float32) + 0.1
+    standard = np.stack([crop[r * 24:(r + 1) * 24, c * 24:(c + 1) * 24].ravel() for r in range(9) for c in range(3)])
+    # the first row's content 3 px higher than its standard: its top 3 rows are cut off by the crop
+    moved = crop.copy()
+    moved[0:21, :] = crop[3:24, :]
+    cell = GRID.index(1, 0)
+    (dx, dy, r), = cell_shifts(moved, standard, GRID, 5, [cell])
+    assert dy < 0  # over replicated pixels the search may look above the crop
+    (dx, dy, r), = cell_shifts(moved, standard, GRID, 5, [cell], inside=True)
+    assert dy >= 0 and -5 <= dx <= 5 and -1.0 <= r <= 1.0  # inside only: never above the crop
+    inner = GRID.index(1, 4)
+    np.testing.assert_allclose(cell_shifts(crop, standard, GRID, 5, [inner]),
+                               cell_shifts(crop, standard, GRID, 5, [inner], inside=True))
+
+
 def test_shift_token_of_a_flat_cell_is_finite():
     engine = RTAttentionEngine(GRID)
     engine.fit(training_set({"good": 6, "pushed": 3, "missing": 3}))

@@ -25,11 +25,12 @@ def vertex(three: np.ndarray) -> float:
 
 
 def cell_shifts(scaled: np.ndarray, standard: np.ndarray, grid: CellGrid, shift_px: int,
-                cells=None) -> np.ndarray:
+                cells=None, inside: bool = False) -> np.ndarray:
     """(len(cells), 3) tokens (dx, dy, r) of one scaled grey crop (H, W): where within `shift_px` each
     cell's standard (n_cells, cell_px**2) matches the crop best (px, sub-pixel, + is right and down),
     and how well (Pearson r; a flat window, which matches nothing, gives r = 0). All cells when
-    `cells` is None; the crop is padded once for all of them."""
+    `cells` is None; the crop is padded once for all of them. With `inside`, a cell on the crop's border
+    is only matched where the template lies wholly inside the crop (never against replicated edge pixels)."""
     s, c = int(shift_px), grid.cell_px
     cells = range(grid.n_cells) if cells is None else cells
     padded = np.pad(np.asarray(scaled, dtype=np.float32), s, mode="edge")
@@ -40,6 +41,12 @@ def cell_shifts(scaled: np.ndarray, standard: np.ndarray, grid: CellGrid, shift_
         template = np.asarray(standard[int(cell)], dtype=np.float32).reshape(c, c)
         r = cv2.matchTemplate(np.ascontiguousarray(window), np.ascontiguousarray(template), cv2.TM_CCOEFF_NORMED)
         r = np.clip(np.nan_to_num(r, nan=0.0, posinf=1.0, neginf=-1.0), -1.0, 1.0)
+        if inside:
+            h, w = np.asarray(scaled).shape
+            y0, x0 = row * c - s, col * c - s  # crop coordinates of offset (0, 0)
+            ys, xs = np.arange(r.shape[0]) + y0, np.arange(r.shape[1]) + x0
+            ok = ((ys >= 0) & (ys + c <= h))[:, None] & ((xs >= 0) & (xs + c <= w))[None, :]
+            r = np.where(ok, r, -2.0)
         y, x = np.unravel_index(int(np.argmax(r)), r.shape)
         out[j] = (x - s + vertex(r[y, max(x - 1, 0): x + 2]) * (0 < x < r.shape[1] - 1),
                   y - s + vertex(r[max(y - 1, 0): y + 2, x]) * (0 < y < r.shape[0] - 1),

@@ -51,6 +51,8 @@ OPTIONS = {
     # right: the RT metrics for a pin that is gone, the displacement for which way a pin moved (the
     # matrices come from the block detector's held-out top cells; with detect "tokens" the join is a product)
     "join": ("product", "confusion"),
+    # the displacement search at the crop's border: over replicated edge pixels, or inside the crop only
+    "shift_edge": ("replicate", "inside"),
 }
 CONFUSION_PRIOR = 1.0  # pseudo-count spread over each row of a head's confusion matrix
 ODDS_CLIP = 4.0  # how far (in log-odds) the class heads may move the verdict score, either way
@@ -103,7 +105,7 @@ class RTAttentionEngine(Engine):
     name = "rt-attention"
     kind = "classifier"
     # recipes of the fourth round: the RT distance alone as the score, the heads joined as a product
-    saved_before = {"odds_weight": 0.0, "join": "product", "shift_bandwidth": "fixed"}
+    saved_before = {"odds_weight": 0.0, "join": "product", "shift_bandwidth": "fixed", "shift_edge": "replicate"}
 
     @classmethod
     def default_config(cls) -> dict[str, Any]:
@@ -113,7 +115,7 @@ class RTAttentionEngine(Engine):
                 "parts": [1, 1], "score": "distance", "localize": "good", "mode_cells": "labelled",
                 "mode_standard": "residual", "detect": "both", "detect_parts": [3, 3], "search_px": 2, "ridge": 1e-3, "folds": 5,
                 "shift_px": 5, "shift_scale": [1.0, 0.3], "rt_head_weight": 0.1, "odds_weight": 0.5,
-                "shift_bandwidth": "fixed", "join": "confusion"}
+                "shift_bandwidth": "fixed", "join": "confusion", "shift_edge": "replicate"}
 
     def __init__(self, grid, config: dict[str, Any] | None = None) -> None:
         super().__init__(grid, config)
@@ -378,7 +380,8 @@ class RTAttentionEngine(Engine):
 
     def shift_tokens(self, scaled: np.ndarray, cells) -> np.ndarray:
         """(len(cells), 3) tokens of `shift_token` for several cells of one crop, padded once."""
-        return cell_shifts(scaled, self.good.standard, self.grid, int(self.config["shift_px"]), cells)
+        return cell_shifts(scaled, self.good.standard, self.grid, int(self.config["shift_px"]), cells,
+                           inside=self.config["shift_edge"] == "inside")
 
     def shift_log_probs(self, token: np.ndarray, cell: int) -> np.ndarray:
         """Class log-probabilities (C,) of one cell's displacement token: a Gaussian kernel density over
