@@ -68,6 +68,13 @@ def class_for(index: int, classes: Sequence[str] = KNOWN_CLASSES) -> str:
     return classes[index % len(classes)]
 
 
+def image_file(index: int, classes: Sequence[str] = KNOWN_CLASSES) -> str:
+    """Path of image ``index`` relative to the set: ``<class>/<class>_<index:05d>.png`` (the renderer,
+    which runs in Blender's Python without this package, writes the same name)."""
+    cls = class_for(index, classes)
+    return f"{cls}/{cls}_{index:05d}.png"
+
+
 def plan_classes(count: int, classes: Sequence[str] = KNOWN_CLASSES) -> dict[str, int]:
     """How many images of each class ``count`` images give."""
     out = {c: 0 for c in classes}
@@ -141,7 +148,7 @@ def merge_fragments(fragments: Iterable[dict], *, count: int, seed: int, size: i
         cls = class_for(i, classes)
         if im.get("class") != cls:
             raise SynthError(f"image {i}: class {im.get('class')!r}, expected {cls!r}")
-        if im.get("file") != f"{cls}/{cls}_{i:05d}.png":
+        if im.get("file") != image_file(i, classes):
             raise SynthError(f"image {i}: unexpected file name {im.get('file')!r}")
         cell = im.get("cell")
         if (cls == "good") != (cell is None):
@@ -218,8 +225,7 @@ def render_dataset(out: Path, count: int, seed: int, size: int = 256,
         if keep_existing:
             todo = []
             for i in range(count):
-                cls = class_for(i, classes)
-                path = out / cls / f"{cls}_{i:05d}.png"
+                path = out / image_file(i, classes)
                 if path.exists() and not is_whole_png(path):
                     path.unlink()  # cut short (the renderer killed while writing): render it again
                 todo.append(not path.exists())
