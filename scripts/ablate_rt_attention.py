@@ -75,6 +75,13 @@ VARIANTS = [  # (axis, label, config overrides of the default)
     ("displacement head", "inside the crop, bandwidth 0.7 px, correlation 0.3", {"shift_edge": "inside", "shift_scale": [0.7, 0.3]}),
     ("join", "product of the heads, RT head weight 0.1 (the fourth round's)", {"join": "product"}),
     ("join", "product, correlation bandwidth 0.1", {"join": "product", "shift_scale": [1.0, 0.1]}),
+    ("token", "pooled bandwidth 0.3 (defect modes' within-class spread)", {"shift_bandwidth": "pooled"}),
+    ("token", "pooled bandwidth, kernel + Gaussian", {"shift_bandwidth": "pooled", "shift_density": "kernel+gauss"}),
+    ("token", "contrast token, pooled bandwidth", {"shift_token": "contrast", "shift_bandwidth": "pooled"}),
+    *[("token", f"contrast token, pooled bandwidth {b}, kernel + Gaussian",
+       {"shift_token": "contrast", "shift_bandwidth": "pooled", "shift_density": "kernel+gauss", "shift_pooled_bw": b})
+      for b in (0.2, 0.3, 0.5)],
+    ("token", "contrast token, fixed bandwidth", {"shift_token": "contrast"}),
     ("previous default", "the fourth round's defaults", {"join": "product", "shift_scale": [1.0, 0.1],
                                                           "odds_weight": 0.0}),
 ]

@@ -52,3 +52,21 @@ def cell_shifts(scaled: np.ndarray, standard: np.ndarray, grid: CellGrid, shift_
                   y - s + vertex(r[max(y - 1, 0): y + 2, x]) * (0 < y < r.shape[0] - 1),
                   r[y, x])
     return out
+
+
+def cell_contrast(scaled: np.ndarray, standard: np.ndarray, grid: CellGrid, cells=None) -> np.ndarray:
+    """(len(cells), 3) changes of each unshifted cell against its standard: of its contrast (standard
+    deviation of its pixels), and of the mean brightness of its top half and of its bottom half. A pin
+    that is gone takes its bright top out of the cell; one pushed in keeps its top, lower; one leaning
+    shows its side, so the halves change unlike a push's."""
+    c = grid.cell_px
+    cells = range(grid.n_cells) if cells is None else cells
+    img = np.asarray(scaled, dtype=np.float64)
+    out = np.empty((len(cells), 3), dtype=np.float32)
+    for j, cell in enumerate(cells):
+        col, row = grid.cell(int(cell))
+        y = img[row * c: (row + 1) * c, col * c: (col + 1) * c]
+        x = np.asarray(standard[int(cell)], dtype=np.float64).reshape(c, c)
+        half = c // 2
+        out[j] = (y.std() - x.std(), y[:half].mean() - x[:half].mean(), y[half:].mean() - x[half:].mean())
+    return out

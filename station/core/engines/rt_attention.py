@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from station.core.displacement import cell_shifts
+from station.core.displacement import cell_contrast, cell_shifts
 from station.core.engines.base import Engine, EngineOutput, FitReport, Progress, TrainingSet
 from station.core.engines.rt_engine import RTEngine
 from station.core.errors import EngineError
@@ -43,8 +43,16 @@ OPTIONS = {
     # absorb a pushed pin's top moving down by a pixel or two); "both": the mean of that and the searched
     # whole cell's RT distance (a missing first-row pin shows the table, close to a pin top, in the blocks)
     "detect": ("both", "blocks", "tokens"),
-    # the displacement head's kernel: shift_scale for every class, or per class from its own spread
-    "shift_bandwidth": ("fixed", "adaptive"),
+    # the displacement head's kernel: shift_scale for every class, per class from its own spread, or
+    # shift_pooled_bw times the defect modes' pooled within-class spread of each token dimension
+    "shift_bandwidth": ("fixed", "adaptive", "pooled"),
+    # the displacement head's token: (dx, dy, r), or with the cell's contrast change and the brightness
+    # change of its top and bottom halves against its good standard (`cell_contrast`)
+    "shift_token": ("displacement", "contrast"),
+    # a class's density of tokens: the kernel density over its reference tokens, or the mean of that and
+    # a Gaussian (the mode's own unit space of tokens: their mean and covariance; good: the cell's), which
+    # carries a mode over the gaps between its few references
+    "shift_density": ("kernel", "kernel+gauss"),
     # how the RT-token head and the displacement head at the top cell are joined: a product (the RT head's
     # log-probabilities weighted by rt_head_weight), or each head read through its own cross-validated
     # confusion matrix (what the head says, given each true class), so a head counts where it has been
@@ -105,7 +113,8 @@ class RTAttentionEngine(Engine):
     name = "rt-attention"
     kind = "classifier"
     # recipes of the fourth round: the RT distance alone as the score, the heads joined as a product
-    saved_before = {"odds_weight": 0.0, "join": "product", "shift_bandwidth": "fixed", "shift_edge": "replicate"}
+    saved_before = {"odds_weight": 0.0, "join": "product", "shift_bandwidth": "fixed", "shift_edge": "replicate",
+                    "shift_token": "displacement", "shift_density": "kernel"}
 
     @classmethod
     def default_config(cls) -> dict[str, Any]:
@@ -115,7 +124,8 @@ class RTAttentionEngine(Engine):
                 "parts": [1, 1], "score": "distance", "localize": "good", "mode_cells": "labelled",
                 "mode_standard": "residual", "detect": "both", "detect_parts": [3, 3], "search_px": 2, "ridge": 1e-3, "folds": 5,
                 "shift_px": 5, "shift_scale": [1.0, 0.3], "rt_head_weight": 0.1, "odds_weight": 0.5,
-                "shift_bandwidth": "fixed", "join": "confusion", "shift_edge": "replicate"}
+                "shift_bandwidth": "fixed", "join": "confusion", "shift_edge": "replicate",
+                "shift_token": "displacement", "shift_density": "kernel", "shift_pooled_bw": 0.3}
 
     def __init__(self, grid, config: dict[str, Any] | None = None) -> None:
         super().__init__(grid, config)
@@ -151,6 +161,9 @@ class RTAttentionEngine(Engine):
         if not (isinstance(ow, (int, float)) and not isinstance(ow, bool) and np.isfinite(ow) and 0 <= ow <= 10):
             raise EngineError(f"rt-attention: odds_weight must be a number from 0 (the RT distance alone) to 10, "
                               f"not {ow!r}")
+        pb = self.config["shift_pooled_bw"]
+        if not (isinstance(pb, (int, float)) and not isinstance(pb, bool) and np.isfinite(pb) and 0 < pb <= 10):
+            raise EngineError(f"rt-attention: shift_pooled_bw must be a number above 0 and at most 10, not {pb!r}")
         tau = self.config["temperature"]
         if not isinstance(tau, (int, float)) or not np.isfinite(tau) or tau <= 0:
             raise EngineError(f"rt-attention: temperature must be a positive number, not {tau!r}")
@@ -170,6 +183,7 @@ class RTAttentionEngine(Engine):
         self.shift_keys: np.ndarray | None = None
         self.shift_labels: np.ndarray | None = None
         self.shift_good: np.ndarray | None = None
+        self._shift_model: dict[str, Any] | None = None  # see _shift_density
         # join "confusion": (2, C, C) P(head says c' | true class c) of the RT head and the displacement head
         self.confusion: np.ndarray | None = None
 
@@ -378,10 +392,56 @@ class RTAttentionEngine(Engine):
         camera's line of sight, a leaning one sideways, a missing pin matches nowhere."""
         return self.shift_tokens(scaled, [cell])[0]
 
+    @property
+    def shift_width(self) -> int:
+        """Length of a displacement token: (dx, dy, r), with shift_token "contrast" three changes more."""
+        return 6 if self.config["shift_token"] == "contrast" else 3
+
     def shift_tokens(self, scaled: np.ndarray, cells) -> np.ndarray:
-        """(len(cells), 3) tokens of `shift_token` for several cells of one crop, padded once."""
-        return cell_shifts(scaled, self.good.standard, self.grid, int(self.config["shift_px"]), cells,
-                           inside=self.config["shift_edge"] == "inside")
+        """(len(cells), shift_width) tokens of `shift_token` for several cells of one crop, padded once."""
+        cells = list(cells)
+        moved = cell_shifts(scaled, self.good.standard, self.grid, int(self.config["shift_px"]), cells,
+                            inside=self.config["shift_edge"] == "inside")
+        if self.config["shift_token"] != "contrast":
+            return moved
+        return np.concatenate([moved, cell_contrast(scaled, self.good.standard, self.grid, cells)], axis=1)
+
+    def _set_shift(self, keys: np.ndarray | None, labels: np.ndarray | None, good: np.ndarray | None) -> None:
+        self.shift_keys, self.shift_labels, self.shift_good = keys, labels, good
+        self._shift_model = None
+
+    def _shift_density(self) -> dict[str, Any]:
+        """What the displacement head's densities need, from its reference tokens (computed once): the
+        kernel's bandwidth per token dimension, and with shift_density "kernel+gauss" each class's Gaussian
+        (mean, inverse covariance, log-determinant; good's per cell). Covariances take one pseudo-sample
+        of the modes' pooled covariance, so a mode of one reference still has an invertible one."""
+        if self._shift_model is not None:
+            return self._shift_model
+        d = self.shift_width
+        px, corr = (float(v) for v in self.config["shift_scale"])
+        floor = np.array([px, px, corr] + [corr] * (d - 3), dtype=np.float64)
+        keys, labels = self.shift_keys.astype(np.float64), self.shift_labels
+        groups = [keys[labels == c] for c in range(1, len(self.classes))]
+        covs = [np.cov(g.T) for g in groups if len(g) > 1]
+        pooled = np.mean(covs, axis=0) if covs else np.diag(floor ** 2)
+        pooled = pooled + np.eye(d) * 1e-6 * max(float(np.trace(pooled)) / d, 1e-12)
+        scale = floor
+        if self.config["shift_bandwidth"] == "pooled":
+            scale = float(self.config["shift_pooled_bw"]) * np.sqrt(np.diag(pooled))
+        model: dict[str, Any] = {"scale": scale, "floor": floor}
+        if self.config["shift_density"] == "kernel+gauss":
+            def gauss(g: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+                n = len(g)
+                cov = ((np.cov(g.T) * (n - 1) if n > 1 else 0.0) + pooled) / n
+                sign, logdet = np.linalg.slogdet(cov)
+                if sign <= 0:
+                    cov, (_, logdet) = pooled, np.linalg.slogdet(pooled)
+                return g.mean(axis=0), np.linalg.inv(cov), float(logdet)
+
+            model["modes"] = [gauss(g) if len(g) else None for g in groups]
+            model["good"] = [gauss(self.shift_good[:, i].astype(np.float64)) for i in range(self.grid.n_cells)]
+        self._shift_model = model
+        return model
 
     def shift_log_probs(self, token: np.ndarray, cell: int) -> np.ndarray:
         """Class log-probabilities (C,) of one cell's displacement token: a Gaussian kernel density over
@@ -389,22 +449,31 @@ class RTAttentionEngine(Engine):
         defect cells' tokens), every class the same prior. Bandwidth shift_scale for every class
         ("fixed"), or per class at least that and Silverman's rule on the class's own spread ("adaptive":
         a mode whose pins move many ways, such as a lean in any of four directions, spreads its few
-        references over the gaps between them, while a mode that always moves alike stays sharp)."""
-        px, corr = (float(v) for v in self.config["shift_scale"])
-        floor = np.array([px, px, corr], dtype=np.float64)
+        references over the gaps between them, while a mode that always moves alike stays sharp), or
+        shift_pooled_bw times the modes' pooled within-class spread ("pooled"). With shift_density
+        "kernel+gauss" each class's density is the mean of the kernel's and its Gaussian's."""
+        model = self._shift_density()
+        floor = model["floor"]
         adaptive = self.config["shift_bandwidth"] == "adaptive"
+        token = np.asarray(token, dtype=np.float64)
+        half_log_2pi = 0.5 * len(token) * np.log(2 * np.pi)
         out = np.full(len(self.classes), -np.inf)
         for c in range(len(self.classes)):
             keys = self.shift_good[:, int(cell)] if c == 0 else self.shift_keys[self.shift_labels == c]
             if not len(keys):
                 continue
             keys = keys.astype(np.float64)
-            scale = floor
+            scale = model["scale"]
             if adaptive and len(keys) > 1:
                 silverman = (4.0 / (len(floor) + 2) / len(keys)) ** (1.0 / (len(floor) + 4))
                 scale = np.maximum(floor, silverman * keys.std(axis=0, ddof=1))
-            d2 = 0.5 * np.sum(((token.astype(np.float64) - keys) / scale) ** 2, axis=-1)
-            out[c] = _logsumexp(-d2, 0) - np.log(len(keys)) - np.sum(np.log(scale))
+            d2 = 0.5 * np.sum(((token - keys) / scale) ** 2, axis=-1)
+            out[c] = _logsumexp(-d2, 0) - np.log(len(keys)) - np.sum(np.log(scale)) - half_log_2pi
+            if "modes" in model:
+                mean, inv, logdet = model["good"][int(cell)] if c == 0 else model["modes"][c - 1]
+                z = token - mean
+                gauss = -0.5 * float(z @ inv @ z) - 0.5 * logdet - half_log_2pi
+                out[c] = np.logaddexp(out[c], gauss) - np.log(2.0)
         return out - _logsumexp(out, 0)
 
     def _with_shift(self, scaled: np.ndarray, top: int, log_probs: np.ndarray) -> np.ndarray:
@@ -560,12 +629,12 @@ class RTAttentionEngine(Engine):
         key_labels.append(labels[defect].astype(np.int32))
         self.keys = np.concatenate(keys).astype(np.float32)
         self.key_labels = np.concatenate(key_labels)
-        self.shift_keys = self.shift_labels = self.shift_good = None
+        self._set_shift(None, None, None)
         if int(self.config["shift_px"]) > 0:
             n = self.grid.n_cells
-            self.shift_good = np.stack([self.shift_tokens(s, range(n)) for s in scaled[good]])
-            self.shift_keys = np.stack([self.shift_token(scaled[i], cells[i]) for i in defect]).reshape(-1, 3)
-            self.shift_labels = labels[defect].astype(np.int64)
+            self._set_shift(np.stack([self.shift_token(scaled[i], cells[i]) for i in defect]).reshape(-1, self.shift_width),
+                            labels[defect].astype(np.int64),
+                            np.stack([self.shift_tokens(s, range(n)) for s in scaled[good]]))
         self._prepare()
         return cells
 
@@ -825,19 +894,20 @@ class RTAttentionEngine(Engine):
                 or key_labels.shape != (len(keys),) or key_labels.min() < 0 or key_labels.max() >= len(self.classes):
             raise EngineError("rt-attention arrays: the reference cells are missing or of the wrong shape")
         self.keys, self.key_labels = keys, key_labels.astype(np.int64)
-        self.shift_keys = self.shift_labels = self.shift_good = None
+        self._set_shift(None, None, None)
         if int(self.config["shift_px"]) > 0:
             if "shift.keys" not in arrays:  # a recipe from before the displacement head: the RT head alone
                 self.config["shift_px"] = 0
             else:
                 sk, sl, sg = arrays["shift.keys"], arrays.get("shift.labels"), arrays.get("shift.good")
-                if sl is None or sg is None or sk.ndim != 2 or sk.shape[1] != 3 or sl.shape != (len(sk),) \
+                w = self.shift_width
+                if sl is None or sg is None or sk.ndim != 2 or sk.shape[1] != w or sl.shape != (len(sk),) \
                         or (len(sl) and (sl.min() < 1 or sl.max() >= len(self.classes))) \
-                        or sg.ndim != 3 or sg.shape[1:] != (self.grid.n_cells, 3) or not len(sg) \
+                        or sg.ndim != 3 or sg.shape[1:] != (self.grid.n_cells, w) or not len(sg) \
                         or not (np.all(np.isfinite(sk)) and np.all(np.isfinite(sg))):
                     raise EngineError("rt-attention arrays: the displacement head's reference tokens are missing "
                                       "or of the wrong shape")
-                self.shift_keys, self.shift_labels, self.shift_good = sk, sl.astype(np.int64), sg
+                self._set_shift(sk, sl.astype(np.int64), sg)
         self.confusion = None
         conf = arrays.get("join.confusion")
         if conf is not None and self.config["join"] == "confusion" and self.shift_keys is not None:
