@@ -82,6 +82,10 @@ VARIANTS = [  # (axis, label, config overrides of the default)
        {"shift_token": "contrast", "shift_bandwidth": "pooled", "shift_density": "kernel+gauss", "shift_pooled_bw": b})
       for b in (0.2, 0.3, 0.5)],
     ("token", "contrast token, fixed bandwidth", {"shift_token": "contrast"}),
+    ("join6", "product of the heads, RT head weight 0 (the displacement head alone)", {"join": "product", "rt_head_weight": 0.0}),
+    ("join6", "product of the heads, RT head weight 0.1", {"join": "product", "rt_head_weight": 0.1}),
+    ("join6", "product of the heads, RT head weight 0.3", {"join": "product", "rt_head_weight": 0.3}),
+    ("join6", "product of the heads, RT head weight 1.0", {"join": "product", "rt_head_weight": 1.0}),
     ("previous default", "the fourth round's defaults", {"join": "product", "shift_scale": [1.0, 0.1],
                                                           "odds_weight": 0.0}),
 ]

@@ -115,13 +115,16 @@ def test_inference_shortcut_agrees_with_the_full_analysis(config):
         out, full = engine.infer(crop), engine.analyse(crop)
         np.testing.assert_allclose(out.cell_scores.ravel(), full["odds"], rtol=1e-5, atol=1e-6)
         top = int(np.argmax(full["odds"]))
-        np.testing.assert_allclose(list(out.class_probs.values()), np.exp(full["log_probs"][top]), rtol=1e-4, atol=1e-7)
+        # the class at the top cell: the attention there, joined with the displacement head's
+        expect = engine._join(full["log_probs"][top], full["shift_log_probs"][top])
+        np.testing.assert_allclose(list(out.class_probs.values()), np.exp(expect), rtol=1e-4, atol=1e-7)
 
 
 @pytest.mark.parametrize("config", [{}, {"detect": "blocks"}, {"queries": "good", "context": "column"}])
 def test_block_detector_gives_the_cells_and_the_class_at_the_top_cell(config):
     # the default detector: the cells show the block RT distance (averaged with the searched cell's for
-    # "both"); the class comes from the all-mode attention at the top cell, as analyse() has it there
+    # "both"); the class comes from the all-mode attention at the top cell, as analyse() has it there,
+    # joined with the displacement head's there
     engine = RTAttentionEngine(GRID, {"odds_weight": 0.0, "join": "product", **config})
     engine.fit(training_set({"good": 8, "pushed": 4, "tilted": 4, "missing": 4}))
     for label, cell in (("pushed", (2, 8)), ("missing", (1, 3)), ("good", None)):
@@ -132,7 +135,8 @@ def test_block_detector_gives_the_cells_and_the_class_at_the_top_cell(config):
         np.testing.assert_allclose(out.cell_scores.ravel(), d2, rtol=1e-5)
         assert out.score == pytest.approx(float(d2.max()))
         top = int(np.argmax(d2))
-        np.testing.assert_allclose(list(out.class_probs.values()), np.exp(full["log_probs"][top]), rtol=1e-4, atol=1e-7)
+        expect = engine._join(full["log_probs"][top], full["shift_log_probs"][top])
+        np.testing.assert_allclose(list(out.class_probs.values()), np.exp(expect), rtol=1e-4, atol=1e-7)
         if cell is not None:
             assert top == GRID.index(*cell)
     blocks = engine.split(np.arange(2 * 24 * 24, dtype=np.float32).reshape(2, 576), [3, 3])
@@ -190,33 +194,44 @@ def test_a_recipe_from_before_the_block_detector_still_loads():
         RTAttentionEngine(GRID, {"detect_parts": [5, 5]})
 
 
-def test_a_fourth_round_recipe_keeps_its_score_and_join(synthetic_data, tmp_path):
-    """A recipe saved before odds_weight, join and shift_bandwidth existed lacks those keys; it must load
-    with the behaviour its thresholds were calibrated for, not with today's defaults."""
+FOURTH_ROUND = {"odds_weight": 0.0, "join": "product", "shift_bandwidth": "fixed", "shift_scale": [1.0, 0.1],
+                "shift_token": "displacement", "shift_density": "kernel"}
+FIFTH_ROUND = {"shift_bandwidth": "fixed", "shift_token": "displacement", "shift_density": "kernel"}
+
+
+@pytest.mark.parametrize("old, missing", [
+    (FOURTH_ROUND, ("odds_weight", "join", "shift_bandwidth", "shift_token", "shift_density", "shift_pooled_bw")),
+    (FIFTH_ROUND, ("shift_token", "shift_density", "shift_pooled_bw")),
+])
+def test_an_older_recipe_keeps_its_score_and_heads(synthetic_data, tmp_path, old, missing):
+    """A recipe saved before a setting existed lacks its key; it must load with the behaviour its
+    thresholds were calibrated for, not with today's defaults."""
     import json
 
     from station.core.dataset import load_dataset
     from station.core.recipe import ARRAYS_FILE, Recipe, RecipeDoc, _content_hash
     from station.core.training import train_recipe
 
-    old = {"odds_weight": 0.0, "join": "product", "shift_bandwidth": "fixed", "shift_scale": [1.0, 0.1]}
-    recipe, _ = train_recipe(load_dataset(synthetic_data, "train"), "rt-attention", GRID, "fourth",
-                             engine_config=old)
+    recipe, _ = train_recipe(load_dataset(synthetic_data, "train"), "rt-attention", GRID, "old", engine_config=old)
     recipe.save(tmp_path / "r")
     doc = json.loads((tmp_path / "r" / "recipe.json").read_text())
-    for key in ("odds_weight", "join", "shift_bandwidth"):
+    for key in missing:
         del doc["engine"]["config"][key]
-    # sealed again as the station of the fourth round wrote it: the hash over the document without those keys
+    # sealed again as the station of that round wrote it: the hash over the document without those keys
     doc["content_hash"] = ""
     blob = (tmp_path / "r" / ARRAYS_FILE).read_bytes()
     doc["content_hash"] = _content_hash(RecipeDoc.model_validate(doc), blob)
     (tmp_path / "r" / "recipe.json").write_text(json.dumps(doc))
     loaded = Recipe.load(tmp_path / "r")
-    assert {k: loaded.engine.config[k] for k in ("odds_weight", "join", "shift_bandwidth")} == \
-        {"odds_weight": 0.0, "join": "product", "shift_bandwidth": "fixed"}
-    crop = draw_crop(np.random.default_rng(9), "tilted", (0, 4))
-    assert loaded.engine.infer(crop).score == pytest.approx(recipe.engine.infer(crop).score)
-    assert RTAttentionEngine(GRID).config["odds_weight"] == 0.5  # a new fit takes today's defaults
+    kept = [k for k in missing if k in old]
+    assert {k: loaded.engine.config[k] for k in kept} == {k: old[k] for k in kept}
+    for seed, label, cell in ((9, "tilted", (0, 4)), (10, "pushed", (2, 7))):
+        crop = draw_crop(np.random.default_rng(seed), label, cell)
+        out, expect = loaded.engine.infer(crop), recipe.engine.infer(crop)
+        assert out.score == pytest.approx(expect.score)
+        assert out.class_probs == pytest.approx(expect.class_probs)
+    fresh = RTAttentionEngine(GRID).config  # a new fit takes today's defaults
+    assert (fresh["odds_weight"], fresh["shift_token"], fresh["shift_density"]) == (0.5, "contrast", "kernel+gauss")
 
 
 def test_kinship_of_a_cell_unlike_every_defect_cell_is_still_defined():
@@ -240,7 +255,7 @@ def test_shift_token_finds_how_far_a_cell_moved(dx, dy):
     standard = engine.good.standard[cell].reshape(24, 24)
     moved = good.copy()
     moved[4 * 24 + dy: 5 * 24 + dy, 24 + dx: 48 + dx] = standard
-    tx, ty, r = engine.shift_token(moved, cell)
+    tx, ty, r = engine.shift_token(moved, cell)[:3]
     assert (tx, ty) == (pytest.approx(dx, abs=0.5), pytest.approx(dy, abs=0.5))
     assert r > 0.99
 
@@ -273,7 +288,8 @@ def test_shift_token_of_a_flat_cell_is_finite():
 
 
 def test_shift_head_names_the_class_whose_reference_moved_alike():
-    engine = RTAttentionEngine(GRID, {"shift_scale": [1.0, 0.1]})
+    engine = RTAttentionEngine(GRID, {"shift_scale": [1.0, 0.1], "shift_token": "displacement",
+                                      "shift_bandwidth": "fixed", "shift_density": "kernel"})
     engine.classes = ["good", "pushed", "tilted"]
     engine.shift_good = np.zeros((4, GRID.n_cells, 3), np.float32)
     engine.shift_good[..., 2] = 1.0
@@ -283,6 +299,98 @@ def test_shift_head_names_the_class_whose_reference_moved_alike():
     assert np.isclose(np.exp(lp).sum(), 1.0) and int(np.argmax(lp)) == 1
     assert int(np.argmax(engine.shift_log_probs(np.array([0.2, 4.8, 0.88]), 0))) == 2
     assert int(np.argmax(engine.shift_log_probs(np.array([0.0, 0.0, 1.0]), 0))) == 0
+
+
+def test_contrast_token_by_hand():
+    """The contrast part of a token: the cell's standard deviation change and its halves' brightness change."""
+    from station.core.displacement import cell_contrast
+
+    c = GRID.cell_px
+    rng = np.random.default_rng(0)
+    standard = rng.uniform(0.1, 1.0, (GRID.n_cells, c * c)).astype(np.float32)
+    crop = np.zeros((GRID.rows * c, GRID.cols * c), np.float32)
+    for i in range(GRID.n_cells):
+        col, row = GRID.cell(i)
+        crop[row * c:(row + 1) * c, col * c:(col + 1) * c] = standard[i].reshape(c, c)
+    cell = GRID.index(1, 2)
+    crop[2 * c: 2 * c + c // 2, c: 2 * c] += 0.2  # the top half of cell (1, 2) brighter by 0.2
+    out = cell_contrast(crop, standard, GRID, [cell, GRID.index(0, 0)])
+    expect_sd = crop[2 * c: 3 * c, c: 2 * c].std() - standard[cell].std()
+    np.testing.assert_allclose(out[0], [expect_sd, 0.2, 0.0], atol=1e-5)
+    np.testing.assert_allclose(out[1], [0.0, 0.0, 0.0], atol=1e-6)  # an unchanged cell
+
+
+def _density_engine(config: dict) -> RTAttentionEngine:
+    engine = RTAttentionEngine(GRID, {"shift_token": "contrast", **config})
+    engine.classes = ["good", "pushed", "tilted"]
+    rng = np.random.default_rng(1)
+    good = np.zeros((5, GRID.n_cells, 6), np.float32)
+    good[..., 2] = 1.0
+    good += rng.normal(0, 0.05, good.shape).astype(np.float32)
+    keys = np.concatenate([rng.normal([2, 3, 0.9, 0, 0.1, 0], 0.3, (4, 6)),
+                           rng.normal([0, 5, 0.8, 0.1, 0, 0.2], 0.5, (3, 6))]).astype(np.float32)
+    engine._set_shift(keys, np.array([1, 1, 1, 1, 2, 2, 2]), good)
+    return engine
+
+
+def test_pooled_bandwidth_is_the_modes_within_class_spread():
+    engine = _density_engine({"shift_bandwidth": "pooled", "shift_pooled_bw": 0.3})
+    keys = engine.shift_keys.astype(np.float64)
+    pooled = 0.5 * (keys[:4].var(axis=0, ddof=1) + keys[4:].var(axis=0, ddof=1))
+    pooled += 1e-6 * pooled.sum() / 6  # the ridge that keeps the pooled covariance invertible
+    np.testing.assert_allclose(engine._shift_density()["scale"], 0.3 * np.sqrt(pooled), rtol=1e-5)
+    token = np.array([2.1, 2.9, 0.9, 0.0, 0.1, 0.0])
+    h = 0.3 * np.sqrt(pooled)
+    # the kernel density of each class, by hand (good: the cell's good tokens), normalised over the classes
+    dens = []
+    for ref in (engine.shift_good[:, 4].astype(np.float64), keys[:4], keys[4:]):
+        dens.append(np.mean(np.exp(-0.5 * np.sum(((token - ref) / h) ** 2, axis=1))))
+    expect = np.log(np.array(dens) / np.sum(dens))
+    np.testing.assert_allclose(engine.shift_log_probs(token, 4), expect, atol=1e-6)
+    assert int(np.argmax(expect)) == 1
+
+
+def test_kernel_plus_gauss_density_by_hand():
+    """Each class's density is the mean of its kernel density and its Gaussian, whose covariance takes
+    one pseudo-sample of the modes' pooled covariance."""
+    engine = _density_engine({"shift_bandwidth": "pooled", "shift_density": "kernel+gauss"})
+    keys = engine.shift_keys.astype(np.float64)
+    pooled = 0.5 * (np.cov(keys[:4].T) + np.cov(keys[4:].T))
+    pooled += np.eye(6) * 1e-6 * np.trace(pooled) / 6
+    h = 0.3 * np.sqrt(np.diag(pooled))
+    token = np.array([1.0, 4.0, 0.85, 0.05, 0.05, 0.1])
+    dens = []
+    for ref in (engine.shift_good[:, 7].astype(np.float64), keys[:4], keys[4:]):
+        n = len(ref)
+        kernel = np.mean(np.exp(-0.5 * np.sum(((token - ref) / h) ** 2, axis=1))) / np.prod(h)
+        cov = (np.cov(ref.T) * (n - 1) + pooled) / n
+        z = token - ref.mean(axis=0)
+        gauss = np.exp(-0.5 * z @ np.linalg.inv(cov) @ z) / np.sqrt(np.linalg.det(cov))
+        dens.append(0.5 * (kernel + gauss))
+    expect = np.log(np.array(dens) / np.sum(dens))
+    np.testing.assert_allclose(engine.shift_log_probs(token, 7), expect, atol=1e-6)
+    # a mode of a single reference still has a density (the pooled covariance carries it)
+    engine._set_shift(engine.shift_keys[:5], np.array([1, 1, 1, 1, 2]), engine.shift_good)
+    assert np.all(np.isfinite(engine.shift_log_probs(token, 7)))
+
+
+def test_contrast_token_fits_saves_and_is_validated():
+    config = {"shift_token": "contrast", "shift_bandwidth": "pooled", "shift_density": "kernel+gauss"}
+    engine = RTAttentionEngine(GRID, config)
+    engine.fit(training_set({"good": 8, "pushed": 4, "tilted": 4, "missing": 4}))
+    arrays = engine.arrays()
+    assert arrays["shift.keys"].shape[1] == 6 and arrays["shift.good"].shape[2] == 6
+    again = RTAttentionEngine(GRID, config)
+    again.load_arrays(arrays)
+    crop = draw_crop(np.random.default_rng(3), "tilted", (1, 6))
+    assert again.infer(crop).class_probs == pytest.approx(engine.infer(crop).class_probs)
+    with pytest.raises(EngineError, match="displacement head"):  # tokens of three for a six-wide head
+        again.load_arrays({**arrays, "shift.keys": arrays["shift.keys"][:, :3],
+                           "shift.good": arrays["shift.good"][..., :3]})
+    for key, bad in (("shift_token", "colour"), ("shift_density", "histogram"), ("shift_pooled_bw", 0),
+                     ("shift_pooled_bw", True)):
+        with pytest.raises(EngineError, match=key):
+            RTAttentionEngine(GRID, {key: bad})
 
 
 def test_rt_head_weight_joins_the_two_heads():
@@ -541,7 +649,7 @@ def test_explain_writes_a_table_png_and_json(attention_recipe, synthetic_data, t
     assert top["probs"]["missing"] > 0.5 and top["odds"] > 0
     assert set(top["deviation"]) == set(doc["standards"]) and len(top["deviation"]["good"]) == len(doc["metric_names"])
     # the displacement head: where the cell's standard matches best, and what that says of the class
-    assert len(top["shift"]) == 3 and sum(top["shift_probs"].values()) == pytest.approx(1.0)
+    assert len(top["shift"]) == 6 and sum(top["shift_probs"].values()) == pytest.approx(1.0)
 
 
 def test_explain_refuses_an_engine_without_the_analysis(synthetic_recipe, synthetic_data, tmp_path):

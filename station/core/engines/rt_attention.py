@@ -124,8 +124,8 @@ class RTAttentionEngine(Engine):
                 "parts": [1, 1], "score": "distance", "localize": "good", "mode_cells": "labelled",
                 "mode_standard": "residual", "detect": "both", "detect_parts": [3, 3], "search_px": 2, "ridge": 1e-3, "folds": 5,
                 "shift_px": 5, "shift_scale": [1.0, 0.3], "rt_head_weight": 0.1, "odds_weight": 0.5,
-                "shift_bandwidth": "fixed", "join": "confusion", "shift_edge": "replicate",
-                "shift_token": "displacement", "shift_density": "kernel", "shift_pooled_bw": 0.3}
+                "shift_bandwidth": "pooled", "join": "confusion", "shift_edge": "replicate",
+                "shift_token": "contrast", "shift_density": "kernel+gauss", "shift_pooled_bw": 0.3}
 
     def __init__(self, grid, config: dict[str, Any] | None = None) -> None:
         super().__init__(grid, config)
