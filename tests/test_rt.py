@@ -101,3 +101,25 @@ def test_rt_engine_with_fewer_than_three_good_images_says_so():
     engine = engine_class("rt")(grid)
     with pytest.raises(EngineError, match="at least 3"):
         engine.fit(_training([np.zeros((h, w, 3))] * 2, ["good"] * 2))
+
+
+# -- thresholds from held-out scores -------------------------------------------------------------
+def test_review_starts_above_the_good_scores_or_at_their_log_normal_tail():
+    from station.core.verdict import calibrate_thresholds
+
+    good = np.array([1.0, 1.2, 0.9, 1.1, 1.05, 0.95, 1.5, 1.0])
+    defect = np.array([40.0, 60.0, 90.0])
+    review, ng = calibrate_thresholds(good, defect)
+    assert review == pytest.approx(1.5 * 1.05) and ng == pytest.approx(np.sqrt(1.5 * 40.0))
+    logs = np.log(good)
+    tail = float(np.exp(logs.mean() + 2.58 * logs.std(ddof=1)))
+    assert tail > 1.5 * 1.05  # the case the tail is for: a short sample's highest score is not its tail
+    review_z, ng_z = calibrate_thresholds(good, defect, review_z=2.58)
+    assert review_z == pytest.approx(tail) and ng_z == pytest.approx(ng)
+    # never above NG: with the defects close, REVIEW stops where NG starts
+    review_close, ng_close = calibrate_thresholds(good, np.array([1.6, 1.7, 1.8]), review_z=10.0)
+    assert review_close == pytest.approx(ng_close)
+    # without defects NG stays 50% above the highest good score and REVIEW under it
+    review_only, ng_only = calibrate_thresholds(good, review_z=10.0)
+    assert ng_only == pytest.approx(1.5 * 1.5) and review_only == pytest.approx(ng_only)
+    assert calibrate_thresholds(good, review_z=2.58)[0] <= ng_only

@@ -388,7 +388,7 @@ def test_contrast_token_fits_saves_and_is_validated():
         again.load_arrays({**arrays, "shift.keys": arrays["shift.keys"][:, :3],
                            "shift.good": arrays["shift.good"][..., :3]})
     for key, bad in (("shift_token", "colour"), ("shift_density", "histogram"), ("shift_pooled_bw", 0),
-                     ("shift_pooled_bw", True)):
+                     ("shift_pooled_bw", True), ("review_z", -1), ("review_z", "2")):
         with pytest.raises(EngineError, match=key):
             RTAttentionEngine(GRID, {key: bad})
 

@@ -24,28 +24,34 @@ def decide(score: float, review: float, ng: float) -> Verdict:
 
 
 def calibrate_thresholds(good: np.ndarray, defect: np.ndarray | None = None,
-                         escape_weight: float = 5.0) -> tuple[float, float]:
+                         escape_weight: float = 5.0, review_z: float = 0.0) -> tuple[float, float]:
     """(review, ng) thresholds from held-out good scores and, where there are any, defect scores.
 
     Without defects the NG threshold sits 50% above the highest held-out good score. With defects
     it is the point that minimises escapes (weighted) plus false rejects, placed halfway (in log
     space) across the gap when the classes separate. REVIEW starts just above the good scores, so
-    a part that looks unlike every good part seen is never passed silently.
+    a part that looks unlike every good part seen is never passed silently. With review_z > 0 it
+    starts no lower than z standard deviations above the mean of the good scores' logarithms (a
+    log-normal tail): the highest of 20 held-out good scores is only about their 95th percentile, so
+    1 good part in 20 would go to REVIEW; never above the NG threshold.
     """
     good = np.sort(np.asarray(good, dtype=float))
     good = good[np.isfinite(good)]
     top_good = float(good[-1]) if good.size else 1.0
     review = top_good * 1.05 if top_good > 0 else 1e-9
     if defect is None or len(defect) == 0:
-        ng = top_good * 1.5 if top_good > 0 else 1e-6
-        return review, max(ng, review)
-    defect = np.sort(np.asarray(defect, dtype=float))
-    if defect[0] > top_good:
-        ng = float(np.sqrt(max(top_good, 1e-12) * defect[0]))
-        return min(review, ng), ng
-    candidates = np.unique(np.concatenate([good, defect]))
-    costs = [escape_weight * np.sum(defect < t) + np.sum(good >= t) for t in candidates]
-    ng = float(candidates[int(np.argmin(costs))])
+        ng = max(top_good * 1.5 if top_good > 0 else 1e-6, review)
+    else:
+        defect = np.sort(np.asarray(defect, dtype=float))
+        if defect[0] > top_good:
+            ng = float(np.sqrt(max(top_good, 1e-12) * defect[0]))
+        else:
+            candidates = np.unique(np.concatenate([good, defect]))
+            costs = [escape_weight * np.sum(defect < t) + np.sum(good >= t) for t in candidates]
+            ng = float(candidates[int(np.argmin(costs))])
+    if review_z > 0 and good.size > 2 and good[0] > 0:
+        logs = np.log(good)
+        review = max(review, float(np.exp(logs.mean() + review_z * logs.std(ddof=1))))
     return min(review, ng), ng
 
 

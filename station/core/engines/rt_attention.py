@@ -114,7 +114,7 @@ class RTAttentionEngine(Engine):
     kind = "classifier"
     # recipes of the fourth round: the RT distance alone as the score, the heads joined as a product
     saved_before = {"odds_weight": 0.0, "join": "product", "shift_bandwidth": "fixed", "shift_edge": "replicate",
-                    "shift_token": "displacement", "shift_density": "kernel"}
+                    "shift_token": "displacement", "shift_density": "kernel", "review_z": 0.0}
 
     @classmethod
     def default_config(cls) -> dict[str, Any]:
@@ -125,7 +125,8 @@ class RTAttentionEngine(Engine):
                 "mode_standard": "residual", "detect": "both", "detect_parts": [3, 3], "search_px": 2, "ridge": 1e-3, "folds": 5,
                 "shift_px": 5, "shift_scale": [1.0, 0.3], "rt_head_weight": 0.1, "odds_weight": 0.5,
                 "shift_bandwidth": "pooled", "join": "confusion", "shift_edge": "replicate",
-                "shift_token": "contrast", "shift_density": "kernel+gauss", "shift_pooled_bw": 0.3}
+                "shift_token": "contrast", "shift_density": "kernel+gauss", "shift_pooled_bw": 0.3,
+                "review_z": 2.58}
 
     def __init__(self, grid, config: dict[str, Any] | None = None) -> None:
         super().__init__(grid, config)
@@ -164,6 +165,10 @@ class RTAttentionEngine(Engine):
         pb = self.config["shift_pooled_bw"]
         if not (isinstance(pb, (int, float)) and not isinstance(pb, bool) and np.isfinite(pb) and 0 < pb <= 10):
             raise EngineError(f"rt-attention: shift_pooled_bw must be a number above 0 and at most 10, not {pb!r}")
+        rz = self.config["review_z"]
+        if not (isinstance(rz, (int, float)) and not isinstance(rz, bool) and np.isfinite(rz) and 0 <= rz <= 10):
+            raise EngineError(f"rt-attention: review_z must be a number from 0 (REVIEW just above the highest "
+                              f"held-out good score) to 10, not {rz!r}")
         tau = self.config["temperature"]
         if not isinstance(tau, (int, float)) or not np.isfinite(tau) or tau <= 0:
             raise EngineError(f"rt-attention: temperature must be a positive number, not {tau!r}")
@@ -663,7 +668,7 @@ class RTAttentionEngine(Engine):
             out = self._infer_scaled(scaled[i])
             scores[i] = out.score
         good = labels == 0
-        thresholds = calibrate_thresholds(scores[good], scores[~good])
+        thresholds = calibrate_thresholds(scores[good], scores[~good], review_z=float(self.config["review_z"]))
         labelled = (given >= 0) & ~good
         held = predicted >= 0
         known = labelled & held
