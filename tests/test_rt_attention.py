@@ -649,6 +649,7 @@ def test_explain_writes_a_table_png_and_json(attention_recipe, synthetic_data, t
     assert top["probs"]["missing"] > 0.5 and top["odds"] > 0
     assert set(top["deviation"]) == set(doc["standards"]) and len(top["deviation"]["good"]) == len(doc["metric_names"])
     # the displacement head: where the cell's standard matches best, and what that says of the class
+    assert doc["shift_names"] == ["dx", "dy", "r", "d_contrast", "d_top", "d_bottom"]
     assert len(top["shift"]) == 6 and sum(top["shift_probs"].values()) == pytest.approx(1.0)
 
 

@@ -31,7 +31,7 @@ class CellRow:
     probs: dict[str, float] | None  # class -> attention probability (None in anomaly fallback)
     odds: float | None  # log(p(defect) / p(good))
     leans_to: str  # the standard of smallest RT distance
-    shift: list[float] | None = None  # the displacement head's token (dx, dy, r), where the recipe has the head
+    shift: list[float] | None = None  # the displacement head's token (see shift_names), where the recipe has the head
     shift_probs: dict[str, float] | None = None  # class -> the displacement head's probability
 
 
@@ -48,6 +48,7 @@ class PlusMinusTable:
     class_probs: dict[str, float] | None
     rows: list[CellRow] = field(default_factory=list)
     crop: np.ndarray | None = None  # registered crop (H, W, 3) RGB, for the picture; not in JSON
+    shift_names: list[str] | None = None  # what each entry of a cell's displacement token is
 
     def to_dict(self) -> dict[str, Any]:
         def clean(v):
@@ -61,7 +62,7 @@ class PlusMinusTable:
 
         return clean({
             "image": self.image, "standards": self.standards, "metric_names": self.metric_names,
-            "classes": self.classes, "verdict": self.verdict, "label": self.label, "score": float(self.score),
+            "shift_names": self.shift_names, "classes": self.classes, "verdict": self.verdict, "label": self.label, "score": float(self.score),
             "top_cell": list(self.top_cell) if self.top_cell else None, "class_probs": self.class_probs,
             "cells": [{"cell": list(r.cell), "metrics": r.metrics, "deviation": r.deviation, "distance": r.distance,
                        "probs": r.probs, "odds": r.odds, "leans_to": r.leans_to,
@@ -99,7 +100,8 @@ def plus_minus_table(recipe: Recipe, image: np.ndarray, name: str = "") -> PlusM
             {c: float(np.exp(data["shift_log_probs"][i, k])) for k, c in enumerate(classes)}
             if "shift_log_probs" in data else None))
     return PlusMinusTable(name, standards, metric_names, classes, result.verdict.value, result.label,
-                          float(result.score), result.top_cell, result.class_probs, rows, result.registered.crop)
+                          float(result.score), result.top_cell, result.class_probs, rows, result.registered.crop,
+                          engine.shift_names if "shift" in data else None)
 
 
 # -- drawing ---------------------------------------------------------------------------------

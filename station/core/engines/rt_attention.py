@@ -398,9 +398,15 @@ class RTAttentionEngine(Engine):
         return self.shift_tokens(scaled, [cell])[0]
 
     @property
+    def shift_names(self) -> list[str]:
+        """What each entry of a displacement token is: (dx, dy, r), with shift_token "contrast" the changes of
+        the cell's contrast and of its top and bottom halves' brightness against its good standard."""
+        moved = ["dx", "dy", "r"]
+        return moved + ["d_contrast", "d_top", "d_bottom"] if self.config["shift_token"] == "contrast" else moved
+
+    @property
     def shift_width(self) -> int:
-        """Length of a displacement token: (dx, dy, r), with shift_token "contrast" three changes more."""
-        return 6 if self.config["shift_token"] == "contrast" else 3
+        return len(self.shift_names)
 
     def shift_tokens(self, scaled: np.ndarray, cells) -> np.ndarray:
         """(len(cells), shift_width) tokens of `shift_token` for several cells of one crop, padded once."""
