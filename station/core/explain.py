@@ -125,10 +125,14 @@ def _text(img, s, x, y, scale=0.42, colour=(20, 20, 20), thick=1):
 
 def render_table(table: PlusMinusTable) -> np.ndarray:
     """The table as a BGR image: one row per cell, per standard the signed deviations (coloured + red,
-    - blue) and D^2 (the smallest, the standard the cell leans to, outlined), then the attention."""
+    - blue) and D^2 (the smallest, the standard the cell leans to, outlined), then the attention, then
+    the displacement head's token and class probabilities (the top cell's class joins the two heads)."""
     m, s = len(table.metric_names), len(table.standards)
     n_prob = len(table.classes) if table.rows and table.rows[0].probs is not None else 0
-    cols = s * (m + 1) + n_prob + (1 if n_prob else 0)
+    shifted = bool(table.rows) and table.rows[0].shift is not None and table.rows[0].shift_probs is not None
+    names = list(table.shift_names or [f"t{k}" for k in range(len(table.rows[0].shift))]) if shifted else []
+    n_shift = len(names) + len(table.classes) if shifted else 0
+    cols = s * (m + 1) + n_prob + (1 if n_prob else 0) + n_shift
     thumb_w = 0
     crop = table.crop
     if crop is not None:
@@ -160,6 +164,13 @@ def render_table(table: PlusMinusTable) -> np.ndarray:
         _text(img, "attention p(class)", gx + 4, y_head + 15, 0.45)
         for k, name in enumerate([*table.classes, "logodds"]):
             _text(img, name[:7], gx + k * _COL_W + 4, y_head + _ROW_H + 15, 0.4)
+    gx_shift = x0 + (s * (m + 1) + n_prob + (1 if n_prob else 0)) * _COL_W
+    if shifted:
+        cv2.rectangle(img, (gx_shift, y_head), (gx_shift + n_shift * _COL_W - 2, y_head + _ROW_H - 3),
+                      (235, 235, 235), -1)
+        _text(img, "displacement head: token, then p(class)", gx_shift + 4, y_head + 15, 0.45)
+        for k, name in enumerate([*names, *table.classes]):
+            _text(img, name[:8], gx_shift + k * _COL_W + 4, y_head + _ROW_H + 15, 0.4)
     for r, row in enumerate(table.rows):
         y = top + r * _ROW_H
         is_top = table.top_cell is not None and tuple(row.cell) == tuple(table.top_cell)
@@ -187,6 +198,15 @@ def render_table(table: PlusMinusTable) -> np.ndarray:
                 _text(img, f"{p:.2f}", x + 6, y + 15, 0.4)
             odds = row.odds if row.odds is not None else float("nan")
             _text(img, f"{odds:+.1f}" if abs(odds) < 1e4 else f"{odds:+.0e}", gx + n_prob * _COL_W + 4, y + 15, 0.4)
+        if shifted and row.shift is not None and row.shift_probs is not None:
+            for k, v in enumerate(row.shift):
+                _text(img, f"{v:+.2f}", gx_shift + k * _COL_W + 4, y + 15, 0.4)
+            for k, c in enumerate(table.classes):
+                p = row.shift_probs[c]
+                x = gx_shift + (len(names) + k) * _COL_W
+                shade = tuple(int(v) for v in (1 - p) * np.array([255, 255, 255]) + p * np.array([120, 210, 120]))
+                cv2.rectangle(img, (x + 1, y + 1), (x + _COL_W - 2, y + _ROW_H - 2), shade, -1)
+                _text(img, f"{p:.2f}", x + 6, y + 15, 0.4)
     if crop is not None:
         img[top: top + thumb.shape[0], 8: 8 + thumb.shape[1]] = thumb
         if table.top_cell is not None:
