@@ -231,7 +231,7 @@ def test_an_older_recipe_keeps_its_score_and_heads(synthetic_data, tmp_path, old
         assert out.score == pytest.approx(expect.score)
         assert out.class_probs == pytest.approx(expect.class_probs)
     fresh = RTAttentionEngine(GRID).config  # a new fit takes today's defaults
-    assert (fresh["odds_weight"], fresh["shift_token"], fresh["shift_density"]) == (0.5, "contrast", "kernel+gauss")
+    assert (fresh["odds_weight"], fresh["shift_token"], fresh["shift_density"]) == (0.5, "contrast+chroma", "kernel+gauss")
 
 
 def test_kinship_of_a_cell_unlike_every_defect_cell_is_still_defined():
@@ -391,6 +391,50 @@ def test_contrast_token_fits_saves_and_is_validated():
                      ("shift_pooled_bw", True), ("review_z", -1), ("review_z", "2")):
         with pytest.raises(EngineError, match=key):
             RTAttentionEngine(GRID, {key: bad})
+
+
+def test_chroma_is_red_minus_blue_and_zero_for_grey():
+    from station.core.displacement import chroma
+
+    crop = np.zeros((2, 2, 3), np.uint8)
+    crop[0, 0] = (200, 100, 50)
+    crop[1, 1] = (40, 90, 240)
+    np.testing.assert_allclose(chroma(crop), [[150 / 255, 0], [0, -200 / 255]], atol=1e-6)
+    grey = np.full((4, 4, 3), 77, np.uint8)
+    assert not chroma(grey).any() and not chroma(grey[..., 0]).any()
+
+
+def test_chroma_token_fits_saves_and_is_validated():
+    config = {"shift_token": "contrast+chroma"}
+    data = training_set({"good": 8, "pushed": 4, "tilted": 4, "missing": 4})
+    engine = RTAttentionEngine(GRID, config)
+    report = engine.fit(data)
+    assert report.info["displacement_chroma"].startswith("on")  # cream pins on a dark housing
+    assert engine.shift_names[-3:] == ["chroma_dx", "chroma_dy", "chroma_r"] and engine.shift_width == 9
+    arrays = engine.arrays()
+    assert arrays["shift.keys"].shape[1] == 9 and arrays["shift.chroma"].shape == (GRID.n_cells, 24 * 24)
+    again = RTAttentionEngine(GRID, config)
+    again.load_arrays(arrays)
+    crop = draw_crop(np.random.default_rng(3), "tilted", (1, 6))
+    assert again.infer(crop).class_probs == pytest.approx(engine.infer(crop).class_probs)
+    # the token at the top cell reads the crop's colour: a grey copy of the crop gives another one
+    scaled, cell = engine._rt._scaled(crop), GRID.index(1, 6)
+    from station.core.displacement import chroma
+    assert not np.allclose(engine.shift_token(scaled, cell, chroma(crop))[6:], engine.shift_token(scaled, cell)[6:])
+    del arrays["shift.chroma"]
+    with pytest.raises(EngineError, match="chroma"):
+        RTAttentionEngine(GRID, config).load_arrays(arrays)
+
+
+def test_chroma_token_is_off_for_grey_images():
+    data = training_set({"good": 8, "pushed": 4, "tilted": 4, "missing": 4})
+    grey = np.repeat(cv2.cvtColor(np.ascontiguousarray(data.crops.reshape(-1, 72, 3)), cv2.COLOR_RGB2GRAY)
+                     .reshape(len(data.crops), 216, 72, 1), 3, axis=3)
+    engine = RTAttentionEngine(GRID, {"shift_token": "contrast+chroma"})
+    report = engine.fit(TrainingSet(grey, data.labels, data.cells, GRID))
+    assert report.info["displacement_chroma"].startswith("off")
+    assert engine.config["shift_token"] == "contrast" and engine.shift_width == 6
+    assert "shift.chroma" not in engine.arrays()
 
 
 def test_rt_head_weight_joins_the_two_heads():
@@ -649,8 +693,9 @@ def test_explain_writes_a_table_png_and_json(attention_recipe, synthetic_data, t
     assert top["probs"]["missing"] > 0.5 and top["odds"] > 0
     assert set(top["deviation"]) == set(doc["standards"]) and len(top["deviation"]["good"]) == len(doc["metric_names"])
     # the displacement head: where the cell's standard matches best, and what that says of the class
-    assert doc["shift_names"] == ["dx", "dy", "r", "d_contrast", "d_top", "d_bottom"]
-    assert len(top["shift"]) == 6 and sum(top["shift_probs"].values()) == pytest.approx(1.0)
+    assert doc["shift_names"] == ["dx", "dy", "r", "d_contrast", "d_top", "d_bottom", "chroma_dx", "chroma_dy",
+                                  "chroma_r"]
+    assert len(top["shift"]) == 9 and sum(top["shift_probs"].values()) == pytest.approx(1.0)
 
 
 def test_explain_refuses_an_engine_without_the_analysis(synthetic_recipe, synthetic_data, tmp_path):

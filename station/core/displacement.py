@@ -70,3 +70,13 @@ def cell_contrast(scaled: np.ndarray, standard: np.ndarray, grid: CellGrid, cell
         half = c // 2
         out[j] = (y.std() - x.std(), y[:half].mean() - x[:half].mean(), y[half:].mean() - x[half:].mean())
     return out
+
+
+def chroma(crop: np.ndarray) -> np.ndarray:
+    """(H, W) float32 warm-minus-cool channel of an RGB crop, red minus blue in -1..1; zero for a grey crop.
+    Where a part's features differ from what lies behind them in colour more than in brightness (cream pins
+    in front of a pale blue table, in the first row of the demo line) the displacement search finds them here."""
+    if crop.ndim != 3 or crop.shape[2] < 3:
+        return np.zeros(crop.shape[:2], np.float32)
+    rgb = np.asarray(crop, dtype=np.float32)
+    return (rgb[..., 0] - rgb[..., 2]) / 255.0

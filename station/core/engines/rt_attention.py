@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from station.core.displacement import cell_contrast, cell_shifts
+from station.core.displacement import cell_contrast, cell_shifts, chroma
 from station.core.engines.base import Engine, EngineOutput, FitReport, Progress, TrainingSet
 from station.core.engines.rt_engine import RTEngine
 from station.core.errors import EngineError
@@ -47,8 +47,9 @@ OPTIONS = {
     # shift_pooled_bw times the defect modes' pooled within-class spread of each token dimension
     "shift_bandwidth": ("fixed", "adaptive", "pooled"),
     # the displacement head's token: (dx, dy, r), or with the cell's contrast change and the brightness
-    # change of its top and bottom halves against its good standard (`cell_contrast`)
-    "shift_token": ("displacement", "contrast"),
+    # change of its top and bottom halves against its good standard (`cell_contrast`), or also (dx, dy, r)
+    # of the crop's warm-minus-cool channel against its good standard (`chroma`; off for grey images)
+    "shift_token": ("displacement", "contrast", "contrast+chroma"),
     # a class's density of tokens: the kernel density over its reference tokens, or the mean of that and
     # a Gaussian (the mode's own unit space of tokens: their mean and covariance; good: the cell's), which
     # carries a mode over the gaps between its few references
@@ -62,6 +63,7 @@ OPTIONS = {
     # the displacement search at the crop's border: over replicated edge pixels, or inside the crop only
     "shift_edge": ("replicate", "inside"),
 }
+MIN_CHROMA_SPREAD = 0.01  # below it (spread of the good images' mean chroma) the images count as grey
 CONFUSION_PRIOR = 1.0  # pseudo-count spread over each row of a head's confusion matrix
 ODDS_CLIP = 4.0  # how far (in log-odds) the class heads may move the verdict score, either way
 CONTEXT = {"cell": [(0, 0)], "column": [(0, -1), (0, 0), (0, 1)],
@@ -125,7 +127,7 @@ class RTAttentionEngine(Engine):
                 "mode_standard": "residual", "detect": "both", "detect_parts": [3, 3], "search_px": 2, "ridge": 1e-3, "folds": 5,
                 "shift_px": 5, "shift_scale": [1.0, 0.3], "rt_head_weight": 0.1, "odds_weight": 0.5,
                 "shift_bandwidth": "pooled", "join": "confusion", "shift_edge": "replicate",
-                "shift_token": "contrast", "shift_density": "kernel+gauss", "shift_pooled_bw": 0.3,
+                "shift_token": "contrast+chroma", "shift_density": "kernel+gauss", "shift_pooled_bw": 0.3,
                 "review_z": 2.58}
 
     def __init__(self, grid, config: dict[str, Any] | None = None) -> None:
@@ -188,6 +190,7 @@ class RTAttentionEngine(Engine):
         self.shift_keys: np.ndarray | None = None
         self.shift_labels: np.ndarray | None = None
         self.shift_good: np.ndarray | None = None
+        self.chroma_standard: np.ndarray | None = None  # (n_cells, cell_px**2) mean chroma of the good images
         self._shift_model: dict[str, Any] | None = None  # see _shift_density
         # join "confusion": (2, C, C) P(head says c' | true class c) of the RT head and the displacement head
         self.confusion: np.ndarray | None = None
@@ -390,32 +393,42 @@ class RTAttentionEngine(Engine):
         return ctx.reshape(*ctx.shape[:-2], -1)
 
     # -- the displacement head -------------------------------------------------------------
-    def shift_token(self, scaled: np.ndarray, cell: int) -> np.ndarray:
+    def shift_token(self, scaled: np.ndarray, cell: int, colour: np.ndarray | None = None) -> np.ndarray:
         """(dx, dy, r) of one cell: where within shift_px its good standard matches the crop best (px,
         sub-pixel, + is right and down) and how well (Pearson r). The RT metrics say how far a cell is
         from a standard; this says which way its content moved: a pushed pin's top moves along the
         camera's line of sight, a leaning one sideways, a missing pin matches nowhere."""
-        return self.shift_tokens(scaled, [cell])[0]
+        return self.shift_tokens(scaled, [cell], colour)[0]
 
     @property
     def shift_names(self) -> list[str]:
         """What each entry of a displacement token is: (dx, dy, r), with shift_token "contrast" the changes of
         the cell's contrast and of its top and bottom halves' brightness against its good standard."""
-        moved = ["dx", "dy", "r"]
-        return moved + ["d_contrast", "d_top", "d_bottom"] if self.config["shift_token"] == "contrast" else moved
+        names = ["dx", "dy", "r"]
+        if self.config["shift_token"] in ("contrast", "contrast+chroma"):
+            names += ["d_contrast", "d_top", "d_bottom"]
+        if self.config["shift_token"] == "contrast+chroma":
+            names += ["chroma_dx", "chroma_dy", "chroma_r"]
+        return names
 
     @property
     def shift_width(self) -> int:
         return len(self.shift_names)
 
-    def shift_tokens(self, scaled: np.ndarray, cells) -> np.ndarray:
-        """(len(cells), shift_width) tokens of `shift_token` for several cells of one crop, padded once."""
+    def shift_tokens(self, scaled: np.ndarray, cells, colour: np.ndarray | None = None) -> np.ndarray:
+        """(len(cells), shift_width) tokens of `shift_token` for several cells of one crop, padded once.
+        `colour` is the crop's `chroma` channel (shift_token "contrast+chroma"; None: a grey crop)."""
         cells = list(cells)
-        moved = cell_shifts(scaled, self.good.standard, self.grid, int(self.config["shift_px"]), cells,
-                            inside=self.config["shift_edge"] == "inside")
-        if self.config["shift_token"] != "contrast":
-            return moved
-        return np.concatenate([moved, cell_contrast(scaled, self.good.standard, self.grid, cells)], axis=1)
+        px, inside = int(self.config["shift_px"]), self.config["shift_edge"] == "inside"
+        parts = [cell_shifts(scaled, self.good.standard, self.grid, px, cells, inside=inside)]
+        if self.config["shift_token"] in ("contrast", "contrast+chroma"):
+            parts.append(cell_contrast(scaled, self.good.standard, self.grid, cells))
+        if self.config["shift_token"] == "contrast+chroma":
+            if self.chroma_standard is None:
+                raise EngineError("the rt-attention engine's chroma standard is missing")
+            colour = np.zeros_like(scaled, dtype=np.float32) if colour is None else colour
+            parts.append(cell_shifts(colour, self.chroma_standard, self.grid, px, cells, inside=inside))
+        return np.concatenate(parts, axis=1)
 
     def _set_shift(self, keys: np.ndarray | None, labels: np.ndarray | None, good: np.ndarray | None) -> None:
         self.shift_keys, self.shift_labels, self.shift_good = keys, labels, good
@@ -487,14 +500,15 @@ class RTAttentionEngine(Engine):
                 out[c] = np.logaddexp(out[c], gauss) - np.log(2.0)
         return out - _logsumexp(out, 0)
 
-    def _with_shift(self, scaled: np.ndarray, top: int, log_probs: np.ndarray) -> np.ndarray:
+    def _with_shift(self, scaled: np.ndarray, top: int, log_probs: np.ndarray,
+                    colour: np.ndarray | None = None) -> np.ndarray:
         """The RT-token head's class log-probabilities at the top cell, joined with the displacement head's."""
-        return self._join(log_probs, self._shift_head(scaled, top))
+        return self._join(log_probs, self._shift_head(scaled, top, colour))
 
-    def _shift_head(self, scaled: np.ndarray, top: int) -> np.ndarray | None:
+    def _shift_head(self, scaled: np.ndarray, top: int, colour: np.ndarray | None = None) -> np.ndarray | None:
         if self.shift_keys is None or self.shift_good is None:
             return None
-        return self.shift_log_probs(self.shift_token(scaled, top), top)
+        return self.shift_log_probs(self.shift_token(scaled, top, colour), top)
 
     def _join(self, rt: np.ndarray, shift: np.ndarray | None) -> np.ndarray:
         """Class log-probabilities from the two heads: a product (the RT head's weighted by
@@ -518,7 +532,7 @@ class RTAttentionEngine(Engine):
         w = float(self.config["odds_weight"])
         return float(d2_top) * float(np.exp(w * np.clip(np.nan_to_num(odds), -ODDS_CLIP, ODDS_CLIP))), odds
 
-    def _top_heads(self, scaled: np.ndarray, vectors: np.ndarray | None = None):
+    def _top_heads(self, scaled: np.ndarray, vectors: np.ndarray | None = None, colour: np.ndarray | None = None):
         """The block detector's cell distances (n,), its top cell, and the two heads' class
         log-probabilities there (the displacement head's None when it is off)."""
         vectors = self.vectors(scaled) if vectors is None else vectors
@@ -526,7 +540,7 @@ class RTAttentionEngine(Engine):
         top = int(np.argmax(d2))
         kind = self.config["queries"]
         rt = self._attend(self._top_query(vectors, top, kind), kind, cells=np.array([top]))[0][0]
-        return d2, top, rt, self._shift_head(scaled, top)
+        return d2, top, rt, self._shift_head(scaled, top, colour)
 
     def fit_confusion(self, labels: np.ndarray, rt: np.ndarray, shift: np.ndarray) -> None:
         """Each head's confusion matrix from held-out log-probabilities (N, C) of images of known class:
@@ -616,10 +630,15 @@ class RTAttentionEngine(Engine):
             self.modes[name] = ModeSpace(standard.astype(np.float32), mean.astype(np.float32),
                                          _whitener(np.linalg.inv(cov)))
 
-    def _fit_once(self, scaled: np.ndarray, labels: np.ndarray, cells: np.ndarray | None) -> np.ndarray:
-        """Fit everything on these images; returns the defective cell index used for each image."""
+    def _fit_once(self, scaled: np.ndarray, labels: np.ndarray, cells: np.ndarray | None,
+                  colours: np.ndarray | None = None) -> np.ndarray:
+        """Fit everything on these images (`colours`: their chroma channels, for shift_token
+        "contrast+chroma"); returns the defective cell index used for each image."""
         good = labels == 0
         self._fit_good(scaled[good])
+        self.chroma_standard = None
+        if colours is not None:
+            self.chroma_standard = cell_vectors(colours[good], self.grid.cols, self.grid.rows).mean(axis=0)
         vectors = np.stack([self.vectors(s) for s in scaled])
         if cells is None or np.any((cells < 0) & ~good):
             weak = np.argmax(self.good.distance_of_metrics(self.good.metrics_of(vectors)), axis=1)
@@ -643,9 +662,13 @@ class RTAttentionEngine(Engine):
         self._set_shift(None, None, None)
         if int(self.config["shift_px"]) > 0:
             n = self.grid.n_cells
-            self._set_shift(np.stack([self.shift_token(scaled[i], cells[i]) for i in defect]).reshape(-1, self.shift_width),
+            def colour(i: int) -> np.ndarray | None:
+                return None if colours is None else colours[i]
+
+            self._set_shift(np.stack([self.shift_token(scaled[i], cells[i], colour(i))
+                                      for i in defect]).reshape(-1, self.shift_width),
                             labels[defect].astype(np.int64),
-                            np.stack([self.shift_tokens(s, range(n)) for s in scaled[good]]))
+                            np.stack([self.shift_tokens(scaled[i], range(n), colour(i)) for i in np.flatnonzero(good)]))
         self._prepare()
         return cells
 
@@ -667,11 +690,22 @@ class RTAttentionEngine(Engine):
         scaled = np.stack([self._rt._scaled(c) for c in data.crops])
         given = np.array([-1 if c is None else self.grid.index(*c) for c in data.cells])
         given[labels == 0] = -1
-        scores, predicted, top = self._cross_validate(scaled, labels, given, seed, progress)
-        cells = self._fit_once(scaled, labels, given)
+        colours, colour_note = None, None
+        if self.config["shift_token"] == "contrast+chroma":
+            colours = np.stack([chroma(c) for c in data.crops])
+            spread = float(colours[labels == 0].mean(axis=0).std())
+            if spread < MIN_CHROMA_SPREAD:  # grey images, or a grey part on a grey ground: nothing to find there
+                self.config["shift_token"] = "contrast"
+                colours = None
+                colour_note = (f"off: the good images carry no colour (chroma spread {spread:.3f} < "
+                               f"{MIN_CHROMA_SPREAD}); shift_token set to 'contrast'")
+            else:
+                colour_note = f"on (chroma spread of the good images {spread:.3f})"
+        scores, predicted, top = self._cross_validate(scaled, labels, given, seed, progress, colours)
+        cells = self._fit_once(scaled, labels, given, colours)
         in_sample = np.flatnonzero(predicted < 0)  # too few images of its kind to hold it out
         for i in in_sample:
-            out = self._infer_scaled(scaled[i])
+            out = self._infer_scaled(scaled[i], None if colours is None else colours[i])
             scores[i] = out.score
         good = labels == 0
         thresholds = calibrate_thresholds(scores[good], scores[~good], review_z=float(self.config["review_z"]))
@@ -691,6 +725,7 @@ class RTAttentionEngine(Engine):
             "held_out_accuracy": float(np.mean(predicted[held] == labels[held])) if held.any() else None,
             "held_out_cell_localization": float(np.mean(top[known] == cells[known])) if known.any() else None,
             "held_out_good_max": float(scores[good].max()),
+            **({"displacement_chroma": colour_note} if colour_note else {}),
             "held_out_defect_min": float(scores[~good].min()),
             # join "confusion": what each head said of each true class when held out (rows: true class)
             "held_out_head_confusion": None if self.confusion is None else {
@@ -699,7 +734,7 @@ class RTAttentionEngine(Engine):
                 for head, m in zip(("rt", "displacement"), self.confusion)},
         })
 
-    def _cross_validate(self, scaled, labels, given, seed, progress):
+    def _cross_validate(self, scaled, labels, given, seed, progress, colours=None):
         """Held-out score, predicted class and top cell of every image, from folds stratified by class
         (each image scored by a model that never saw it); -1 where an image could not be held out."""
         n = len(labels)
@@ -729,14 +764,16 @@ class RTAttentionEngine(Engine):
             sub.classes = [self.classes[c] for c in present]
             if len(present) < 2:
                 continue
-            sub._fit_once(scaled[train], np.array([remap[int(c)] for c in train_labels]), given[train])
+            sub._fit_once(scaled[train], np.array([remap[int(c)] for c in train_labels]), given[train],
+                          None if colours is None else colours[train])
             for i in np.flatnonzero(test):
+                colour = None if colours is None else colours[i]
                 if blocks:
-                    d2, top[i], rt, shift = sub._top_heads(scaled[i])
+                    d2, top[i], rt, shift = sub._top_heads(scaled[i], colour=colour)
                     heads[i] = (float(d2[top[i]]), _spread(rt, present, n_classes),
                                 None if shift is None else _spread(shift, present, n_classes))
                     continue
-                out = sub._infer_scaled(scaled[i])
+                out = sub._infer_scaled(scaled[i], colour)
                 scores[i] = out.score
                 top[i] = int(np.argmax(out.cell_scores))
                 probs = out.class_probs or {}
@@ -762,7 +799,7 @@ class RTAttentionEngine(Engine):
         RT distance D^2 to each standard (n, S, averaged over blocks), class log-probabilities (n, C)
         and the defect log-odds (n,) per cell, the signed deviation (n, S, M) of each metric from
         its unit space's mean, in that space's standard deviations, and with the displacement head the
-        token (n, 3: dx, dy, r) and class log-probabilities (n, C) of every cell."""
+        token (n, shift_width: see shift_names) and class log-probabilities (n, C) of every cell."""
         scaled = self._rt._scaled(crop)
         vectors = self.vectors(scaled)
         tokens, raw = self.tokens(vectors)
@@ -784,16 +821,20 @@ class RTAttentionEngine(Engine):
             where = self.attention(tokens, queries="good")[0] if self.config["localize"] == "good" else log_probs
             out.update({"log_probs": log_probs, "odds": self.defect_odds(where)})
         if self.shift_keys is not None and self.shift_good is not None:
-            shift = self.shift_tokens(scaled, range(n))
+            shift = self.shift_tokens(scaled, range(n), self._colour(crop))
             out.update({"shift": shift, "shift_log_probs": np.stack([self.shift_log_probs(t, i)
                                                                      for i, t in enumerate(shift)])})
         return out
 
-    def _infer_scaled(self, scaled: np.ndarray) -> EngineOutput:
+    def _colour(self, crop: np.ndarray) -> np.ndarray | None:
+        """The crop's chroma channel where the displacement head reads it, else None."""
+        return chroma(crop) if self.config["shift_token"] == "contrast+chroma" else None
+
+    def _infer_scaled(self, scaled: np.ndarray, colour: np.ndarray | None = None) -> EngineOutput:
         vectors = self.vectors(scaled)
         # the block detector gives an RT distance; score "attention" keeps the tokens' odds (token path)
         if self.config["detect"] != "tokens" and self.config["score"] == "distance" and self.detect_space is not None:
-            return self._infer_blocks(scaled, vectors)
+            return self._infer_blocks(scaled, vectors, colour)
         if self.config["localize"] == "good":
             # where: anomaly-type queries over all cells; what: the configured queries, at that cell only
             tokens, _ = self.tokens(vectors, good_only=True)
@@ -811,7 +852,7 @@ class RTAttentionEngine(Engine):
             odds = np.nan_to_num(self.defect_odds(log_probs), nan=np.inf)
             top = int(np.argmax(odds))
             top_probs = log_probs[top]
-        top_probs = self._with_shift(scaled, top, top_probs)
+        top_probs = self._with_shift(scaled, top, top_probs, colour)
         probs = np.exp(top_probs)
         m = len(METRIC_SETS[self.config["metrics"]]) * self.n_parts
         d2 = float(np.nan_to_num(np.max(np.sum(tokens[:, :m] ** 2, axis=-1)) / m, nan=np.inf))
@@ -823,10 +864,10 @@ class RTAttentionEngine(Engine):
                             {name: float(p) for name, p in zip(self.classes, probs)},
                             {"rt_distance": d2, "top_odds": float(odds[top])})
 
-    def _infer_blocks(self, scaled: np.ndarray, vectors: np.ndarray) -> EngineOutput:
+    def _infer_blocks(self, scaled: np.ndarray, vectors: np.ndarray, colour: np.ndarray | None = None) -> EngineOutput:
         """Where and how defective from the block RT distance; what from the configured queries at the
         top cell, joined with the displacement head. The cells show the RT distance."""
-        d2, top, rt, shift = self._top_heads(scaled, vectors)
+        d2, top, rt, shift = self._top_heads(scaled, vectors, colour)
         top_probs = self._join(rt, shift)
         score, odds = self._score(d2[top], top_probs)
         return EngineOutput(score, d2.reshape(self.grid.rows, self.grid.cols),
@@ -838,7 +879,7 @@ class RTAttentionEngine(Engine):
             raise EngineError("the rt-attention engine has not been fitted")
         if self.fallback:
             return self._rt.infer(crop)
-        return self._infer_scaled(self._rt._scaled(crop))
+        return self._infer_scaled(self._rt._scaled(crop), self._colour(crop))
 
     # -- arrays ----------------------------------------------------------------------------
     def arrays(self) -> dict[str, np.ndarray]:
@@ -855,6 +896,8 @@ class RTAttentionEngine(Engine):
         if self.shift_keys is not None and self.shift_good is not None:
             out.update({"shift.keys": self.shift_keys, "shift.labels": self.shift_labels.astype(np.int32),
                         "shift.good": self.shift_good})
+            if self.chroma_standard is not None:
+                out["shift.chroma"] = self.chroma_standard.astype(np.float32)
         if self.confusion is not None:
             out["join.confusion"] = self.confusion.astype(np.float32)
         # class names in order, as code points (safetensors holds numbers only)
@@ -906,6 +949,7 @@ class RTAttentionEngine(Engine):
             raise EngineError("rt-attention arrays: the reference cells are missing or of the wrong shape")
         self.keys, self.key_labels = keys, key_labels.astype(np.int64)
         self._set_shift(None, None, None)
+        self.chroma_standard = None
         if int(self.config["shift_px"]) > 0:
             if "shift.keys" not in arrays:  # a recipe from before the displacement head: the RT head alone
                 self.config["shift_px"] = 0
@@ -919,6 +963,13 @@ class RTAttentionEngine(Engine):
                     raise EngineError("rt-attention arrays: the displacement head's reference tokens are missing "
                                       "or of the wrong shape")
                 self._set_shift(sk, sl.astype(np.int64), sg)
+                if self.config["shift_token"] == "contrast+chroma":
+                    cs = arrays.get("shift.chroma")
+                    if cs is None or cs.shape != (self.grid.n_cells, self.grid.cell_px ** 2) \
+                            or not np.all(np.isfinite(cs)):
+                        raise EngineError("rt-attention arrays: the displacement head's chroma standard is missing "
+                                          "or of the wrong shape")
+                    self.chroma_standard = cs.astype(np.float32)
         self.confusion = None
         conf = arrays.get("join.confusion")
         if conf is not None and self.config["join"] == "confusion" and self.shift_keys is not None:
