@@ -45,6 +45,17 @@ def synthetic_recipe(synthetic_data, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(autouse=True)
+def collect_in_the_main_thread(request):
+    """A Qt test's objects in reference cycles are collected here, in the main thread, not by whichever
+    worker thread of a later test allocates next (shiboken then crashed the process; station/ui/collector.py)."""
+    yield
+    if {"qtbot", "qapp"} & set(request.fixturenames):
+        import gc
+
+        gc.collect()
+
+
+@pytest.fixture(autouse=True)
 def no_leaked_top_level_widgets(request):
     """Fail a Qt test that leaves a top-level widget behind (pytest-qt closes registered ones first)."""
     if not {"qtbot", "qapp"} & set(request.fixturenames):

@@ -287,3 +287,46 @@ def test_void_qt_calls_cannot_use_up_none():
     for _ in range(20000):  # enough to abort an unguarded interpreter
         probe.setObjectName("x")
     assert sys.getrefcount(None) > 1 << 59 or not none_refcount_leaks()
+
+
+def test_garbage_is_collected_in_the_gui_thread_while_a_window_is_open(qtbot, synthetic_data, synthetic_recipe):
+    """Python's collector freeing a PySide object in a worker thread crashed the process (shiboken's
+    deferred deletion); while a station window is open only the GUI thread collects."""
+    import gc
+
+    from station.ui.app import create_window
+    from station.ui.collector import GuiThreadCollector
+
+    assert gc.isenabled()
+    window = create_window(f"demo:{synthetic_data / 'test'}", str(synthetic_recipe), save_settings=False)
+    qtbot.addWidget(window)
+    other = GuiThreadCollector()
+    other.start()
+    try:
+        assert not gc.isenabled()
+        window.close()
+        assert not gc.isenabled()  # the other collector still runs
+    finally:
+        other.stop()
+    assert gc.isenabled()
+    # the timer's collection: a cycle left behind is freed at the next tick, by generation
+    collector = GuiThreadCollector(interval_ms=10)
+    collector.start()
+    try:
+        import weakref
+
+        class Node:
+            pass
+
+        gc.collect()  # generation counts start from zero
+        cycle = Node()
+        cycle.me = cycle
+        ref = weakref.ref(cycle)
+        del cycle
+        keep = [[] for _ in range(gc.get_threshold()[0] + 10)]  # tracked objects: generation 0's count grows
+        assert len(keep) > gc.get_threshold()[0]
+        assert ref() is not None  # automatic collection is off
+        qtbot.waitUntil(lambda: ref() is None, timeout=2000)
+    finally:
+        collector.stop()
+    assert gc.isenabled()

@@ -11,6 +11,7 @@ from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QMainWindow, QM
 from station.core.errors import StationError
 from station.core.settings import StationSettings, save_settings
 from station.core.sources import make_source
+from station.ui.collector import GuiThreadCollector
 from station.ui.counters_panel import CountersPanel
 from station.ui.last_ng_list import LastNgList
 from station.ui.live_service import LiveService
@@ -41,6 +42,8 @@ class MainWindow(QMainWindow):
         self.service = service
         self.settings = settings or StationSettings()
         self._save = save
+        self._collector = GuiThreadCollector(self)  # cycles collected here, never in a worker thread
+        self._collector.start()
         self.setWindowTitle("Inspection station")
         self.setStyleSheet(STYLE)
 
@@ -211,7 +214,10 @@ class MainWindow(QMainWindow):
 
     # -- closing ----------------------------------------------------------------------------------
     def closeEvent(self, event) -> None:  # noqa: N802
-        if not self.service.shutdown():
+        stopped = self.service.shutdown()
+        if stopped:  # the worker threads are gone: Python may collect on its own again
+            self._collector.stop()
+        else:
             QMessageBox.warning(self, "Inspection station", "The camera did not stop in time; it is left to the "
                                 "operating system.")
         self.settings.overlay_visible = self.live_view.overlay_box.isChecked()

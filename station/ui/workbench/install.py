@@ -138,11 +138,17 @@ class EngineerMenu(QObject):
         self._on_message("error", text)
 
     def eventFilter(self, watched, event) -> bool:  # noqa: N802
-        if watched is self.main_window and event.type() == QEvent.Type.Close:
+        # a filter whose Python side the garbage collector has already cleared (a closed window being
+        # destroyed) has nothing to do
+        main = getattr(self, "main_window", None)
+        if main is not None and watched is main and event.type() == QEvent.Type.Close:
             self.shutdown()
         return False
 
     def shutdown(self) -> None:
+        # no more events from the window: when the collector later destroys the closed window, its filter
+        # must not be called half-destroyed (that crashed the test process, at random points, with a segfault)
+        self.main_window.removeEventFilter(self)
         if self._window is not None:
             self._window.shutdown()
         self.capture.shutdown()
