@@ -108,6 +108,9 @@ def plus_minus_table(recipe: Recipe, image: np.ndarray, name: str = "") -> PlusM
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 _ROW_H, _COL_W, _LABEL_W = 22, 62, 70
 _PLUS, _MINUS = np.array([60, 60, 220]), np.array([220, 120, 40])  # BGR: red for +, blue for -
+# column heads that fit a column (the JSON keeps the full names)
+_SHORT = {"d_contrast": "d contr", "d_top": "d top", "d_bottom": "d bottom", "chroma_dx": "chr dx",
+          "chroma_dy": "chr dy", "chroma_r": "chr r"}
 
 
 def _signed_colour(z: float) -> tuple[int, int, int]:
@@ -169,7 +172,7 @@ def render_table(table: PlusMinusTable) -> np.ndarray:
         cv2.rectangle(img, (gx_shift, y_head), (gx_shift + n_shift * _COL_W - 2, y_head + _ROW_H - 3),
                       (235, 235, 235), -1)
         _text(img, "displacement head: token, then p(class)", gx_shift + 4, y_head + 15, 0.45)
-        for k, name in enumerate([*names, *table.classes]):
+        for k, name in enumerate([*[_SHORT.get(n, n) for n in names], *table.classes]):
             _text(img, name[:8], gx_shift + k * _COL_W + 4, y_head + _ROW_H + 15, 0.4)
     for r, row in enumerate(table.rows):
         y = top + r * _ROW_H
