@@ -147,7 +147,7 @@ class EngineerMenu(QObject):
 
     def shutdown(self) -> None:
         # no more events from the window: when the collector later destroys the closed window, its filter
-        # must not be called half-destroyed (that crashed the test process, at random points, with a segfault)
+        # must not be called half-destroyed (seen in the tests: called with its Python attributes gone)
         self.main_window.removeEventFilter(self)
         if self._window is not None:
             self._window.shutdown()
