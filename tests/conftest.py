@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import tempfile
@@ -45,19 +46,10 @@ def synthetic_recipe(synthetic_data, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def collect_in_the_main_thread(request):
-    """A Qt test's objects in reference cycles are collected here, in the main thread, not by whichever
-    worker thread of a later test allocates next (shiboken then crashed the process; station/ui/collector.py)."""
-    yield
-    if {"qtbot", "qapp"} & set(request.fixturenames):
-        import gc
-
-        gc.collect()
-
-
-@pytest.fixture(autouse=True)
 def no_leaked_top_level_widgets(request):
-    """Fail a Qt test that leaves a top-level widget behind (pytest-qt closes registered ones first)."""
+    """Fail a Qt test that leaves a top-level widget behind (pytest-qt closes registered ones first), and
+    collect its objects in reference cycles here, in the main thread, not in whichever worker thread of a
+    later test allocates next (shiboken then crashed the process; station/ui/collector.py)."""
     if not {"qtbot", "qapp"} & set(request.fixturenames):
         yield
         return
@@ -71,9 +63,10 @@ def no_leaked_top_level_widgets(request):
         QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
         QApplication.processEvents()
     leaked = [w for w in app.topLevelWidgets() if id(w) not in before and type(w).__name__ != "QTipLabel"]
+    names = ", ".join(f"{type(w).__name__}({w.objectName() or w.windowTitle()!r})" for w in leaked)
+    for w in leaked:
+        w.close()
+        w.deleteLater()
+    gc.collect()
     if leaked:
-        names = ", ".join(f"{type(w).__name__}({w.objectName() or w.windowTitle()!r})" for w in leaked)
-        for w in leaked:
-            w.close()
-            w.deleteLater()
         pytest.fail(f"top-level widgets leaked by this test: {names}")

@@ -160,17 +160,9 @@ class RTAttentionEngine(Engine):
             raise EngineError(f"rt-attention: shift_scale must be [px, correlation], two positive numbers, not {ss!r}")
         if not (isinstance(hw, (int, float)) and np.isfinite(hw) and hw >= 0):
             raise EngineError(f"rt-attention: rt_head_weight must be a number >= 0, not {hw!r}")
-        ow = self.config["odds_weight"]
-        if not (isinstance(ow, (int, float)) and not isinstance(ow, bool) and np.isfinite(ow) and 0 <= ow <= 10):
-            raise EngineError(f"rt-attention: odds_weight must be a number from 0 (the RT distance alone) to 10, "
-                              f"not {ow!r}")
-        pb = self.config["shift_pooled_bw"]
-        if not (isinstance(pb, (int, float)) and not isinstance(pb, bool) and np.isfinite(pb) and 0 < pb <= 10):
-            raise EngineError(f"rt-attention: shift_pooled_bw must be a number above 0 and at most 10, not {pb!r}")
-        rz = self.config["review_z"]
-        if not (isinstance(rz, (int, float)) and not isinstance(rz, bool) and np.isfinite(rz) and 0 <= rz <= 10):
-            raise EngineError(f"rt-attention: review_z must be a number from 0 (REVIEW just above the highest "
-                              f"held-out good score) to 10, not {rz!r}")
+        self._number("odds_weight", 0, "a number from 0 (the RT distance alone) to 10")
+        self._number("shift_pooled_bw", 0, "a number above 0 and at most 10", above=True)
+        self._number("review_z", 0, "a number from 0 (REVIEW just above the highest held-out good score) to 10")
         tau = self.config["temperature"]
         if not isinstance(tau, (int, float)) or not np.isfinite(tau) or tau <= 0:
             raise EngineError(f"rt-attention: temperature must be a positive number, not {tau!r}")
@@ -194,6 +186,13 @@ class RTAttentionEngine(Engine):
         self._shift_model: dict[str, Any] | None = None  # see _shift_density
         # join "confusion": (2, C, C) P(head says c' | true class c) of the RT head and the displacement head
         self.confusion: np.ndarray | None = None
+
+    def _number(self, key: str, low: float, what: str, high: float = 10.0, above: bool = False) -> None:
+        """Refuse a setting that is not a finite number from `low` (above it, with `above`) to `high`."""
+        v = self.config[key]
+        if not (isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
+                and (v > low if above else v >= low) and v <= high):
+            raise EngineError(f"rt-attention: {key} must be {what}, not {v!r}")
 
     # -- state -----------------------------------------------------------------------------
     @property
@@ -402,8 +401,9 @@ class RTAttentionEngine(Engine):
 
     @property
     def shift_names(self) -> list[str]:
-        """What each entry of a displacement token is: (dx, dy, r), with shift_token "contrast" the changes of
-        the cell's contrast and of its top and bottom halves' brightness against its good standard."""
+        """What each entry of a displacement token is: (dx, dy, r); with shift_token "contrast" the changes of
+        the cell's contrast and of its top and bottom halves' brightness against its good standard; with
+        "contrast+chroma" also (dx, dy, r) of the chroma channel against its good standard."""
         names = ["dx", "dy", "r"]
         if self.config["shift_token"] in ("contrast", "contrast+chroma"):
             names += ["d_contrast", "d_top", "d_bottom"]
