@@ -95,6 +95,16 @@ VARIANTS = [  # (axis, label, config overrides of the default)
     ("join, sixth round", "product of the heads, RT head weight 0.1", {"join": "product", "rt_head_weight": 0.1}),
     ("join, sixth round", "product of the heads, RT head weight 0.3", {"join": "product", "rt_head_weight": 0.3}),
     ("join, sixth round", "product of the heads, RT head weight 1.0", {"join": "product", "rt_head_weight": 1.0}),
+    # the seventh round: the token's (dx, dy, r) from the better matching channel, grey or chroma, and the
+    # contrast changes at a wider bandwidth; each step taken back one at a time
+    ("seventh round", "the sixth round's defaults (chroma (dx, dy, r) beside grey, confusion join, contrast bw 0.3)",
+     {"shift_token": "contrast+chroma", "join": "confusion", "shift_contrast_bw": None}),
+    ("seventh round", "better channel, confusion join, contrast bw 0.3", {"join": "confusion", "shift_contrast_bw": None}),
+    ("seventh round", "better channel, confusion join", {"join": "confusion"}),
+    ("seventh round", "better channel, contrast bw 0.3 (as the rest)", {"shift_contrast_bw": None}),
+    ("seventh round", "chroma (dx, dy, r) beside grey (the sixth round's token)", {"shift_token": "contrast+chroma"}),
+    *[("seventh round", f"contrast bw {w}", {"shift_contrast_bw": w}) for w in (0.45, 0.9)],
+    *[("seventh round", f"RT head weight {w}", {"rt_head_weight": w}) for w in (0.0, 0.3)],
     ("previous default", "the fourth round's defaults", {"join": "product", "shift_scale": [1.0, 0.1],
                                                           "odds_weight": 0.0}),
 ]

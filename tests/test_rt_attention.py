@@ -197,11 +197,14 @@ def test_a_recipe_from_before_the_block_detector_still_loads():
 FOURTH_ROUND = {"odds_weight": 0.0, "join": "product", "shift_bandwidth": "fixed", "shift_scale": [1.0, 0.1],
                 "shift_token": "displacement", "shift_density": "kernel"}
 FIFTH_ROUND = {"shift_bandwidth": "fixed", "shift_token": "displacement", "shift_density": "kernel"}
+SIXTH_ROUND = {"shift_token": "contrast+chroma", "join": "confusion", "shift_contrast_bw": None}
 
 
 @pytest.mark.parametrize("old, missing", [
-    (FOURTH_ROUND, ("odds_weight", "join", "shift_bandwidth", "shift_token", "shift_density", "shift_pooled_bw")),
-    (FIFTH_ROUND, ("shift_token", "shift_density", "shift_pooled_bw")),
+    (FOURTH_ROUND, ("odds_weight", "join", "shift_bandwidth", "shift_token", "shift_density", "shift_pooled_bw",
+                    "shift_contrast_bw")),
+    (FIFTH_ROUND, ("shift_token", "shift_density", "shift_pooled_bw", "shift_contrast_bw")),
+    (SIXTH_ROUND, ("shift_contrast_bw",)),
 ])
 def test_an_older_recipe_keeps_its_score_and_heads(synthetic_data, tmp_path, old, missing):
     """A recipe saved before a setting existed lacks its key; it must load with the behaviour its
@@ -231,7 +234,7 @@ def test_an_older_recipe_keeps_its_score_and_heads(synthetic_data, tmp_path, old
         assert out.score == pytest.approx(expect.score)
         assert out.class_probs == pytest.approx(expect.class_probs)
     fresh = RTAttentionEngine(GRID).config  # a new fit takes today's defaults
-    assert (fresh["odds_weight"], fresh["shift_token"], fresh["shift_density"]) == (0.5, "contrast+chroma", "kernel+gauss")
+    assert (fresh["odds_weight"], fresh["shift_token"], fresh["shift_density"]) == (0.5, "contrast+best", "kernel+gauss")
 
 
 def test_kinship_of_a_cell_unlike_every_defect_cell_is_still_defined():
@@ -334,13 +337,16 @@ def _density_engine(config: dict) -> RTAttentionEngine:
 
 
 def test_pooled_bandwidth_is_the_modes_within_class_spread():
-    engine = _density_engine({"shift_bandwidth": "pooled", "shift_pooled_bw": 0.3})
+    engine = _density_engine({"shift_bandwidth": "pooled", "shift_pooled_bw": 0.3, "shift_contrast_bw": 0.6})
     keys = engine.shift_keys.astype(np.float64)
     pooled = 0.5 * (keys[:4].var(axis=0, ddof=1) + keys[4:].var(axis=0, ddof=1))
     pooled += 1e-6 * pooled.sum() / 6  # the ridge that keeps the pooled covariance invertible
-    np.testing.assert_allclose(engine._shift_density()["scale"], 0.3 * np.sqrt(pooled), rtol=1e-5)
+    # (dx, dy, r) at 0.3 of the spread, the contrast changes at 0.6
+    h = np.array([0.3, 0.3, 0.3, 0.6, 0.6, 0.6]) * np.sqrt(pooled)
+    np.testing.assert_allclose(engine._shift_density()["scale"], h, rtol=1e-5)
+    same = _density_engine({"shift_bandwidth": "pooled", "shift_pooled_bw": 0.3, "shift_contrast_bw": None})
+    np.testing.assert_allclose(same._shift_density()["scale"], 0.3 * np.sqrt(pooled), rtol=1e-5)
     token = np.array([2.1, 2.9, 0.9, 0.0, 0.1, 0.0])
-    h = 0.3 * np.sqrt(pooled)
     # the kernel density of each class, by hand (good: the cell's good tokens), normalised over the classes
     dens = []
     for ref in (engine.shift_good[:, 4].astype(np.float64), keys[:4], keys[4:]):
@@ -353,7 +359,7 @@ def test_pooled_bandwidth_is_the_modes_within_class_spread():
 def test_kernel_plus_gauss_density_by_hand():
     """Each class's density is the mean of its kernel density and its Gaussian, whose covariance takes
     one pseudo-sample of the modes' pooled covariance."""
-    engine = _density_engine({"shift_bandwidth": "pooled", "shift_density": "kernel+gauss"})
+    engine = _density_engine({"shift_bandwidth": "pooled", "shift_density": "kernel+gauss", "shift_contrast_bw": None})
     keys = engine.shift_keys.astype(np.float64)
     pooled = 0.5 * (np.cov(keys[:4].T) + np.cov(keys[4:].T))
     pooled += np.eye(6) * 1e-6 * np.trace(pooled) / 6
@@ -388,7 +394,8 @@ def test_contrast_token_fits_saves_and_is_validated():
         again.load_arrays({**arrays, "shift.keys": arrays["shift.keys"][:, :3],
                            "shift.good": arrays["shift.good"][..., :3]})
     for key, bad in (("shift_token", "colour"), ("shift_density", "histogram"), ("shift_pooled_bw", 0),
-                     ("shift_pooled_bw", True), ("review_z", -1), ("review_z", "2")):
+                     ("shift_pooled_bw", True), ("shift_contrast_bw", 0), ("shift_contrast_bw", "wide"),
+                     ("review_z", -1), ("review_z", "2")):
         with pytest.raises(EngineError, match=key):
             RTAttentionEngine(GRID, {key: bad})
 
@@ -426,15 +433,51 @@ def test_chroma_token_fits_saves_and_is_validated():
         RTAttentionEngine(GRID, config).load_arrays(arrays)
 
 
+def test_better_match_takes_each_cells_channel_of_higher_correlation():
+    from station.core.displacement import better_match
+
+    grey = np.array([[1.0, 2.0, 0.9], [0.5, 0.0, 0.4], [3.0, 1.0, 0.7]])
+    tinted = np.array([[4.0, 4.0, 0.6], [2.0, 3.0, 0.95], [-1.0, 0.0, 0.7]])
+    np.testing.assert_array_equal(better_match(grey, tinted), [[1.0, 2.0, 0.9], [2.0, 3.0, 0.95], [3.0, 1.0, 0.7]])
+
+
+def test_best_channel_token_fits_saves_and_reads_the_better_match():
+    """shift_token "contrast+best": (dx, dy, r) of whichever channel, grey or chroma, matches the cell better,
+    then the contrast changes; the chroma standard is saved and required as for "contrast+chroma"."""
+    from station.core.displacement import cell_shifts, chroma
+
+    config = {"shift_token": "contrast+best"}
+    engine = RTAttentionEngine(GRID, config)
+    report = engine.fit(training_set({"good": 8, "pushed": 4, "tilted": 4, "missing": 4}))
+    assert report.info["displacement_chroma"].startswith("on")
+    assert engine.shift_names == ["dx", "dy", "r", "d_contrast", "d_top", "d_bottom"] and engine.shift_width == 6
+    arrays = engine.arrays()
+    assert arrays["shift.keys"].shape[1] == 6 and arrays["shift.chroma"].shape == (GRID.n_cells, 24 * 24)
+    crop = draw_crop(np.random.default_rng(3), "tilted", (1, 6))
+    scaled, colour = engine._rt._scaled(crop), chroma(crop)
+    tokens = engine.shift_tokens(scaled, range(GRID.n_cells), colour)
+    grey = cell_shifts(scaled, engine.good.standard, GRID, 5)
+    tinted = cell_shifts(colour, engine.chroma_standard, GRID, 5)
+    pick = tinted[:, 2] > grey[:, 2]
+    np.testing.assert_allclose(tokens[:, :3], np.where(pick[:, None], tinted, grey))
+    again = RTAttentionEngine(GRID, config)
+    again.load_arrays(arrays)
+    assert again.infer(crop).class_probs == pytest.approx(engine.infer(crop).class_probs)
+    del arrays["shift.chroma"]
+    with pytest.raises(EngineError, match="chroma"):
+        RTAttentionEngine(GRID, config).load_arrays(arrays)
+
+
 def test_chroma_token_is_off_for_grey_images():
     data = training_set({"good": 8, "pushed": 4, "tilted": 4, "missing": 4})
     grey = np.repeat(cv2.cvtColor(np.ascontiguousarray(data.crops.reshape(-1, 72, 3)), cv2.COLOR_RGB2GRAY)
                      .reshape(len(data.crops), 216, 72, 1), 3, axis=3)
-    engine = RTAttentionEngine(GRID, {"shift_token": "contrast+chroma"})
-    report = engine.fit(TrainingSet(grey, data.labels, data.cells, GRID))
-    assert report.info["displacement_chroma"].startswith("off")
-    assert engine.config["shift_token"] == "contrast" and engine.shift_width == 6
-    assert "shift.chroma" not in engine.arrays()
+    for token in ("contrast+chroma", "contrast+best"):
+        engine = RTAttentionEngine(GRID, {"shift_token": token})
+        report = engine.fit(TrainingSet(grey, data.labels, data.cells, GRID))
+        assert report.info["displacement_chroma"].startswith("off")
+        assert engine.config["shift_token"] == "contrast" and engine.shift_width == 6
+        assert "shift.chroma" not in engine.arrays()
 
 
 def test_rt_head_weight_joins_the_two_heads():
@@ -693,9 +736,8 @@ def test_explain_writes_a_table_png_and_json(attention_recipe, synthetic_data, t
     assert top["probs"]["missing"] > 0.5 and top["odds"] > 0
     assert set(top["deviation"]) == set(doc["standards"]) and len(top["deviation"]["good"]) == len(doc["metric_names"])
     # the displacement head: where the cell's standard matches best, and what that says of the class
-    assert doc["shift_names"] == ["dx", "dy", "r", "d_contrast", "d_top", "d_bottom", "chroma_dx", "chroma_dy",
-                                  "chroma_r"]
-    assert len(top["shift"]) == 9 and sum(top["shift_probs"].values()) == pytest.approx(1.0)
+    assert doc["shift_names"] == ["dx", "dy", "r", "d_contrast", "d_top", "d_bottom"]
+    assert len(top["shift"]) == 6 and sum(top["shift_probs"].values()) == pytest.approx(1.0)
 
 
 def test_explain_refuses_an_engine_without_the_analysis(synthetic_recipe, synthetic_data, tmp_path):

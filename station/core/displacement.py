@@ -80,3 +80,10 @@ def chroma(crop: np.ndarray) -> np.ndarray:
         return np.zeros(crop.shape[:2], np.float32)
     rgb = np.asarray(crop, dtype=np.float32)
     return (rgb[..., 0] - rgb[..., 2]) / 255.0
+
+
+def better_match(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Row by row, the (dx, dy, r) token of `cell_shifts` from two channels whose match is better (higher r;
+    the first on a tie)."""
+    first, second = np.asarray(first), np.asarray(second)
+    return np.where((second[:, 2] > first[:, 2])[:, None], second, first)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from station.core.displacement import cell_contrast, cell_shifts, chroma
+from station.core.displacement import better_match, cell_contrast, cell_shifts, chroma
 from station.core.engines.base import Engine, EngineOutput, FitReport, Progress, TrainingSet
 from station.core.engines.rt_engine import RTEngine
 from station.core.errors import EngineError
@@ -44,12 +44,16 @@ OPTIONS = {
     # whole cell's RT distance (a missing first-row pin shows the table, close to a pin top, in the blocks)
     "detect": ("both", "blocks", "tokens"),
     # the displacement head's kernel: shift_scale for every class, per class from its own spread, or
-    # shift_pooled_bw times the defect modes' pooled within-class spread of each token dimension
+    # shift_pooled_bw times the defect modes' pooled within-class spread of each token dimension (the
+    # dimensions after (dx, dy, r), the contrast and chroma changes, shift_contrast_bw times it; null: the same)
     "shift_bandwidth": ("fixed", "adaptive", "pooled"),
     # the displacement head's token: (dx, dy, r), or with the cell's contrast change and the brightness
     # change of its top and bottom halves against its good standard (`cell_contrast`), or also (dx, dy, r)
-    # of the crop's warm-minus-cool channel against its good standard (`chroma`; off for grey images)
-    "shift_token": ("displacement", "contrast", "contrast+chroma"),
+    # of the crop's warm-minus-cool channel against its good standard (`chroma`; off for grey images), or
+    # ("contrast+best") the (dx, dy, r) of whichever of the two channels the cell matches better, with the
+    # contrast changes: the chroma channel finds the first row's cream pins in front of the pale table, the
+    # grey one the pins in front of the dark housing, where the chroma match is poor and misleads
+    "shift_token": ("displacement", "contrast", "contrast+chroma", "contrast+best"),
     # a class's density of tokens: the kernel density over its reference tokens, or the mean of that and
     # a Gaussian (the mode's own unit space of tokens: their mean and covariance; good: the cell's), which
     # carries a mode over the gaps between its few references
@@ -63,6 +67,7 @@ OPTIONS = {
     # the displacement search at the crop's border: over replicated edge pixels, or inside the crop only
     "shift_edge": ("replicate", "inside"),
 }
+CHROMA_TOKENS = ("contrast+chroma", "contrast+best")  # the shift_token settings that read the chroma channel
 MIN_CHROMA_SPREAD = 0.01  # below it (spread of the good images' mean chroma) the images count as grey
 CONFUSION_PRIOR = 1.0  # pseudo-count spread over each row of a head's confusion matrix
 ODDS_CLIP = 4.0  # how far (in log-odds) the class heads may move the verdict score, either way
@@ -116,7 +121,8 @@ class RTAttentionEngine(Engine):
     kind = "classifier"
     # recipes of the fourth round: the RT distance alone as the score, the heads joined as a product
     saved_before = {"odds_weight": 0.0, "join": "product", "shift_bandwidth": "fixed", "shift_edge": "replicate",
-                    "shift_token": "displacement", "shift_density": "kernel", "review_z": 0.0}
+                    "shift_token": "displacement", "shift_density": "kernel", "review_z": 0.0,
+                    "shift_contrast_bw": None}
 
     @classmethod
     def default_config(cls) -> dict[str, Any]:
@@ -126,8 +132,9 @@ class RTAttentionEngine(Engine):
                 "parts": [1, 1], "score": "distance", "localize": "good", "mode_cells": "labelled",
                 "mode_standard": "residual", "detect": "both", "detect_parts": [3, 3], "search_px": 2, "ridge": 1e-3, "folds": 5,
                 "shift_px": 5, "shift_scale": [1.0, 0.3], "rt_head_weight": 0.1, "odds_weight": 0.5,
-                "shift_bandwidth": "pooled", "join": "confusion", "shift_edge": "replicate",
-                "shift_token": "contrast+chroma", "shift_density": "kernel+gauss", "shift_pooled_bw": 0.3,
+                "shift_bandwidth": "pooled", "join": "product", "shift_edge": "replicate",
+                "shift_token": "contrast+best", "shift_density": "kernel+gauss", "shift_pooled_bw": 0.3,
+                "shift_contrast_bw": 0.6,
                 "review_z": 2.58}
 
     def __init__(self, grid, config: dict[str, Any] | None = None) -> None:
@@ -162,6 +169,9 @@ class RTAttentionEngine(Engine):
             raise EngineError(f"rt-attention: rt_head_weight must be a number >= 0, not {hw!r}")
         self._number("odds_weight", 0, "a number from 0 (the RT distance alone) to 10")
         self._number("shift_pooled_bw", 0, "a number above 0 and at most 10", above=True)
+        if self.config["shift_contrast_bw"] is not None:
+            self._number("shift_contrast_bw", 0, "null (as shift_pooled_bw) or a number above 0 and at most 10",
+                         above=True)
         self._number("review_z", 0, "a number from 0 (REVIEW just above the highest held-out good score) to 10")
         tau = self.config["temperature"]
         if not isinstance(tau, (int, float)) or not np.isfinite(tau) or tau <= 0:
@@ -403,9 +413,10 @@ class RTAttentionEngine(Engine):
     def shift_names(self) -> list[str]:
         """What each entry of a displacement token is: (dx, dy, r); with shift_token "contrast" the changes of
         the cell's contrast and of its top and bottom halves' brightness against its good standard; with
-        "contrast+chroma" also (dx, dy, r) of the chroma channel against its good standard."""
+        "contrast+chroma" also (dx, dy, r) of the chroma channel against its good standard; with
+        "contrast+best" the first three are of the better matching channel, grey or chroma."""
         names = ["dx", "dy", "r"]
-        if self.config["shift_token"] in ("contrast", "contrast+chroma"):
+        if self.config["shift_token"] in ("contrast",) + CHROMA_TOKENS:
             names += ["d_contrast", "d_top", "d_bottom"]
         if self.config["shift_token"] == "contrast+chroma":
             names += ["chroma_dx", "chroma_dy", "chroma_r"]
@@ -417,17 +428,23 @@ class RTAttentionEngine(Engine):
 
     def shift_tokens(self, scaled: np.ndarray, cells, colour: np.ndarray | None = None) -> np.ndarray:
         """(len(cells), shift_width) tokens of `shift_token` for several cells of one crop, padded once.
-        `colour` is the crop's `chroma` channel (shift_token "contrast+chroma"; None: a grey crop)."""
+        `colour` is the crop's `chroma` channel (shift_token "contrast+chroma" or "contrast+best"; None: a
+        grey crop)."""
         cells = list(cells)
+        kind = self.config["shift_token"]
         px, inside = int(self.config["shift_px"]), self.config["shift_edge"] == "inside"
         parts = [cell_shifts(scaled, self.good.standard, self.grid, px, cells, inside=inside)]
-        if self.config["shift_token"] in ("contrast", "contrast+chroma"):
+        if kind in ("contrast",) + CHROMA_TOKENS:
             parts.append(cell_contrast(scaled, self.good.standard, self.grid, cells))
-        if self.config["shift_token"] == "contrast+chroma":
+        if kind in CHROMA_TOKENS:
             if self.chroma_standard is None:
                 raise EngineError("the rt-attention engine's chroma standard is missing")
             colour = np.zeros_like(scaled, dtype=np.float32) if colour is None else colour
-            parts.append(cell_shifts(colour, self.chroma_standard, self.grid, px, cells, inside=inside))
+            tinted = cell_shifts(colour, self.chroma_standard, self.grid, px, cells, inside=inside)
+            if kind == "contrast+chroma":
+                parts.append(tinted)
+            else:
+                parts[0] = better_match(parts[0], tinted)
         return np.concatenate(parts, axis=1)
 
     def _set_shift(self, keys: np.ndarray | None, labels: np.ndarray | None, good: np.ndarray | None) -> None:
@@ -451,7 +468,10 @@ class RTAttentionEngine(Engine):
         pooled = pooled + np.eye(d) * 1e-6 * max(float(np.trace(pooled)) / d, 1e-12)
         scale = floor
         if self.config["shift_bandwidth"] == "pooled":
-            scale = float(self.config["shift_pooled_bw"]) * np.sqrt(np.diag(pooled))
+            bw = np.full(d, float(self.config["shift_pooled_bw"]))
+            if self.config["shift_contrast_bw"] is not None:
+                bw[3:] = float(self.config["shift_contrast_bw"])
+            scale = bw * np.sqrt(np.diag(pooled))
         model: dict[str, Any] = {"scale": scale, "floor": floor}
         if self.config["shift_density"] == "kernel+gauss":
             def gauss(g: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
@@ -633,7 +653,7 @@ class RTAttentionEngine(Engine):
     def _fit_once(self, scaled: np.ndarray, labels: np.ndarray, cells: np.ndarray | None,
                   colours: np.ndarray | None = None) -> np.ndarray:
         """Fit everything on these images (`colours`: their chroma channels, for shift_token
-        "contrast+chroma"); returns the defective cell index used for each image."""
+        "contrast+chroma" or "contrast+best"); returns the defective cell index used for each image."""
         good = labels == 0
         self._fit_good(scaled[good])
         self.chroma_standard = None
@@ -691,7 +711,7 @@ class RTAttentionEngine(Engine):
         given = np.array([-1 if c is None else self.grid.index(*c) for c in data.cells])
         given[labels == 0] = -1
         colours, colour_note = None, None
-        if self.config["shift_token"] == "contrast+chroma":
+        if self.config["shift_token"] in CHROMA_TOKENS:
             colours = np.stack([chroma(c) for c in data.crops])
             spread = float(colours[labels == 0].mean(axis=0).std())
             if spread < MIN_CHROMA_SPREAD:  # grey images, or a grey part on a grey ground: nothing to find there
@@ -828,7 +848,7 @@ class RTAttentionEngine(Engine):
 
     def _colour(self, crop: np.ndarray) -> np.ndarray | None:
         """The crop's chroma channel where the displacement head reads it, else None."""
-        return chroma(crop) if self.config["shift_token"] == "contrast+chroma" else None
+        return chroma(crop) if self.config["shift_token"] in CHROMA_TOKENS else None
 
     def _infer_scaled(self, scaled: np.ndarray, colour: np.ndarray | None = None) -> EngineOutput:
         vectors = self.vectors(scaled)
@@ -963,7 +983,7 @@ class RTAttentionEngine(Engine):
                     raise EngineError("rt-attention arrays: the displacement head's reference tokens are missing "
                                       "or of the wrong shape")
                 self._set_shift(sk, sl.astype(np.int64), sg)
-                if self.config["shift_token"] == "contrast+chroma":
+                if self.config["shift_token"] in CHROMA_TOKENS:
                     cs = arrays.get("shift.chroma")
                     if cs is None or cs.shape != (self.grid.n_cells, self.grid.cell_px ** 2) \
                             or not np.all(np.isfinite(cs)):
