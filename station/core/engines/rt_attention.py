@@ -119,7 +119,9 @@ def cell_kinship(standards: np.ndarray, cells: np.ndarray) -> np.ndarray:
 class RTAttentionEngine(Engine):
     name = "rt-attention"
     kind = "classifier"
-    # recipes of the fourth round: the RT distance alone as the score, the heads joined as a product
+    # what a recipe saved before a setting existed meant by it (a key absent from its config): the fourth
+    # round's RT distance alone as the score and heads joined as a product, ..., the sixth round's one
+    # bandwidth for every token dimension
     saved_before = {"odds_weight": 0.0, "join": "product", "shift_bandwidth": "fixed", "shift_edge": "replicate",
                     "shift_token": "displacement", "shift_density": "kernel", "review_z": 0.0,
                     "shift_contrast_bw": None}
