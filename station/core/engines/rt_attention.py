@@ -68,6 +68,7 @@ OPTIONS = {
     "shift_edge": ("replicate", "inside"),
 }
 CHROMA_TOKENS = ("contrast+chroma", "contrast+best")  # the shift_token settings that read the chroma channel
+CONTRAST_TOKENS = ("contrast",) + CHROMA_TOKENS  # those whose token holds the contrast changes
 MIN_CHROMA_SPREAD = 0.01  # below it (spread of the good images' mean chroma) the images count as grey
 CONFUSION_PRIOR = 1.0  # pseudo-count spread over each row of a head's confusion matrix
 ODDS_CLIP = 4.0  # how far (in log-odds) the class heads may move the verdict score, either way
@@ -405,8 +406,8 @@ class RTAttentionEngine(Engine):
 
     # -- the displacement head -------------------------------------------------------------
     def shift_token(self, scaled: np.ndarray, cell: int, colour: np.ndarray | None = None) -> np.ndarray:
-        """(dx, dy, r) of one cell: where within shift_px its good standard matches the crop best (px,
-        sub-pixel, + is right and down) and how well (Pearson r). The RT metrics say how far a cell is
+        """The displacement token of one cell (`shift_names`), led by (dx, dy, r): where within shift_px its
+        good standard matches the crop best (px, sub-pixel, + is right and down) and how well (Pearson r). The RT metrics say how far a cell is
         from a standard; this says which way its content moved: a pushed pin's top moves along the
         camera's line of sight, a leaning one sideways, a missing pin matches nowhere."""
         return self.shift_tokens(scaled, [cell], colour)[0]
@@ -418,7 +419,7 @@ class RTAttentionEngine(Engine):
         "contrast+chroma" also (dx, dy, r) of the chroma channel against its good standard; with
         "contrast+best" the first three are of the better matching channel, grey or chroma."""
         names = ["dx", "dy", "r"]
-        if self.config["shift_token"] in ("contrast",) + CHROMA_TOKENS:
+        if self.config["shift_token"] in CONTRAST_TOKENS:
             names += ["d_contrast", "d_top", "d_bottom"]
         if self.config["shift_token"] == "contrast+chroma":
             names += ["chroma_dx", "chroma_dy", "chroma_r"]
@@ -436,7 +437,7 @@ class RTAttentionEngine(Engine):
         kind = self.config["shift_token"]
         px, inside = int(self.config["shift_px"]), self.config["shift_edge"] == "inside"
         parts = [cell_shifts(scaled, self.good.standard, self.grid, px, cells, inside=inside)]
-        if kind in ("contrast",) + CHROMA_TOKENS:
+        if kind in CONTRAST_TOKENS:
             parts.append(cell_contrast(scaled, self.good.standard, self.grid, cells))
         if kind in CHROMA_TOKENS:
             if self.chroma_standard is None:
