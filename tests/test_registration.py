@@ -34,9 +34,14 @@ def test_grid_follows_the_pins_not_the_housing(tmp_path):
     root = tmp_path / "d"
     write_dataset(root / "train", {"good": 25, "missing": 6}, seed=1, pin_offset=-12)
     write_dataset(root / "test", {"good": 10, "missing": 20}, seed=2, pin_offset=-12)
-    recipe, _ = train_recipe(load_dataset(root, "train"), "rt", CellGrid(3, 9), "offset")
+    recipe, _ = train_recipe(load_dataset(root, "train"), "rt", CellGrid(3, 9), "offset", region_mode="blob")
     assert recipe.region.shift_y == pytest.approx(-12, abs=2)
     assert abs(recipe.region.shift_x) < 2
+    result = evaluate(recipe, load_dataset(root, "test"))
+    assert result["cell_localization"] >= 0.95
+    # the taught pattern: the proposal lays the grid on the pins, not on the housing
+    recipe, _ = train_recipe(load_dataset(root, "train"), "rt", CellGrid(3, 9), "offset")
+    assert recipe.region.mode == "pattern"
     result = evaluate(recipe, load_dataset(root, "test"))
     assert result["cell_localization"] >= 0.95
 

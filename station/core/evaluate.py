@@ -77,7 +77,7 @@ def evaluate(recipe: Recipe, data: Dataset) -> dict[str, Any]:
     ok = recipe.doc.ok_class
     labels, predicted, verdicts, scores, top_cells, true_cells, ms = [], [], [], [], [], [], []
     residuals, no_part = [], 0
-    template = recipe.region.template
+    template = recipe.region.crop_template
     for sample in data.samples:
         image = read_image(sample.path)
         t0 = time.perf_counter()

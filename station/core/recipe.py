@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -24,9 +25,9 @@ from safetensors.numpy import save as save_safetensors
 
 from station import __version__
 from station.core.engines import Engine, engine_class
-from station.core.errors import EngineError, RecipeError
+from station.core.errors import EngineError, RecipeError, RegistrationError
 from station.core.grid import CellGrid
-from station.core.registration import Region
+from station.core.registration import PatternSetup, Region, Registrar
 
 SCHEMA_VERSION = 1
 RECIPE_FILE = "recipe.json"
@@ -45,14 +46,38 @@ class GridSpec(_Strict):
     cell_px: int = Field(ge=4, le=256)
 
 
+class PatternSpec(_Strict):
+    roi: list[float] = Field(min_length=5, max_length=5)  # cx, cy, w, h, angle_deg in golden-frame px
+    frame_size: list[int] = Field(min_length=2, max_length=2)
+    margin: int = Field(ge=0, le=256)
+    min_match: float = Field(ge=-1, le=1)
+    max_angle: float = Field(ge=0, le=180)
+    max_scale: float = Field(ge=0, le=0.5)
+
+    @field_validator("roi")
+    @classmethod
+    def _finite_roi(cls, roi: list[float]) -> list[float]:
+        if not all(math.isfinite(v) for v in roi) or roi[2] < 4 or roi[3] < 4:
+            raise ValueError("roi must be finite, at least 4 px wide and high")
+        return roi
+
+    @field_validator("frame_size")
+    @classmethod
+    def _frame(cls, size: list[int]) -> list[int]:
+        if not all(8 <= v <= 65536 for v in size):
+            raise ValueError("frame_size must be 8..65536 px per side")
+        return size
+
+
 class RegionSpec(_Strict):
-    mode: Literal["blob", "full"]
+    mode: Literal["blob", "full", "pattern"]
     polarity: Literal["dark", "bright"] = "dark"
     min_area_frac: float = Field(ge=0, le=1)
     max_area_frac: float = Field(ge=0, le=1)
     refine: Literal["ecc", "none"] = "ecc"
     shift_x: float = 0.0
     shift_y: float = 0.0
+    pattern: PatternSpec | None = None
 
 
 class EngineSpec(_Strict):
@@ -142,6 +167,8 @@ class Recipe:
         arrays = {f"engine.{k}": np.ascontiguousarray(v) for k, v in self.engine.arrays().items()}
         if self.region.template is not None:
             arrays["region.template"] = np.ascontiguousarray(self.region.template, dtype=np.float32)
+        if self.region.reference is not None:
+            arrays["region.reference"] = np.ascontiguousarray(self.region.reference, dtype=np.float32)
         return arrays
 
     def save(self, folder: str | Path) -> Path:
@@ -229,15 +256,33 @@ class Recipe:
                 raise RecipeError(f"recipe {folder}: per-cell thresholds must be {grid.rows} rows of {grid.cols} "
                                   "cells, each review threshold not above its NG threshold")
         template = arrays.get("region.template")
+        spec = doc.region.model_dump()
+        pattern = PatternSetup.from_dict(spec.pop("pattern")) if doc.region.pattern is not None else None
+        margin = pattern.margin if pattern is not None else 0
         w, h = grid.size
-        if template is not None and template.shape != (h, w):
-            raise RecipeError(f"recipe {folder}: region template is {template.shape}, grid needs {(h, w)}")
-        region = Region(**doc.region.model_dump(), template=template)
+        if template is not None and template.shape != (h + 2 * margin, w + 2 * margin):
+            raise RecipeError(f"recipe {folder}: region template is {template.shape}, grid needs "
+                              f"{(h + 2 * margin, w + 2 * margin)}")
+        reference = arrays.get("region.reference")
+        if doc.region.mode == "pattern":
+            if pattern is None or template is None or reference is None or reference.ndim != 2 \
+                    or not 8 <= min(reference.shape) or max(reference.shape) > 1024:
+                raise RecipeError(f"recipe {folder}: a pattern region needs its setup, template and golden frame")
+            if not (np.all(np.isfinite(reference)) and np.all(np.isfinite(template))):
+                raise RecipeError(f"recipe {folder}: the region's arrays hold values that are not numbers")
+        try:
+            region = Region(**spec, template=template, pattern=pattern, reference=reference)
+            Registrar(region, grid)
+        except RegistrationError as exc:
+            raise RecipeError(f"recipe {folder}: {exc}") from None
         return cls(doc, region, engine, folder)
 
 
 def _content_hash(doc: RecipeDoc, blob: bytes) -> str:
-    text = json.dumps(doc.model_dump(), sort_keys=True, separators=(",", ":"))
+    dumped = doc.model_dump()
+    if dumped["region"].get("pattern") is None:  # a key added later: recipes without it keep their hash
+        dumped["region"].pop("pattern", None)
+    text = json.dumps(dumped, sort_keys=True, separators=(",", ":"))
     digest = hashlib.sha256(text.encode("utf-8"))
     digest.update(hashlib.sha256(blob).digest())
     return "sha256:" + digest.hexdigest()

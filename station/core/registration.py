@@ -18,13 +18,14 @@ import numpy as np
 from station.core.errors import RegistrationError
 from station.core.grid import CellGrid
 from station.core.imageio import to_gray, to_rgb
+from station.core.pattern import PatternSearch, Roi, canonical_to_golden, compose, correlation, refine_ecc
 
 WORK_WIDTH = 320  # frames are located at about this width; the crop is taken from the full frame
 
 
 @dataclass
 class Region:
-    mode: Literal["blob", "full"]
+    mode: Literal["blob", "full", "pattern"]
     polarity: Literal["dark", "bright"] = "dark"
     min_area_frac: float = 0.0
     max_area_frac: float = 1.0
@@ -33,12 +34,52 @@ class Region:
     # tilted camera) need not be centred on the housing's outline
     shift_x: float = 0.0
     shift_y: float = 0.0
-    template: np.ndarray | None = None  # (H, W) float32 mean registered good crop, grey 0..1
+    template: np.ndarray | None = None  # (H, W) float32 mean registered good crop, grey 0..1 (+ margin: pattern)
+    pattern: PatternSetup | None = None  # "pattern" mode: what was taught
+    reference: np.ndarray | None = None  # "pattern" mode: the golden frame, grey 0..1, coarse size
 
     def to_dict(self) -> dict:
-        return {"mode": self.mode, "polarity": self.polarity, "min_area_frac": self.min_area_frac,
-                "max_area_frac": self.max_area_frac, "refine": self.refine,
-                "shift_x": self.shift_x, "shift_y": self.shift_y}
+        out = {"mode": self.mode, "polarity": self.polarity, "min_area_frac": self.min_area_frac,
+               "max_area_frac": self.max_area_frac, "refine": self.refine,
+               "shift_x": self.shift_x, "shift_y": self.shift_y}
+        if self.pattern is not None:
+            out["pattern"] = self.pattern.to_dict()
+        return out
+
+    @property
+    def crop_template(self) -> np.ndarray | None:
+        """The template over the crop alone (without the margin of context)."""
+        m = self.margin
+        if self.template is None or m == 0:
+            return self.template
+        return self.template[m:-m, m:-m]
+
+    @property
+    def margin(self) -> int:
+        """Context round the grid in the template (canonical px)."""
+        return self.pattern.margin if self.pattern is not None else 0
+
+
+@dataclass
+class PatternSetup:
+    """A taught region: where the inspected area lies in the golden frame, how far a part may turn or
+    change scale, and the correlation below which a frame holds no part."""
+
+    roi: Roi
+    frame_size: tuple[int, int]  # golden frame (width, height)
+    margin: int = 0
+    min_match: float = 0.0
+    max_angle: float = 15.0
+    max_scale: float = 0.1
+
+    def to_dict(self) -> dict:
+        return {"roi": self.roi.to_list(), "frame_size": list(self.frame_size), "margin": self.margin,
+                "min_match": round(self.min_match, 4), "max_angle": self.max_angle, "max_scale": self.max_scale}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> PatternSetup:
+        return cls(Roi(*d["roi"]), tuple(d["frame_size"]), int(d["margin"]), float(d["min_match"]),
+                   float(d["max_angle"]), float(d["max_scale"]))
 
 
 @dataclass
@@ -46,6 +87,7 @@ class Registered:
     crop: np.ndarray  # (H, W, 3) uint8 RGB, canonical
     matrix: np.ndarray  # 2x3, canonical crop coordinates -> frame coordinates
     refined: bool
+    match: float | None = None  # pattern mode: correlation of the crop with the template
 
     def to_frame(self, points: np.ndarray) -> np.ndarray:
         """Canonical (x, y) points (N, 2) to frame coordinates."""
@@ -98,6 +140,13 @@ def _rect_to_matrix(rect, grid: CellGrid, scale: float) -> np.ndarray:
 class Registrar:
     def __init__(self, region: Region, grid: CellGrid) -> None:
         self.region, self.grid = region, grid
+        self._search: PatternSearch | None = None
+        if region.mode == "pattern":
+            if region.pattern is None or region.reference is None:
+                raise RegistrationError("a pattern region needs its taught setup and golden frame")
+            p = region.pattern
+            golden_scale = region.reference.shape[1] / p.frame_size[0]
+            self._search = PatternSearch(region.reference, golden_scale, p.roi, p.max_angle, p.max_scale)
 
     def initial(self, rgb: np.ndarray) -> np.ndarray:
         """First canonical->frame matrix, from the blob (or the whole frame)."""
@@ -124,6 +173,8 @@ class Registrar:
 
     def register(self, frame: np.ndarray) -> Registered:
         rgb = to_rgb(frame)
+        if self._search is not None:
+            return self._register_pattern(rgb)
         matrix = self.initial(rgb)
         crop = self.warp(rgb, matrix)
         template = self.region.template
@@ -140,6 +191,40 @@ class Registrar:
         full = np.vstack([matrix, [0, 0, 1]]) @ np.vstack([warp.astype(np.float64), [0, 0, 1]])
         matrix = full[:2]
         return Registered(self.warp(rgb, matrix), matrix, True)
+
+
+    def _register_pattern(self, rgb: np.ndarray) -> Registered:
+        """Coarse search for the golden region, then ECC of the crop with its margin against the template."""
+        p = self.region.pattern
+        gray = to_gray(rgb)
+        golden_to_frame, _ = self._search.locate(gray)
+        m = p.margin
+        w, h = self.grid.size
+        outer = compose(golden_to_frame, canonical_to_golden(p.roi, self.grid.size, m))  # crop+margin -> frame
+        template = self.region.template
+        big = cv2.warpAffine(gray, outer, (w + 2 * m, h + 2 * m), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                             borderMode=cv2.BORDER_REPLICATE).astype(np.float32) / 255.0
+        refined = False
+        if template is not None and self.region.refine == "ecc":
+            warp, rho = refine_ecc(big, template)
+            refined = not np.array_equal(warp, np.eye(2, 3))
+            outer = compose(outer, warp)
+        else:
+            rho = correlation(big, template) if template is not None else 1.0
+        if rho < p.min_match:
+            raise RegistrationError(f"part not found: the taught pattern matches this frame at {rho:.2f} "
+                                    f"(good parts {p.min_match:.2f} or more)")
+        matrix = compose(outer, np.array([[1.0, 0, m], [0, 1.0, m]]))  # crop -> crop+margin -> frame
+        return Registered(self.warp(rgb, matrix), matrix, refined, match=rho)
+
+    def warp_margin(self, rgb: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+        """The crop with the template's margin of context round it (grey 0..1), for fitting the template."""
+        m = self.region.margin
+        w, h = self.grid.size
+        outer = compose(matrix, np.array([[1.0, 0, -m], [0, 1.0, -m]]))
+        return cv2.warpAffine(to_gray(rgb), outer, (w + 2 * m, h + 2 * m),
+                              flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                              borderMode=cv2.BORDER_REPLICATE).astype(np.float32) / 255.0
 
 
 def fit_region(images: list[np.ndarray], grid: CellGrid, refine: str = "ecc") -> Region:

@@ -17,6 +17,7 @@ from station.core.grid import CellGrid
 from station.core.imageio import read_image
 from station.core.recipe import Recipe
 from station.core.registration import Registrar, fit_region
+from station.core.teach import Setup, fit_pattern_region, propose_setup
 
 
 def mask_cell(registrar: Registrar, registered, mask_path: Path) -> tuple[int, int] | None:
@@ -49,16 +50,63 @@ def register_samples(registrar: Registrar, samples: list[Sample], images: list[n
     return TrainingSet(np.stack(crops), labels, cells, registrar.grid)
 
 
-def train_recipe(data: Dataset, engine_name: str, grid: CellGrid, name: str, seed: int = 0,
+def labelled_grid(data: Dataset, min_labels: int = 20) -> tuple[int, int] | None:
+    """(cols, rows) spanned by the labelled defective cells, when enough are labelled to have seen them all."""
+    cells = [s.cell for s in data.samples if s.cell is not None]
+    if len(cells) < min_labels:
+        return None
+    return max(c for c, _ in cells) + 1, max(r for _, r in cells) + 1
+
+
+def teach_for(data: Dataset, goods: list[np.ndarray], grid: CellGrid | tuple[int, int] | None,
+              cell_px: int | None = None, labelled: list[tuple[np.ndarray, tuple[int, int]]] | None = None) -> Setup:
+    """The setup `station train` assumes when none was taught: the proposal from the good images (and the
+    labelled defects), with the grid given, else the one the labelled cells span, else the one the features'
+    rhythm shows."""
+    if isinstance(grid, CellGrid):
+        cols_rows, cell_px = (grid.cols, grid.rows), cell_px or grid.cell_px
+    else:
+        cols_rows = grid if grid is not None else labelled_grid(data)
+    if labelled and cols_rows is not None:
+        labelled = [(img, cell) for img, cell in labelled if cell[0] < cols_rows[0] and cell[1] < cols_rows[1]]
+    return propose_setup(goods, cols_rows, cell_px, labelled=labelled)
+
+
+def labelled_images(data: Dataset, limit: int = 160, images: list[np.ndarray] | None = None,
+                    seed: int = 0) -> list[tuple[np.ndarray, tuple[int, int]]]:
+    """Up to `limit` defect images with their labelled cell (read from disk unless `images` has them)."""
+    index = [i for i, s in enumerate(data.samples) if s.label != "good" and s.cell is not None]
+    if len(index) > limit:
+        index = sorted(np.random.default_rng(seed).choice(index, limit, replace=False).tolist())
+    return [(images[i] if images is not None else read_image(data.samples[i].path), data.samples[i].cell)
+            for i in index]
+
+
+def train_recipe(data: Dataset, engine_name: str, grid: CellGrid | tuple[int, int] | None, name: str, seed: int = 0,
                  engine_config: dict[str, Any] | None = None, provenance: dict[str, Any] | None = None,
-                 progress: Progress | None = None, refine: str = "ecc") -> tuple[Recipe, dict[str, Any]]:
+                 progress: Progress | None = None, refine: str = "ecc", setup: Setup | None = None,
+                 region_mode: str = "pattern", cell_px: int | None = None) -> tuple[Recipe, dict[str, Any]]:
+    """Fit an engine on a dataset. Registration follows the taught `setup`; without one, the setup is proposed
+    from the good images (the recipe's provenance holds it) or, with `region_mode="blob"`, the part is the largest
+    dark or bright blob (recipes of earlier versions)."""
     if not any(s.label == "good" for s in data.samples):
         raise DatasetError(f"{data.root} has no 'good' images; every engine needs the OK class")
-    engine = engine_class(engine_name)(grid, engine_config)
     t0 = time.perf_counter()
     images = [read_image(s.path) for s in data.samples]
     t_read = time.perf_counter()
-    region = fit_region([im for im, s in zip(images, data.samples) if s.label == "good"], grid, refine)
+    goods = [im for im, s in zip(images, data.samples) if s.label == "good"]
+    if region_mode == "blob":
+        if not isinstance(grid, CellGrid):
+            raise DatasetError("blob registration needs the grid (COLSxROWS)")
+        region = fit_region(goods, grid, refine)
+    elif region_mode == "pattern":
+        if setup is None:
+            setup = teach_for(data, goods, grid, cell_px, labelled_images(data, images=images, seed=seed))
+        grid = setup.grid
+        region = fit_pattern_region(goods, setup, refine)
+    else:
+        raise DatasetError(f"unknown region mode {region_mode!r}; use 'pattern' or 'blob'")
+    engine = engine_class(engine_name)(grid, engine_config)
     registrar = Registrar(region, grid)
     training = register_samples(registrar, data.samples, images)
     t_reg = time.perf_counter()
@@ -73,6 +121,8 @@ def train_recipe(data: Dataset, engine_name: str, grid: CellGrid, name: str, see
         "cell_labels": sum(c is not None for c in training.cells),
         **report.info,
     }
+    if setup is not None:
+        stats["setup"] = setup.to_dict()
     recipe = Recipe.create(name, region, engine, report.thresholds, data.classes,
                            provenance={**(provenance or {}), "seed": seed, "data": str(data.root), **stats})
     return recipe, stats
