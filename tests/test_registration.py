@@ -39,7 +39,9 @@ def test_grid_follows_the_pins_not_the_housing(tmp_path):
     assert abs(recipe.region.shift_x) < 2
     result = evaluate(recipe, load_dataset(root, "test"))
     assert result["cell_localization"] >= 0.95
-    # the taught pattern: the proposal lays the grid on the pins, not on the housing
+    # the taught pattern: labelled defects lay the grid on the pins, not on the housing (with good images
+    # alone the first row, pale pins over the pale table, barely stands out: the preview shows the engineer)
+    write_dataset(root / "train", {"good": 25, "missing": 30}, seed=1, pin_offset=-12)
     recipe, _ = train_recipe(load_dataset(root, "train"), "rt", CellGrid(3, 9), "offset")
     assert recipe.region.mode == "pattern"
     result = evaluate(recipe, load_dataset(root, "test"))

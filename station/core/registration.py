@@ -336,6 +336,7 @@ def cell_offsets(crop: np.ndarray, template: np.ndarray, grid: CellGrid) -> np.n
     for i in range(grid.n_cells):
         col, row = grid.cell(i)
         ys, xs = slice(row * c, row * c + 2 * c), slice(col * c, col * c + 2 * c)
-        (dx, dy), _ = cv2.phaseCorrelate(t[ys, xs], g[ys, xs], window)
+        # copies: OpenCV 5.0's phaseCorrelate windows its inputs in place, and the cells' windows overlap
+        (dx, dy), _ = cv2.phaseCorrelate(t[ys, xs].copy(), g[ys, xs].copy(), window)
         out[i] = dx, dy
     return out

@@ -30,6 +30,7 @@ MAX_CELL_PX = 48  # canonical cells are at most this size: speed of the engines 
 MIN_CELL_PX = 12
 CELL_STEP = 6  # cell sizes are multiples of 6 so that the engines can split a cell in 2 or 3 parts
 MAX_PROPOSAL_IMAGES = 40
+FEATURE_SIGMA = 6.0  # work px: features up to about this radius stand out of their neighbourhood
 
 
 @dataclass
@@ -75,7 +76,8 @@ def _golden(grays: list[np.ndarray]) -> int:
 def align_to(golden: np.ndarray, gray: np.ndarray) -> np.ndarray:
     """`gray` warped onto `golden` (translation by phase correlation, then a Euclidean ECC)."""
     window = cv2.createHanningWindow(golden.shape[::-1], cv2.CV_32F)
-    (dx, dy), _ = cv2.phaseCorrelate(golden, gray, window)
+    # OpenCV 5.0's phaseCorrelate applies the window to its inputs in place: hand it copies
+    (dx, dy), _ = cv2.phaseCorrelate(golden.copy(), gray.copy(), window)
     warp = np.array([[1, 0, dx], [0, 1, dy]], np.float32)
     try:
         _, warp = cv2.findTransformECC(golden, gray, warp, cv2.MOTION_EUCLIDEAN,
@@ -87,12 +89,15 @@ def align_to(golden: np.ndarray, gray: np.ndarray) -> np.ndarray:
 
 
 def activity_map(golden: np.ndarray, goods: list[np.ndarray]) -> np.ndarray:
-    """Where the product has features: the gradient of the good images' mean, aligned to the golden one.
-    A feature that moves from part to part (a loose cable, a shadow) blurs away in the mean."""
+    """Where the product has features: how far the good images' mean (aligned to the golden one) departs
+    from its own neighbourhood, so that a pin, bright or dark, is one blob at its middle rather than two
+    edges. A feature that moves from part to part (a loose cable, a shadow) blurs away in the mean."""
     mean = np.mean([align_to(golden, g) for g in goods], axis=0)
-    gx = cv2.Sobel(mean, cv2.CV_32F, 1, 0, ksize=3)
-    gy = cv2.Sobel(mean, cv2.CV_32F, 0, 1, ksize=3)
-    return cv2.GaussianBlur(np.hypot(gx, gy), (0, 0), 1.5)
+    local = cv2.GaussianBlur(mean, (0, 0), FEATURE_SIGMA)
+    act = cv2.GaussianBlur(np.abs(mean - local), (0, 0), 1.5)
+    edge = int(2 * FEATURE_SIGMA)  # alignment and blurring leave seams along the frame's border
+    act[:edge], act[-edge:], act[:, :edge], act[:, -edge:] = 0, 0, 0, 0
+    return act
 
 
 def _rotate(img: np.ndarray, angle: float) -> np.ndarray:
@@ -159,11 +164,14 @@ def fit_comb(profile: np.ndarray, count: int, span: tuple[int, int],
     return best[1], best[2], float(quality)
 
 
-def estimate_count(profile: np.ndarray, span: tuple[int, int], min_pitch: float = 6.0) -> tuple[int, float]:
-    """Number of repeats over the active span from the profile's autocorrelation, and the peak's strength
-    (0 when there is no rhythm)."""
+def estimate_count(profile: np.ndarray, span: tuple[int, int], min_pitch: float = 6.0,
+                   min_strength: float = 0.4) -> tuple[int, float]:
+    """Number of repeats over the active span from the profile's autocorrelation, and the peak's strength;
+    (1, 0) without a rhythm. Two repeats are no rhythm: an outline's two edges look just like them."""
     lag, strength = estimate_pitch(profile, span, min_pitch)
-    return (max(1, int(round((span[1] - span[0]) / lag))), strength) if lag else (1, 0.0)
+    if lag is None or strength < min_strength or (span[1] - span[0]) / lag < 2.5:
+        return 1, 0.0
+    return max(1, int(round((span[1] - span[0]) / lag))), strength
 
 
 def estimate_pitch(profile: np.ndarray, span: tuple[int, int], min_pitch: float = 6.0) -> tuple[float | None, float]:
@@ -305,7 +313,7 @@ def propose(goods: list[np.ndarray], grid: tuple[int, int] | None = None, cell_p
         cols, rows = grid
     else:
         (cols, sx), (rows, sy) = estimate_count(prof_x, span_x), estimate_count(prof_y, span_y)
-        lattice = sx > 0 and sy > 0 or (cols > 1 and sx > 0.4) or (rows > 1 and sy > 0.4)
+        lattice = sx > 0 or sy > 0
         notes.append(f"grid {cols}x{rows} counted from the features' rhythm" if lattice else
                      "no repeating feature found: square cells over the part")
     h, w = rot.shape
@@ -317,8 +325,9 @@ def propose(goods: list[np.ndarray], grid: tuple[int, int] | None = None, cell_p
         if min(qx, qy) < 0.05 and grid is not None:
             notes.append("the features barely repeat at this grid: check the proposal")
     else:
-        x0, x1 = span_x
-        y0, y1 = span_y
+        # the activity spreads about FEATURE_SIGMA beyond the part's outline
+        x0, x1 = span_x[0] + FEATURE_SIGMA, max(span_x[0] + FEATURE_SIGMA + 4, span_x[1] - FEATURE_SIGMA)
+        y0, y1 = span_y[0] + FEATURE_SIGMA, max(span_y[0] + FEATURE_SIGMA + 4, span_y[1] - FEATURE_SIGMA)
         pad_x, pad_y = 0.05 * (x1 - x0), 0.05 * (y1 - y0)
         width, height = min(w, x1 - x0 + 2 * pad_x), min(h, y1 - y0 + 2 * pad_y)
         centre_rot = np.array([(x0 + x1) / 2, (y0 + y1) / 2])
