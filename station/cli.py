@@ -31,15 +31,85 @@ def _load_recipe(args):
     return Recipe.load(args.recipe if args.recipe else bundled_recipe(getattr(args, "engine", None)))
 
 
+def _grid_arg(args):
+    """(cols, rows) from --grid, or None to let the data say."""
+    from station.core.grid import CellGrid
+
+    if not args.grid:
+        return None
+    grid = CellGrid.parse(args.grid)
+    return grid.cols, grid.rows
+
+
+def _good_images(data, limit: int = 200):
+    from station.core.imageio import read_image
+
+    goods = [s.path for s in data.samples if s.label == "good"]
+    if not goods:
+        raise StationError(f"{data.root} has no 'good' images to teach the part from")
+    return [read_image(p) for p in goods[:limit]]
+
+
+def _roi_arg(text: str | None):
+    from station.core.pattern import Roi
+
+    if not text:
+        return None
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise StationError(f"--roi must be x,y,w,h[,angle_deg] in frame px, not {text!r}") from None
+    if len(values) not in (4, 5):
+        raise StationError(f"--roi must be x,y,w,h[,angle_deg] in frame px, not {text!r}")
+    x, y, w, h, *angle = values
+    return Roi(x + w / 2, y + h / 2, w, h, angle[0] if angle else 0.0)
+
+
+def cmd_teach(args) -> int:
+    from station.core.dataset import load_dataset
+    from station.core.teach import propose_setup
+    from station.core.training import labelled_grid, labelled_images
+
+    data = load_dataset(Path(args.data), "train")
+    goods = _good_images(data)
+    grid = _grid_arg(args) or (None if args.cell_px else labelled_grid(data))
+    labelled = [(img, cell) for img, cell in labelled_images(data)
+                if grid is not None and cell[0] < grid[0] and cell[1] < grid[1]]
+    setup = propose_setup(goods, grid, args.cell_px, _roi_arg(args.roi), args.max_angle, args.max_scale,
+                          labelled=labelled)
+    paths = setup.save(args.out, goods[:8])
+    _emit({**paths, **setup.to_dict()})
+    return 0
+
+
 def cmd_train(args) -> int:
     from station.core.dataset import load_dataset
     from station.core.grid import CellGrid
     from station.core.resources import demo_dir
-    from station.core.training import train_recipe
+    from station.core.teach import Setup
+    from station.core.training import labelled_images, teach_for, train_recipe
 
+    from station.core.engines import engine_class
+
+    engine_class(args.engine)  # an unknown engine is said before any image is read
     data_root = Path(args.data) if args.data else demo_dir()
     data = load_dataset(data_root, "train").sample_per_class(args.max_per_class, args.seed)
-    grid = CellGrid.parse(args.grid, args.cell_px)
+    setup, setup_paths = None, {}
+    if args.region == "blob":
+        grid = CellGrid.parse(args.grid or "3x9", args.cell_px or 24)
+    elif args.setup:
+        if args.grid or args.cell_px:
+            raise StationError("--grid and --cell-px come from the setup when --setup is given")
+        setup = Setup.load(args.setup)
+        grid = setup.grid
+    else:  # no taught setup: propose one, and show the engineer what was assumed
+        goods = _good_images(data)
+        setup = teach_for(data, goods, _grid_arg(args), args.cell_px, labelled_images(data, seed=args.seed))
+        grid = setup.grid
+        if int(os.environ.get("RANK", "0")) == 0:
+            setup_paths = setup.save(Path(args.out).with_name(Path(args.out).name + ".setup"), goods[:8])
+            print(f"station: no --setup given; proposed grid {grid.cols}x{grid.rows} of {grid.cell_px} px cells, "
+                  f"see {setup_paths.get('preview', setup_paths['setup'])}", file=sys.stderr)
     config = json.loads(args.config) if args.config else {}
     if not isinstance(config, dict):
         raise StationError("--config must be a JSON object")
@@ -59,12 +129,13 @@ def cmd_train(args) -> int:
 
     recipe, stats = train_recipe(data, args.engine, grid, args.name or Path(args.out).name, seed=args.seed,
                                  engine_config=config, provenance={"command": command}, progress=progress,
-                                 refine=args.registration)
+                                 refine=args.registration, setup=setup, region_mode=args.region)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only the first process writes the recipe
         return 0
     recipe.save(args.out)
     _emit({"recipe": str(args.out), "engine": args.engine, "content_hash": recipe.content_hash,
-           "thresholds": {"review": recipe.thresholds[0], "ng": recipe.thresholds[1]}, **stats})
+           "thresholds": {"review": recipe.thresholds[0], "ng": recipe.thresholds[1]}, **stats,
+           **({"proposed_setup": setup_paths} if setup_paths else {})})
     return 0
 
 
@@ -140,10 +211,13 @@ def cmd_synth(args) -> int:
 
     try:
         manifest = render_dataset(Path(args.out), args.count, args.seed, size=args.size, workers=args.workers,
-                                  python=args.blender_python, progress=progress, keep_existing=args.keep_existing)
+                                  python=args.blender_python, progress=progress, keep_existing=args.keep_existing,
+                                  product=args.product)
     except SynthError as exc:
         raise StationError(str(exc)) from None
-    _emit({"out": str(args.out), "manifest": str(manifest), "count": args.count, "seed": args.seed})
+    product = json.loads(manifest.read_text()).get("product", {}).get("name")
+    _emit({"out": str(args.out), "manifest": str(manifest), "count": args.count, "seed": args.seed,
+           "product": product})
     return 0
 
 
@@ -193,8 +267,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--engine", default="rt")
     t.add_argument("--data", help="dataset folder (default: the bundled demo train split)")
     t.add_argument("--out", required=True, help="recipe folder to write")
-    t.add_argument("--grid", default="3x9", help="cell grid COLSxROWS (default 3x9, the reference connector)")
-    t.add_argument("--cell-px", type=int, default=24, help="cell size in the registered crop, px")
+    t.add_argument("--setup", help="a taught setup folder (station teach): region, grid and golden frame")
+    t.add_argument("--grid", help="cell grid COLSxROWS (default: the labelled cells' span, else the features' rhythm)")
+    t.add_argument("--cell-px", type=int, help="cell size in the registered crop, px (default: follows the pitch)")
+    t.add_argument("--region", choices=("pattern", "blob"), default="pattern",
+                   help="find the taught pattern (default) or the largest blob (recipes of earlier versions)")
     t.add_argument("--max-per-class", type=int, help="a seeded sample of at most N images per class")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--name", help="recipe name (default: the folder name)")
@@ -207,6 +284,16 @@ def build_parser() -> argparse.ArgumentParser:
                    "a run with the same data and settings resumes from it")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=cmd_train)
+
+    te = sub.add_parser("teach", help="propose a product's region and grid from good images; write the setup")
+    te.add_argument("--data", required=True, help="dataset folder with good images (DIR/good or DIR/train/good)")
+    te.add_argument("--out", required=True, help="setup folder to write (setup.json, golden.png, preview.png)")
+    te.add_argument("--grid", help="COLSxROWS: one cell per feature (default: labelled cells, else the rhythm)")
+    te.add_argument("--cell-px", type=int, help="canonical cell size, px; alone: square cells over the part")
+    te.add_argument("--roi", help="x,y,w,h[,angle_deg]: the region in the golden frame, px (default: proposed)")
+    te.add_argument("--max-angle", type=float, default=15.0, help="how far a part may turn, degrees (180: any)")
+    te.add_argument("--max-scale", type=float, default=0.1, help="how far its scale may change (0.1 = 10%%)")
+    te.set_defaults(func=cmd_teach)
 
     i = sub.add_parser("inspect", help="inspect a source; one JSON line per frame")
     i.add_argument("--recipe")
@@ -230,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--out", required=True, help="folder for IMAGE_plusminus.png and .json")
     x.set_defaults(func=cmd_explain)
 
-    s = sub.add_parser("synth", help="render the reference connector with Blender")
+    s = sub.add_parser("synth", help="render a product (the reference connector by default) with Blender")
     s.add_argument("--out", required=True)
     s.add_argument("--count", type=int, required=True)
     s.add_argument("--seed", type=int, default=0)
@@ -239,6 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--blender-python", help="a Python with bpy (default: $STATION_BLENDER_PYTHON)")
     s.add_argument("--keep-existing", action="store_true",
                    help="keep images already rendered (same seed): grow a set or resume an interrupted render")
+    s.add_argument("--product", metavar="FILE_OR_NAME",
+                   help="a JSON file of product settings (omitted keys keep the connector's), 'demo', or a product "
+                        "of scripts/product_suite.json ($STATION_PRODUCTS)")
     s.set_defaults(func=cmd_synth)
     return p
 

@@ -1,11 +1,12 @@
-"""`station synth`: render the reference connector data set with Blender (bpy).
+"""`station synth`: render a product's data set (the reference connector by default) with Blender (bpy).
 
 bpy pins its own Python (3.11) and ``numpy<2``, so it lives in an environment of its own and
 ``render_connector.py`` (next to this file) runs in that interpreter as a subprocess.  This
-module is stdlib-only and never imports bpy.
+module never imports bpy; a product's settings are checked by ``station.synth.product``.
 
     from station.synth import render_dataset
     render_dataset(Path("resources/demo/train"), count=1920, seed=1)
+    render_dataset(Path("/tmp/pins-2x10/train"), count=320, seed=11, product={"cols": 2, "rows": 10})
 
 Image ``i`` has class ``classes[i % len(classes)]`` and its random choices are drawn from
 ``(seed, i)`` alone, so the split over worker processes does not change the images.
@@ -27,7 +28,7 @@ from typing import Callable, Iterable, Sequence
 __all__ = [
     "SynthError", "KNOWN_CLASSES", "RENDER_SCRIPT", "ENV_VAR",
     "class_for", "plan_classes", "split_work", "merge_fragments", "find_blender_python",
-    "render_dataset",
+    "render_dataset", "check_framing",
 ]
 
 KNOWN_CLASSES = ("good", "pushed", "tilted", "missing")
@@ -124,12 +125,14 @@ def split_todo(todo: Sequence[bool], workers: int) -> list[tuple[int, int]]:
 
 
 def merge_fragments(fragments: Iterable[dict], *, count: int, seed: int, size: int,
-                    classes: Sequence[str] = KNOWN_CLASSES) -> dict:
+                    classes: Sequence[str] = KNOWN_CLASSES, product: dict | None = None) -> dict:
     """Merge the renderer's ``manifest-<start>.json`` fragments into the data-set manifest.
 
     Checks that every image 0..count-1 appears exactly once with the expected class, file
-    name and cell (``[col, row]``, or None for good).
+    name and cell (``[col, row]`` of the product's grid, or None for good).  ``product`` (its
+    settings, the connector's by default) is recorded in the manifest.
     """
+    grid = {"cols": product["cols"], "rows": product["rows"]} if product else dict(GRID)
     by_index: dict[int, dict] = {}
     for frag in fragments:
         for im in frag.get("images", []):
@@ -155,13 +158,17 @@ def merge_fragments(fragments: Iterable[dict], *, count: int, seed: int, size: i
             raise SynthError(f"image {i}: class {cls!r} with cell {cell!r}")
         if cell is not None:
             c, r = cell
-            if not (0 <= c < GRID["cols"] and 0 <= r < GRID["rows"]):
-                raise SynthError(f"image {i}: cell {cell!r} outside the {GRID} grid")
+            if not (0 <= c < grid["cols"] and 0 <= r < grid["rows"]):
+                raise SynthError(f"image {i}: cell {cell!r} outside the {grid['cols']}x{grid['rows']} grid")
             cell = [int(c), int(r)]
         images.append({"index": i, "file": im["file"], "class": cls, "cell": cell,
                        "params": im.get("params", {})})
-    return {"schema": 1, "generator": "station synth", "seed": seed, "size": size,
-            "grid": dict(GRID), "classes": list(classes), "count": count, "images": images}
+    out = {"schema": 1, "generator": "station synth", "seed": seed, "size": size,
+           "grid": grid, "classes": list(classes), "count": count}
+    if product:
+        out["product"] = product
+    out["images"] = images
+    return out
 
 
 # ----------------------------------------------------------------------------- interpreter
@@ -199,8 +206,11 @@ def render_dataset(out: Path, count: int, seed: int, size: int = 256,
                    classes: Sequence[str] = KNOWN_CLASSES, workers: int = 2,
                    python: str | None = None,
                    progress: Callable[[int, int], None] | None = None,
-                   samples: int | None = None, keep_existing: bool = False) -> Path:
-    """Render ``count`` connector images into ``out/<class>/`` and write ``out/manifest.json``.
+                   samples: int | None = None, keep_existing: bool = False, product=None) -> Path:
+    """Render ``count`` images of ``product`` into ``out/<class>/`` and write ``out/manifest.json``.
+
+    ``product`` is anything ``station.synth.product.load_product`` takes: None or "demo" (the
+    reference connector), a dict of settings, a Product, a JSON file or a suite product's name.
 
     ``progress(done, total)`` is called (from reader threads) after every image. With
     ``keep_existing`` an image already at its path (a whole PNG) is kept: images depend only on seed
@@ -208,7 +218,12 @@ def render_dataset(out: Path, count: int, seed: int, size: int = 256,
     Returns the manifest path.  Raises SynthError if no bpy interpreter is found or a
     renderer process fails (with the tail of its stderr).
     """
+    from station.synth.product import load_product
+
     out = Path(out)
+    settings = load_product(product)
+    # the connector renders without --product, exactly as before products existed
+    product_arg = None if settings.is_demo() else json.dumps(settings.settings(), separators=(",", ":"))
     classes = _check_classes(classes)
     if count < 0:
         raise SynthError("count must be >= 0")
@@ -223,6 +238,7 @@ def render_dataset(out: Path, count: int, seed: int, size: int = 256,
     if chunks:
         exe = find_blender_python(python)
         if keep_existing:
+            _check_same_settings(out / "manifest.json", seed, size, settings.settings())
             todo = []
             for i in range(count):
                 path = out / image_file(i, classes)
@@ -231,7 +247,8 @@ def render_dataset(out: Path, count: int, seed: int, size: int = 256,
                 todo.append(not path.exists())
             chunks = split_todo(todo, workers)
         threads = max(1, (os.cpu_count() or 1) // len(chunks))
-        _run_workers(exe, out, chunks, seed, size, classes, threads, samples, count, progress, keep_existing)
+        _run_workers(exe, out, chunks, seed, size, classes, threads, samples, count, progress, keep_existing,
+                     product_arg)
     fragments = []
     for start, _ in chunks:
         f = out / f"manifest-{start}.json"
@@ -239,7 +256,8 @@ def render_dataset(out: Path, count: int, seed: int, size: int = 256,
             fragments.append(json.loads(f.read_text()))
         except (OSError, ValueError) as e:
             raise SynthError(f"renderer wrote no readable manifest fragment {f}: {e}") from e
-    manifest = merge_fragments(fragments, count=count, seed=seed, size=size, classes=classes)
+    manifest = merge_fragments(fragments, count=count, seed=seed, size=size, classes=classes,
+                               product=settings.settings())
     path = out / "manifest.json"
     tmp = out / ".manifest.json.tmp"
     tmp.write_text(json.dumps(manifest, indent=1))
@@ -247,6 +265,24 @@ def render_dataset(out: Path, count: int, seed: int, size: int = 256,
     for start, _ in chunks:
         (out / f"manifest-{start}.json").unlink(missing_ok=True)
     return path
+
+
+def _check_same_settings(manifest: Path, seed: int, size: int, product: dict) -> None:
+    """Refuse to keep images rendered with another seed, size or product: the set would mix two of them."""
+    if not manifest.is_file():
+        return
+    try:
+        old = json.loads(manifest.read_text())
+    except (OSError, ValueError) as exc:
+        raise SynthError(f"cannot read {manifest} to check the images to keep: {exc}") from exc
+    from station.synth.product_params import DEFAULT_PRODUCT
+
+    was = (old.get("seed"), old.get("size"), old.get("product", DEFAULT_PRODUCT))
+    if was != (seed, size, product):
+        raise SynthError(f"{manifest.parent} holds images of another seed, size or product "
+                         f"(seed {old.get('seed')}, size {old.get('size')}, product "
+                         f"{was[2].get('name') if isinstance(was[2], dict) else was[2]!r}); "
+                         "render into another folder or drop --keep-existing")
 
 
 def is_whole_png(path: Path) -> bool:
@@ -264,7 +300,8 @@ def is_whole_png(path: Path) -> bool:
     return head == b"\x89PNG\r\n\x1a\n" and tail[4:8] == b"IEND"
 
 
-def _run_workers(exe, out, chunks, seed, size, classes, threads, samples, total, progress, keep_existing=False):
+def _run_workers(exe, out, chunks, seed, size, classes, threads, samples, total, progress, keep_existing=False,
+                 product_arg=None):
     lock = threading.Lock()
     done = [0]
     procs = []
@@ -290,6 +327,8 @@ def _run_workers(exe, out, chunks, seed, size, classes, threads, samples, total,
                 cmd += ["--samples", str(samples)]
             if keep_existing:
                 cmd.append("--keep-existing")
+            if product_arg:
+                cmd += ["--product", product_arg]
             p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                  text=True, bufsize=1)
             tail: deque[str] = deque(maxlen=40)
@@ -320,3 +359,28 @@ def _run_workers(exe, out, chunks, seed, size, classes, threads, samples, total,
             for stream in (p.stdout, p.stderr):
                 if stream is not None:
                     stream.close()
+
+
+def check_framing(product=None, seed: int = 0, count: int = 8, start: int = 0, size: int = 256,
+                  classes: Sequence[str] = KNOWN_CLASSES, python: str | None = None,
+                  timeout: float = 900.0) -> list[dict]:
+    """How the part sits in the frame of images ``start .. start+count-1`` (nothing is rendered): one dict per
+    image with ``min_margin`` (the closest a visible pin point comes to the frame border, as a share of the
+    frame; below 0 it is cut), ``col_angle_deg`` / ``row_angle_deg`` (the part's columns from the image's
+    vertical, its rows from the horizontal) and ``housing_cut`` (the housing edges the frame cuts)."""
+    from station.synth.product import load_product
+
+    settings = load_product(product)
+    classes = _check_classes(classes)
+    exe = find_blender_python(python)
+    cmd = [exe, str(RENDER_SCRIPT), "--out", os.devnull, "--count", str(count), "--seed", str(seed),
+           "--start", str(start), "--size", str(size), "--classes", ",".join(classes), "--check-framing",
+           "--product", json.dumps(settings.settings(), separators=(",", ":"))]
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise SynthError(f"framing check failed to run: {exc}") from exc
+    if p.returncode != 0:
+        tail = "\n".join(p.stderr.strip().splitlines()[-20:]) or "(no stderr)"
+        raise SynthError(f"framing check exited with code {p.returncode}; last stderr lines:\n{tail}")
+    return [json.loads(line[len("FRAME "):]) for line in p.stdout.splitlines() if line.startswith("FRAME ")]

@@ -1,9 +1,10 @@
-"""Render the reference connector (DESIGN.md section 4) with Blender's Python module.
+"""Render a product (the reference connector of DESIGN.md section 4 by default) with Blender's Python module.
 
-Run this file with an interpreter that has ``bpy`` (it imports nothing from ``station``)::
+Run this file with an interpreter that has ``bpy`` (it imports nothing from ``station``; its settings and random
+draws come from ``product_params.py`` beside it)::
 
     python render_connector.py --out DIR --count N --seed S --start I --size 256 \
-        [--classes good,pushed,tilted,missing] [--samples 16] [--threads 0]
+        [--classes good,pushed,tilted,missing] [--samples 16] [--threads 0] [--product JSON_OR_FILE] [--check-framing]
 
 It renders images ``I .. I+N-1``. Image ``i`` has class ``classes[i % len(classes)]`` and
 all its random choices come from a generator seeded with ``(seed, i)``, so the images do not
@@ -12,11 +13,10 @@ depend on how a data set is split over processes.  Output::
     DIR/<class>/<class>_<i:05d>.png
     DIR/manifest-<I>.json      {"start": I, "count": N, "seed": S, "size": ..., "images": [...]}
 
-Scene (world units, pitch 1.0): pin (x, y), x = 0..2 columns, y = 0..8 rows, stands at
-world ``X = x - 1``, ``Y = 4 - y``.  The camera looks down with its image "up" along +Y and
-tilts towards the part's diagonal (+Y turned by ``CAM_AZIMUTH_DEG`` towards -X; it stands on the
-+X, -Y side), so in the image x=0 is LEFT, x=2 is RIGHT, y=0 is TOP, y=8 is BOTTOM, and the pin
-tops sit up and to the left of their footprints.
+Scene: see ``product_params`` for the part's coordinates.  The camera looks down with its image "up" along +Y and
+tilts towards the product's azimuth (+Y turned towards -X; the demo's camera stands on the +X, -Y side), so in the
+image x=0 is LEFT, y=0 is TOP.  ``--check-framing`` renders nothing: it prints, per image, how far the pins stay
+inside the frame and how upright the part stands (``FRAME {json}`` lines).
 """
 
 from __future__ import annotations
@@ -25,95 +25,19 @@ import argparse
 import json
 import math
 import os
-import random
 import sys
 import time
 import warnings
 
 import bpy
+from bpy_extras.object_utils import world_to_camera_view
 from mathutils import Euler, Matrix, Vector
 
-COLS, ROWS, PITCH = 3, 9, 1.0
-PIN_LEN = 2.0
-PIN_TOP = 1.0          # pin top height above the housing top (z = 0); the rest sits inside
-HOUSING_MARGIN = 0.6  # housing border around the outer pins' centres
-HOUSING_THICK = 0.5
-DEFAULT_CLASSES = ("good", "pushed", "tilted", "missing")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # Blender's Python has no station package
+import product_params as pp  # noqa: E402
 
-# nominal camera: tilt from vertical (deg, camera on the -Y side), distance, lens
-CAM_TILT_DEG = 22.0
-# direction the camera tilts towards, from +Y towards -X (deg). Seen straight along the part's long
-# axis, a pushed pin and a pin leaning towards the camera move their tops the same way in the image;
-# from the diagonal a push moves the top along the diagonal, a lean about X moves it up or down and
-# a lean about Y sideways (override with STATION_SYNTH_CAM_AZIMUTH to compare views)
-CAM_AZIMUTH_DEG = float(os.environ.get("STATION_SYNTH_CAM_AZIMUTH", "40.0"))
-CAM_DIST = 30.5
-CAM_LENS_MM = 100.0
-CAM_TARGET_Y = -0.25   # aim a little below the centre: the leaning pin tops make the top end longer
-
-
-def is_cylinder(x: int, y: int) -> bool:
-    return (x == 1 and y % 3 == 0) or (x != 1 and (y + 1) % 3 == 0)
-
-
-def pin_xy(x: int, y: int) -> tuple[float, float]:
-    return ((x - (COLS - 1) / 2) * PITCH, ((ROWS - 1) / 2 - y) * PITCH)
-
-
-# ----------------------------------------------------------------------------- parameters
-
-def image_params(seed: int, index: int, cls: str) -> dict:
-    """All random choices for one image, from a generator seeded by (seed, index)."""
-    rng = random.Random(f"station-synth:{seed}:{index}")
-    u = rng.uniform
-    p: dict = {
-        "camera": {
-            "tilt_deg": round(CAM_TILT_DEG + u(-2.0, 2.0), 4),
-            "azimuth_deg": round(CAM_AZIMUTH_DEG + u(-3.0, 3.0), 4),
-            "dx": round(u(-0.2, 0.2), 4),          # target offset, world units
-            "dy": round(u(-0.2, 0.2), 4),
-            "distance": round(CAM_DIST * u(0.98, 1.02), 4),
-            "rot_x_deg": round(u(-1.0, 1.0), 4),     # extra camera rotation
-            "rot_y_deg": round(u(-1.0, 1.0), 4),
-            "rot_z_deg": round(u(-3.0, 3.0), 4),
-        },
-        "light": {
-            "sun_strength": round(u(1.4, 1.8), 4),
-            "sun_azimuth_deg": round(u(-25.0, 25.0), 4),    # 0 = light from image right (+X)
-            "sun_elevation_deg": round(u(40.0, 50.0), 4),
-            "fill_energy": round(u(700.0, 1000.0), 4),
-            "fill_x": round(u(-3.0, 3.0), 4),
-            "fill_y": round(u(-3.0, 3.0), 4),
-            "ambient": round(u(0.8, 1.0), 4),
-        },
-        "material": {
-            "housing_rgb": [round(v, 4) for v in _jitter_rgb(rng, (0.012, 0.012, 0.015), 0.004)],
-            "housing_roughness": round(u(0.35, 0.7), 4),
-            "pin_rgb": [round(v, 4) for v in _jitter_rgb(rng, (0.92, 0.80, 0.55), 0.05)],
-            "pin_roughness": round(u(0.35, 0.5), 4),
-            "table_rgb": [round(v, 4) for v in _jitter_rgb(rng, (0.55, 0.57, 0.6), 0.04)],
-        },
-        "defect": None,
-    }
-    cell = None
-    if cls != "good":
-        cell = [rng.randrange(COLS), rng.randrange(ROWS)]
-        d: dict = {"kind": cls, "cell": cell}
-        if cls == "pushed":
-            d["depth"] = round(u(0.3, 0.7), 4)
-        elif cls == "tilted":
-            d["axis"] = rng.choice(["X", "Y"])
-            d["angle_deg"] = round(u(10.0, 25.0) * rng.choice([-1, 1]), 4)
-        elif cls == "missing":
-            pass
-        else:
-            raise ValueError(f"unknown class {cls!r}")
-        p["defect"] = d
-    return {"cell": cell, "params": p}
-
-
-def _jitter_rgb(rng: random.Random, base, amount: float):
-    return [min(1.0, max(0.0, c + rng.uniform(-amount, amount))) for c in base]
+DEFAULT_CLASSES = pp.DEFAULT_CLASSES
+TARGET_Z = 0.3         # the camera aims a little above the housing top, between it and the pin tops
 
 
 # ----------------------------------------------------------------------------- scene
@@ -165,7 +89,8 @@ def _cyl_mesh(name, r, z0, z1, n=24):
 
 
 class Scene:
-    def __init__(self, size: int, samples: int, threads: int):
+    def __init__(self, size: int, samples: int, threads: int, product: dict):
+        self.product = pr = product
         bpy.ops.wm.read_factory_settings(use_empty=True)
         sc = bpy.context.scene
         self.sc = sc
@@ -230,28 +155,28 @@ class Scene:
         self.m_pin = _material("pin", 1.0)
 
         # table
-        table = bpy.data.objects.new("table", _box_mesh("table", 80, 80, -HOUSING_THICK - 0.1, -HOUSING_THICK))
+        thick = pp.HOUSING_THICK
+        table = bpy.data.objects.new("table", _box_mesh("table", 80, 80, -thick - 0.1, -thick))
         table.data.materials.append(self.m_table)
         sc.collection.objects.link(table)
 
         # housing
-        hw = (COLS - 1) * PITCH + 2 * HOUSING_MARGIN
-        hl = (ROWS - 1) * PITCH + 2 * HOUSING_MARGIN
-        housing = bpy.data.objects.new("housing", _box_mesh("housing", hw, hl, -HOUSING_THICK, 0.0))
+        hx, hy = pp.housing_half(pr)
+        housing = bpy.data.objects.new("housing", _box_mesh("housing", 2 * hx, 2 * hy, -thick, 0.0))
         housing.data.materials.append(self.m_housing)
         sc.collection.objects.link(housing)
 
         # pins: origin at the housing top (z = 0), the pivot for a tilt
-        z0, z1 = PIN_TOP - PIN_LEN, PIN_TOP
-        cube = _box_mesh("pin_cube", 0.5, 0.5, z0, z1)
-        cyl = _cyl_mesh("pin_cyl", 0.25, z0, z1)
+        z0, z1 = pp.PIN_BOTTOM, pr["pin_height"]
+        cube = _box_mesh("pin_cube", pr["cube_side"], pr["cube_side"], z0, z1)
+        cyl = _cyl_mesh("pin_cyl", pr["cylinder_radius"], z0, z1)
         for m in (cube, cyl):
             m.materials.append(self.m_pin)
         self.pins = {}
-        for x in range(COLS):
-            for y in range(ROWS):
-                ob = bpy.data.objects.new(f"pin_{x}_{y}", cyl if is_cylinder(x, y) else cube)
-                px, py = pin_xy(x, y)
+        for x in range(pr["cols"]):
+            for y in range(pr["rows"]):
+                ob = bpy.data.objects.new(f"pin_{x}_{y}", cyl if pp.is_cylinder(x, y, pr["pins"]) else cube)
+                px, py = pp.pin_xy(x, y, pr)
                 ob.location = (px, py, 0.0)
                 sc.collection.objects.link(ob)
                 self.pins[(x, y)] = ob
@@ -268,19 +193,38 @@ class Scene:
 
         # camera
         cam_data = bpy.data.cameras.new("camera")
-        cam_data.lens = CAM_LENS_MM
+        cam_data.lens = pr["camera"]["lens_mm"]
         cam_data.sensor_fit = "AUTO"
         cam_data.clip_start = 1.0
-        cam_data.clip_end = 200.0
+        cam_data.clip_end = 4.0 * pr["camera"]["distance"] + 200.0
         self.cam = bpy.data.objects.new("camera", cam_data)
         sc.collection.objects.link(self.cam)
         sc.camera = self.cam
+        self.clutter = self._clutter_pool() if pr["background"] == "clutter" else []
+
+    def _clutter_pool(self) -> list:
+        """As many boxes and cylinders as an image may place, each with a mesh and material of its own (for its
+        colour); an image moves, scales and colours the ones it draws and hides the rest."""
+        n = int(self.product["clutter_count"][1])
+        meshes = {"box": _box_mesh("clutter_box", 1.0, 1.0, 0.0, 1.0),
+                  "cylinder": _cyl_mesh("clutter_cyl", 0.5, 0.0, 1.0, 32)}
+        pool = []
+        for kind, mesh in meshes.items():
+            for i in range(n):
+                mat = _material(f"clutter_{kind}_{i}", 0.0)
+                own = mesh.copy()
+                own.materials.append(mat)
+                ob = bpy.data.objects.new(f"clutter_{kind}_{i}", own)
+                ob.hide_render = True
+                self.sc.collection.objects.link(ob)
+                pool.append((kind, ob, mat))
+        return pool
 
     def apply(self, params: dict) -> None:
         c, li, ma, d = params["camera"], params["light"], params["material"], params["defect"]
         # reset pins
         for (x, y), ob in self.pins.items():
-            px, py = pin_xy(x, y)
+            px, py = pp.pin_xy(x, y, self.product)
             ob.location = (px, py, 0.0)
             ob.rotation_euler = (0.0, 0.0, 0.0)
             ob.hide_render = False
@@ -294,9 +238,10 @@ class Scene:
             elif d["kind"] == "missing":
                 ob.hide_render = True
 
-        # camera: look at the housing centre from the diagonal (see CAM_AZIMUTH_DEG), then jitter
+        # camera: look at the product's target from its azimuth (see product_params), then jitter
         t = math.radians(c["tilt_deg"])
-        target = Vector((c["dx"], c["dy"] + CAM_TARGET_Y, 0.3))
+        aim = self.product["camera"]
+        target = Vector((c["dx"] + aim["target_dx"], c["dy"] + aim["target_dy"], TARGET_Z))
         # tilt about an axis turned by the azimuth; the roll back keeps the part upright in the image
         turn = Matrix.Rotation(math.radians(c.get("azimuth_deg", 0.0)), 3, "Z")
         base = turn @ Euler((t, 0.0, 0.0), "XYZ").to_matrix() @ turn.transposed()
@@ -326,6 +271,66 @@ class Scene:
         pb.inputs["Roughness"].default_value = ma["pin_roughness"]
         _bsdf(self.m_table).inputs["Base Color"].default_value = (*ma["table_rgb"], 1.0)
 
+        placed = {"box": [], "cylinder": []}
+        for item in params.get("clutter", []):
+            placed[item["kind"]].append(item)
+        for kind, ob, mat in self.clutter:
+            if not placed[kind]:
+                ob.hide_render = True
+                continue
+            item = placed[kind].pop()
+            ob.hide_render = False
+            ob.location = (item["x"], item["y"], -pp.HOUSING_THICK)
+            ob.scale = (item["sx"], item["sy"], item["height"])
+            ob.rotation_euler = (0.0, 0.0, math.radians(item["angle_deg"]))
+            _bsdf(mat).inputs["Base Color"].default_value = (*item["rgb"], 1.0)
+
+    def framing(self, params: dict) -> dict:
+        """How the pins sit in the frame of this image: the smallest distance of a visible pin point (its top and
+        where it leaves the housing) from the frame border, as a share of the frame (< 0: cut by the border); the
+        angles of the part's columns and rows from the image's vertical and horizontal (degrees, 0 = upright);
+        and which housing edges the frame cuts."""
+        self.apply(params)
+        bpy.context.view_layer.update()
+        sc, cam, pr = self.sc, self.cam, self.product
+
+        def to_image(co) -> tuple[float, float]:
+            v = world_to_camera_view(sc, cam, Vector(co))
+            return (v.x, 1.0 - v.y) if v.z > 0 else (float("nan"), float("nan"))   # image y runs down
+
+        margin = 1.0
+        for ob in self.pins.values():
+            if ob.hide_render:
+                continue
+            mw = ob.matrix_world
+            z1 = pr["pin_height"]
+            for v in ob.data.vertices:
+                if abs(v.co.z - z1) > 1e-6:
+                    continue
+                for z in (z1, 0.0):       # the pin's top, and its section where it leaves the housing top
+                    x, y = to_image(mw @ Vector((v.co.x, v.co.y, z)))
+                    margin = min(margin, x, 1.0 - x, y, 1.0 - y) if x == x else -1.0
+        feet = {(x, y): to_image((*pp.pin_xy(x, y, pr), 0.0)) for x in range(pr["cols"]) for y in range(pr["rows"])}
+
+        def mean(keys):
+            pts = [feet[k] for k in keys]
+            return sum(p[0] for p in pts) / len(pts), sum(p[1] for p in pts) / len(pts)
+
+        cols, rows = range(pr["cols"]), range(pr["rows"])
+        top, bottom = mean([(x, 0) for x in cols]), mean([(x, pr["rows"] - 1) for x in cols])
+        left, right = mean([(0, y) for y in rows]), mean([(pr["cols"] - 1, y) for y in rows])
+        col_angle = math.degrees(math.atan2(bottom[0] - top[0], bottom[1] - top[1])) if pr["rows"] > 1 else 0.0
+        row_angle = math.degrees(math.atan2(right[1] - left[1], right[0] - left[0])) if pr["cols"] > 1 else 0.0
+        hx, hy = pp.housing_half(pr)
+        edges = {"left": (-hx, 0.0), "right": (hx, 0.0), "top": (0.0, hy), "bottom": (0.0, -hy)}
+        cut = []
+        for name, (ex, ey) in edges.items():
+            x, y = to_image((ex, ey, 0.0))
+            if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
+                cut.append(name)
+        return {"min_margin": round(margin, 4), "col_angle_deg": round(col_angle, 3),
+                "row_angle_deg": round(row_angle, 3), "housing_cut": cut}
+
     def render(self, path: str) -> None:
         self.sc.render.filepath = path
         bpy.ops.render.render(write_still=True)
@@ -347,6 +352,10 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=0, help="render threads (0 = all cores)")
     ap.add_argument("--keep-existing", action="store_true",
                     help="keep an image already at its path (images depend only on seed and index)")
+    ap.add_argument("--product", help="the product's settings: a JSON object or a file holding one (default: "
+                                      "the reference connector); omitted keys keep the connector's values")
+    ap.add_argument("--check-framing", action="store_true",
+                    help="render nothing; print one 'FRAME {json}' line per image on how the part sits in the frame")
     a = ap.parse_args(argv)
     classes = [c.strip() for c in a.classes.split(",") if c.strip()]
     if not classes or a.count < 0 or a.start < 0 or a.size < 8:
@@ -355,13 +364,29 @@ def main(argv=None) -> int:
         if c not in DEFAULT_CLASSES:
             ap.error(f"unknown class {c!r}; known: {', '.join(DEFAULT_CLASSES)}")
 
+    given = None
+    if a.product:
+        text = a.product
+        if not text.lstrip().startswith("{"):
+            with open(text) as f:
+                text = f.read()
+        given = json.loads(text)
+    product = pp.resolve_product(given)
+
+    scene = Scene(a.size, a.samples, a.threads, product)
+    if a.check_framing:
+        for i in range(a.start, a.start + a.count):
+            cls = classes[i % len(classes)]
+            info = pp.image_params(a.seed, i, cls, product)
+            print("FRAME " + json.dumps({"index": i, "class": cls, "cell": info["cell"],
+                                         **scene.framing(info["params"])}), flush=True)
+        return 0
     out = os.path.abspath(a.out)
-    scene = Scene(a.size, a.samples, a.threads)
     images = []
     t0 = time.perf_counter()
     for i in range(a.start, a.start + a.count):
         cls = classes[i % len(classes)]
-        info = image_params(a.seed, i, cls)
+        info = pp.image_params(a.seed, i, cls, product)
         rel = f"{cls}/{cls}_{i:05d}.png"
         os.makedirs(os.path.join(out, cls), exist_ok=True)
         t1 = time.perf_counter()
