@@ -29,6 +29,8 @@ from station.core.evaluate import summarize
 from station.core.grid import CellGrid
 from station.core.imageio import read_image
 from station.core.registration import Registrar, fit_region
+from station.core.teach import fit_pattern_region
+from station.core.training import labelled_images, teach_for
 from station.core.training import register_samples
 from station.core.verdict import Verdict, decide
 
@@ -177,6 +179,8 @@ def main(argv=None) -> int:
                    "the default is always run")
     p.add_argument("--proxy-test", action="store_true", help="test on the training images the sample leaves out")
     p.add_argument("--write-proxy", type=Path, help="with --proxy-test: also write that split as DIR/test")
+    p.add_argument("--region", choices=("pattern", "blob"), default="pattern",
+                   help="registration: the proposed setup's pattern (as station train) or the largest blob")
     args = p.parse_args(argv)
     if args.write_proxy and args.seeds > 1:
         p.error("--write-proxy writes the proxy split of one sample; use it without --seeds")
@@ -190,7 +194,13 @@ def main(argv=None) -> int:
         test_data = proxy_split(full, train_data, args.write_proxy) if args.proxy_test \
             else load_dataset(args.data, "test")
         good_images = [read_image(s.path) for s in train_data.samples if s.label == "good"]
-        registrar = Registrar(fit_region(good_images, grid), grid)
+        if args.region == "blob":
+            registrar = Registrar(fit_region(good_images, grid), grid)
+        else:  # what `station train` does without a taught setup
+            setup = teach_for(train_data, good_images, (grid.cols, grid.rows),
+                              labelled=labelled_images(train_data, seed=seed))
+            grid = setup.grid
+            registrar = Registrar(fit_pattern_region(good_images, setup), grid)
         train, test = registered(train_data, registrar), registered(test_data, registrar)
         print(f"seed {seed}: train {train_data.counts()}  test {test_data.counts()}", file=sys.stderr)
         for _, label, config in variants:

@@ -123,6 +123,11 @@ def test_canonical_to_golden_maps_the_crop_onto_the_region():
     np.testing.assert_allclose(corners, roi.corners(), atol=1e-9)
     back = Roi.from_corners(roi.corners())
     np.testing.assert_allclose(back.to_list(), roi.to_list(), atol=1e-3)
+    sheared = Roi(100, 80, 60, 30, 10.0, 0.2)  # a grid seen by a tilted camera: a parallelogram
+    m = canonical_to_golden(sheared, (120, 60))
+    corners = np.array([[0, 0], [120, 0], [120, 60], [0, 60]], float) @ m[:, :2].T + m[:, 2]
+    np.testing.assert_allclose(corners, sheared.corners(), atol=1e-9)
+    np.testing.assert_allclose(Roi.from_corners(sheared.corners()).to_list(), sheared.to_list(), atol=1e-3)
 
 
 def test_candidate_poses_start_at_the_nominal_pose_and_cover_the_range():

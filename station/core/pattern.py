@@ -25,39 +25,47 @@ MIN_TEMPLATE_PX = 8
 
 @dataclass(frozen=True)
 class Roi:
-    """The inspection region in the golden frame: centre, size (px at the frame's resolution) and the angle
-    (degrees, counter-clockwise in the image as the frame is shown) of the region's x axis."""
+    """The inspection region in the golden frame: centre, size (px at the frame's resolution), the angle
+    (degrees, counter-clockwise in the image as the frame is shown) of the region's x axis, and its shear:
+    how far the y axis leans along the x axis per px down (a tilted camera shows a grid of pins as a
+    parallelogram)."""
 
     cx: float
     cy: float
     w: float
     h: float
     angle: float = 0.0
+    shear: float = 0.0
 
     def __post_init__(self) -> None:
-        values = (self.cx, self.cy, self.w, self.h, self.angle)
+        values = (self.cx, self.cy, self.w, self.h, self.angle, self.shear)
         if not all(math.isfinite(v) for v in values):
             raise RegistrationError(f"region {values} has a value that is not a number")
         if self.w < 4 or self.h < 4:
             raise RegistrationError(f"region {self.w:.0f} x {self.h:.0f} px is too small (4 px at least)")
+        if abs(self.shear) > 1:
+            raise RegistrationError(f"region shear {self.shear:.2f} is beyond 45 degrees")
 
     @classmethod
     def from_corners(cls, corners: np.ndarray) -> Roi:
-        """The rectangle closest to four corners (top-left, top-right, bottom-right, bottom-left)."""
+        """The parallelogram closest to four corners (top-left, top-right, bottom-right, bottom-left)."""
         c = np.asarray(corners, dtype=np.float64).reshape(4, 2)
         top, right, bottom, left = c[1] - c[0], c[2] - c[1], c[2] - c[3], c[3] - c[0]
         x_axis = (top + bottom) / 2
         y_axis = (right + left) / 2
         angle = math.degrees(math.atan2(-x_axis[1], x_axis[0]))
+        ux = x_axis / max(np.linalg.norm(x_axis), 1e-12)
+        uy = np.array([-ux[1], ux[0]])  # x axis turned a quarter clockwise as shown: down the image
+        h = float(y_axis @ uy)
         centre = c.mean(axis=0)
-        return cls(float(centre[0]), float(centre[1]), float(np.linalg.norm(x_axis)), float(np.linalg.norm(y_axis)),
-                   float(angle))
+        return cls(float(centre[0]), float(centre[1]), float(np.linalg.norm(x_axis)), abs(h), float(angle),
+                   float((y_axis @ ux) / h) if h else 0.0)
 
     def corners(self) -> np.ndarray:
         """(4, 2) corners: top-left, top-right, bottom-right, bottom-left."""
         ux, uy = self.axes()
         c = np.array([self.cx, self.cy])
-        hw, hh = self.w / 2 * ux, self.h / 2 * uy
+        hw, hh = self.w / 2 * ux, self.h / 2 * (uy + self.shear * ux)
         return np.array([c - hw - hh, c + hw - hh, c + hw + hh, c - hw + hh])
 
     def axes(self) -> tuple[np.ndarray, np.ndarray]:
@@ -66,14 +74,16 @@ class Roi:
         return np.array([math.cos(a), -math.sin(a)]), np.array([math.sin(a), math.cos(a)])
 
     def to_list(self) -> list[float]:
-        return [round(v, 3) for v in (self.cx, self.cy, self.w, self.h, self.angle)]
+        """[cx, cy, w, h, angle], and the shear when there is one."""
+        values = (self.cx, self.cy, self.w, self.h, self.angle) + ((self.shear,) if self.shear else ())
+        return [round(v, 3 if i < 5 else 5) for i, v in enumerate(values)]
 
 
 def canonical_to_golden(roi: Roi, size: tuple[int, int], margin: int = 0) -> np.ndarray:
     """2x3 matrix from canonical crop px (with `margin` px of context on each side) to golden-frame px."""
     width, height = size
     ux, uy = roi.axes()
-    ax, ay = ux * roi.w / width, uy * roi.h / height
+    ax, ay = ux * roi.w / width, (uy + roi.shear * ux) * roi.h / height
     origin = np.array([roi.cx, roi.cy]) - ax * (width / 2 + margin) - ay * (height / 2 + margin)
     return np.array([[ax[0], ay[0], origin[0]], [ax[1], ay[1], origin[1]]])
 
@@ -123,10 +133,9 @@ class PatternSearch:
         self.golden_scale = golden_scale
         self.roi = roi
         c = np.array([roi.cx, roi.cy]) * golden_scale
-        ux, uy = roi.axes()
         # the region and a little context: a pattern matched on its outline alone would slide along a lattice
-        hw, hh = (roi.w * 0.55 + 2) * golden_scale, (roi.h * 0.55 + 2) * golden_scale
-        box = np.array([c - hw * ux - hh * uy, c + hw * ux - hh * uy, c + hw * ux + hh * uy, c - hw * ux + hh * uy])
+        corners = roi.corners() * golden_scale
+        box = c + (corners - c) * 1.1 + np.sign(corners - c) * 2
         self.candidates: list[tuple[float, float, _Candidate]] = []
         for angle, scale in candidate_poses(max_angle, max_scale):
             rot = cv2.getRotationMatrix2D((float(c[0]), float(c[1])), angle, scale)  # golden -> turned golden

@@ -47,7 +47,7 @@ class GridSpec(_Strict):
 
 
 class PatternSpec(_Strict):
-    roi: list[float] = Field(min_length=5, max_length=5)  # cx, cy, w, h, angle_deg in golden-frame px
+    roi: list[float] = Field(min_length=5, max_length=6)  # cx, cy, w, h, angle_deg[, shear] in golden-frame px
     frame_size: list[int] = Field(min_length=2, max_length=2)
     margin: int = Field(ge=0, le=256)
     min_match: float = Field(ge=-1, le=1)
@@ -57,8 +57,8 @@ class PatternSpec(_Strict):
     @field_validator("roi")
     @classmethod
     def _finite_roi(cls, roi: list[float]) -> list[float]:
-        if not all(math.isfinite(v) for v in roi) or roi[2] < 4 or roi[3] < 4:
-            raise ValueError("roi must be finite, at least 4 px wide and high")
+        if not all(math.isfinite(v) for v in roi) or roi[2] < 4 or roi[3] < 4 or (len(roi) == 6 and abs(roi[5]) > 1):
+            raise ValueError("roi must be finite, at least 4 px wide and high, its shear within 1")
         return roi
 
     @field_validator("frame_size")

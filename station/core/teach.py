@@ -350,13 +350,14 @@ def propose(goods: list[np.ndarray], grid: tuple[int, int] | None = None, cell_p
 def grid_lines(roi: Roi, cols: int, rows: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """The grid's lines as (start, end) points in golden-frame px: every column and row border."""
     ux, uy = roi.axes()
-    tl = np.array([roi.cx, roi.cy]) - ux * roi.w / 2 - uy * roi.h / 2
+    down = uy + roi.shear * ux
+    tl = roi.corners()[0]
     lines = []
     for i in range(cols + 1):
         a = tl + ux * roi.w * i / cols
-        lines.append((a, a + uy * roi.h))
+        lines.append((a, a + down * roi.h))
     for j in range(rows + 1):
-        a = tl + uy * roi.h * j / rows
+        a = tl + down * roi.h * j / rows
         lines.append((a, a + ux * roi.w))
     return lines
 
@@ -475,9 +476,9 @@ class Setup:
                                         f"{SETUP_SCHEMA}")
             g = doc["grid"]
             grid = CellGrid(int(g["cols"]), int(g["rows"]), int(g["cell_px"]))
+            if len(doc["roi"]) not in (5, 6):
+                raise ValueError("roi must be [cx, cy, w, h, angle] or [cx, cy, w, h, angle, shear]")
             roi = Roi(*(float(v) for v in doc["roi"]))
-            if len(doc["roi"]) != 5:
-                raise ValueError("roi must be [cx, cy, w, h, angle]")
             golden = read_image(folder / GOLDEN_FILE)
             setup = cls(golden, roi, grid, float(doc.get("max_angle", 15.0)), float(doc.get("max_scale", 0.1)),
                         tuple(str(n) for n in doc.get("notes", [])))
