@@ -3,6 +3,7 @@
     scripts/product_suite.py list
     scripts/product_suite.py check  [--only NAME] [--split train|test|both]
     scripts/product_suite.py render [--cache DIR] [--only NAME] [--workers 2]
+    scripts/product_suite.py evaluate [--cache DIR] [--only NAME] [--engine E] [--out DIR] [--dev]
 
 ``render`` writes ``<cache>/<name>/{train,test}`` (cache: --cache, else $STATION_SUITE_CACHE, else
 ``~/.cache/station/product-suite``) through ``station.synth.render_dataset`` with ``--keep-existing``
@@ -11,7 +12,8 @@ semantics, so an interrupted render resumes where it stopped. The renders are ne
 when a pin comes closer than MIN_MARGIN to the border or the part leans more than MAX_ROLL_DEG.
 The settings and seeds in the JSON file were fixed before any tuning: do not edit them to make a
 result look better, and keep the test splits out of every decision until the end.
-(An ``evaluate`` subcommand is to come: add it to SUBCOMMANDS.)
+``evaluate`` (scripts/suite_evaluate.py) teaches, trains and evaluates each product with the station's
+own commands and writes the table of docs/product-suite.md.
 """
 
 from __future__ import annotations
@@ -159,7 +161,13 @@ def cmd_render(args) -> int:
     return 0
 
 
-SUBCOMMANDS = {"list": cmd_list, "check": cmd_check, "render": cmd_render}
+def cmd_evaluate(args) -> int:
+    from suite_evaluate import cmd_evaluate as evaluate
+
+    return evaluate(args, pick(load_suite(), args.only), cache_root(args.cache))
+
+
+SUBCOMMANDS = {"list": cmd_list, "check": cmd_check, "render": cmd_render, "evaluate": cmd_evaluate}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -175,6 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
     rn.add_argument("--only", help="one product, by name")
     rn.add_argument("--workers", type=int, default=2, help="Blender processes (the work, not the products, is split)")
     rn.add_argument("--blender-python", help="a Python with bpy (default: $STATION_BLENDER_PYTHON)")
+    from suite_evaluate import add_parser
+
+    add_parser(sub, CACHE_ENV_VAR)
     return ap
 
 

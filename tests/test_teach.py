@@ -219,3 +219,12 @@ def test_cell_offsets_do_not_change_the_template():
     offsets = cell_offsets(crop, template, CellGrid(2, 2, 24))
     np.testing.assert_array_equal(template, kept)
     assert np.abs(offsets).max() < 0.5
+
+
+def test_the_golden_image_is_the_one_the_region_was_found_on():
+    """More good images than the proposal looks at: the golden index still points into the caller's list."""
+    rng = np.random.default_rng(4)
+    goods = [np.roll(draw_part(rng, "good", jitter=0.0), 2 * i - 50, axis=1) for i in range(50)]
+    p = propose(goods, (3, 9))
+    shift = 2 * p.golden_index - 50
+    assert p.roi.cx == pytest.approx(128 + shift, abs=4)

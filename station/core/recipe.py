@@ -257,7 +257,8 @@ class Recipe:
                                   "cells, each review threshold not above its NG threshold")
         template = arrays.get("region.template")
         spec = doc.region.model_dump()
-        pattern = PatternSetup.from_dict(spec.pop("pattern")) if doc.region.pattern is not None else None
+        saved_pattern = spec.pop("pattern", None)
+        pattern = PatternSetup.from_dict(saved_pattern) if saved_pattern is not None else None
         margin = pattern.margin if pattern is not None else 0
         w, h = grid.size
         if template is not None and template.shape != (h + 2 * margin, w + 2 * margin):

@@ -295,10 +295,13 @@ def propose(goods: list[np.ndarray], grid: tuple[int, int] | None = None, cell_p
     if len(goods) < 1:
         raise RegistrationError("teaching needs at least one good image")
     rng = np.random.default_rng(0)
+    index = list(range(len(goods)))
     if len(goods) > MAX_PROPOSAL_IMAGES:
-        goods = [goods[i] for i in sorted(rng.choice(len(goods), MAX_PROPOSAL_IMAGES, replace=False))]
+        index = sorted(rng.choice(len(goods), MAX_PROPOSAL_IMAGES, replace=False).tolist())
+        goods = [goods[i] for i in index]
     grays, scale = _work(goods)
     gi = _golden(grays)
+    golden_index = index[gi]  # in the caller's list, not the sample's
     notes: list[str] = []
     act = activity_map(grays[gi], grays)
     angle = _orientation(act)
@@ -344,7 +347,7 @@ def propose(goods: list[np.ndarray], grid: tuple[int, int] | None = None, cell_p
     pitch = (pitch_x / scale, pitch_y / scale)
     size = cell_px if cell_px else cell_size(math.sqrt(pitch[0] * pitch[1]))
     CellGrid(cols, rows, size)  # range check
-    return Proposal(roi, int(cols), int(rows), int(size), int(gi), pitch, lattice, notes)
+    return Proposal(roi, int(cols), int(rows), int(size), int(golden_index), pitch, lattice, notes)
 
 
 def grid_lines(roi: Roi, cols: int, rows: int) -> list[tuple[np.ndarray, np.ndarray]]:

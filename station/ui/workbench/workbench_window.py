@@ -1,15 +1,17 @@
 """The engineer's workbench window: capture and dataset, training, threshold tuner, versions and shadow
-mode as tabs, with one message line for what went wrong or what changed."""
+mode as tabs, the Teach dialog for a new product, with one message line for what went wrong or what changed."""
 
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QPushButton, QTabWidget, QVBoxLayout, QWidget
 
+from station.core.errors import StationError
 from station.ui.workbench.capture_controller import CaptureController
 from station.ui.workbench.dataset_browser import DatasetBrowser
 from station.ui.workbench.engineer_mode_button import EngineerModeButton
 from station.ui.workbench.shadow_panel import ShadowPanel
+from station.ui.workbench.teach_dialog import TeachDialog
 from station.ui.workbench.threshold_tuner import ThresholdTuner
 from station.ui.workbench.training_view import TrainingView
 from station.ui.workbench.versions_panel import VersionsPanel
@@ -29,6 +31,10 @@ class WorkbenchWindow(QWidget):
         self.setWindowTitle("Engineer's workbench")
         self.setObjectName("workbench-window")
         self.mode_button = EngineerModeButton(workbench, self)
+        self.teach_button = QPushButton("Teach product\u2026", self)
+        self.teach_button.setToolTip("Propose and correct a product's region and grid on good images; save it "
+                                     "as a setup to train on (saving needs engineer mode)")
+        self.teach_dialog: TeachDialog | None = None
         self.message = QLabel("", self)
         self.message.setObjectName("workbench-message")
         self.message.setWordWrap(True)
@@ -68,6 +74,7 @@ class WorkbenchWindow(QWidget):
         self.tabs.addTab(self.shadow, "Shadow mode")
         top = QHBoxLayout()
         top.addWidget(self.mode_button)
+        top.addWidget(self.teach_button)
         top.addWidget(self.message, 1)
         layout = QVBoxLayout(self)
         layout.addLayout(top)
@@ -75,6 +82,7 @@ class WorkbenchWindow(QWidget):
         self.resize(1280, 820)
 
         clear_cell.clicked.connect(self._clear_cell)
+        self.teach_button.clicked.connect(self.open_teach)
         self.auto_box.toggled.connect(capture.set_auto_capture)
         capture.cell_marked.connect(self._on_cell)
         capture.captured.connect(self._on_captured)
@@ -103,7 +111,35 @@ class WorkbenchWindow(QWidget):
         else:
             self._hide_message.start()
 
+    def open_teach(self) -> TeachDialog:
+        """The Teach dialog on the captured good images (else the running recipe's training set), with the
+        live frame as the golden image; one at a time."""
+        if self.teach_dialog is None:
+            live = self.capture.current.frame.image if self.capture.current is not None else None
+            self.teach_dialog = TeachDialog(self.workbench, self._teach_source(), live, parent=self)
+            self.teach_dialog.finished.connect(self._on_teach_closed)
+        self.teach_dialog.show()
+        self.teach_dialog.raise_()
+        self.teach_dialog.activateWindow()
+        return self.teach_dialog
+
+    def _teach_source(self):
+        dataset = self.workbench.dataset
+        try:
+            if dataset.counts().get(dataset.ok_class, 0):
+                return dataset.root
+        except StationError:
+            pass  # a damaged capture folder: teach from the training set, or a folder the engineer picks
+        return self.workbench.original_data_path()  # None: the dialog asks for a folder
+
+    def _on_teach_closed(self) -> None:
+        if self.teach_dialog is not None:
+            self.teach_dialog.deleteLater()
+            self.teach_dialog = None
+
     def shutdown(self) -> None:
         for panel in (self.training, self.tuner, self.shadow):
             panel.shutdown()
+        if self.teach_dialog is not None:
+            self.teach_dialog.shutdown()
 
