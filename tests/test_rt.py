@@ -123,3 +123,22 @@ def test_review_starts_above_the_good_scores_or_at_their_log_normal_tail():
     review_only, ng_only = calibrate_thresholds(good, review_z=10.0)
     assert ng_only == pytest.approx(1.5 * 1.5) and review_only == pytest.approx(ng_only)
     assert calibrate_thresholds(good, review_z=2.58)[0] <= ng_only
+
+
+def test_px_settings_follow_the_cell_size_and_are_saved_as_numbers():
+    from station.core.engines.rt_attention import RTAttentionEngine
+    from station.core.engines.rt_engine import RTEngine
+    from station.core.grid import CellGrid
+
+    assert RTEngine(CellGrid(3, 9, 24)).config["search_px"] == 1
+    assert RTEngine(CellGrid(3, 9, 48)).config["search_px"] == 2
+    assert RTEngine(CellGrid(3, 9, 48), {"search_px": 0}).config["search_px"] == 0  # an explicit value wins
+    rta = RTAttentionEngine(CellGrid(3, 9, 48))
+    assert (rta.config["search_px"], rta.config["shift_px"]) == (4, 10)
+    rta = RTAttentionEngine(CellGrid(3, 9, 12))
+    assert (rta.config["search_px"], rta.config["shift_px"]) == (1, 2)
+    import pytest
+    from station.core.errors import EngineError
+
+    with pytest.raises(EngineError, match="search_px"):
+        RTEngine(CellGrid(3, 9, 24), {"search_px": "wide"})

@@ -12,6 +12,7 @@ import numpy as np
 from station.core.grid import CellGrid
 
 Progress = Callable[[str, float], None]  # (message, fraction done)
+REFERENCE_CELL_PX = 24  # the cell size px settings were measured at (the demo connector's pitch)
 
 
 @dataclass
@@ -54,9 +55,15 @@ class Engine(ABC):
     #: "anomaly" engines only tell good from not good; "classifier" engines name the class.
     kind: ClassVar[str] = "anomaly"
 
+    #: settings in px whose default ("auto") follows the cell size: {key: px at a 24 px cell}
+    scaled_px: ClassVar[dict[str, int]] = {}
+
     def __init__(self, grid: CellGrid, config: dict[str, Any] | None = None) -> None:
         self.grid = grid
         self.config = {**self.default_config(), **(config or {})}
+        for key, at_24 in self.scaled_px.items():
+            if self.config.get(key) == "auto":  # resolved here, so a recipe saves the number it used
+                self.config[key] = max(1, int(round(at_24 * grid.cell_px / REFERENCE_CELL_PX)))
 
     #: settings added after recipes were written without them, with the value that gives those recipes
     #: their old behaviour (a saved recipe holds its whole config, so a key it lacks predates the setting)

@@ -127,14 +127,16 @@ class RTAttentionEngine(Engine):
                     "shift_token": "displacement", "shift_density": "kernel", "review_z": 0.0,
                     "shift_contrast_bw": None}
 
+    scaled_px = {"search_px": 2, "shift_px": 5}  # measured at 24 px cells; other cells scale them
+
     @classmethod
     def default_config(cls) -> dict[str, Any]:
         # the defaults are the best of the ablations in docs/rt-attention-ablations.md
         return {"metrics": "rt", "unit_spaces": "several", "queries": "all", "similarity": "distance",
                 "temperature": 1.0, "balance": True, "context": "cell", "edge": "replicate", "good_keys": "cell",
                 "parts": [1, 1], "score": "distance", "localize": "good", "mode_cells": "labelled",
-                "mode_standard": "residual", "detect": "both", "detect_parts": [3, 3], "search_px": 2, "ridge": 1e-3, "folds": 5,
-                "shift_px": 5, "shift_scale": [1.0, 0.3], "rt_head_weight": 0.1, "odds_weight": 0.5,
+                "mode_standard": "residual", "detect": "both", "detect_parts": [3, 3], "search_px": "auto", "ridge": 1e-3, "folds": 5,
+                "shift_px": "auto", "shift_scale": [1.0, 0.3], "rt_head_weight": 0.1, "odds_weight": 0.5,
                 "shift_bandwidth": "pooled", "join": "product", "shift_edge": "replicate",
                 "shift_token": "contrast+best", "shift_density": "kernel+gauss", "shift_pooled_bw": 0.3,
                 "shift_contrast_bw": 0.6,

@@ -41,10 +41,15 @@ class RTEngine(Engine):
 
     @classmethod
     def default_config(cls) -> dict[str, Any]:
-        return {"metrics": "soart", "search_px": 1, "ridge": 1e-3, "folds": 5}
+        return {"metrics": "soart", "search_px": "auto", "ridge": 1e-3, "folds": 5}
+
+    scaled_px = {"search_px": 1}  # the local search, measured at 24 px cells; other cells scale it
 
     def __init__(self, grid: CellGrid, config: dict[str, Any] | None = None) -> None:
         super().__init__(grid, config)
+        sp = self.config["search_px"]
+        if not (isinstance(sp, int) and not isinstance(sp, bool) and 0 <= sp <= 32):
+            raise EngineError(f"search_px must be 'auto' or a whole number of px from 0 to 32, not {sp!r}")
         if self.config["metrics"] not in METRIC_SETS:
             raise EngineError(f"unknown RT metric set {self.config['metrics']!r}; use one of {sorted(METRIC_SETS)}")
         self.unit_space: UnitSpace | None = None
