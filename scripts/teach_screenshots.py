@@ -1,12 +1,14 @@
-"""Save screenshots of the Teach dialog on the bundled demo's good images: the proposal as it comes, and the
-same after the engineer's correction (grid and region as an engineer sets them on the golden image) with
-the check on the other good images.
+"""Save screenshots of the Teach dialog as an engineer teaches the bundled demo's connector from its training
+dataset folder (resources/demo/train): the proposal the station makes there (the good images give the region,
+the labelled defect cells of the manifest place the grid) checked on good images, and the same proposal after
+the engineer's edit with the mouse, checked again. The camera looks at the part at a slant: the rows of pins
+get further apart towards its near (bottom) end, which evenly spaced rows cannot follow, and the far (top)
+pins sit low in their cells; the engineer drags the region's top side down onto them (the bottom side stays,
+the row pitch follows).
 
-    python scripts/teach_screenshots.py [--out docs/screenshots] [--count 12]
+    python scripts/teach_screenshots.py [--out docs/screenshots] [--data resources/demo/train]
 
 Runs offscreen where there is no display, in a throw-away workbench folder, with engineer mode unlocked.
-The golden image is one of the good images picked as a file (`--golden`), so that the region the engineer
-drew by eye on it (`--roi`, as `station teach --roi` takes it) fits whatever the proposal does.
 """
 
 from __future__ import annotations
@@ -22,21 +24,18 @@ from pathlib import Path
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="docs/screenshots")
-    p.add_argument("--count", type=int, default=12, help="good images of the demo's training split to teach on")
-    p.add_argument("--grid", default="3x9", help="the grid the engineer sets for the second screenshot")
-    p.add_argument("--golden", default="good_00008.png", help="the good image taught on (a file of the demo)")
-    p.add_argument("--roi", default="86,22,72,200,-5",
-                   help="x,y,w,h,angle_deg: the region the engineer sets on the golden image, px")
+    p.add_argument("--data", default=None, help="the dataset folder taught from (default: the demo's training set)")
+    p.add_argument("--drag", type=float, default=8.0,
+                   help="how far the engineer drags the region's top side down, in px of the view on screen")
     p.add_argument("--size", default="1400x940")
     args = p.parse_args(argv)
     if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     os.environ.setdefault("STATION_CONFIG_DIR", tempfile.mkdtemp(prefix="station-shots-config-"))
-    from PySide6.QtCore import QObject, Signal, qInstallMessageHandler
+    from PySide6.QtCore import QObject, QPoint, QPointF, Qt, Signal, qInstallMessageHandler
+    from PySide6.QtTest import QTest
     from PySide6.QtWidgets import QApplication
 
-    from station.core.grid import CellGrid
-    from station.core.imageio import is_image_file, read_image
     from station.core.resources import demo_split
     from station.ui.bench import _quiet_offscreen
     from station.ui.workbench.teach_dialog import TeachDialog
@@ -52,56 +51,71 @@ def main(argv: list[str] | None = None) -> int:
     app.setStyle("Fusion")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    folder = Path(demo_split("train")) / "good"
-    goods = [read_image(f) for f in sorted(f for f in folder.iterdir() if is_image_file(f))[:args.count]]
-    grid = CellGrid.parse(args.grid)
-    x, y, rw, rh, angle = (float(v) for v in args.roi.split(","))
-    golden = read_image(folder / args.golden)
+    data = Path(args.data) if args.data else Path(demo_split("train"))
+    if data.resolve().is_relative_to(Path.cwd()):  # the dialog shows the folder: as the README names it
+        data = data.resolve().relative_to(Path.cwd())
 
-    done = {"n": 0}
+    state = {"step": 0, "failed": ""}
 
-    def count() -> None:
-        done["n"] += 1
+    def step() -> None:
+        state["step"] += 1
 
-    def pump(until=None, seconds: float = 120.0) -> None:
+    def failed(message: str) -> None:
+        state["failed"] = message
+
+    def pump(until=None, seconds: float = 300.0) -> None:
         """Run the event loop until `until()` holds (or for `seconds` when there is nothing to wait for)."""
         end = time.monotonic() + seconds
         while time.monotonic() < end:
             app.processEvents()
+            if state["failed"]:
+                raise SystemExit(f"the Teach dialog failed: {state['failed']}")
             if until is not None and until():
                 return
             time.sleep(0.01)
         if until is not None:
             raise TimeoutError("the Teach dialog did not get there in time")
 
+    def check_and_save(name: str) -> None:
+        """Press "Check on good images" as the engineer does, wait for the check, save the dialog."""
+        wanted = state["step"] + 1
+        dialog.check_button.click()
+        pump(lambda: state["step"] >= wanted)
+        pump(seconds=0.3)
+        dialog.grab().save(str(out / name))
+        print(out / name, f"{dialog.cols.value()}x{dialog.rows.value()}", dialog.roi, dialog.strip_status.text())
+
     root = Path(tempfile.mkdtemp(prefix="station-shots-teach-"))
     line = Line()
     workbench = Workbench(line, root=root)
     workbench.session.set_pin("2468")
     workbench.unlock("2468")
-    dialog = TeachDialog(workbench, goods, golden=golden, golden_name=f"image {args.golden}",
-                         out_dir=root / "setups" / "connector")
+    dialog = TeachDialog(workbench, data, out_dir=root / "setups" / "connector")
     w, h = (int(v) for v in args.size.split("x"))
     dialog.resize(w, h)
-    for signal in (dialog.proposed, dialog.checked, dialog.failed):
-        signal.connect(count)
+    for signal in (dialog.proposed, dialog.checked):
+        signal.connect(step)
+    dialog.failed.connect(failed)
     dialog.show()
-    pump(lambda: done["n"] >= 1)
+    pump(lambda: state["step"] >= 1)
     pump(seconds=0.3)
-    dialog.grab().save(str(out / "teach_dialog.png"))
-    print(out / "teach_dialog.png", f"proposal {dialog.cols.value()}x{dialog.rows.value()}", dialog.roi)
+    print("proposal:", dialog.notes.text())
+    check_and_save("teach_dialog.png")
 
-    # the engineer sets the grid and the region, and checks them on the other good images
-    dialog.cols.setValue(grid.cols)
-    dialog.rows.setValue(grid.rows)
-    for spin, value in ((dialog.width_px, rw), (dialog.height_px, rh), (dialog.cx, x + rw / 2),
-                        (dialog.cy, y + rh / 2), (dialog.angle, angle), (dialog.lean, 0.0)):
-        spin.setValue(value)
-    dialog.check()
-    pump(lambda: done["n"] >= 2)
-    pump(seconds=0.3)
-    dialog.grab().save(str(out / "teach_dialog_edited.png"))
-    print(out / "teach_dialog_edited.png", dialog.roi, dialog.strip_status.text())
+    # the engineer drags the region's top side down with the mouse, grabbing it over the first column
+    editor, roi = dialog.editor, dialog.roi
+    top_left, top_right = roi.corners()[:2]
+    start = editor.to_view(top_left + (top_right - top_left) / (2 * dialog.cols.value())).toPoint()
+    end = (QPointF(start) + QPointF(0.0, args.drag)).toPoint()
+    if editor.hit(QPointF(start)) != ("row", 0):
+        raise SystemExit(f"the press on the top side grabs {editor.hit(QPointF(start))}, not the side")
+    QTest.mousePress(editor, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, start)
+    for t in (0.25, 0.5, 0.75, 1.0):
+        QTest.mouseMove(editor, QPoint(round(start.x() + t * (end.x() - start.x())),
+                                       round(start.y() + t * (end.y() - start.y()))))
+    QTest.mouseRelease(editor, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, end)
+    pump(seconds=0.2)
+    check_and_save("teach_dialog_edited.png")
     dialog.close()
     workbench.shutdown()
     return 0

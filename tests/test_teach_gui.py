@@ -1,6 +1,6 @@
 """The Teach dialog, offscreen: the proposal on drawn good images, grid and region edited with the spin boxes
 and the mouse, the check on good images, the save (engineer only, audited) that `Setup.load` reads back,
-the refusals and bad input an engineer meets, and the button that opens it in the workbench window."""
+the refusals and bad input an engineer meets, and the button and the Engineer-menu item that open it."""
 
 from __future__ import annotations
 
@@ -319,6 +319,41 @@ def test_the_workbench_window_opens_the_teach_dialog_on_captured_good_images_and
     window.close()
     window.deleteLater()
     del window, dialog
+    for _ in range(3):
+        QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+        QApplication.processEvents()
+    gc.collect()
+
+
+def test_the_engineer_menu_opens_the_teach_dialog_the_workbench_button_opens(qtbot, tmp_path, goods):
+    from PySide6.QtWidgets import QMainWindow
+
+    from station.ui.workbench import EngineerMenu, TeachDialog
+
+    main = QMainWindow()  # the station window's menu bar, without a running line
+    qtbot.addWidget(main)
+    workbench = Workbench(_Line(), root=tmp_path / "workbench", dataset_root=tmp_path / "captured", pin_cost=2**10,
+                          parent=main)
+    for image in goods[:6]:
+        workbench.dataset.capture(image, "good")
+    menu = EngineerMenu(main, workbench)
+    assert menu.teach_action in menu.menu.actions() and menu.teach_action.text() == "&Teach product\u2026"
+    menu.teach_action.trigger()
+    window = menu.window
+    dialog = window.teach_dialog
+    assert isinstance(dialog, TeachDialog) and dialog.isVisible()
+    with qtbot.waitSignal(dialog.proposed, timeout=WAIT_MS):
+        pass
+    assert str(tmp_path / "captured") in dialog.source_label.text() and len(dialog.goods) == 6
+    menu.teach_action.trigger()  # again: the same dialog
+    assert window.teach_dialog is dialog
+    window.teach_button.click()  # the workbench window's button shows the menu's dialog
+    assert window.teach_dialog is dialog
+    dialog.close_button.click()
+    qtbot.waitUntil(lambda: window.teach_dialog is None, timeout=5000)
+    main.close()  # shuts the menu's workbench window, capture and workbench down
+    main.deleteLater()
+    window = dialog = menu = None  # the collector below takes them
     for _ in range(3):
         QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
         QApplication.processEvents()

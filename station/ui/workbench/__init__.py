@@ -1,5 +1,6 @@
 """The engineer's workbench in the GUI: PIN and engineer mode, capture, dataset browser, training,
-threshold tuner, versions and shadow mode; one widget per module, each taking the `Workbench`."""
+threshold tuner, versions, shadow mode and the Teach dialog; one widget per module, each taking the
+`Workbench`."""
 
 import station.ui  # noqa: F401 - applies the PySide6 6.12 None-refcount guard before any widget exists
 from station.ui.workbench.capture_controller import CaptureController
@@ -10,6 +11,7 @@ from station.ui.workbench.jobs import Job
 from station.ui.workbench.pin_dialog import PinDialog
 from station.ui.workbench.shadow_feeder import ShadowFeeder
 from station.ui.workbench.shadow_panel import ShadowPanel
+from station.ui.workbench.teach_dialog import TeachDialog
 from station.ui.workbench.threshold_tuner import ThresholdTuner
 from station.ui.workbench.training_view import TrainingView
 from station.ui.workbench.versions_panel import VersionsPanel
@@ -17,5 +19,5 @@ from station.ui.workbench.workbench import Workbench
 from station.ui.workbench.workbench_window import WorkbenchWindow
 
 __all__ = ["CaptureController", "DatasetBrowser", "EngineerMenu", "EngineerModeButton", "Job", "PinDialog",
-           "ShadowFeeder", "ShadowPanel", "ThresholdTuner", "TrainingView", "VersionsPanel", "Workbench",
-           "WorkbenchWindow", "install_workbench"]
+           "ShadowFeeder", "ShadowPanel", "TeachDialog", "ThresholdTuner", "TrainingView", "VersionsPanel",
+           "Workbench", "WorkbenchWindow", "install_workbench"]

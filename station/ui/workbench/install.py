@@ -1,5 +1,5 @@
-"""Hooking the workbench into the station window: an "Engineer" menu (mode, workbench, capture hotkeys,
-auto-capture) and the engineer-mode button in the tool bar. The main window needs two lines:
+"""Hooking the workbench into the station window: an "Engineer" menu (mode, workbench, teach a product,
+capture hotkeys, auto-capture) and the engineer-mode button in the tool bar. The main window needs two lines:
 
     from station.ui.workbench import install_workbench
     self.workbench = install_workbench(self)
@@ -15,6 +15,7 @@ from PySide6.QtWidgets import QInputDialog, QMainWindow
 
 from station.ui.workbench.capture_controller import CaptureController
 from station.ui.workbench.engineer_mode_button import EngineerModeButton
+from station.ui.workbench.teach_dialog import TeachDialog
 from station.ui.workbench.workbench import Workbench
 from station.ui.workbench.workbench_window import WorkbenchWindow
 
@@ -37,6 +38,7 @@ class EngineerMenu(QObject):
         self.menu = menu
         self.mode_action = self._add(menu, "Engineer &mode (unlock / lock)\u2026", "Ctrl+Shift+E", self.toggle_mode)
         self.open_action = self._add(menu, "Open the &workbench", "Ctrl+Shift+W", self.open_workbench)
+        self.teach_action = self._add(menu, "&Teach product\u2026", None, self.open_teach)
         menu.addSeparator()
         self.capture_group = QActionGroup(self)
         self.capture_group.setExclusive(False)
@@ -121,6 +123,10 @@ class EngineerMenu(QObject):
         self.window.show()
         self.window.raise_()
         self.window.activateWindow()
+
+    def open_teach(self) -> TeachDialog:
+        """The workbench window's Teach dialog, the one its "Teach product\u2026" button opens (one at a time)."""
+        return self.window.open_teach()
 
     def _on_role(self, role: str) -> None:
         engineer = role == "engineer"
