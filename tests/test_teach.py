@@ -228,3 +228,29 @@ def test_the_golden_image_is_the_one_the_region_was_found_on():
     p = propose(goods, (3, 9))
     shift = 2 * p.golden_index - 50
     assert p.roi.cx == pytest.approx(128 + shift, abs=4)
+
+
+def test_an_mvtec_set_without_grid_or_labels_is_taught_and_trained(tmp_path, capsys):
+    """Good images only, no grid, masks for the test: the station proposes a setup itself and inspects."""
+    import cv2
+
+    rng = np.random.default_rng(7)
+    root = tmp_path / "mv"
+    for sub in ("train/good", "test/good", "test/missing", "ground_truth/missing"):
+        (root / sub).mkdir(parents=True)
+    for i in range(25):
+        cv2.imwrite(str(root / "train/good" / f"{i:03d}.png"), draw_part(rng, "good")[..., ::-1])
+    for i in range(6):
+        cv2.imwrite(str(root / "test/good" / f"{i:03d}.png"), draw_part(rng, "good")[..., ::-1])
+        cv2.imwrite(str(root / "test/missing" / f"{i:03d}.png"), draw_part(rng, "missing", (1, 4))[..., ::-1])
+        mask = np.zeros((256, 256), np.uint8)
+        mask[110:146, 110:146] = 255
+        cv2.imwrite(str(root / "ground_truth/missing" / f"{i:03d}_mask.png"), mask)
+    code = main(["train", "--data", str(root), "--out", str(tmp_path / "r"), "--quiet"])
+    _, err = capsys.readouterr()
+    assert code == 0, err
+    code = main(["eval", "--recipe", str(tmp_path / "r"), "--data", str(root), "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["auroc"] > 0.9 and result["registration"]["part_not_found"] == 0
