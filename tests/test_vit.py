@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 from pathlib import Path
 
@@ -226,3 +227,132 @@ def test_truncated_or_absent_weights_file_is_refused(vit_recipe, tmp_path):
 def test_settings_without_classes_are_refused():
     with pytest.raises(EngineError, match="no classes"):
         engine_class("vit")(GRID, TINY).load_arrays({})
+
+
+# -- small data: defaults that follow the data set (issue 14) ----------------------------------
+def test_schedule_gives_a_small_set_enough_steps_and_a_large_one_the_former_epochs():
+    from station.core.vit.train import plan_schedule
+
+    small = plan_schedule(TrainConfig(), 68)  # 20 images a class, less the validation split
+    assert small.steps_per_epoch == 3 and small.epochs == 667 and small.from_data  # ceil(2000 / 3) steps
+    assert (small.min_epochs, small.patience, small.warmup_epochs, small.checkpoint_every) == (267, 201, 21, 34)
+    large = plan_schedule(TrainConfig(), 1632)  # the bundled set: 51 steps an epoch
+    assert (large.epochs, large.min_epochs, large.patience, large.warmup_epochs, large.checkpoint_every) == (
+        100, 40, 30, 3, 5)
+    assert plan_schedule(TrainConfig(), 10).epochs == 1000  # the data rule's cap
+    assert plan_schedule(TrainConfig(), 68, world=2).steps_per_epoch == 2
+    mine = plan_schedule(TrainConfig(epochs=50, patience=7), 68)  # what the user set wins
+    assert (mine.epochs, mine.min_epochs, mine.patience, mine.from_data) == (50, 20, 7, False)
+    engine = engine_class("vit")(GRID, {"epochs": 12, "train": {"min_epochs": 2}})  # --epochs and --config
+    assert TrainConfig.from_dict(engine.train_settings()).epochs == 12
+    assert TrainConfig.from_dict(engine.train_settings()).min_epochs == 2
+    assert TrainConfig.from_dict(engine_class("vit")(GRID).train_settings()).epochs is None
+
+
+def test_no_mirror_by_default_in_training_or_inference():
+    engine = engine_class("vit")(GRID)
+    cfg = TrainConfig.from_dict(engine.train_settings())
+    assert cfg.hflip == 0 and engine.config["tta"] is False
+    x = torch.zeros(4, 7, 216, 72)
+    x[:, :, 24:48, 0:24] = 1.0  # something in cell (col 0, row 1)
+    quiet = TrainConfig.from_dict({**engine.train_settings(), "max_shift": 0, "jitter": 0, "noise": 0})
+    out, cells = augment(x, torch.Generator().manual_seed(0), quiet, torch.tensor([3, 3, 3, -1]), cols=3)
+    assert torch.equal(out, x) and cells.tolist() == [3, 3, 3, -1]
+
+
+def test_shift_follows_the_cell_size_unless_set():
+    from station.core.vit.train import shift_px
+
+    assert shift_px(TrainConfig(), 24) == 3 and shift_px(TrainConfig(), 48) == 6
+    assert shift_px(TrainConfig(), 4) == 1  # at least one pixel
+    assert shift_px(TrainConfig(max_shift=5), 48) == 5
+    cfg = TrainConfig(jitter=0, noise=0)
+    for cell_px in (24, 48):
+        h, w = 9 * cell_px, 3 * cell_px
+        x = torch.zeros(64, 3, h, w)
+        x[:, :, h // 2, w // 2] = 1.0
+        out, _ = augment(x, torch.Generator().manual_seed(0), cfg, cols=3)  # the cell is the width over cols
+        dx = out.flatten(1).argmax(1) % w - w // 2
+        assert int(dx.abs().max()) == shift_px(cfg, cell_px)
+
+
+def _two_class_case(learnable: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(24, 3, 216, 72, generator=g) * 0.1
+    y = torch.arange(24) % 2
+    if learnable:  # class 1 carries a bright pin in cell (col 1, row 4)
+        x[y == 1, :, 96:120, 24:48] += 2.0
+    else:  # labels drawn independently of the images: nothing to fit in a few epochs
+        y = torch.randperm(24, generator=g) % 2
+    return x, y, torch.where(y == 1, torch.tensor(13), torch.tensor(-1))
+
+
+def test_early_stop_cannot_fire_before_the_training_set_is_fitted():
+    arch = TINY["arch"]
+    base = dict(epochs=6, batch_size=8, min_epochs=1, patience=1, progress_bar=False, threads=1)
+    x, y, cells = _two_class_case(learnable=False)
+    torch.manual_seed(0)
+    free = train_model(build_model("vit_grid", GRID, 2, arch=arch), x, y, cells, np.arange(16, 24),
+                       TrainConfig(**base, fit_acc=0.0), 0, (9, 3), (9, 3))
+    assert free.stopped_epoch < 6  # without the fit rule a patience of one ends it early
+    torch.manual_seed(0)
+    held = train_model(build_model("vit_grid", GRID, 2, arch=arch), x, y, cells, np.arange(16, 24),
+                       TrainConfig(**base), 0, (9, 3), (9, 3))
+    assert held.stopped_epoch == 6 and all(r["fit_acc"] < 0.98 for r in held.history)
+    assert "without fitting the training set" in held.stop_reason and "never fitted" in held.stop_reason
+    x, y, cells = _two_class_case(learnable=True)
+    torch.manual_seed(0)
+    fitted = train_model(build_model("vit_grid", GRID, 2, arch=arch), x, y, cells, np.arange(16, 24),
+                         TrainConfig(**{**base, "epochs": 30}, lr=3e-3), 0, (9, 3), (9, 3))
+    assert fitted.stopped_epoch < 30 and fitted.history[fitted.stopped_epoch - 1]["fit_acc"] >= 0.98
+    assert fitted.fit_acc >= 0.98 and fitted.stop_reason.startswith("early stop")  # the kept model fits too
+
+
+def test_validation_split_holds_every_class_when_it_can():
+    from station.core.engines.vit_engine import stratified_split
+
+    y = np.repeat(np.arange(4), [20, 20, 2, 1])
+    val = stratified_split(y, 0.15, 0)
+    assert [int((y[val] == c).sum()) for c in range(4)] == [3, 3, 1, 0]  # the single image stays in training
+    assert [int((y[stratified_split(y, 0.15, 0, min_class=3)] == c).sum()) for c in range(4)] == [3, 3, 0, 0]
+
+
+def test_fit_report_says_what_was_kept_and_why_it_stopped(crops):
+    # no "epochs": the data rule plans the run, here shrunk to two epochs
+    engine = engine_class("vit")(GRID, {**TINY, "train": {**TINY["train"], "base_epochs": 2, "min_steps": 1}})
+    lines = []
+    info = engine.fit(crops, seed=0, progress=lambda message, fraction: lines.append(message)).info
+    # the workbench's training view reads "epoch E/N loss L acc A val_acc V" from the front of each line
+    assert all(re.match(r"epoch \d+/2 loss [\d.]+ acc [\d.]+ val_acc [\d.]+ ", line) for line in lines)
+    assert info["kept_epoch"] == info["best_epoch"] in (1, 2)
+    assert 0 <= info["train_accuracy"] <= 1 and 0 <= info["val_accuracy"] <= 1
+    assert info["stop_reason"].startswith("reached the last planned epoch (2)")
+    assert f"kept epoch {info['kept_epoch']}" in info["stop_reason"]
+    assert info["schedule"]["from_data"] and info["schedule"]["epochs"] == 2
+    assert info["n_val_per_class"] == {"good": 1, "missing": 1, "pushed": 1, "tilted": 1}
+    json.dumps(info)  # it goes into the recipe's provenance
+
+
+def test_recipe_saved_before_the_data_defaults_keeps_its_behaviour(vit_recipe, synthetic_data, tmp_path):
+    from station.core.imageio import read_image
+    from station.core.vit.train import plan_schedule
+
+    recipe = Recipe.load(vit_recipe)
+    assert recipe.engine.config["train_defaults"] == "data" and recipe.engine.config["tta"] is False
+    # the config of a recipe written by the former code: "tta" and "epochs" held, "train_defaults" unknown
+    old = {**recipe.doc.engine.config, "tta": True, "epochs": 100, "train": {}}
+    old.pop("train_defaults")
+    recipe.doc.engine.config.clear()
+    recipe.doc.engine.config.update(old)
+    engine = Recipe.load(recipe.save(tmp_path / "old")).engine
+    assert engine.config["train_defaults"] == "fixed" and engine.config["tta"] is True
+    cfg = TrainConfig.from_dict(engine.train_settings())
+    assert (cfg.hflip, cfg.max_shift, cfg.fit_acc) == (0.5, 3, 0.0)
+    plan = plan_schedule(cfg, 68)
+    assert (plan.epochs, plan.min_epochs, plan.patience, plan.warmup_epochs) == (100, 40, 30, 3)
+    sample = load_dataset(synthetic_data, "test").samples[-1]
+    crop = Inspector(Recipe.load(vit_recipe)).inspect(read_image(sample.path)).registered.crop
+    probs = engine._forward(crop[None], maps=False)[0]
+    mirrored = (engine.model(engine._input(crop[None])).softmax(-1) + engine.model(
+        engine._input(crop[None]).flip(-1)).softmax(-1)).detach().numpy() / 2
+    assert np.allclose(probs, mirrored, atol=1e-5)  # the mirrored view still takes part at inference

@@ -15,10 +15,25 @@ from station.core.grid import CellGrid
 
 ATTENTION_KINDS = ("cls", "rollout")
 
+#: what the training settings a config leaves unset mean: "data" follows the data set (the schedule from
+#: its size, the shift from the cell size, no mirror; `station.core.vit.train.plan_schedule`), "fixed" is
+#: the fixed set of the recipes written before (issue 14), kept so that their config still means what it did
+TRAIN_DEFAULTS: dict[str, dict[str, Any]] = {
+    "data": {},
+    "fixed": {"epochs": 100, "patience": 30, "min_epochs": 40, "warmup_epochs": 3, "checkpoint_every": 5,
+              "max_shift": 3, "hflip": 0.5, "fit_acc": 0.0},
+}
+# the smallest class that gives the validation split an image: "data" leaves one for training and
+# validates the other, "fixed" validated classes of three or more
+SPLIT_MIN_CLASS = {"data": 2, "fixed": 3}
+
 
 class ViTEngine(Engine):
     name = "vit"
     kind = "classifier"
+    # a recipe saved before issue 14 holds "epochs" and "tta" but not "train_defaults": it was trained with
+    # the fixed defaults (100 epochs, mirror, 3 px shift)
+    saved_before = {"train_defaults": "fixed"}
 
     @classmethod
     def default_config(cls) -> dict[str, Any]:
@@ -28,8 +43,10 @@ class ViTEngine(Engine):
             "attention": "cls",  # which map becomes cell_scores: last-layer CLS attention or rollout
             "maps": True,  # compute the attention map at inference (the fused path when False)
             "rollout": False,  # also compute attention rollout (all layers unfused) into extra
-            "epochs": 100, "val_frac": 0.15, "train": {},  # TrainConfig overrides, e.g. {"lr": 5e-4}
-            "tta": True,  # average the crop and its mirror image at inference
+            # epochs None: planned from the number of training images (TrainConfig, plan_schedule)
+            "epochs": None, "val_frac": 0.15, "train": {},  # TrainConfig overrides, e.g. {"lr": 5e-4}
+            "train_defaults": "data",  # what the unset training settings mean (TRAIN_DEFAULTS)
+            "tta": False,  # average the crop and its mirror image at inference (for a model trained with hflip)
             "review_floor": 0.1, "ng": 0.5,
             "classes": [],
         }
@@ -44,6 +61,9 @@ class ViTEngine(Engine):
         if self.config["attention"] not in ATTENTION_KINDS:
             raise EngineError(f"attention must be one of {ATTENTION_KINDS}, not {self.config['attention']!r}")
         in_channels(self.config["inputs"])
+        if self.config["train_defaults"] not in TRAIN_DEFAULTS:
+            raise EngineError(f"train_defaults must be one of {sorted(TRAIN_DEFAULTS)}, "
+                              f"not {self.config['train_defaults']!r}")
         self.model = None
         self.soart = None
         self._device = _torch_device()
@@ -80,7 +100,8 @@ class ViTEngine(Engine):
                               f"got {classes}")
         y = np.array([classes.index(lab) for lab in data.labels])
         cells = np.array([-1 if c is None else self.grid.index(*c) for c in data.cells])
-        val_idx = stratified_split(y, float(self.config["val_frac"]), seed)
+        defaults = self.config["train_defaults"]
+        val_idx = stratified_split(y, float(self.config["val_frac"]), seed, SPLIT_MIN_CLASS[defaults])
         train_mask = np.ones(len(y), bool)
         train_mask[val_idx] = False
         self.config["classes"] = classes
@@ -93,7 +114,7 @@ class ViTEngine(Engine):
         if self.config.get("pretrained"):
             info.update(load_pretrained(self.model, str(self.config["pretrained"])))
         x = self._input(data.crops)
-        cfg = TrainConfig.from_dict({"epochs": int(self.config["epochs"]), **self.config["train"]})
+        cfg = TrainConfig.from_dict(self.train_settings())
         train_dir = Path(self.config["train_dir"]) if self.config.get("train_dir") else None
         defects = [int(i) for i in val_idx if y[i] != 0 and cells[i] >= 0]
         probe = defects[0] if defects else int(val_idx[0]) if len(val_idx) else 0
@@ -120,13 +141,23 @@ class ViTEngine(Engine):
         info.update({
             "device": result.device, "world_size": result.world_size, "train_seconds": round(result.seconds, 1),
             "epochs_run": result.stopped_epoch, "best_epoch": result.best_epoch, "resumed_from": result.resumed_from,
-            "n_val": int(len(val_idx)), "val_accuracy": val_acc,
+            "kept_epoch": result.best_epoch, "train_accuracy": result.fit_acc, "stop_reason": result.stop_reason,
+            "schedule": result.schedule, "n_train_images": int(train_mask.sum()), "n_val": int(len(val_idx)),
+            "n_val_per_class": {c: int((y[val_idx] == i).sum()) for i, c in enumerate(classes)},
+            "val_accuracy": val_acc,
             "val_good_score_max": float(val_good.max()) if val_good.size else None,
             "val_defect_score_min": float(val_def.min()) if val_def.size else None,
             "parameters": int(sum(p.numel() for p in self.model.parameters())),
             "history_tail": result.history[-1] if result.history else None,
         })
         return FitReport((review, ng), info)
+
+    def train_settings(self) -> dict[str, Any]:
+        """The TrainConfig values of this config: the defaults it names, the engine's "epochs", then "train"."""
+        settings = dict(TRAIN_DEFAULTS[self.config["train_defaults"]])
+        if self.config["epochs"] is not None:
+            settings["epochs"] = int(self.config["epochs"])
+        return {**settings, **self.config["train"]}
 
     def _forward(self, crops: np.ndarray, maps: bool):
         """Class probabilities (B, C) and, when asked, cell maps {kind: (B, rows, cols)}."""
@@ -228,15 +259,17 @@ def _merge_views(probs, n: int, tta: bool):
     return (probs[:n] + probs[n:]) / 2 if tta else probs
 
 
-def stratified_split(y: np.ndarray, frac: float, seed: int) -> np.ndarray:
-    """Indices of a seeded validation split with about `frac` of every class (at least one image of a
-    class that has three or more)."""
+def stratified_split(y: np.ndarray, frac: float, seed: int, min_class: int = 2) -> np.ndarray:
+    """Indices of a seeded validation split with about `frac` of every class: at least one image of a class
+    that has `min_class` or more (a dozen validation images must still see every class), and never a
+    class's last image (it could not be learned)."""
     rng = np.random.default_rng(seed)
     val = []
     for c in np.unique(y):
         idx = np.flatnonzero(y == c)
         n = int(round(frac * len(idx)))
-        if frac > 0 and len(idx) >= 3:
+        if frac > 0 and len(idx) >= min_class:
             n = max(n, 1)
+        n = min(n, len(idx) - 1)
         val.extend(rng.permutation(idx)[:n].tolist())
     return np.sort(np.array(val, dtype=int))

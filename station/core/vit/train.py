@@ -1,5 +1,6 @@
-"""The ViT training loop: AdamW, augmentation for registered crops, a validation split with early
-stop, resumable safetensors checkpoints, curves as PNG and JSON, and the attention-over-training strip.
+"""The ViT training loop: AdamW, augmentation for registered crops, a schedule that follows the size of
+the data set, a validation split with an early stop that waits for the training set to be fitted,
+resumable safetensors checkpoints, curves as PNG and JSON, and the attention-over-training strip.
 
 One code path for every device: CPU (deterministic for a seed), CUDA with mixed precision, and
 DDP when launched by `torchrun` (WORLD_SIZE > 1: gloo on the CPU, nccl on CUDA).
@@ -32,21 +33,30 @@ STATE_FILE = "state.json"
 
 @dataclass
 class TrainConfig:
-    epochs: int = 100
+    """Training settings. A setting left at None follows the data (see `plan_schedule` and `shift_px`);
+    a value set by the user always wins."""
+
+    epochs: int | None = None  # the hard cap and the length of the learning-rate decay; None: from the data
     batch_size: int = 32
     lr: float = 1e-3
     weight_decay: float = 0.05
-    warmup_epochs: int = 3
-    patience: int = 30  # epochs without a better validation result before stopping
-    min_epochs: int = 40
-    max_shift: int = 3  # px, random translation: what registration leaves of misalignment
-    hflip: float = 0.5  # chance of a left-right mirror (input and labelled cell together)
+    warmup_epochs: int | None = None  # None: 3% of the epochs
+    patience: int | None = None  # epochs without a better kept model before stopping; None: 30% of the epochs
+    min_epochs: int | None = None  # no early stop before this epoch; None: 40% of the epochs
+    min_steps: int = 2000  # optimizer steps that even a small data set gets (when epochs is None)
+    base_epochs: int = 100  # the epochs of a data set large enough that min_steps asks for fewer
+    max_epochs: int = 1000  # the most epochs the data rule plans, so a run always ends
+    fit_acc: float = 0.98  # no early stop, and no kept model, while accuracy on un-augmented training images is below
+    fit_sample: int = 512  # training images that measure that accuracy (all of them when fewer): a bounded cost
+    max_shift: int | None = None  # px, random translation: what registration leaves of misalignment; None: shift_frac
+    shift_frac: float = 0.125  # of the cell size (3 px of a 24 px cell), at least 1 px
+    hflip: float = 0.0  # chance of a left-right mirror (input and labelled cell together); off: it swaps pins
     jitter: float = 0.15  # brightness / contrast, in normalised units
     noise: float = 0.03
     attn_loss: float = 0.5  # weight of the loss that puts the last-layer CLS attention on the labelled cell
     token_loss: float = 1.0  # weight of the per-token class loss (every cell good but the labelled one)
     label_smoothing: float = 0.05
-    checkpoint_every: int = 5
+    checkpoint_every: int | None = None  # epochs; None: about 20 checkpoints a run
     keep_checkpoints: int = 3  # older checkpoint files are deleted (the strip's maps live in state.json)
     progress_bar: bool = True
     threads: int = 0  # CPU threads for torch; 0 keeps torch's default (1 is fastest on a busy 2-core PC)
@@ -55,6 +65,56 @@ class TrainConfig:
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
         return cls(**known)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The epochs of one run, resolved from `TrainConfig` and the size of the training set."""
+
+    epochs: int
+    min_epochs: int
+    patience: int
+    warmup_epochs: int
+    checkpoint_every: int
+    steps_per_epoch: int
+    from_data: bool  # the epochs came from the data rule, not from the user
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def plan_schedule(cfg: TrainConfig, n_train: int, world: int = 1) -> Schedule:
+    """The schedule for `n_train` training images on `world` processes.
+
+    With s = ceil(n_train / (world * batch_size)) optimizer steps an epoch, the planned epochs are
+    E = min(max(base_epochs, ceil(min_steps / s)), max_epochs): a large set gets base_epochs (1632 images:
+    51 steps an epoch, 100 epochs, as before), a small one at least min_steps optimizer steps (68 images:
+    3 steps an epoch, 667 epochs), where a fixed 100 epochs would give it 300 steps and stop it half
+    fitted. E is the hard cap and the length of the cosine decay. Early stop is allowed from
+    min_epochs = ceil(0.4 E), after patience = ceil(0.3 E) epochs without a better kept model, with a
+    warm-up of ceil(0.03 E) epochs: the 40 / 30 / 3 of the former fixed 100 epochs, in proportion.
+    Whatever the user set (epochs, min_epochs, patience, warmup_epochs, checkpoint_every) is kept;
+    the proportions then follow the user's epochs.
+    """
+    steps = max(1, math.ceil(n_train / max(world, 1) / cfg.batch_size))
+    from_data = cfg.epochs is None
+    epochs = (min(max(cfg.base_epochs, math.ceil(cfg.min_steps / steps)), cfg.max_epochs) if from_data
+              else int(cfg.epochs))
+    epochs = max(epochs, 1)
+
+    def part(value: int | None, frac: float) -> int:
+        return int(value) if value is not None else max(1, math.ceil(frac * epochs))
+
+    return Schedule(epochs, part(cfg.min_epochs, 0.4), part(cfg.patience, 0.3), part(cfg.warmup_epochs, 0.03),
+                    part(cfg.checkpoint_every, 0.05), steps, from_data)
+
+
+def shift_px(cfg: TrainConfig, cell_px: int) -> int:
+    """The random shift of the augmentation: the setting, else a fraction of the cell (at least 1 px), so
+    that a product with larger cells is moved as far, relative to its pins, as the reference connector."""
+    if cfg.max_shift is not None:
+        return int(cfg.max_shift)
+    return max(1, int(round(cfg.shift_frac * cell_px)))
 
 
 @dataclass
@@ -68,6 +128,9 @@ class TrainResult:
     world_size: int
     resumed_from: int | None = None
     probe_maps: list[tuple[int, np.ndarray]] = field(default_factory=list)
+    stop_reason: str = ""
+    fit_acc: float | None = None  # accuracy on un-augmented training images of the kept model
+    schedule: dict[str, Any] = field(default_factory=dict)
 
 
 def pick_device() -> torch.device:
@@ -89,11 +152,13 @@ def _dist_setup(device: torch.device) -> tuple[int, int]:
 
 
 def augment(x: torch.Tensor, g: torch.Generator, cfg: TrainConfig, cells: torch.Tensor | None = None,
-            cols: int = 1) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Per-image random shift (edge-replicated), left-right mirror (the labelled cell mirrored with it;
-    the SOART channels were computed before, so they mirror as the deviation they describe),
-    brightness/contrast of the RGB channels, and noise. No rotations or up-down flips: the camera
-    looks at the pins at an angle, so those would show parts that cannot occur."""
+            cols: int = 1, cell_px: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Per-image random shift (edge-replicated; `shift_px` of the cell size, which is the crop's width over
+    `cols` unless given), brightness/contrast of the RGB channels, and noise. The left-right mirror is off
+    by default: on a product whose pins differ left and right it shows parts that cannot occur and
+    changes which pin is which; where it is set, the labelled cell is mirrored with the input (the SOART
+    channels were computed before, so they mirror as the deviation they describe). No rotations or
+    up-down flips: the camera looks at the pins at an angle, so those would show parts that cannot occur."""
     b, _, h, w = x.shape
     if cfg.hflip > 0:
         flip = torch.rand(b, generator=g) < cfg.hflip
@@ -103,7 +168,7 @@ def augment(x: torch.Tensor, g: torch.Generator, cfg: TrainConfig, cells: torch.
             if cells is not None:
                 row, col = cells // cols, cells % cols
                 cells = torch.where(flip & (cells >= 0), row * cols + (cols - 1 - col), cells)
-    s = cfg.max_shift
+    s = shift_px(cfg, cell_px if cell_px else w // max(cols, 1))
     if s > 0:
         padded = F.pad(x, (s, s, s, s), mode="replicate")
         dy = torch.randint(0, 2 * s + 1, (b,), generator=g)
@@ -120,11 +185,11 @@ def augment(x: torch.Tensor, g: torch.Generator, cfg: TrainConfig, cells: torch.
     return x, cells
 
 
-def _lr_at(epoch_f: float, cfg: TrainConfig) -> float:
+def _lr_at(epoch_f: float, cfg: TrainConfig, plan: Schedule) -> float:
     """Linear warm-up, then cosine decay to 5% over the planned epochs."""
-    if epoch_f < cfg.warmup_epochs:
-        return cfg.lr * (epoch_f + 1e-3) / cfg.warmup_epochs
-    t = (epoch_f - cfg.warmup_epochs) / max(cfg.epochs - cfg.warmup_epochs, 1)
+    if epoch_f < plan.warmup_epochs:
+        return cfg.lr * (epoch_f + 1e-3) / plan.warmup_epochs
+    t = (epoch_f - plan.warmup_epochs) / max(plan.epochs - plan.warmup_epochs, 1)
     return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
 
 
@@ -252,6 +317,12 @@ def _train(model, x, y, cells, val_idx, cfg, seed, patch_grid, grid_shape, train
         net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
     train_idx = np.setdiff1d(np.arange(len(x)), val_idx)
     x_val, y_val = x[val_idx], y[val_idx]
+    plan = plan_schedule(cfg, len(train_idx), world)
+    cell_px = x.shape[-1] // grid_shape[1]
+    # the fit is measured on the same training images every epoch (every rank the same ones)
+    fit_idx = train_idx if len(train_idx) <= cfg.fit_sample else np.sort(
+        np.random.default_rng(seed).choice(train_idx, cfg.fit_sample, replace=False))
+    x_fit, y_fit = x[fit_idx], y[fit_idx]
     decay = [p for n, p in model.named_parameters() if p.ndim > 1 and "pos_embed" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim > 1 and "pos_embed" not in n)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
@@ -260,11 +331,14 @@ def _train(model, x, y, cells, val_idx, cfg, seed, patch_grid, grid_shape, train
     last_attn = AttentionRecorder(model, layers=[-1]) if cfg.attn_loss > 0 else None
 
     history: list[dict[str, float]] = []
-    best_key, best_epoch, start = (-1.0, 0.0), 0, 0
+    # the kept model: fitted to its training set first, then the best validation accuracy, then loss; so a
+    # lucky early epoch on a validation split of a dozen images is not kept over a model that learned
+    best_key: tuple | None = None
+    best_epoch, start = 0, 0
     best_state = {k: v.detach().clone().cpu() for k, v in model.state_dict().items()}
     probe_maps: list[tuple[int, np.ndarray]] = []
     resumed = None
-    fingerprint = {**(fingerprint or {}), "seed": seed, "world": world, "n": len(x)}
+    fingerprint = {**(fingerprint or {}), "seed": seed, "world": world, "n": len(x), "schedule": plan.as_dict()}
     if train_dir is not None:
         loaded = load_checkpoint(train_dir, model, opt, fingerprint)
         if loaded is not None:
@@ -275,16 +349,16 @@ def _train(model, x, y, cells, val_idx, cfg, seed, patch_grid, grid_shape, train
             best_state = best or best_state
             probe_maps = [(e, np.array(m, dtype=np.float32)) for e, m in state.get("probe_maps", [])]
 
-    steps = max(1, math.ceil(len(train_idx) / world / cfg.batch_size))
+    steps = plan.steps_per_epoch
     bar = None
     if cfg.progress_bar and rank == 0:
         from tqdm import tqdm
 
-        bar = tqdm(total=cfg.epochs, initial=start, desc=f"ViT on {device.type}", unit="epoch", file=sys.stderr,
+        bar = tqdm(total=plan.epochs, initial=start, desc=f"ViT on {device.type}", unit="epoch", file=sys.stderr,
                    dynamic_ncols=True)
-    stopped = start
+    stopped, stop = start, "" if start < plan.epochs else "resumed"
     try:
-        for epoch in range(start, cfg.epochs):
+        for epoch in range(start, plan.epochs):
             # every rank draws the same permutation, then takes its own shard (DistributedSampler's idea);
             # generators seeded per epoch make a resumed run the same as an uninterrupted one
             g = torch.Generator().manual_seed(seed * 100_003 + epoch)
@@ -296,10 +370,10 @@ def _train(model, x, y, cells, val_idx, cfg, seed, patch_grid, grid_shape, train
             tot_loss, tot_ok, tot_n = 0.0, 0, 0
             for s in range(steps):
                 idx = torch.from_numpy(mine[s * cfg.batch_size:(s + 1) * cfg.batch_size])
-                xb, cb = augment(x[idx], g_aug, cfg, cells[idx], grid_shape[1])
+                xb, cb = augment(x[idx], g_aug, cfg, cells[idx], grid_shape[1], cell_px)
                 xb, yb, cb = xb.to(device), y[idx].to(device), cb.to(device)
                 for group in opt.param_groups:
-                    group["lr"] = _lr_at(epoch + s / steps, cfg)
+                    group["lr"] = _lr_at(epoch + s / steps, cfg, plan)
                 with torch.autocast(device.type, enabled=amp):
                     if last_attn is not None:
                         with last_attn:
@@ -328,22 +402,29 @@ def _train(model, x, y, cells, val_idx, cfg, seed, patch_grid, grid_shape, train
             probs = predict(model, x_val, device)
             val_loss = float(F.nll_loss(probs.clamp(min=1e-7).log(), y_val))
             val_acc = float((probs.argmax(-1) == y_val).float().mean()) if len(y_val) else 0.0
-            row = {"epoch": epoch + 1, "loss": tot_loss / tot_n, "acc": tot_ok / tot_n,
-                   "val_loss": val_loss, "val_acc": val_acc, "lr": _lr_at(epoch + 1, cfg)}
+            # the accuracy on augmented batches lags the weights and mixes in shifted, noisy views; whether
+            # the model has learned its training set is asked of the plain images
+            fit_acc = float((predict(model, x_fit, device).argmax(-1) == y_fit).float().mean())
+            fitted = fit_acc >= cfg.fit_acc
+            row = {"epoch": epoch + 1, "loss": tot_loss / tot_n, "acc": tot_ok / tot_n, "fit_acc": fit_acc,
+                   "val_loss": val_loss, "val_acc": val_acc, "lr": _lr_at(epoch + 1, cfg, plan)}
             history.append(row)
-            key = (val_acc, -val_loss)
-            if key > best_key:
+            key = (fitted, val_acc, -val_loss)
+            if best_key is None or key > best_key:
                 best_key, best_epoch = key, epoch + 1
                 best_state = {k: v.detach().clone().cpu() for k, v in model.state_dict().items()}
             stopped = epoch + 1
             if bar is not None:
-                bar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{row['acc']:.3f}", val_acc=f"{val_acc:.3f}")
+                bar.set_postfix(loss=f"{row['loss']:.3f}", fit=f"{fit_acc:.3f}", val_acc=f"{val_acc:.3f}")
                 bar.update(1)
-            if progress and rank == 0:
-                progress(f"epoch {epoch + 1}/{cfg.epochs} loss {row['loss']:.3f} acc {row['acc']:.3f} "
-                         f"val_acc {val_acc:.3f}", (epoch + 1) / cfg.epochs)
-            done = (epoch + 1 - best_epoch >= cfg.patience and epoch + 1 >= cfg.min_epochs) or epoch + 1 == cfg.epochs
-            if (epoch + 1) % cfg.checkpoint_every == 0 or done:
+            if progress and rank == 0:  # the workbench reads this line up to val_acc: new figures go last
+                progress(f"epoch {epoch + 1}/{plan.epochs} loss {row['loss']:.3f} acc {row['acc']:.3f} "
+                         f"val_acc {val_acc:.3f} train_acc {fit_acc:.3f}", (epoch + 1) / plan.epochs)
+            # no early stop before min_epochs, nor while the training set is not fitted; the cap always ends it
+            stop = ("cap" if epoch + 1 >= plan.epochs else
+                    "patience" if fitted and epoch + 1 >= plan.min_epochs and epoch + 1 - best_epoch >= plan.patience
+                    else "")
+            if (epoch + 1) % plan.checkpoint_every == 0 or stop:
                 if probe is not None:
                     probe_maps.append((epoch + 1, probe_map(model, x[probe], device, patch_grid, grid_shape)))
                 if train_dir is not None and rank == 0:
@@ -351,7 +432,7 @@ def _train(model, x, y, cells, val_idx, cfg, seed, patch_grid, grid_shape, train
                         "fingerprint": fingerprint, "history": history, "best_key": list(best_key),
                         "best_epoch": best_epoch,
                         "probe_maps": [(e, m.tolist()) for e, m in probe_maps]}, cfg.keep_checkpoints)
-            if done:
+            if stop:
                 break
     finally:
         if bar is not None:
@@ -359,8 +440,32 @@ def _train(model, x, y, cells, val_idx, cfg, seed, patch_grid, grid_shape, train
     model.load_state_dict(best_state)
     val_probs = predict(model, x_val, device).numpy()
     model.to("cpu")
+    kept = next((r for r in history if r["epoch"] == best_epoch), None)
+    kept_fit = kept.get("fit_acc") if kept else None
     return TrainResult(history, best_epoch, stopped, val_probs, time.perf_counter() - t0, str(device), world,
-                       resumed, probe_maps)
+                       resumed, probe_maps, stop_reason(stop, history, best_epoch, plan, cfg), kept_fit,
+                       plan.as_dict())
+
+
+def stop_reason(stop: str, history: list[dict[str, float]], best_epoch: int, plan: Schedule,
+                cfg: TrainConfig) -> str:
+    """Why the run ended and what was kept, in words for the fit report."""
+    if stop == "resumed" or not history:
+        return f"the checkpoint had already reached the last epoch ({plan.epochs}); kept epoch {best_epoch}"
+    last = history[-1]
+    kept = next((r for r in history if r["epoch"] == best_epoch), last)
+    if stop == "patience":
+        why = f"early stop at epoch {last['epoch']}: no better validation result in {plan.patience} epochs"
+        why += (f", the training set fitted (train accuracy {last['fit_acc']:.3f} >= {cfg.fit_acc})" if cfg.fit_acc > 0
+                else f" (train accuracy {last['fit_acc']:.3f}; fit_acc 0: the fit was not waited for)")
+    else:
+        why = f"reached the last planned epoch ({plan.epochs})"
+        if last["fit_acc"] < cfg.fit_acc:
+            why += (f" without fitting the training set (train accuracy {last['fit_acc']:.3f} < {cfg.fit_acc}): "
+                    "more epochs, more images or a smaller model may help")
+    unfitted = "" if kept["fit_acc"] >= cfg.fit_acc else ", the best validation epoch of a model that never fitted"
+    return (f"{why}; kept epoch {best_epoch}{unfitted}: train accuracy {kept['fit_acc']:.3f}, "
+            f"validation accuracy {kept['val_acc']:.3f}")
 
 
 # -- pictures ------------------------------------------------------------------------------------

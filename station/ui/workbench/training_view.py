@@ -104,8 +104,9 @@ class TrainingView(QWidget):
         self.include_original = QCheckBox("Also train on the images the running recipe was trained on", self)
         self.include_original.setChecked(True)
         self.epochs = QSpinBox(self)
-        self.epochs.setRange(1, 1000)
-        self.epochs.setValue(40)
+        self.epochs.setRange(0, 1000)
+        self.epochs.setSpecialValueText("as the data set needs (ViT)")  # 0: the schedule follows the data
+        self.epochs.setValue(0)
         self.epochs.setSuffix(" epochs (ViT)")
         self.data_label = QLabel(self)
         self.data_label.setWordWrap(True)
@@ -208,8 +209,10 @@ class TrainingView(QWidget):
         train_dir = self.workbench.root / "training" / f"{engine}-{stamp}"
         config = None
         if engine == "vit":
-            config = {"epochs": self.epochs.value(), "train_dir": str(train_dir),
+            config = {"train_dir": str(train_dir),
                       "train": {"progress_bar": False, "threads": 1, "checkpoint_every": 2}}
+            if self.epochs.value():
+                config["epochs"] = self.epochs.value()
         fit = partial(fit_candidate, self.workbench, engine, self.include_original.isChecked(), recipe.grid,
                       recipe.name, config, train_dir)
         self.job = Job(fit, name="station-training", parent=self)
