@@ -110,7 +110,7 @@ def _orientation(act: np.ndarray, max_angle: float = 20.0) -> float:
     angles = np.arange(-max_angle, max_angle + 0.5, 1.0)
     scores = np.array([sharpness(a) for a in angles])
     best = float(angles[int(np.argmax(scores))])
-    return best if scores.max() > 1.1 * sharpness(0.0) else 0.0
+    return best if scores.max() > 1.03 * sharpness(0.0) else 0.0
 
 
 def _span(profile: np.ndarray, frac: float = 0.2) -> tuple[int, int]:
@@ -122,10 +122,12 @@ def _span(profile: np.ndarray, frac: float = 0.2) -> tuple[int, int]:
     return int(above[0]), int(above[-1]) + 1
 
 
-def fit_comb(profile: np.ndarray, count: int, span: tuple[int, int],
-             lag: float | None = None) -> tuple[float, float, float]:
+def fit_comb(profile: np.ndarray, count: int, span: tuple[int, int], lag: float | None = None,
+             near: float | None = None) -> tuple[float, float, float]:
     """(pitch, origin, quality) of `count` cells over `profile` (px): feature peaks in the cells' middles,
-    valleys on the borders between them, the whole comb over the active span."""
+    valleys on the borders between them, the whole comb over the active span. `lag` is the profile's own
+    period when it has one; else `near`, the other axis's pitch, bounds the pitch (a product's pitches
+    differ by less than a factor of two), so that two columns are not read as a shadow and an edge."""
     lo, hi = span
     length = max(hi - lo, 2)
     p = profile.astype(np.float64)
@@ -138,7 +140,12 @@ def fit_comb(profile: np.ndarray, count: int, span: tuple[int, int],
     if lag:  # the rhythm's own period; features beside the part (shadows, edges) widen the span, not it
         pitches = np.arange(0.9 * lag, 1.1 * lag, 0.25)
     else:
-        pitches = np.arange(length / (count + 0.5), length / max(count - 1.2, 0.5), 0.25)
+        lo_p, hi_p = length / (count + 0.5), length / max(count - 1.2, 0.5)
+        if near:
+            lo_p, hi_p = max(lo_p, 0.6 * near), min(hi_p, 1.7 * near)
+            if lo_p >= hi_p:
+                lo_p, hi_p = 0.6 * near, 1.7 * near
+        pitches = np.arange(lo_p, hi_p, 0.25)
     for pitch in pitches:
         smooth = np.interp
         sigma = max(pitch / 10, 0.8)
@@ -253,8 +260,9 @@ def propose(goods: list[np.ndarray], grid: tuple[int, int] | None = None, cell_p
                      "no repeating feature found: square cells over the part")
     h, w = rot.shape
     if lattice:
-        pitch_x, ox, qx = fit_comb(prof_x, cols, span_x, _lag_for(prof_x, span_x, cols))
-        pitch_y, oy, qy = fit_comb(prof_y, rows, span_y, _lag_for(prof_y, span_y, rows))
+        lag_x, lag_y = _lag_for(prof_x, span_x, cols), _lag_for(prof_y, span_y, rows)
+        pitch_x, ox, qx = fit_comb(prof_x, cols, span_x, lag_x, near=lag_y)
+        pitch_y, oy, qy = fit_comb(prof_y, rows, span_y, lag_y, near=lag_x or pitch_x)
         width, height = cols * pitch_x, rows * pitch_y
         centre_rot = np.array([ox + width / 2, oy + height / 2])
         if min(qx, qy) < 0.05 and grid is not None:

@@ -77,17 +77,22 @@ def place_by_defects(setup: Setup, goods: list[np.ndarray],
     labelled = [(img, cell) for img, cell in labelled if cell[0] < cols and cell[1] < rows]
     if len(labelled) < 12:
         return setup
-    registrar = Registrar(fit_pattern_region(goods[:MAX_PROPOSAL_IMAGES], setup), setup.grid)
+    # measured over a region larger than the proposal's, so that pins it left out are still seen
+    r = setup.roi
+    wide = Setup(setup.golden, Roi(r.cx, r.cy, r.w * PLACEMENT_GROW, r.h * PLACEMENT_GROW, r.angle, r.shear),
+                 setup.grid, setup.max_angle, setup.max_scale)
+    registrar = Registrar(fit_pattern_region(goods[:MAX_PROPOSAL_IMAGES], wide), setup.grid)
     points, cells = defect_points(registrar, goods[:MAX_PROPOSAL_IMAGES], labelled)
-    fitted = fit_lattice(points, cells)
+    fitted = fit_lattice([p / PLACEMENT_GROW for p in points], cells)  # in cells of the proposal's size
     if fitted is None:
         return setup
     lattice, residual = fitted
+    lattice = lattice * PLACEMENT_GROW
     c = setup.grid.cell_px
     if residual > 0.3 * c:
         notes = (*setup.notes, f"labelled defects did not line up on a grid (median miss {residual / c:.2f} cell)")
         return Setup(setup.golden, setup.roi, setup.grid, setup.max_angle, setup.max_scale, notes)
-    to_golden = canonical_to_golden(setup.roi, setup.grid.size, registrar.region.margin)
+    to_golden = canonical_to_golden(wide.roi, setup.grid.size, registrar.region.margin)
     corners = np.array([[0, 0, 1], [cols, 0, 1], [cols, rows, 1], [0, rows, 1]], float) @ lattice.T
     roi = Roi.from_corners(corners @ to_golden[:, :2].T + to_golden[:, 2])
     notes = (*setup.notes, f"grid placed through the labelled defects of {len(points)} cells "
@@ -98,6 +103,7 @@ def place_by_defects(setup: Setup, goods: list[np.ndarray],
 # -- the setup an engineer saves -----------------------------------------------------------------------
 
 SETUP_FILE = "setup.json"
+PLACEMENT_GROW = 1.4  # how much larger than the proposal the labelled defects are looked for
 GOLDEN_FILE = "golden.png"
 PREVIEW_FILE = "preview.png"
 SETUP_SCHEMA = 1
