@@ -53,6 +53,7 @@ def test_a_part_without_a_rhythm_gets_square_cells_over_it():
 
 def test_cell_size_keeps_the_detail_with_a_cap():
     assert cell_size(24.4) == 24 and cell_size(31) == 30 and cell_size(400) == 48 and cell_size(3) == 12
+    assert cell_size(400, 40 * 40) == 12 and cell_size(400, 16 * 16) == 30  # the whole crop is capped too
 
 
 def test_labelled_defects_place_the_grid_where_the_pins_are(tmp_path):

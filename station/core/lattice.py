@@ -23,6 +23,7 @@ from station.core.pattern import Roi
 WORK_SIDE = 320  # the proposal looks at frames of about this long side
 MAX_CELL_PX = 48  # canonical cells are at most this size: speed of the engines (docs/teach.md)
 MIN_CELL_PX = 12
+MAX_CROP_PX = 512 * 512  # the registered crop's area at most (unless the cells would fall below MIN_CELL_PX)
 CELL_STEP = 6  # cell sizes are multiples of 6 so that the engines can split a cell in 2 or 3 parts
 MAX_PROPOSAL_IMAGES = 40
 FEATURE_SIGMA = 6.0  # work px: features up to about this radius stand out of their neighbourhood
@@ -42,10 +43,12 @@ class Proposal:
     notes: list[str]
 
 
-def cell_size(pitch_px: float) -> int:
-    """Canonical cell size for a pitch at the frame's resolution: the camera's detail kept, capped for speed."""
+def cell_size(pitch_px: float, n_cells: int = 1) -> int:
+    """Canonical cell size for a pitch at the frame's resolution: the camera's detail kept, capped for speed
+    (at most MAX_CELL_PX a cell, and MAX_CROP_PX for the whole crop of `n_cells` cells)."""
     size = int(round(pitch_px / CELL_STEP)) * CELL_STEP
-    return int(min(MAX_CELL_PX, max(MIN_CELL_PX, size)))
+    crop_cap = int(math.sqrt(MAX_CROP_PX / max(1, n_cells)) // CELL_STEP) * CELL_STEP
+    return int(max(MIN_CELL_PX, min(MAX_CELL_PX, crop_cap, size)))
 
 
 def _work(images: list[np.ndarray]) -> tuple[list[np.ndarray], float]:
@@ -285,7 +288,7 @@ def propose(goods: list[np.ndarray], grid: tuple[int, int] | None = None, cell_p
     roi = Roi(float(centre[0] / scale), float(centre[1] / scale), float(width / scale), float(height / scale),
               float(-angle))
     pitch = (pitch_x / scale, pitch_y / scale)
-    size = cell_px if cell_px else cell_size(math.sqrt(pitch[0] * pitch[1]))
+    size = cell_px if cell_px else cell_size(math.sqrt(pitch[0] * pitch[1]), cols * rows)
     CellGrid(cols, rows, size)  # range check
     return Proposal(roi, int(cols), int(rows), int(size), int(golden_index), pitch, lattice, notes)
 

@@ -211,13 +211,13 @@ def propose_setup(goods: list[np.ndarray], grid: tuple[int, int] | None = None, 
         region = roi
         notes.append("region given by the engineer")
         if cell_px is None:
-            size = cell_size(math.sqrt(roi.w * roi.h / (cols * rows)))
+            size = cell_size(math.sqrt(roi.w * roi.h / (cols * rows)), cols * rows)
     setup = Setup(goods[proposal.golden_index], region, CellGrid(cols, rows, cell_px or size), max_angle, max_scale,
                   tuple(notes))
     if roi is None and labelled:
         setup = place_by_defects(setup, goods, labelled)
         if cell_px is None:  # the placed grid's own pitch sets the detail kept
-            size = cell_size(math.sqrt(setup.roi.w * setup.roi.h / (cols * rows)))
+            size = cell_size(math.sqrt(setup.roi.w * setup.roi.h / (cols * rows)), cols * rows)
             setup = Setup(setup.golden, setup.roi, CellGrid(cols, rows, size), max_angle, max_scale, setup.notes)
     return setup
 

@@ -70,7 +70,7 @@ class GridForm(QGroupBox):
             except StationError as exc:
                 raise StationError(f"square cells of {n} px: {exc}; choose larger cells") from None
         cols, rows = self.cols.value(), self.rows.value()
-        size = cell_size(math.sqrt(roi.w * roi.h / (cols * rows))) if roi else 24
+        size = cell_size(math.sqrt(roi.w * roi.h / (cols * rows)), cols * rows) if roi else 24
         return CellGrid(cols, rows, size)
 
     def show_counts(self, cols: int, rows: int) -> None:
