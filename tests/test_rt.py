@@ -142,3 +142,16 @@ def test_px_settings_follow_the_cell_size_and_are_saved_as_numbers():
 
     with pytest.raises(EngineError, match="search_px"):
         RTEngine(CellGrid(3, 9, 24), {"search_px": "wide"})
+
+
+def test_overlapping_scores_are_cut_by_rates_not_by_counts():
+    """Three defect images per good one (a typical labelled set) must not push the NG threshold into the
+    good parts: the cost weighs the escape and false-reject rates, not their counts."""
+    import numpy as np
+
+    from station.core.verdict import calibrate_thresholds
+
+    good = np.linspace(1.0, 10.0, 40)  # held-out good scores, a long tail
+    defect = np.concatenate([[1.5, 2.0], np.linspace(20, 60, 118)])  # two weak defects among 120
+    _, ng = calibrate_thresholds(good, defect)
+    assert np.mean(good >= ng) <= 0.1  # counts would have cut at 1.5: 97 % of good parts rejected

@@ -28,8 +28,10 @@ def calibrate_thresholds(good: np.ndarray, defect: np.ndarray | None = None,
     """(review, ng) thresholds from held-out good scores and, where there are any, defect scores.
 
     Without defects the NG threshold sits 50% above the highest held-out good score. With defects
-    it is the point that minimises escapes (weighted) plus false rejects, placed halfway (in log
-    space) across the gap when the classes separate. REVIEW starts just above the good scores, so
+    it is the point that minimises the escape rate (weighted) plus the false-reject rate, placed halfway
+    (in log space) across the gap when the classes separate. Rates, not counts: a training set with
+    three defect images per good one must not buy one more caught defect with three more good parts
+    rejected. REVIEW starts just above the good scores, so
     a part that looks unlike every good part seen is never passed silently. With review_z > 0 it
     starts no lower than z standard deviations above the mean of the good scores' logarithms (a
     log-normal tail): the highest of 20 held-out good scores is only about their 95th percentile, so
@@ -47,7 +49,7 @@ def calibrate_thresholds(good: np.ndarray, defect: np.ndarray | None = None,
             ng = float(np.sqrt(max(top_good, 1e-12) * defect[0]))
         else:
             candidates = np.unique(np.concatenate([good, defect]))
-            costs = [escape_weight * np.sum(defect < t) + np.sum(good >= t) for t in candidates]
+            costs = [escape_weight * np.mean(defect < t) + np.mean(good >= t) for t in candidates]
             ng = float(candidates[int(np.argmin(costs))])
     if review_z > 0 and good.size > 2 and good[0] > 0:
         logs = np.log(good)
