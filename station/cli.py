@@ -87,7 +87,7 @@ def cmd_train(args) -> int:
     from station.core.grid import CellGrid
     from station.core.resources import demo_dir
     from station.core.teach import Setup
-    from station.core.training import labelled_images, teach_for, train_recipe
+    from station.core.training import labelled_images, one_camera, teach_for, train_recipe
 
     from station.core.engines import engine_class
 
@@ -102,8 +102,11 @@ def cmd_train(args) -> int:
             raise StationError("--grid and --cell-px come from the setup when --setup is given")
         setup = Setup.load(args.setup)
         grid = setup.grid
+    elif not one_camera(goods := _good_images(data)):
+        grid = _grid_arg(args)
+        print("station: the good images differ in size: each frame is resized to the crop, not registered",
+              file=sys.stderr)
     else:  # no taught setup: propose one, and show the engineer what was assumed
-        goods = _good_images(data)
         setup = teach_for(data, goods, _grid_arg(args), args.cell_px, labelled_images(data, seed=args.seed))
         grid = setup.grid
         if int(os.environ.get("RANK", "0")) == 0:
@@ -129,7 +132,8 @@ def cmd_train(args) -> int:
 
     recipe, stats = train_recipe(data, args.engine, grid, args.name or Path(args.out).name, seed=args.seed,
                                  engine_config=config, provenance={"command": command}, progress=progress,
-                                 refine=args.registration, setup=setup, region_mode=args.region)
+                                 refine=args.registration, setup=setup, region_mode=args.region,
+                                 cell_px=args.cell_px)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only the first process writes the recipe
         return 0
     recipe.save(args.out)

@@ -255,3 +255,29 @@ def test_an_mvtec_set_without_grid_or_labels_is_taught_and_trained(tmp_path, cap
     assert code == 0, err
     result = json.loads(out)
     assert result["auroc"] > 0.9 and result["registration"]["part_not_found"] == 0
+
+
+def test_tiles_of_different_sizes_are_resized_not_registered(tmp_path, capsys):
+    """A texture cut into tiles of varying size has no golden frame: each frame is resized to the crop."""
+    import cv2
+
+    rng = np.random.default_rng(2)
+    root = tmp_path / "tiles"
+    for split, n in (("train/good", 12), ("test/good", 4), ("test/stain", 4)):
+        (root / split).mkdir(parents=True)
+        for i in range(n):
+            h, w = (int(v) for v in rng.integers(150, 260, 2))
+            tile = (120 + rng.normal(0, 12, (h, w))).clip(0, 255).astype(np.uint8)
+            if "stain" in split:
+                cv2.circle(tile, (w // 2, h // 2), 18, 30, -1)
+            cv2.imwrite(str(root / split / f"{i:03d}.png"), tile)
+    code = main(["train", "--data", str(root), "--out", str(tmp_path / "r"), "--quiet"])
+    _, err = capsys.readouterr()
+    assert code == 0, err
+    assert "differ in size" in err
+    recipe = Recipe.load(tmp_path / "r")
+    assert recipe.region.mode == "full" and (recipe.grid.cols, recipe.grid.rows) == (8, 8)
+    code = main(["eval", "--recipe", str(tmp_path / "r"), "--data", str(root), "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert json.loads(out)["auroc"] > 0.9

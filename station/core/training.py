@@ -17,7 +17,10 @@ from station.core.grid import CellGrid
 from station.core.imageio import read_image
 from station.core.recipe import Recipe
 from station.core.registration import Registrar, fit_region
-from station.core.teach import Setup, fit_pattern_region, propose_setup
+from station.core.registration import Region
+from station.core.teach import Setup, cell_size, fit_pattern_region, propose_setup
+
+FULL_FRAME_GRID = (8, 8)  # cells over frames that cannot be registered (tiles of varying size)
 
 
 def mask_cell(registrar: Registrar, registered, mask_path: Path) -> tuple[int, int] | None:
@@ -58,6 +61,22 @@ def labelled_grid(data: Dataset, min_labels: int = 20) -> tuple[int, int] | None
     return max(c for c, _ in cells) + 1, max(r for _, r in cells) + 1
 
 
+def one_camera(images: list[np.ndarray]) -> bool:
+    """Whether the images share one frame size (one camera, one golden frame to register against)."""
+    return len({im.shape[:2] for im in images}) <= 1
+
+
+def full_frame_grid(goods: list[np.ndarray], grid: CellGrid | tuple[int, int] | None,
+                    cell_px: int | None) -> CellGrid:
+    """The grid over whole frames (each resized to the crop): the one given, else 8 x 8 square-ish cells
+    whose size follows the frames' median size."""
+    if isinstance(grid, CellGrid):
+        return grid
+    cols, rows = grid if grid is not None else FULL_FRAME_GRID
+    side = float(np.median([np.sqrt(im.shape[0] * im.shape[1]) for im in goods]))
+    return CellGrid(cols, rows, cell_px or cell_size(side / max(cols, rows), cols * rows))
+
+
 def teach_for(data: Dataset, goods: list[np.ndarray], grid: CellGrid | tuple[int, int] | None,
               cell_px: int | None = None, labelled: list[tuple[np.ndarray, tuple[int, int]]] | None = None) -> Setup:
     """The setup `station train` assumes when none was taught: the proposal from the good images (and the
@@ -88,24 +107,30 @@ def train_recipe(data: Dataset, engine_name: str, grid: CellGrid | tuple[int, in
                  region_mode: str = "pattern", cell_px: int | None = None) -> tuple[Recipe, dict[str, Any]]:
     """Fit an engine on a dataset. Registration follows the taught `setup`; without one, the setup is proposed
     from the good images (the recipe's provenance holds it) or, with `region_mode="blob"`, the part is the largest
-    dark or bright blob (recipes of earlier versions)."""
+    dark or bright blob (recipes of earlier versions). Good images of different sizes (tiles of a texture)
+    cannot be registered to one golden frame: each frame is then resized to the crop ("full")."""
     if not any(s.label == "good" for s in data.samples):
         raise DatasetError(f"{data.root} has no 'good' images; every engine needs the OK class")
     t0 = time.perf_counter()
     images = [read_image(s.path) for s in data.samples]
     t_read = time.perf_counter()
     goods = [im for im, s in zip(images, data.samples) if s.label == "good"]
+    if region_mode == "pattern" and setup is None and not one_camera(goods):
+        region_mode = "full"  # tiles of different sizes: no golden frame to register against
     if region_mode == "blob":
         if not isinstance(grid, CellGrid):
             raise DatasetError("blob registration needs the grid (COLSxROWS)")
         region = fit_region(goods, grid, refine)
+    elif region_mode == "full":
+        grid = full_frame_grid(goods, grid, cell_px)
+        region = Region("full", refine="none")
     elif region_mode == "pattern":
         if setup is None:
             setup = teach_for(data, goods, grid, cell_px, labelled_images(data, images=images, seed=seed))
         grid = setup.grid
         region = fit_pattern_region(goods, setup, refine)
     else:
-        raise DatasetError(f"unknown region mode {region_mode!r}; use 'pattern' or 'blob'")
+        raise DatasetError(f"unknown region mode {region_mode!r}; use 'pattern', 'blob' or 'full'")
     engine = engine_class(engine_name)(grid, engine_config)
     registrar = Registrar(region, grid)
     training = register_samples(registrar, data.samples, images)
