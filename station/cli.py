@@ -122,6 +122,8 @@ def cmd_train(args) -> int:
         if args.pretrained:
             config["pretrained"] = args.pretrained
         config.setdefault("train_dir", args.train_dir or str(Path(args.out).with_name(Path(args.out).name + ".train")))
+        if args.quiet and isinstance(config.get("train", {}), dict):  # no progress bar either
+            config["train"] = {"progress_bar": False, **config.get("train", {})}
     elif args.epochs is not None or args.pretrained or args.train_dir:
         raise StationError("--epochs, --pretrained and --train-dir apply to the vit engine only")
     command = "station " + " ".join(shlex.quote(a) for a in sys.argv[1:])
