@@ -281,3 +281,19 @@ def test_tiles_of_different_sizes_are_resized_not_registered(tmp_path, capsys):
     out, err = capsys.readouterr()
     assert code == 0, err
     assert json.loads(out)["auroc"] > 0.9
+
+
+def test_the_latest_setup_is_the_newest_one_saved(tmp_path):
+    import os
+    import time
+
+    from station.core.teach import latest_setup
+
+    assert latest_setup(tmp_path / "none") is None
+    setup = propose_setup(_goods(6), (3, 9))
+    setup.save(tmp_path / "a")
+    setup.save(tmp_path / "b")
+    (tmp_path / "junk").mkdir()
+    old = time.time() - 100
+    os.utime(tmp_path / "b" / "setup.json", (old, old))
+    assert latest_setup(tmp_path) == tmp_path / "a"

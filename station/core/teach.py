@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import cv2
@@ -195,6 +196,17 @@ class Setup:
         if list(setup.frame_size) != list(doc.get("frame_size", setup.frame_size)):
             raise RegistrationError(f"setup {path}: {GOLDEN_FILE} is not the frame the region was taught on")
         return setup
+
+
+def latest_setup(folder) -> Path | None:
+    """The newest setup saved under `folder` (one sub-folder a setup, as the Teach dialog saves them)."""
+    root = Path(folder)
+    try:
+        found = [p for p in root.iterdir() if (p / SETUP_FILE).is_file()] if root.is_dir() else []
+    except OSError as exc:
+        logger.warning("cannot list the setups in %s: %s", root, exc)
+        return None
+    return max(found, key=lambda p: (p / SETUP_FILE).stat().st_mtime, default=None)
 
 
 def propose_setup(goods: list[np.ndarray], grid: tuple[int, int] | None = None, cell_px: int | None = None,

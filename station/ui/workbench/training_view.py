@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QHBoxLayout, Q
                                QSpinBox, QVBoxLayout, QWidget)
 
 from station.core.engines import engine_names
+from station.core.teach import Setup, latest_setup
 from station.core.training import train_recipe
 from station.core.workbench.errors import WorkbenchError
 from station.ui.image_canvas import to_qimage
@@ -54,7 +55,7 @@ def strip_image(maps: list[tuple[int, np.ndarray]], scale: int = 8, max_tiles: i
 
 
 def fit_candidate(workbench: Workbench, engine: str, include_original: bool, grid, name: str, config: dict | None,
-                  train_dir: Path, progress, should_stop, emit):
+                  train_dir: Path, progress, should_stop, emit, region_kind: str = "pattern"):
     """The training job (worker thread; touches no widget): read the data, fit, hand curves and maps out."""
     data = workbench.training_data(include_original)
     state = Path(train_dir) / "state.json"
@@ -77,8 +78,15 @@ def fit_candidate(workbench: Workbench, engine: str, include_original: bool, gri
 
     if should_stop():
         return None
-    recipe, stats = train_recipe(data, engine, grid, name, engine_config=config, progress=relay,
-                                 provenance={"trained_with": "workbench", "data_counts": data.counts()})
+    # registration as taught: the newest setup of the Teach dialog, else the running recipe's kind (a blob
+    # recipe stays one; a pattern recipe gets its setup proposed again from these images, with its grid)
+    taught = latest_setup(workbench.root / "setups")
+    setup = Setup.load(taught) if taught is not None else None
+    region_mode = "blob" if setup is None and region_kind == "blob" else "pattern"
+    recipe, stats = train_recipe(data, engine, grid, name, engine_config=config, progress=relay, setup=setup,
+                                 region_mode=region_mode,
+                                 provenance={"trained_with": "workbench", "data_counts": data.counts(),
+                                             **({"setup_folder": str(taught)} if taught else {})})
     strip = Path(train_dir) / "attention_strip.png"
     return recipe, stats, str(strip) if strip.is_file() else ""
 
@@ -214,7 +222,7 @@ class TrainingView(QWidget):
             if self.epochs.value():
                 config["epochs"] = self.epochs.value()
         fit = partial(fit_candidate, self.workbench, engine, self.include_original.isChecked(), recipe.grid,
-                      recipe.name, config, train_dir)
+                      recipe.name, config, train_dir, region_kind=recipe.region.mode)
         self.job = Job(fit, name="station-training", parent=self)
         self.job.progress.connect(self._on_progress)
         self.job.data.connect(self._on_data)
