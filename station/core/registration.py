@@ -192,7 +192,6 @@ class Registrar:
         matrix = full[:2]
         return Registered(self.warp(rgb, matrix), matrix, True)
 
-
     def _register_pattern(self, rgb: np.ndarray) -> Registered:
         """Coarse search for the golden region, then ECC of the crop with its margin against the template."""
         p = self.region.pattern
