@@ -8,6 +8,7 @@ this in Qt signals (station/ui/live_service.py); `station bench` uses it directl
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
@@ -22,6 +23,8 @@ from station.core.inspector import InspectionResult, Inspector
 from station.core.overlay import Overlay, OverlayRenderer, thumbnail
 from station.core.sources import Frame, Source, SourceState
 from station.core.verdict import Verdict
+
+logger = logging.getLogger(__name__)
 
 #: the stages whose latency is measured, in the order a frame passes them
 #: end_to_end: capture to result ready; display and painted (capture to painted) are added by a GUI
@@ -368,8 +371,8 @@ class LivePipeline:
         finally:
             try:
                 source.close()
-            except Exception:  # noqa: BLE001
-                pass
+            except Exception as exc:  # noqa: BLE001 - the thread ends either way; a source that will not close is logged
+                logger.warning("closing the source failed: %s: %s", type(exc).__name__, exc)
             self._capture_done.set()
 
     def _take_shot(self) -> bool:

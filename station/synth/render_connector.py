@@ -42,14 +42,20 @@ TARGET_Z = 0.3         # the camera aims a little above the housing top, between
 
 # ----------------------------------------------------------------------------- scene
 
-def _material(name: str, metallic: float) -> bpy.types.Material:
-    mat = bpy.data.materials.new(name)
+def _enable_nodes(owner) -> None:
+    """Switch on a material's or world's node tree: deprecated (always on) in Blender 5, needed before it;
+    a Blender that refuses the attribute has its nodes on already, so that is reported, not fatal."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            mat.use_nodes = True     # deprecated (always on) in Blender 5
-    except Exception:
-        pass
+            owner.use_nodes = True
+    except (AttributeError, TypeError) as exc:
+        print(f"render_connector: use_nodes not set on {owner.name}: {exc}", file=sys.stderr)
+
+
+def _material(name: str, metallic: float) -> bpy.types.Material:
+    mat = bpy.data.materials.new(name)
+    _enable_nodes(mat)
     bsdf = mat.node_tree.nodes.get("Principled BSDF")
     bsdf.inputs["Metallic"].default_value = metallic
     return mat
@@ -110,8 +116,8 @@ class Scene:
         r.image_settings.compression = 100
         try:
             sc.view_settings.view_transform = "Standard"
-        except Exception:
-            pass
+        except (AttributeError, TypeError) as exc:  # a build without it renders with its own default
+            print(f"render_connector: view transform left as it is: {exc}", file=sys.stderr)
         cy = sc.cycles
         cy.device = "CPU"
         cy.samples = samples
@@ -130,18 +136,14 @@ class Scene:
             cy.denoiser = "OPENIMAGEDENOISE"
             cy.denoising_input_passes = "RGB_ALBEDO_NORMAL"
             cy.denoising_prefilter = "FAST"
-        except Exception:
+        except (AttributeError, TypeError) as exc:  # a build without OpenImageDenoise renders without it
+            print(f"render_connector: no denoiser: {exc}", file=sys.stderr)
             cy.use_denoising = False
 
         # world (ambient fill)
         world = bpy.data.worlds.new("World")
         sc.world = world
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                world.use_nodes = True
-        except Exception:
-            pass
+        _enable_nodes(world)
         self.bg = world.node_tree.nodes.get("Background")
         self.bg.inputs["Color"].default_value = (0.8, 0.82, 0.85, 1.0)
 
