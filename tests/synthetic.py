@@ -50,6 +50,20 @@ def draw_part(rng: np.random.Generator, label: str = "good", cell: tuple[int, in
     return np.clip(img + noise, 0, 255).astype(np.uint8)
 
 
+def draw_blocks(n: int, frame: tuple[int, int], block: tuple[int, int], at: tuple[int, int], table: int = 210,
+                seed: int = 0) -> list[np.ndarray]:
+    """`n` frames (h, w) of a dark flat block (h, w) on a light table, its corner near `at` (x, y) +-3 px:
+    a part without features that repeat."""
+    rng = np.random.default_rng(seed)
+    images = []
+    for _ in range(n):
+        img = np.full((*frame, 3), table, np.uint8)
+        x, y = at[0] + int(rng.integers(-3, 3)), at[1] + int(rng.integers(-3, 3))
+        img[y:y + block[0], x:x + block[1]] = 60
+        images.append(img)
+    return images
+
+
 def write_dataset(root: Path, per_class: dict[str, int], seed: int = 0, manifest: bool = True,
                   pin_offset: int = 0) -> Path:
     rng = np.random.default_rng(seed)

@@ -10,7 +10,7 @@ from station.core.grid import CellGrid
 from station.core.imageio import read_image
 from station.core.registration import Registrar, cell_offsets, fit_region
 from station.core.training import train_recipe
-from synthetic import draw_part, write_dataset
+from synthetic import draw_blocks, draw_part, write_dataset
 
 
 def _good(n, seed=0, **kw):
@@ -49,13 +49,7 @@ def test_grid_follows_the_pins_not_the_housing(tmp_path):
 
 
 def test_no_shift_for_a_part_without_a_rhythm():
-    rng = np.random.default_rng(0)
-    images = []
-    for _ in range(8):
-        img = np.full((120, 160, 3), 220, np.uint8)
-        x, y = 50 + int(rng.integers(-3, 3)), 30 + int(rng.integers(-3, 3))
-        img[y:y + 60, x:x + 60] = 60
-        images.append(img)
+    images = draw_blocks(8, frame=(120, 160), block=(60, 60), at=(50, 30), table=220)
     region = fit_region(images, CellGrid(4, 4))
     assert (region.shift_x, region.shift_y) == (0.0, 0.0)
 

@@ -15,7 +15,7 @@ from station.core.pattern import Roi
 from station.core.recipe import Recipe
 from station.core.teach import Setup, cell_size, fit_lattice, propose, propose_setup
 from station.core.training import labelled_grid, train_recipe
-from synthetic import draw_part, write_dataset
+from synthetic import draw_blocks, draw_part, write_dataset
 
 
 def _goods(n, seed=0, **kw):
@@ -38,13 +38,7 @@ def test_without_a_grid_the_rhythm_of_the_features_is_counted():
 
 
 def test_a_part_without_a_rhythm_gets_square_cells_over_it():
-    rng = np.random.default_rng(0)
-    images = []
-    for _ in range(10):
-        img = np.full((200, 240, 3), 210, np.uint8)
-        x, y = 60 + int(rng.integers(-3, 3)), 40 + int(rng.integers(-3, 3))
-        img[y:y + 100, x:x + 120] = 60
-        images.append(img)
+    images = draw_blocks(10, frame=(200, 240), block=(100, 120), at=(60, 40))
     p = propose(images, cell_px=24)
     assert not p.lattice and p.cell_px == 24
     assert p.roi.w == pytest.approx(120, rel=0.25) and p.roi.h == pytest.approx(100, rel=0.25)
