@@ -41,7 +41,10 @@ def _grid_arg(args):
     return grid.cols, grid.rows
 
 
-def _good_images(data, limit: int = 200):
+GOODS_TO_TEACH = 200  # good images a proposal is made from (it samples MAX_PROPOSAL_IMAGES of them)
+
+
+def _good_images(data, limit: int = GOODS_TO_TEACH):
     from station.core.imageio import read_image
 
     goods = [s.path for s in data.samples if s.label == "good"]
@@ -73,8 +76,8 @@ def cmd_teach(args) -> int:
     data = load_dataset(Path(args.data), "train")
     goods = _good_images(data)
     grid = _grid_arg(args) or (None if args.cell_px else labelled_grid(data))
-    labelled = [(img, cell) for img, cell in labelled_images(data)
-                if grid is not None and cell[0] < grid[0] and cell[1] < grid[1]]
+    # labelled cells name cells of a known grid; propose_setup keeps those inside it
+    labelled = labelled_images(data) if grid is not None else None
     setup = propose_setup(goods, grid, args.cell_px, _roi_arg(args.roi), args.max_angle, args.max_scale,
                           labelled=labelled)
     paths = setup.save(args.out, goods[:8])
@@ -87,14 +90,13 @@ def cmd_train(args) -> int:
     from station.core.grid import CellGrid
     from station.core.resources import demo_dir
     from station.core.teach import Setup
-    from station.core.training import labelled_images, one_camera, teach_for, train_recipe
-
     from station.core.engines import engine_class
+    from station.core.training import labelled_images, one_camera, read_images, teach_for, train_recipe
 
     engine_class(args.engine)  # an unknown engine is said before any image is read
     data_root = Path(args.data) if args.data else demo_dir()
     data = load_dataset(data_root, "train").sample_per_class(args.max_per_class, args.seed)
-    setup, setup_paths = None, {}
+    setup, setup_paths, images = None, {}, None
     if args.region == "blob":
         grid = CellGrid.parse(args.grid or "3x9", args.cell_px or 24)
     elif args.setup:
@@ -102,17 +104,22 @@ def cmd_train(args) -> int:
             raise StationError("--grid and --cell-px come from the setup when --setup is given")
         setup = Setup.load(args.setup)
         grid = setup.grid
-    elif not one_camera(goods := _good_images(data)):
-        grid = _grid_arg(args)
-        print("station: the good images differ in size: each frame is resized to the crop, not registered",
-              file=sys.stderr)
     else:  # no taught setup: propose one, and show the engineer what was assumed
-        setup = teach_for(data, goods, _grid_arg(args), args.cell_px, labelled_images(data, seed=args.seed))
-        grid = setup.grid
-        if int(os.environ.get("RANK", "0")) == 0:
-            setup_paths = setup.save(Path(args.out).with_name(Path(args.out).name + ".setup"), goods[:8])
-            print(f"station: no --setup given; proposed grid {grid.cols}x{grid.rows} of {grid.cell_px} px cells, "
-                  f"see {setup_paths.get('preview', setup_paths['setup'])}", file=sys.stderr)
+        images = read_images(data)  # read once: the proposal and the training share them
+        goods = [im for im, s in zip(images, data.samples) if s.label == "good"][:GOODS_TO_TEACH]
+        if not goods:
+            raise StationError(f"{data.root} has no 'good' images to teach the part from")
+        grid = _grid_arg(args)
+        if not one_camera(goods):
+            print("station: the good images differ in size: each frame is resized to the crop, not registered",
+                  file=sys.stderr)
+        else:
+            setup = teach_for(data, goods, grid, args.cell_px, labelled_images(data, images=images, seed=args.seed))
+            grid = setup.grid
+            if int(os.environ.get("RANK", "0")) == 0:
+                setup_paths = setup.save(Path(args.out).with_name(Path(args.out).name + ".setup"), goods[:8])
+                print(f"station: no --setup given; proposed grid {grid.cols}x{grid.rows} of {grid.cell_px} px "
+                      f"cells, see {setup_paths.get('preview', setup_paths['setup'])}", file=sys.stderr)
     config = json.loads(args.config) if args.config else {}
     if not isinstance(config, dict):
         raise StationError("--config must be a JSON object")
@@ -135,7 +142,7 @@ def cmd_train(args) -> int:
     recipe, stats = train_recipe(data, args.engine, grid, args.name or Path(args.out).name, seed=args.seed,
                                  engine_config=config, provenance={"command": command}, progress=progress,
                                  refine=args.registration, setup=setup, region_mode=args.region,
-                                 cell_px=args.cell_px)
+                                 cell_px=args.cell_px, images=images)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only the first process writes the recipe
         return 0
     recipe.save(args.out)

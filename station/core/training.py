@@ -16,8 +16,7 @@ from station.core.errors import DatasetError, RegistrationError
 from station.core.grid import CellGrid
 from station.core.imageio import read_image
 from station.core.recipe import Recipe
-from station.core.registration import Registrar, fit_region
-from station.core.registration import Region
+from station.core.registration import Region, Registrar, fit_region
 from station.core.teach import Setup, cell_size, fit_pattern_region, propose_setup
 
 FULL_FRAME_GRID = (8, 8)  # cells over frames that cannot be registered (tiles of varying size)
@@ -86,8 +85,6 @@ def teach_for(data: Dataset, goods: list[np.ndarray], grid: CellGrid | tuple[int
         cols_rows, cell_px = (grid.cols, grid.rows), cell_px or grid.cell_px
     else:
         cols_rows = grid if grid is not None else labelled_grid(data)
-    if labelled and cols_rows is not None:
-        labelled = [(img, cell) for img, cell in labelled if cell[0] < cols_rows[0] and cell[1] < cols_rows[1]]
     return propose_setup(goods, cols_rows, cell_px, labelled=labelled)
 
 
@@ -101,18 +98,26 @@ def labelled_images(data: Dataset, limit: int = 160, images: list[np.ndarray] | 
             for i in index]
 
 
+def read_images(data: Dataset) -> list[np.ndarray]:
+    """Every image of a dataset, in its samples' order."""
+    return [read_image(s.path) for s in data.samples]
+
+
 def train_recipe(data: Dataset, engine_name: str, grid: CellGrid | tuple[int, int] | None, name: str, seed: int = 0,
                  engine_config: dict[str, Any] | None = None, provenance: dict[str, Any] | None = None,
                  progress: Progress | None = None, refine: str = "ecc", setup: Setup | None = None,
-                 region_mode: str = "pattern", cell_px: int | None = None) -> tuple[Recipe, dict[str, Any]]:
+                 region_mode: str = "pattern", cell_px: int | None = None,
+                 images: list[np.ndarray] | None = None) -> tuple[Recipe, dict[str, Any]]:
     """Fit an engine on a dataset. Registration follows the taught `setup`; without one, the setup is proposed
     from the good images (the recipe's provenance holds it) or, with `region_mode="blob"`, the part is the largest
     dark or bright blob (recipes of earlier versions). Good images of different sizes (tiles of a texture)
-    cannot be registered to one golden frame: each frame is then resized to the crop ("full")."""
+    cannot be registered to one golden frame: each frame is then resized to the crop ("full"). `images`, when
+    the caller has read them already (`read_images`), saves reading them again."""
     if not any(s.label == "good" for s in data.samples):
         raise DatasetError(f"{data.root} has no 'good' images; every engine needs the OK class")
     t0 = time.perf_counter()
-    images = [read_image(s.path) for s in data.samples]
+    if images is None:
+        images = read_images(data)
     t_read = time.perf_counter()
     goods = [im for im, s in zip(images, data.samples) if s.label == "good"]
     if region_mode == "pattern" and setup is None and not one_camera(goods):
