@@ -131,12 +131,11 @@ class PatternSearch:
     def __init__(self, golden_low: np.ndarray, golden_scale: float, roi: Roi, max_angle: float,
                  max_scale: float) -> None:
         self.golden_scale = golden_scale
-        self.roi = roi
         c = np.array([roi.cx, roi.cy]) * golden_scale
         # the region and a little context: a pattern matched on its outline alone would slide along a lattice
         corners = roi.corners() * golden_scale
         box = c + (corners - c) * 1.1 + np.sign(corners - c) * 2
-        self.candidates: list[tuple[float, float, _Candidate]] = []
+        self.candidates: list[_Candidate] = []  # nominal pose first (candidate_poses)
         for angle, scale in candidate_poses(max_angle, max_scale):
             rot = cv2.getRotationMatrix2D((float(c[0]), float(c[1])), angle, scale)  # golden -> turned golden
             turned = box @ rot[:, :2].T + rot[:, 2]
@@ -146,19 +145,21 @@ class PatternSearch:
             if min(size) < MIN_TEMPLATE_PX:
                 continue
             template = cv2.warpAffine(golden_low, rot, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-            self.candidates.append((angle, scale, _Candidate(template, rot)))
+            self.candidates.append(_Candidate(template, rot))
         if not self.candidates:
             raise RegistrationError("the taught region is too small to be searched for")
+        # the frame is padded by half the largest template, so a part running off the border is still found
+        self.pad_y = max(c.template.shape[0] for c in self.candidates) // 2
+        self.pad_x = max(c.template.shape[1] for c in self.candidates) // 2
 
     def locate(self, gray: np.ndarray) -> tuple[np.ndarray, float]:
         """Golden full-res px -> frame full-res px (2x3), and the match's normalised correlation."""
         small, frame_scale = low_res(gray)
-        pad_y = max(c.template.shape[0] for _, _, c in self.candidates) // 2
-        pad_x = max(c.template.shape[1] for _, _, c in self.candidates) // 2
+        pad_y, pad_x = self.pad_y, self.pad_x
         fill = float(np.median(small))
         padded = cv2.copyMakeBorder(small, pad_y, pad_y, pad_x, pad_x, cv2.BORDER_CONSTANT, value=fill)
         best = (-2.0, None, None)
-        for _, _, cand in self.candidates:
+        for cand in self.candidates:
             th, tw = cand.template.shape
             if th > padded.shape[0] or tw > padded.shape[1]:
                 continue
