@@ -51,6 +51,11 @@ def cell_size(pitch_px: float, n_cells: int = 1) -> int:
     return int(max(MIN_CELL_PX, min(MAX_CELL_PX, crop_cap, size)))
 
 
+def cell_for_region(roi: Roi, cols: int, rows: int) -> int:
+    """The cell size `cell_size` gives a region of `cols` x `rows` cells at the frame's resolution."""
+    return cell_size(math.sqrt(roi.w * roi.h / (cols * rows)), cols * rows)
+
+
 def _work(images: list[np.ndarray]) -> tuple[list[np.ndarray], float]:
     h, w = images[0].shape[:2]
     scale = min(1.0, WORK_SIDE / max(h, w))

@@ -8,7 +8,6 @@ for the engineer in `station.core.grid_overlay`.
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,8 +19,9 @@ from station.core.errors import RegistrationError
 from station.core.grid import CellGrid
 from station.core.grid_overlay import contact_sheet, draw_canonical_grid, draw_grid, grid_lines
 from station.core.imageio import to_gray
-from station.core.lattice import MAX_PROPOSAL_IMAGES, Proposal, align_to, cell_size, fit_lattice, propose
-from station.core.pattern import Roi, canonical_to_golden, compose, low_res
+from station.core.lattice import (MAX_PROPOSAL_IMAGES, Proposal, align_to, cell_for_region, cell_size, fit_lattice,
+                                  propose)
+from station.core.pattern import Roi, canonical_to_golden, low_res
 
 if TYPE_CHECKING:
     from station.core.registration import Region
@@ -29,8 +29,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 __all__ = ["Setup", "Proposal", "propose", "propose_setup", "place_by_defects", "fit_pattern_region",
-           "write_preview", "cell_size", "fit_lattice", "align_to", "grid_lines", "draw_grid", "draw_canonical_grid",
-           "contact_sheet", "SETUP_FILE", "GOLDEN_FILE", "PREVIEW_FILE"]
+           "write_preview", "cell_size", "cell_for_region", "fit_lattice", "align_to", "grid_lines", "draw_grid",
+           "draw_canonical_grid", "contact_sheet", "SETUP_FILE", "GOLDEN_FILE", "PREVIEW_FILE"]
 
 
 def defect_points(registrar, goods: list[np.ndarray], labelled: list[tuple[np.ndarray, tuple[int, int]]]
@@ -223,13 +223,13 @@ def propose_setup(goods: list[np.ndarray], grid: tuple[int, int] | None = None, 
         region = roi
         notes.append("region given by the engineer")
         if cell_px is None:
-            size = cell_size(math.sqrt(roi.w * roi.h / (cols * rows)), cols * rows)
+            size = cell_for_region(roi, cols, rows)
     setup = Setup(goods[proposal.golden_index], region, CellGrid(cols, rows, cell_px or size), max_angle, max_scale,
                   tuple(notes))
     if roi is None and labelled:
         setup = place_by_defects(setup, goods, labelled)
         if cell_px is None:  # the placed grid's own pitch sets the detail kept
-            size = cell_size(math.sqrt(setup.roi.w * setup.roi.h / (cols * rows)), cols * rows)
+            size = cell_for_region(setup.roi, cols, rows)
             setup = Setup(setup.golden, setup.roi, CellGrid(cols, rows, size), max_angle, max_scale, setup.notes)
     return setup
 
@@ -277,9 +277,7 @@ def fit_pattern_region(goods: list[np.ndarray], setup: Setup, refine: str = "ecc
     pattern = PatternSetup(setup.roi, setup.frame_size, margin, 0.0, setup.max_angle, setup.max_scale)
     region = Region("pattern", refine=refine, pattern=pattern, reference=small / 255.0)
     registrar = Registrar(region, setup.grid)
-    golden_crop = registrar.warp_margin(setup.golden, compose(
-        canonical_to_golden(setup.roi, setup.grid.size), np.eye(2, 3)))
-    region.template = golden_crop
+    region.template = registrar.warp_margin(setup.golden, canonical_to_golden(setup.roi, setup.grid.size))
     matches: list[float] = []
     for _ in range(2):  # the second pass registers against the mean of the first: a sharper template
         crops, matches = [], []

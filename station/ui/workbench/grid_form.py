@@ -3,7 +3,6 @@ cells of a chosen size, with a line on the cells this gives in the golden image 
 
 from __future__ import annotations
 
-import math
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QButtonGroup, QGridLayout, QGroupBox, QLabel, QPushButton, QRadioButton, QSpinBox, QWidget
@@ -11,7 +10,7 @@ from PySide6.QtWidgets import QButtonGroup, QGridLayout, QGroupBox, QLabel, QPus
 from station.core.errors import StationError
 from station.core.grid import CellGrid
 from station.core.pattern import Roi
-from station.core.teach import cell_size
+from station.core.teach import cell_for_region
 
 
 class GridForm(QGroupBox):
@@ -70,7 +69,7 @@ class GridForm(QGroupBox):
             except StationError as exc:
                 raise StationError(f"square cells of {n} px: {exc}; choose larger cells") from None
         cols, rows = self.cols.value(), self.rows.value()
-        size = cell_size(math.sqrt(roi.w * roi.h / (cols * rows)), cols * rows) if roi else 24
+        size = cell_for_region(roi, cols, rows) if roi else 24
         return CellGrid(cols, rows, size)
 
     def show_counts(self, cols: int, rows: int) -> None:
