@@ -396,7 +396,7 @@ class TeachDialog(QDialog):
             return
         try:
             now = self.current_setup().to_dict()
-        except StationError:
+        except StationError:  # a region that is no setup now (too small for its grid): not what was checked
             now = None
         if now != self._checked_setup:
             self.strip.show_stale()
