@@ -9,17 +9,25 @@ With only good training images there is nothing to attend to: the engine then is
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from station.core.displacement import better_match, cell_contrast, cell_shifts, chroma
+from station.core.displacement import chroma
 from station.core.engines.base import Engine, EngineOutput, FitReport, Progress, TrainingSet
+from station.core.engines.rt_attention_arrays import RecipeArrays
+from station.core.engines.rt_attention_math import ModeSpace, cell_kinship, spread_to_classes, whitener
+from station.core.engines.rt_attention_shift import (CHROMA_TOKENS, CONFUSION_PRIOR, CONTRAST_TOKENS, ODDS_CLIP,
+                                                    DisplacementHead)
+from station.core.engines.rt_attention_tokens import CONTEXT, RTTokenHead
 from station.core.engines.rt_engine import RTEngine
 from station.core.errors import EngineError
 from station.core.rt import METRIC_SETS, UnitSpace, cell_vectors, rt_metrics
 from station.core.verdict import calibrate_thresholds
+
+# the names other code imports from here, wherever they are defined now
+__all__ = ["CHROMA_TOKENS", "CONFUSION_PRIOR", "CONTEXT", "CONTRAST_TOKENS", "MIN_CHROMA_SPREAD", "ODDS_CLIP",
+           "OPTIONS", "ModeSpace", "RTAttentionEngine", "cell_kinship"]
 
 OPTIONS = {
     "metrics": tuple(METRIC_SETS),
@@ -67,57 +75,10 @@ OPTIONS = {
     # the displacement search at the crop's border: over replicated edge pixels, or inside the crop only
     "shift_edge": ("replicate", "inside"),
 }
-CHROMA_TOKENS = ("contrast+chroma", "contrast+best")  # the shift_token settings that read the chroma channel
-CONTRAST_TOKENS = ("contrast",) + CHROMA_TOKENS  # those whose token holds the contrast changes
 MIN_CHROMA_SPREAD = 0.01  # below it (spread of the good images' mean chroma) the images count as grey
-CONFUSION_PRIOR = 1.0  # pseudo-count spread over each row of a head's confusion matrix
-ODDS_CLIP = 4.0  # how far (in log-odds) the class heads may move the verdict score, either way
-CONTEXT = {"cell": [(0, 0)], "column": [(0, -1), (0, 0), (0, 1)],
-           "neighbours": [(dc, dr) for dr in (-1, 0, 1) for dc in (-1, 0, 1)]}
 
 
-def _whitener(cov_inv: np.ndarray) -> np.ndarray:
-    """L with L L^T = V^-1, so that t = L^T (Y - mean) has |t|^2 = m * D^2 (batched over leading axes)."""
-    sym = 0.5 * (cov_inv + np.swapaxes(cov_inv, -1, -2))
-    return np.linalg.cholesky(sym.astype(np.float64)).astype(np.float32)
-
-
-def _logsumexp(a: np.ndarray, axis: int) -> np.ndarray:
-    top = np.max(a, axis=axis, keepdims=True)
-    top = np.where(np.isfinite(top), top, 0.0)
-    return np.log(np.sum(np.exp(a - top), axis=axis)) + np.squeeze(top, axis=axis)
-
-
-@dataclass
-class ModeSpace:
-    """The unit space of one defect mode: a standard vector per cell, metric mean and whitening pooled
-    over the labelled cells of that mode (too few to keep them per cell)."""
-
-    standard: np.ndarray  # (n_cells, k)
-    mean: np.ndarray  # (P, m): per block of a cell
-    whiten: np.ndarray  # (P, m, m)
-
-
-def _spread(log_probs: np.ndarray, present: np.ndarray, n_classes: int) -> np.ndarray:
-    """Log-probabilities over the classes `present` (a fold's) spread to all n_classes, -inf elsewhere."""
-    out = np.full(n_classes, -np.inf)
-    out[present] = log_probs
-    return out
-
-
-def cell_kinship(standards: np.ndarray, cells: np.ndarray) -> np.ndarray:
-    """(n, len(cells)) weights: how much a defect seen at cell j = cells[i] tells about cell n, from
-    how alike their good standards are (a pushed round pin teaches about round pins). Each row sums
-    to 1; normalised in log space, so a cell unlike every given one still gets its nearest kin."""
-    d = np.mean((standards[:, None, :] - standards[None, :, :]) ** 2, axis=-1)
-    off = d[~np.eye(len(d), dtype=bool)]
-    h = 0.1 * float(np.median(off)) + 1e-12 if off.size else 1.0
-    log_w = -d[:, cells] / h
-    w = np.exp(log_w - log_w.max(axis=1, keepdims=True))
-    return w / w.sum(axis=1, keepdims=True)
-
-
-class RTAttentionEngine(Engine):
+class RTAttentionEngine(RTTokenHead, DisplacementHead, RecipeArrays, Engine):
     name = "rt-attention"
     kind = "classifier"
     # what a recipe saved before a setting existed meant by it (a key absent from its config): the fourth
@@ -230,20 +191,8 @@ class RTAttentionEngine(Engine):
     def _set_good(self, space: UnitSpace, parts: UnitSpace) -> None:
         self._rt.unit_space = space
         self.good_parts = parts
-        self._good_whiten = _whitener(parts.cov_inv)
+        self._good_whiten = whitener(parts.cov_inv)
         self._stacked = self._attn = None
-
-    def split(self, vectors: np.ndarray, parts: list[int] | None = None) -> np.ndarray:
-        """Cell vectors (..., n, k) to sub-cell block vectors (..., n*P, k/P), blocks of a cell together:
-        metrics per block keep where in the cell a change is (a pin top moved down, or gone)."""
-        pr, pc = parts or self.config["parts"]
-        if pr * pc == 1:
-            return vectors
-        c = self.grid.cell_px
-        *lead, n, _ = vectors.shape
-        v = vectors.reshape(*lead, n, pr, c // pr, pc, c // pc)
-        v = np.swapaxes(v, -3, -2)  # (..., n, pr, pc, c/pr, c/pc)
-        return v.reshape(*lead, n * pr * pc, -1)
 
     def _fit_good(self, scaled: np.ndarray) -> np.ndarray:
         """Good unit spaces (whole cells, for the local search; and blocks) from good crops; their vectors."""
@@ -268,363 +217,6 @@ class RTAttentionEngine(Engine):
             vectors = self.vectors(scaled) if vectors is None else vectors
             d2 = 0.5 * (d2 + self.good.distance(vectors))
         return d2
-
-    # -- tokens ----------------------------------------------------------------------------
-    def vectors(self, scaled: np.ndarray) -> np.ndarray:
-        """Cell vectors (n_cells, k) of one scaled crop, locally searched against the good standard."""
-        return self._rt._vectors(scaled, self.good.standard)
-
-    def tokens(self, vectors: np.ndarray, cells: np.ndarray | None = None,
-               good_only: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """Whitened metric tokens (..., n_cells, S*P*m) against every standard, and the raw metrics
-        (..., n_cells, S, P*m), for S standards and P blocks per cell. Block 0 is the good standard.
-        `cells` limits them to those cells, `good_only` to the good standard (S = 1)."""
-        if self._stacked is None:
-            self._prepare()
-        standard, mean, whiten = self._stacked
-        n, p = self.grid.n_cells, self.n_parts
-        s = len(standard) // (n * p)
-        if good_only and cells is None:
-            standard, mean, whiten, s = standard[: n * p], mean[: n * p], whiten[: n * p], 1
-        elif good_only or cells is not None:
-            cells = np.arange(n) if cells is None else np.asarray(cells)
-            s = 1 if good_only else s
-            rows = ((np.arange(s)[:, None, None] * n + cells[None, :, None]) * p + np.arange(p)).ravel()
-            standard, mean, whiten = standard[rows], mean[rows], whiten[rows]
-            vectors, n = vectors[..., cells, :], len(cells)
-        blocks = self.split(vectors)
-        # all S standards in one pass: the block vectors repeated once per standard
-        repeated = np.concatenate([blocks] * s, axis=-2) if s > 1 else blocks
-        raw = rt_metrics(repeated, standard, self.config["metrics"])  # (..., S*n*P, m)
-        t = np.einsum("...nj,njl->...nl", raw - mean, whiten)
-        lead, m = raw.shape[:-2], raw.shape[-1]
-        width = self.n_parts * m
-        raw = np.swapaxes(raw.reshape(*lead, s, n, width), -3, -2)  # (..., n, S, P*m)
-        t = np.swapaxes(t.reshape(*lead, s, n, width), -3, -2).reshape(*lead, n, s * width)
-        return t, raw
-
-    def _prepare(self) -> None:
-        """Stack the standards and whitenings of every unit space, and sort the reference cells by
-        class, so inference is a handful of array operations."""
-        n, p = self.grid.n_cells, self.n_parts
-        m = len(METRIC_SETS[self.config["metrics"]])
-        standards, means, whitens = [self.good_parts.standard], [self.good_parts.mean], [self._good_whiten]
-        if self.config["unit_spaces"] == "several":
-            for mode in self.modes.values():
-                standards.append(self.split(mode.standard))
-                means.append(np.broadcast_to(mode.mean, (n, p, m)).reshape(n * p, m))
-                whitens.append(np.broadcast_to(mode.whiten, (n, p, m, m)).reshape(n * p, m, m))
-        self._stacked = (np.concatenate(standards), np.concatenate(means).astype(np.float32),
-                         np.concatenate(whitens).astype(np.float32))
-        self._attn = None
-        if self.keys is None or self.key_labels is None:
-            return
-        order = np.argsort(self.key_labels, kind="stable")
-        self.keys, self.key_labels = self.keys[order], self.key_labels[order]
-        self._attn = {kind: self._attention_cache(kind) for kind in {"good", self.config["queries"]}}
-
-    def _attention_cache(self, queries: str) -> tuple:
-        """Query columns, scaled keys and biases for queries of one type ("good": the good standard's
-        block of each context cell; "all": every standard's)."""
-        dq = self._query_width(queries)
-        width = self._stacked[1].shape[-1] * len(self._stacked[0]) // self.grid.n_cells
-        w = len(CONTEXT[self.config["context"]])
-        offset = self._query_offset(queries)
-        qcols = (np.arange(w)[:, None] * width + offset + np.arange(dq)[None, :]).ravel()
-        d = len(qcols)
-        k = self.keys[:, qcols].astype(np.float64)
-        scale = 1.0 / (np.sqrt(d) * float(self.config["temperature"]))
-        bias = -0.5 * np.sum(k * k, axis=1) if self.config["similarity"] == "distance" else np.zeros(len(k))
-        counts = np.bincount(self.key_labels, minlength=len(self.classes))
-        if self.config["balance"]:  # every class the same prior, however many reference cells it has
-            bias = bias * scale - np.log(np.maximum(counts, 1))[self.key_labels]
-        else:
-            bias = bias * scale
-        n_good, n = int(counts[0]), self.grid.n_cells
-        kt = k.T * scale
-        if self.config["good_keys"] == "cell" and n_good % n == 0 and n_good:
-            # each cell attends to the good cells at its own position: (n, d, images), biases (n, images)
-            g = n_good // n
-            good = (kt[:, :n_good].reshape(d, g, n).transpose(2, 0, 1), bias[:n_good].reshape(g, n).T)
-            if self.config["balance"]:
-                good = (good[0], good[1] + np.log(n_good) - np.log(g))
-        else:
-            good = (kt[:, :n_good], bias[:n_good])
-        labels = self.key_labels[n_good:]
-        present = np.unique(labels)
-        starts = np.searchsorted(labels, present)
-        seg = np.repeat(np.arange(len(starts)), np.diff(np.append(starts, len(labels))))
-        return (qcols, good, (kt[:, n_good:], bias[n_good:]), present, starts, seg)
-
-    def _query_width(self, queries: str | None = None) -> int:
-        m = len(METRIC_SETS[self.config["metrics"]]) * self.n_parts
-        kind = queries or self.config["queries"]
-        return m if kind == "good" else m * (len(self.standards) - (kind == "modes"))
-
-    def _query_offset(self, queries: str | None = None) -> int:
-        """First token column of a query type within a cell's token (the good standard's block comes first)."""
-        return len(METRIC_SETS[self.config["metrics"]]) * self.n_parts if (queries or self.config["queries"]) == "modes" \
-            else 0
-
-    def _top_query(self, vectors: np.ndarray, top: int, kind: str) -> np.ndarray:
-        """The query (1, w*dq) of one cell with its context, for queries of the given type."""
-        context = self._context_index if self._context_index is not None else self._neighbours()
-        self._context_index = context
-        context = context[top]
-        inside = context < self.grid.n_cells
-        good_only = kind == "good"
-        tokens = self.tokens(vectors, cells=context[inside], good_only=good_only)[0]
-        off, dq = self._query_offset(kind), self._query_width(kind)
-        full = np.zeros((len(context), dq), np.float32)
-        full[inside] = tokens[:, off:off + dq]
-        return full.reshape(1, -1)
-
-    def _neighbours(self) -> np.ndarray:
-        """(n_cells, w) index of each cell's context cells. Beyond the grid: the nearest edge cell (the
-        registered crop cuts the tops of the first row's pins, so their evidence sits in the edge cell
-        itself), or n_cells, a zero token."""
-        g = self.grid
-        replicate = self.config["edge"] == "replicate"
-        out = np.full((g.n_cells, len(CONTEXT[self.config["context"]])), g.n_cells)
-        for i in range(g.n_cells):
-            col, row = g.cell(i)
-            for j, (dc, dr) in enumerate(CONTEXT[self.config["context"]]):
-                c, r = col + dc, row + dr
-                if replicate:
-                    c, r = min(max(c, 0), g.cols - 1), min(max(r, 0), g.rows - 1)
-                if 0 <= c < g.cols and 0 <= r < g.rows:
-                    out[i, j] = g.index(c, r)
-        return out
-
-    def context(self, tokens: np.ndarray) -> np.ndarray:
-        """Cell tokens (..., n, D) to context tokens (..., n, w*D): the cell with its neighbours, whose
-        evidence a defect may share (a grid fitted to the housing, not to the pin tops, shows a pin's
-        top in the cell above its own)."""
-        if self._context_index is None:
-            self._context_index = self._neighbours()
-        padded = np.concatenate([tokens, np.zeros_like(tokens[..., :1, :])], axis=-2)
-        ctx = padded[..., self._context_index, :]
-        return ctx.reshape(*ctx.shape[:-2], -1)
-
-    # -- the displacement head -------------------------------------------------------------
-    def shift_token(self, scaled: np.ndarray, cell: int, colour: np.ndarray | None = None) -> np.ndarray:
-        """The displacement token of one cell (`shift_names`), led by (dx, dy, r): where within shift_px its
-        good standard matches the crop best (px, sub-pixel, + is right and down) and how well (Pearson r). The RT metrics say how far a cell is
-        from a standard; this says which way its content moved: a pushed pin's top moves along the
-        camera's line of sight, a leaning one sideways, a missing pin matches nowhere."""
-        return self.shift_tokens(scaled, [cell], colour)[0]
-
-    @property
-    def shift_names(self) -> list[str]:
-        """What each entry of a displacement token is: (dx, dy, r); with shift_token "contrast" the changes of
-        the cell's contrast and of its top and bottom halves' brightness against its good standard; with
-        "contrast+chroma" also (dx, dy, r) of the chroma channel against its good standard; with
-        "contrast+best" the first three are of the better matching channel, grey or chroma."""
-        names = ["dx", "dy", "r"]
-        if self.config["shift_token"] in CONTRAST_TOKENS:
-            names += ["d_contrast", "d_top", "d_bottom"]
-        if self.config["shift_token"] == "contrast+chroma":
-            names += ["chroma_dx", "chroma_dy", "chroma_r"]
-        return names
-
-    @property
-    def shift_width(self) -> int:
-        return len(self.shift_names)
-
-    def shift_tokens(self, scaled: np.ndarray, cells, colour: np.ndarray | None = None) -> np.ndarray:
-        """(len(cells), shift_width) tokens of `shift_token` for several cells of one crop, padded once.
-        `colour` is the crop's `chroma` channel (shift_token "contrast+chroma" or "contrast+best"; None: a
-        grey crop)."""
-        cells = list(cells)
-        kind = self.config["shift_token"]
-        px, inside = int(self.config["shift_px"]), self.config["shift_edge"] == "inside"
-        parts = [cell_shifts(scaled, self.good.standard, self.grid, px, cells, inside=inside)]
-        if kind in CONTRAST_TOKENS:
-            parts.append(cell_contrast(scaled, self.good.standard, self.grid, cells))
-        if kind in CHROMA_TOKENS:
-            if self.chroma_standard is None:
-                raise EngineError("the rt-attention engine's chroma standard is missing")
-            colour = np.zeros_like(scaled, dtype=np.float32) if colour is None else colour
-            tinted = cell_shifts(colour, self.chroma_standard, self.grid, px, cells, inside=inside)
-            if kind == "contrast+chroma":
-                parts.append(tinted)
-            else:
-                parts[0] = better_match(parts[0], tinted)
-        return np.concatenate(parts, axis=1)
-
-    def _set_shift(self, keys: np.ndarray | None, labels: np.ndarray | None, good: np.ndarray | None) -> None:
-        self.shift_keys, self.shift_labels, self.shift_good = keys, labels, good
-        self._shift_model = None
-
-    def _shift_density(self) -> dict[str, Any]:
-        """What the displacement head's densities need, from its reference tokens (computed once): the
-        kernel's bandwidth per token dimension, and with shift_density "kernel+gauss" each class's Gaussian
-        (mean, inverse covariance, log-determinant; good's per cell). Covariances take one pseudo-sample
-        of the modes' pooled covariance, so a mode of one reference still has an invertible one."""
-        if self._shift_model is not None:
-            return self._shift_model
-        d = self.shift_width
-        px, corr = (float(v) for v in self.config["shift_scale"])
-        floor = np.array([px, px, corr] + [corr] * (d - 3), dtype=np.float64)
-        keys, labels = self.shift_keys.astype(np.float64), self.shift_labels
-        groups = [keys[labels == c] for c in range(1, len(self.classes))]
-        covs = [np.cov(g.T) for g in groups if len(g) > 1]
-        pooled = np.mean(covs, axis=0) if covs else np.diag(floor ** 2)
-        pooled = pooled + np.eye(d) * 1e-6 * max(float(np.trace(pooled)) / d, 1e-12)
-        scale = floor
-        if self.config["shift_bandwidth"] == "pooled":
-            bw = np.full(d, float(self.config["shift_pooled_bw"]))
-            if self.config["shift_contrast_bw"] is not None:
-                bw[3:] = float(self.config["shift_contrast_bw"])
-            scale = bw * np.sqrt(np.diag(pooled))
-        model: dict[str, Any] = {"scale": scale, "floor": floor}
-        if self.config["shift_density"] == "kernel+gauss":
-            def gauss(g: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-                n = len(g)
-                cov = ((np.cov(g.T) * (n - 1) if n > 1 else 0.0) + pooled) / n
-                sign, logdet = np.linalg.slogdet(cov)
-                if sign <= 0:
-                    cov, (_, logdet) = pooled, np.linalg.slogdet(pooled)
-                return g.mean(axis=0), np.linalg.inv(cov), float(logdet)
-
-            model["modes"] = [gauss(g) if len(g) else None for g in groups]
-            model["good"] = [gauss(self.shift_good[:, i].astype(np.float64)) for i in range(self.grid.n_cells)]
-        self._shift_model = model
-        return model
-
-    def shift_log_probs(self, token: np.ndarray, cell: int) -> np.ndarray:
-        """Class log-probabilities (C,) of one cell's displacement token: a Gaussian kernel density over
-        the reference tokens of each class (the good training images' tokens at this cell, the labelled
-        defect cells' tokens), every class the same prior. Bandwidth shift_scale for every class
-        ("fixed"), or per class at least that and Silverman's rule on the class's own spread ("adaptive":
-        a mode whose pins move many ways, such as a lean in any of four directions, spreads its few
-        references over the gaps between them, while a mode that always moves alike stays sharp), or
-        shift_pooled_bw times the modes' pooled within-class spread ("pooled"). With shift_density
-        "kernel+gauss" each class's density is the mean of the kernel's and its Gaussian's."""
-        model = self._shift_density()
-        floor = model["floor"]
-        adaptive = self.config["shift_bandwidth"] == "adaptive"
-        token = np.asarray(token, dtype=np.float64)
-        half_log_2pi = 0.5 * len(token) * np.log(2 * np.pi)
-        out = np.full(len(self.classes), -np.inf)
-        for c in range(len(self.classes)):
-            keys = self.shift_good[:, int(cell)] if c == 0 else self.shift_keys[self.shift_labels == c]
-            if not len(keys):
-                continue
-            keys = keys.astype(np.float64)
-            scale = model["scale"]
-            if adaptive and len(keys) > 1:
-                silverman = (4.0 / (len(floor) + 2) / len(keys)) ** (1.0 / (len(floor) + 4))
-                scale = np.maximum(floor, silverman * keys.std(axis=0, ddof=1))
-            d2 = 0.5 * np.sum(((token - keys) / scale) ** 2, axis=-1)
-            out[c] = _logsumexp(-d2, 0) - np.log(len(keys)) - np.sum(np.log(scale)) - half_log_2pi
-            if "modes" in model:
-                mean, inv, logdet = model["good"][int(cell)] if c == 0 else model["modes"][c - 1]
-                z = token - mean
-                gauss = -0.5 * float(z @ inv @ z) - 0.5 * logdet - half_log_2pi
-                out[c] = np.logaddexp(out[c], gauss) - np.log(2.0)
-        return out - _logsumexp(out, 0)
-
-    def _with_shift(self, scaled: np.ndarray, top: int, log_probs: np.ndarray,
-                    colour: np.ndarray | None = None) -> np.ndarray:
-        """The RT-token head's class log-probabilities at the top cell, joined with the displacement head's."""
-        return self._join(log_probs, self._shift_head(scaled, top, colour))
-
-    def _shift_head(self, scaled: np.ndarray, top: int, colour: np.ndarray | None = None) -> np.ndarray | None:
-        if self.shift_keys is None or self.shift_good is None:
-            return None
-        return self.shift_log_probs(self.shift_token(scaled, top, colour), top)
-
-    def _join(self, rt: np.ndarray, shift: np.ndarray | None) -> np.ndarray:
-        """Class log-probabilities from the two heads: a product (the RT head's weighted by
-        rt_head_weight), or with join "confusion" and its matrices fitted, p(c) proportional to
-        prod_h sum_c' p_h(c') M_h[c, c'], each head read through what it said of each class when held out."""
-        if shift is None:
-            return rt
-        if self.confusion is not None:
-            with np.errstate(divide="ignore"):
-                joint = sum(np.log(m @ np.exp(lp)) for m, lp in zip(self.confusion, (rt, shift)))
-        else:
-            joint = float(self.config["rt_head_weight"]) * rt + shift
-        joint = np.where(np.isnan(joint), -np.inf, joint)
-        return joint - _logsumexp(joint, 0)
-
-    def _score(self, d2_top: float, log_probs: np.ndarray) -> tuple[float, float]:
-        """(verdict score, defect log-odds) at the top cell: the cell's RT distance, raised where the class
-        heads say defect and lowered where they say good (odds_weight; clipped, so the heads can move it
-        by at most e^(w * 4))."""
-        odds = float(self.defect_odds(log_probs))
-        w = float(self.config["odds_weight"])
-        return float(d2_top) * float(np.exp(w * np.clip(np.nan_to_num(odds), -ODDS_CLIP, ODDS_CLIP))), odds
-
-    def _top_heads(self, scaled: np.ndarray, vectors: np.ndarray | None = None, colour: np.ndarray | None = None):
-        """The block detector's cell distances (n,), its top cell, and the two heads' class
-        log-probabilities there (the displacement head's None when it is off)."""
-        vectors = self.vectors(scaled) if vectors is None else vectors
-        d2 = np.nan_to_num(self.detect(scaled, vectors), nan=np.inf)
-        top = int(np.argmax(d2))
-        kind = self.config["queries"]
-        rt = self._attend(self._top_query(vectors, top, kind), kind, cells=np.array([top]))[0][0]
-        return d2, top, rt, self._shift_head(scaled, top, colour)
-
-    def fit_confusion(self, labels: np.ndarray, rt: np.ndarray, shift: np.ndarray) -> None:
-        """Each head's confusion matrix from held-out log-probabilities (N, C) of images of known class:
-        row c is the mean of what the head said of class-c images, plus CONFUSION_PRIOR spread evenly."""
-        c = len(self.classes)
-        mats = []
-        for lp in (rt, shift):
-            p = np.exp(lp)
-            m = np.full((c, c), CONFUSION_PRIOR / c)
-            np.add.at(m, labels, p)
-            mats.append(m / m.sum(axis=1, keepdims=True))
-        self.confusion = np.stack(mats)
-
-    # -- attention -------------------------------------------------------------------------
-    def attention(self, tokens: np.ndarray, weights: bool = False,
-                  queries: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-        """Class log-probabilities (..., n_cells, C) of each cell and, if asked, the attention weights
-        over the reference cells (..., n_cells, n_keys): softmax(q K^T / (sqrt(d) tau)) with V the
-        class labels, summed per class (a log-sum-exp per class, so no class underflows to 0)."""
-        if self.keys is None or self.key_labels is None:
-            raise EngineError("the rt-attention engine has no reference cells")
-        if self._attn is None:
-            self._prepare()
-        kind = queries or self.config["queries"]
-        qcols = self._attn[kind][0]
-        ctx = self.context(tokens)
-        # tokens of the good standard alone (good_only) are already the good-type query columns
-        return self._attend(ctx if ctx.shape[-1] == len(qcols) else ctx[..., qcols], kind, weights=weights)
-
-    def _attend(self, q: np.ndarray, kind: str, cells: np.ndarray | None = None,
-                weights: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
-        """Attention of context queries q (..., c, d) of the given cells (all when None)."""
-        _, (kg, bg), (kd, bd), present, starts, seg = self._attn[kind]
-        q = q.astype(np.float64)
-        # einsum, not @: a BLAS call this small is slower, and much slower when its threads find the cores busy
-        if kg.ndim == 3:  # good reference cells of the query's own position
-            if cells is not None:
-                kg, bg = kg[cells], bg[cells]
-            good = np.einsum("...nd,ndg->...ng", q, kg) + bg
-        else:
-            good = np.einsum("...d,dg->...g", q, kg) + bg
-        per_class = np.full((*q.shape[:-1], len(self.classes)), -np.inf)
-        per_class[..., 0] = _logsumexp(good, -1)
-        logits = np.einsum("...d,dk->...k", q, kd) + bd
-        if logits.shape[-1]:
-            top = np.maximum.reduceat(logits, starts, axis=-1)  # (..., n_present)
-            # terms below e^-60 of their class's largest change nothing and would only cost denormals
-            sums = np.add.reduceat(np.exp(np.maximum(logits - top[..., seg], -60.0)), starts, axis=-1)
-            per_class[..., present] = np.log(sums) + top
-        log_probs = per_class - _logsumexp(per_class, -1)[..., None]
-        if not weights:
-            return log_probs, None
-        both = np.concatenate([good, logits], axis=-1)  # good keys (own position where so), then defect keys
-        return log_probs, np.exp(both - _logsumexp(both, -1)[..., None])
-
-    @staticmethod
-    def defect_odds(log_probs: np.ndarray) -> np.ndarray:
-        """log(p(defect) / p(good)) per cell: the cell score, unbounded and free of ties at 0 and 1."""
-        return _logsumexp(log_probs[..., 1:], -1) - log_probs[..., 0]
 
     # -- fitting ---------------------------------------------------------------------------
     def _fit_modes(self, vectors: np.ndarray, labels: np.ndarray, cells: np.ndarray) -> None:
@@ -653,7 +245,7 @@ class RTAttentionEngine(Engine):
             ridge = float(self.config["ridge"]) * np.trace(cov, axis1=1, axis2=2) / m + 1e-12
             cov += ridge[:, None, None] * np.eye(m)
             self.modes[name] = ModeSpace(standard.astype(np.float32), mean.astype(np.float32),
-                                         _whitener(np.linalg.inv(cov)))
+                                         whitener(np.linalg.inv(cov)))
 
     def _fit_once(self, scaled: np.ndarray, labels: np.ndarray, cells: np.ndarray | None,
                   colours: np.ndarray | None = None) -> np.ndarray:
@@ -795,8 +387,8 @@ class RTAttentionEngine(Engine):
                 colour = None if colours is None else colours[i]
                 if blocks:
                     d2, top[i], rt, shift = sub._top_heads(scaled[i], colour=colour)
-                    heads[i] = (float(d2[top[i]]), _spread(rt, present, n_classes),
-                                None if shift is None else _spread(shift, present, n_classes))
+                    heads[i] = (float(d2[top[i]]), spread_to_classes(rt, present, n_classes),
+                                None if shift is None else spread_to_classes(shift, present, n_classes))
                     continue
                 out = sub._infer_scaled(scaled[i], colour)
                 scores[i] = out.score
@@ -851,10 +443,6 @@ class RTAttentionEngine(Engine):
                                                                      for i, t in enumerate(shift)])})
         return out
 
-    def _colour(self, crop: np.ndarray) -> np.ndarray | None:
-        """The crop's chroma channel where the displacement head reads it, else None."""
-        return chroma(crop) if self.config["shift_token"] in CHROMA_TOKENS else None
-
     def _infer_scaled(self, scaled: np.ndarray, colour: np.ndarray | None = None) -> EngineOutput:
         vectors = self.vectors(scaled)
         # the block detector gives an RT distance; score "attention" keeps the tokens' odds (token path)
@@ -905,103 +493,3 @@ class RTAttentionEngine(Engine):
         if self.fallback:
             return self._rt.infer(crop)
         return self._infer_scaled(self._rt._scaled(crop), self._colour(crop))
-
-    # -- arrays ----------------------------------------------------------------------------
-    def arrays(self) -> dict[str, np.ndarray]:
-        out = self.good.arrays("good.")
-        if self.n_parts > 1 and self.good_parts is not None:
-            out.update(self.good_parts.arrays("good_parts."))
-        if self.config["detect"] != "tokens" and self.detect_space is not None:
-            out.update(self.detect_space.arrays("detect."))
-        for name, mode in self.modes.items():
-            out.update({f"mode.{name}.standard": mode.standard, f"mode.{name}.mean": mode.mean,
-                        f"mode.{name}.whiten": mode.whiten})
-        if self.keys is not None and self.key_labels is not None:
-            out.update({"keys.tokens": self.keys, "keys.labels": self.key_labels})
-        if self.shift_keys is not None and self.shift_good is not None:
-            out.update({"shift.keys": self.shift_keys, "shift.labels": self.shift_labels.astype(np.int32),
-                        "shift.good": self.shift_good})
-            if self.chroma_standard is not None:
-                out["shift.chroma"] = self.chroma_standard.astype(np.float32)
-        if self.confusion is not None:
-            out["join.confusion"] = self.confusion.astype(np.float32)
-        # class names in order, as code points (safetensors holds numbers only)
-        out["classes"] = np.array([ord(ch) for ch in "\n".join(self.classes or ["good"])], dtype=np.int32)
-        return out
-
-    def load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
-        self._rt.load_arrays(arrays)
-        parts = self._rt.unit_space
-        if self.n_parts > 1:
-            parts = UnitSpace.from_arrays(arrays, "good_parts.", self.config["metrics"])
-            if parts.standard.shape != (self.grid.n_cells * self.n_parts, self.grid.cell_px ** 2 // self.n_parts):
-                raise EngineError("rt-attention arrays: the block unit space is for another grid or parts setting")
-        self._set_good(self._rt.unit_space, parts)
-        self.detect_space = None
-        if self.config["detect"] != "tokens":
-            if "detect.standard" not in arrays:  # a recipe from before the block detector: its tokens' score
-                self.config["detect"] = "tokens"
-            else:
-                dp = self.config["detect_parts"]
-                self.detect_space = UnitSpace.from_arrays(arrays, "detect.", self.config["metrics"])
-                if self.detect_space.standard.shape != (self.grid.n_cells * dp[0] * dp[1],
-                                                        self.grid.cell_px ** 2 // (dp[0] * dp[1])):
-                    raise EngineError("rt-attention arrays: the detector's unit space is for another grid or "
-                                      "detect_parts setting")
-        codes = arrays.get("classes")
-        if codes is None or codes.ndim != 1:
-            raise EngineError("rt-attention arrays: the class list is missing")
-        self.classes = "".join(chr(int(c)) for c in codes).split("\n")
-        n, k = self.good.standard.shape
-        m = len(METRIC_SETS[self.config["metrics"]])
-        self.modes = {}
-        for name in self.classes[1:]:
-            try:
-                mode = ModeSpace(*(arrays[f"mode.{name}.{part}"] for part in ("standard", "mean", "whiten")))
-            except KeyError as exc:
-                raise EngineError(f"rt-attention arrays: {exc.args[0]} is missing") from None
-            p = self.n_parts
-            if mode.standard.shape != (n, k) or mode.mean.shape != (p, m) or mode.whiten.shape != (p, m, m):
-                raise EngineError(f"rt-attention arrays: mode {name!r} has inconsistent shapes")
-            self.modes[name] = mode
-        if self.fallback:
-            self.keys = self.key_labels = None
-            return
-        keys, key_labels = arrays.get("keys.tokens"), arrays.get("keys.labels")
-        width = m * self.n_parts * len(self.standards) * len(CONTEXT[self.config["context"]])
-        if keys is None or key_labels is None or keys.ndim != 2 or keys.shape[1] != width \
-                or key_labels.shape != (len(keys),) or key_labels.min() < 0 or key_labels.max() >= len(self.classes):
-            raise EngineError("rt-attention arrays: the reference cells are missing or of the wrong shape")
-        self.keys, self.key_labels = keys, key_labels.astype(np.int64)
-        self._set_shift(None, None, None)
-        self.chroma_standard = None
-        if int(self.config["shift_px"]) > 0:
-            if "shift.keys" not in arrays:  # a recipe from before the displacement head: the RT head alone
-                self.config["shift_px"] = 0
-            else:
-                sk, sl, sg = arrays["shift.keys"], arrays.get("shift.labels"), arrays.get("shift.good")
-                w = self.shift_width
-                if sl is None or sg is None or sk.ndim != 2 or sk.shape[1] != w or sl.shape != (len(sk),) \
-                        or (len(sl) and (sl.min() < 1 or sl.max() >= len(self.classes))) \
-                        or sg.ndim != 3 or sg.shape[1:] != (self.grid.n_cells, w) or not len(sg) \
-                        or not (np.all(np.isfinite(sk)) and np.all(np.isfinite(sg))):
-                    raise EngineError("rt-attention arrays: the displacement head's reference tokens are missing "
-                                      "or of the wrong shape")
-                self._set_shift(sk, sl.astype(np.int64), sg)
-                if self.config["shift_token"] in CHROMA_TOKENS:
-                    cs = arrays.get("shift.chroma")
-                    if cs is None or cs.shape != (self.grid.n_cells, self.grid.cell_px ** 2) \
-                            or not np.all(np.isfinite(cs)):
-                        raise EngineError("rt-attention arrays: the displacement head's chroma standard is missing "
-                                          "or of the wrong shape")
-                    self.chroma_standard = cs.astype(np.float32)
-        self.confusion = None
-        conf = arrays.get("join.confusion")
-        if conf is not None and self.config["join"] == "confusion" and self.shift_keys is not None:
-            c = len(self.classes)
-            if conf.shape != (2, c, c) or not np.all(np.isfinite(conf)) or conf.min() < 0 \
-                    or not np.allclose(conf.sum(axis=-1), 1.0, atol=1e-3):
-                raise EngineError(f"rt-attention arrays: the heads' confusion matrices must be (2, {c}, {c}) "
-                                  "rows of probabilities")
-            self.confusion = conf.astype(np.float64)
-        self._prepare()
