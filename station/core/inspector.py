@@ -14,6 +14,7 @@ from station.core.registration import Registered, Registrar
 from station.core.verdict import Verdict, decide, decide_cells
 
 NO_PART = "no_part"
+BAD_FRAME = "bad_frame"  # a frame that could not be inspected at all (station/core/frame_check.py)
 
 
 @dataclass
@@ -92,6 +93,12 @@ class Inspector:
         return "defect"
 
 
+def bad_frame_result(reason: str, recipe_hash: str) -> InspectionResult:
+    """One NG result for a frame that could not be inspected: a part that was not judged is never passed."""
+    return InspectionResult(Verdict.NG, BAD_FRAME, float("inf"), None, None,
+                            {"registration": 0.0, "engine": 0.0, "total": 0.0}, recipe_hash, message=reason)
+
+
 def inspect_file(inspector: Inspector, path) -> InspectionResult:
     """Read and inspect one image file; an unreadable file raises ImageError (a StationError)."""
     from station.core.imageio import read_image
@@ -99,4 +106,4 @@ def inspect_file(inspector: Inspector, path) -> InspectionResult:
     return inspector.inspect(read_image(path))
 
 
-__all__ = ["InspectionResult", "Inspector", "StationError", "inspect_file", "NO_PART"]
+__all__ = ["InspectionResult", "Inspector", "StationError", "inspect_file", "bad_frame_result", "BAD_FRAME", "NO_PART"]

@@ -4,6 +4,12 @@ buffer, an inference thread inspects and renders the overlay, and plain callback
 Live sources (cameras, the demo line) overwrite a frame nobody took yet and count it as dropped;
 file and folder sources block instead, so that every image of a replay is inspected. The GUI wraps
 this in Qt signals (station/ui/live_service.py); `station bench` uses it directly.
+
+A live source is watched from a third thread: no new frame for N frame intervals is "camera
+stalled", even while the capture thread is stuck inside read(); on an image sensor, the same frame
+over and over is "camera frozen" and is not inspected again (station/core/watchdog.py). On a live
+line a frame that is not an image that can be inspected is one NG "bad frame" result and the line
+goes on; a replay reports it as an unreadable file.
 """
 
 from __future__ import annotations
@@ -19,10 +25,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from station.core.errors import StationError
-from station.core.inspector import InspectionResult, Inspector
+from station.core.frame_check import Repeats
+from station.core.inspector import InspectionResult, Inspector, bad_frame_result
 from station.core.overlay import Overlay, OverlayRenderer, thumbnail
 from station.core.sources import Frame, Source, SourceState
 from station.core.verdict import Verdict
+from station.core.watchdog import TERMINAL, CameraWatch, FrameClock
 
 logger = logging.getLogger(__name__)
 
@@ -238,7 +246,8 @@ class LivePipeline:
     frames are then shown without a verdict.
     """
 
-    def __init__(self, source: Source, inspector: Inspector | None, thumb_height: int = 72) -> None:
+    def __init__(self, source: Source, inspector: Inspector | None, thumb_height: int = 72,
+                 watch: CameraWatch | None = None) -> None:
         self.result_ready = Signal()
         self.state_changed = Signal()
         self.finished = Signal()
@@ -260,6 +269,10 @@ class LivePipeline:
         self._seq = 0
         self._capture_done = threading.Event()
         self.state, self.message = SourceState.CLOSED, ""
+        self.watch = watch or CameraWatch()
+        self.repeated = 0  # frames of a frozen camera that were not inspected again
+        self._state_lock = threading.RLock()  # the capture, inference and watchdog threads all set the state
+        self._clock = FrameClock(self.watch)
 
     # -- what the operator sees -----------------------------------------------------------------
     @property
@@ -288,8 +301,11 @@ class LivePipeline:
         (self._paused.set if paused else self._paused.clear)()
         self.camera_rate.reset()
         self.inference_rate.reset()
+        self._clock = FrameClock(self.watch)
         self._threads = [threading.Thread(target=self._capture_loop, name="station-capture", daemon=True),
                          threading.Thread(target=self._inference_loop, name="station-inference", daemon=True)]
+        if self._source.live:  # a replay may wait for the inspection between frames; a camera may not
+            self._threads.append(threading.Thread(target=self._watch_loop, name="station-watchdog", daemon=True))
         for t in self._threads:
             t.start()
 
@@ -339,9 +355,10 @@ class LivePipeline:
         return OverlayRenderer(inspector.recipe.grid, inspector.recipe.thresholds)
 
     def _set_state(self, state: SourceState, message: str) -> None:
-        if (state, message) != (self.state, self.message):
-            self.state, self.message = state, message
-            self.state_changed.emit(state, message)
+        with self._state_lock:
+            if (state, message) != (self.state, self.message):
+                self.state, self.message = state, message
+                self.state_changed.emit(state, message)
 
     def _capture_loop(self) -> None:
         source = self._source
@@ -351,17 +368,32 @@ class LivePipeline:
             except StationError as exc:
                 self._set_state(SourceState.FAILED, str(exc))
                 return
+            self._clock = FrameClock(self.watch, source.nominal_fps)
             self._set_state(source.state, source.message or source.description)
             block = not source.live
+            repeats = Repeats() if source.sensor else None
             while not self._stop.is_set():
                 frame = source.read()
-                self._set_state(source.state, source.message or source.description)
+                now = time.monotonic()
                 if frame is None:
-                    if source.state in (SourceState.ENDED, SourceState.FAILED, SourceState.CLOSED):
+                    if source.state is not SourceState.RUNNING:  # lost, ended, failed: the source says why
+                        self._clock.restart(now)  # the silence of a lost camera is its own state, not a stall
+                        self._set_state(source.state, source.message or source.description)
+                    if source.state in TERMINAL:
                         return
                     if source.state is SourceState.RUNNING:
                         time.sleep(0.005)  # a source with nothing new yet: do not spin
                     continue
+                if repeats is not None and frame.image is not None:
+                    repeated_for = repeats.seen(frame.image, now)
+                    if repeated_for is not None:  # the same buffer again: nothing new to inspect
+                        self.repeated += 1
+                        if repeated_for >= self.watch.frozen_after_s:
+                            self._set_state(SourceState.FROZEN, f"{source.description} frozen: the same frame "
+                                            f"for {self.watch.frozen_after_s:g} s or more")
+                        continue
+                self._clock.frame(now)
+                self._set_state(source.state, source.message or source.description)
                 self.camera_rate.tick()
                 self.camera_rate_count += 1
                 if self._slot.put(frame, block=block) and not self._paused.is_set():
@@ -374,6 +406,16 @@ class LivePipeline:
             except Exception as exc:  # noqa: BLE001 - the thread ends either way; a source that will not close is logged
                 logger.warning("closing the source failed: %s: %s", type(exc).__name__, exc)
             self._capture_done.set()
+
+    def _watch_loop(self) -> None:
+        """Say "camera stalled" when a running source has sent no new frame for too long, wherever the
+        capture thread is (a read() that blocks included); the next new frame makes it "running" again."""
+        while not self._stop.wait(0.05) and not self._capture_done.is_set():
+            now = time.monotonic()
+            with self._state_lock:
+                if self.state is SourceState.RUNNING and self._clock.silent_for(now) >= self._clock.timeout_s:
+                    self._set_state(SourceState.STALLED, f"{self._source.description} stalled: no new frame for "
+                                    f"{self._clock.timeout_s:.1f} s")
 
     def _take_shot(self) -> bool:
         with self._shot_lock:
@@ -423,6 +465,10 @@ class LivePipeline:
                     result = inspector.inspect(frame.image)
                 except StationError as exc:
                     error = str(exc)
+                except Exception as exc:  # noqa: BLE001 - a frame the inspection cannot take is one bad frame
+                    logger.exception("inspecting %s failed", frame.name)
+                    result = bad_frame_result(f"bad frame: inspection failed ({type(exc).__name__}: {exc})",
+                                              inspector.recipe.content_hash)
                 if result is not None:
                     timings["registration"] = result.timings_ms.get("registration", 0.0)
                     timings["engine"] = result.timings_ms.get("engine", 0.0)
@@ -432,6 +478,8 @@ class LivePipeline:
                     timings["overlay"] = (time.perf_counter() - t1) * 1e3
             else:
                 thumb = thumbnail(frame.image, None, self.thumb_height)
+        elif frame.error and self._source.live and inspector is not None:  # a part that could not be judged
+            result = bad_frame_result(frame.error, inspector.recipe.content_hash)
         done = time.perf_counter()
         timings["end_to_end"] = (done - frame.timestamp) * 1e3
         for stage, ms in timings.items():
