@@ -153,33 +153,37 @@ def cmd_train(args) -> int:
 
 
 def cmd_inspect(args) -> int:
-    from station.core.inspector import Inspector
+    from station.core.inspector import Inspector, bad_frame_result
     from station.core.sources import SourceState, make_source
+    from station.core.watchdog import FrameReader
 
     inspector = Inspector(_load_recipe(args))
     source = make_source(args.source, fps=args.fps)
     source.open()
     failures, count = 0, 0
-    try:
+
+    def notice(state: SourceState, message: str) -> None:
+        if state is SourceState.LOST:
+            print(f"station: {message}", file=sys.stderr)
+
+    # the source is read in a thread of its own: a camera that never delivers ends the run after the timeout
+    with FrameReader(source, args.frame_timeout, notice) as reader:
         while args.max_frames is None or count < args.max_frames:
-            frame = source.read()
+            frame = reader.next()
             if frame is None:
-                if source.state in (SourceState.ENDED, SourceState.FAILED, SourceState.CLOSED):
-                    break
-                if source.state is SourceState.LOST:
-                    print(f"station: {source.message}", file=sys.stderr)
-                continue
+                break
             count += 1
             if frame.image is None:
                 failures += 1
-                _emit({"frame": frame.name, "index": frame.index, "verdict": None, "error": frame.error})
+                # a live source's bad frame stood for a part that was not judged: NG, never a pass
+                verdict = bad_frame_result(frame.error, inspector.recipe.content_hash).to_dict() if source.live \
+                    else {"verdict": None}
+                _emit({"frame": frame.name, "index": frame.index, **verdict, "error": frame.error})
                 continue
             result = inspector.inspect(frame.image)
             _emit({"frame": frame.name, "index": frame.index, **result.to_dict()})
-    finally:
-        source.close()
     if failures:
-        print(f"station: error: {failures} of {count} images could not be read (see the 'error' lines)",
+        print(f"station: error: {failures} of {count} images could not be read or inspected (see the 'error' lines)",
               file=sys.stderr)
         return EXIT_ERROR
     return 0
@@ -314,6 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--source", required=True, help="demo, camera:N, a video file, an image folder or an image")
     i.add_argument("--max-frames", type=int)
     i.add_argument("--fps", type=float, default=30.0, help="frame rate of the demo line")
+    i.add_argument("--frame-timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="end with an error when the source delivers no frame for this long (default 10)")
     i.set_defaults(func=cmd_inspect)
 
     e = sub.add_parser("eval", help="evaluate a recipe on a labelled test set")

@@ -45,6 +45,12 @@ class StationSettings(BaseSettings):
     source: str = Field("demo", description="demo, camera:N, a video file or an image folder")
     recipe: str | None = Field(None, description="recipe folder; None: the bundled recipe")
     demo_fps: float = Field(30.0, gt=0, le=240)
+    # the live line's camera watchdog (station/core/watchdog.py)
+    stall_after_frames: float = Field(10.0, ge=2, le=1000, description="no new frame for this many frame "
+                                      "intervals: the camera is shown as stalled and no verdict is kept on screen")
+    stall_min_s: float = Field(1.0, ge=0.1, le=60, description="... and never sooner than this many seconds")
+    frozen_after_s: float = Field(2.0, ge=0.2, le=600, description="the same frame, bit for bit, for this many "
+                                  "seconds: the camera is shown as frozen (its repeats are never inspected)")
     overlay_visible: bool = True
     overlay_opacity: float = Field(0.55, ge=0.0, le=1.0)
     recent_results: int = Field(12, ge=1, le=100)

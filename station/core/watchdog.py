@@ -98,7 +98,7 @@ class FrameReader:
         self._stop = threading.Event()
         self._error: BaseException | None = None
         self._ended: tuple[SourceState, str] | None = None  # the source's state when it stopped delivering
-        self._seen = (source.state, source.message)
+        self._seen: tuple[SourceState | None, str] = (None, "")  # the state as open() left it is news too
         self._thread = threading.Thread(target=self._run, name="station-reader", daemon=True)
 
     def __enter__(self) -> FrameReader:

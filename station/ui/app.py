@@ -54,6 +54,7 @@ def create_window(source: str | None = None, recipe: str | None = None, settings
                   save_settings: bool = True, start: bool = True):
     """The main window on a line built from `source` and `recipe` (settings fill what is not given)."""
     from station.core.sources import make_source
+    from station.core.watchdog import CameraWatch
     from station.ui.live_service import LiveService
     from station.ui.main_window import MainWindow
 
@@ -73,7 +74,8 @@ def create_window(source: str | None = None, recipe: str | None = None, settings
     results, results_error = open_results(settings)
     if results_error:
         messages.append(results_error)
-    service = LiveService(line_source, recipe_obj, recipe_error, results=results, results_error=results_error)
+    service = LiveService(line_source, recipe_obj, recipe_error, results=results, results_error=results_error,
+                          watch=CameraWatch.from_settings(settings))
     window = MainWindow(service, settings, save=save_settings)
     service.setParent(window)
     if messages:

@@ -18,6 +18,7 @@ from station.core.live import LivePipeline, LiveResult, Rate
 from station.core.recipe import Recipe
 from station.core.results import ResultStore
 from station.core.sources import Source, SourceState
+from station.core.watchdog import CameraWatch
 
 
 class LiveService(QObject):
@@ -35,11 +36,12 @@ class LiveService(QObject):
     _finished = Signal()
 
     def __init__(self, source: Source, recipe: Recipe | None, recipe_error: str = "", parent=None,
-                 max_pending: int = 64, results: ResultStore | None = None, results_error: str = "") -> None:
+                 max_pending: int = 64, results: ResultStore | None = None, results_error: str = "",
+                 watch: CameraWatch | None = None) -> None:
         super().__init__(parent)
         self.recipe, self.recipe_error = recipe, recipe_error
         self.results, self.results_error = results, results_error
-        self.pipeline = LivePipeline(source, Inspector(recipe) if recipe is not None else None)
+        self.pipeline = LivePipeline(source, Inspector(recipe) if recipe is not None else None, watch=watch)
         self._shutdown_ok: bool | None = None  # set by shutdown()
         self.displayed_rate = Rate()
         self.painted_count = 0

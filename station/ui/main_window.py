@@ -10,7 +10,7 @@ from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QMainWindow, QM
 
 from station.core.errors import StationError
 from station.core.settings import StationSettings, save_settings
-from station.core.sources import make_source
+from station.core.sources import SourceState, make_source
 from station.ui.collector import GuiThreadCollector
 from station.ui.counters_panel import CountersPanel
 from station.ui.last_ng_list import LastNgList
@@ -157,8 +157,12 @@ class MainWindow(QMainWindow):
                 button.setText("Resume  F6" if state == "paused" else "Pause  F6")
 
     def _on_line_finished(self) -> None:
-        t = self.service.pipeline.tally.snapshot()
-        text = f"{self.service.source.description} finished: {t['total']} images inspected"
+        pipeline = self.service.pipeline
+        t = pipeline.tally.snapshot()
+        if pipeline.state is SourceState.FAILED:  # not the end of a replay: say why the line stopped
+            text = f"{self.service.source.description} stopped: {pipeline.message}; {t['total']} images inspected"
+        else:
+            text = f"{self.service.source.description} finished: {t['total']} images inspected"
         if t["unreadable"]:
             text += f", {t['unreadable']} could not be read: " + "; ".join(t["bad_files"][-3:])
         self.show_banner(text)

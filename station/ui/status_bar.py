@@ -54,7 +54,7 @@ class StationStatusBar(QStatusBar):
         text = f"{service.source.description}: {state}"
         if self._message and self._message != service.source.description and state not in ("running", "paused"):
             text += f" ({self._message})"
-        lost = state in ("camera lost, reconnecting", "failed")
+        lost = state in ("camera lost, reconnecting", "failed", "camera stalled", "camera frozen")
         self.source_label.setText(text)
         self.source_label.setStyleSheet("color:#ffb000; font-weight:700;" if lost else "")
         stats = service.pipeline.stats()

@@ -1,6 +1,6 @@
 """The verdict, readable from three metres: OK green, NG red with the defect, REVIEW amber.
 
-When the line is not producing verdicts (stopped, camera lost, no recipe) the panel says so in grey
+When the line is not producing verdicts (stopped, camera lost, stalled or frozen, no recipe) the panel says so in grey
 instead of keeping an old verdict on screen that an operator could take for the current part.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 
-from station.core.inspector import NO_PART
+from station.core.inspector import BAD_FRAME, NO_PART
 from station.core.live import LiveResult
 from station.core.verdict import Verdict
 from station.ui.live_service import LiveService
@@ -72,6 +72,8 @@ class VerdictPanel(QWidget):
         elif result.verdict is Verdict.NG:
             if result.label == NO_PART:
                 self._show("NG", "NG", "no part found")
+            elif result.label == BAD_FRAME:
+                self._show("NG", "NG", result.message)
             else:
                 where = f" \u00b7 pin col {result.top_cell[0] + 1}, row {result.top_cell[1] + 1}" if result.top_cell else ""
                 self._show("NG", "NG", f"{result.label}{where}")
@@ -87,3 +89,5 @@ class VerdictPanel(QWidget):
     def _on_source_state(self, state: str, message: str) -> None:
         if state in ("camera lost, reconnecting", "failed"):
             self._show("IDLE", "NO IMAGE", message or state)
+        elif state in ("camera stalled", "camera frozen"):  # the last verdict is not the part in front of it
+            self._show("IDLE", state.upper(), message or state)
