@@ -467,7 +467,8 @@ class LivePipeline:
                     error = str(exc)
                 except Exception as exc:  # noqa: BLE001 - a frame the inspection cannot take is one bad frame
                     logger.exception("inspecting %s failed", frame.name)
-                    result = bad_frame_result(f"bad frame: inspection failed ({type(exc).__name__}: {exc})",
+                    why = " ".join(str(exc).split())[:300]  # OpenCV's messages run over several lines
+                    result = bad_frame_result(f"bad frame: inspection failed ({type(exc).__name__}: {why})",
                                               inspector.recipe.content_hash)
                 if result is not None:
                     timings["registration"] = result.timings_ms.get("registration", 0.0)
