@@ -157,17 +157,17 @@ def cmd_inspect(args) -> int:
     from station.core.sources import SourceState, make_source
     from station.core.watchdog import FrameReader
 
-    inspector = Inspector(_load_recipe(args))
-    source = make_source(args.source, fps=args.fps)
-    source.open()
-    failures, count = 0, 0
-
     def notice(state: SourceState, message: str) -> None:
         if state is SourceState.LOST:
             print(f"station: {message}", file=sys.stderr)
 
+    inspector = Inspector(_load_recipe(args))
+    source = make_source(args.source, fps=args.fps)
     # the source is read in a thread of its own: a camera that never delivers ends the run after the timeout
-    with FrameReader(source, args.frame_timeout, notice) as reader:
+    reader = FrameReader(source, args.frame_timeout, notice)
+    source.open()
+    failures, count = 0, 0
+    with reader:
         while args.max_frames is None or count < args.max_frames:
             frame = reader.next()
             if frame is None:

@@ -87,3 +87,10 @@ def test_a_bad_camera_frame_is_an_ng_line(monkeypatch, synthetic_recipe, synthet
     assert lines[1]["verdict"] == "NG" and lines[1]["class"] == "bad_frame"
     assert lines[1]["error"] == lines[1]["message"] == "bad frame: 2 channels, not 1, 3 or 4"
     assert "1 of 3" in last_line_error(code, err)
+
+
+@pytest.mark.parametrize("timeout", ["0", "-1", "nan"])
+def test_the_frame_timeout_is_checked(synthetic_recipe, synthetic_data, capsys, timeout):
+    code, out, err = run(["inspect", "--recipe", str(synthetic_recipe), "--source", str(synthetic_data / "test"),
+                          "--frame-timeout", timeout], capsys)
+    assert "frame timeout must be a positive number" in last_line_error(code, err) and out == ""
