@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Callable
 from itertools import islice
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,6 +24,9 @@ from station.core.inspector import InspectionResult, Inspector
 from station.core.overlay import Overlay, OverlayRenderer, thumbnail
 from station.core.sources import Frame, Source, SourceState
 from station.core.verdict import Verdict
+
+if TYPE_CHECKING:
+    from station.core.results import LogTicket, ResultStore
 
 logger = logging.getLogger(__name__)
 
@@ -117,10 +121,16 @@ class LiveResult:
     timings_ms: dict[str, float]
     done_at: float  # perf_counter() when the result was ready
     error: str = ""  # the frame could not be read (frame.error) or inspected
+    log: LogTicket | None = None  # the result's row on its way to the result log (None: not logged)
 
     @property
     def verdict(self) -> Verdict | None:
         return None if self.result is None else self.result.verdict
+
+    @property
+    def logged(self) -> bool:
+        """The result's row is safe on disk: only now may the verdict be told to the line."""
+        return self.log is not None and self.log.durable
 
 
 class Rate:
@@ -238,7 +248,9 @@ class LivePipeline:
     frames are then shown without a verdict.
     """
 
-    def __init__(self, source: Source, inspector: Inspector | None, thumb_height: int = 72) -> None:
+    def __init__(self, source: Source, inspector: Inspector | None, thumb_height: int = 72,
+                 store: ResultStore | None = None) -> None:
+        self.store = store  # each result is handed to it before result_ready; store.committed follows
         self.result_ready = Signal()
         self.state_changed = Signal()
         self.finished = Signal()
@@ -393,6 +405,9 @@ class LivePipeline:
                             break
                         time.sleep(0.01)
                         continue
+                if self.store is not None and self.store.hold_line:
+                    time.sleep(0.05)  # on_failure=stop: no part is inspected that cannot be logged
+                    continue
                 frame = self._slot.take(timeout=0.05)
                 if frame is None:
                     if self._capture_done.is_set():
@@ -405,7 +420,7 @@ class LivePipeline:
                     continue
                 if not self._paused.is_set():
                     self._take_shot()  # a trigger while running is served by this frame
-                self.result_ready.emit(self._process(frame))
+                self.result_ready.emit(self._log(self._process(frame)))
         except Exception as exc:  # noqa: BLE001
             self._set_state(SourceState.FAILED, f"inspection failed: {type(exc).__name__}: {exc}")
         finally:
@@ -440,6 +455,14 @@ class LivePipeline:
         self._seq += 1
         item = LiveResult(self._seq, frame, result, overlay, thumb, timings, done, error)
         self.tally.count(item)
+        return item
+
+    def _log(self, item: LiveResult) -> LiveResult:
+        """Hand the result to the result log first: whoever gets it next can wait for its row."""
+        if self.store is not None and item.result is not None:
+            inspector = self._inspector
+            item.log = self.store.add(item.result, item.frame.name, item.frame.image,
+                                      inspector.recipe.name if inspector is not None else "")
         return item
 
     def stats(self) -> dict:
