@@ -263,3 +263,86 @@ def test_commit_latency_is_measured(tmp_path):
     lat = store.commit_latency_ms()
     store.close()
     assert lat["n"] == 20 and 0 < lat["p50"] <= lat["p95"]
+
+
+def test_the_window_logs_every_result_with_its_recipe_hash(qtbot, tmp_path, monkeypatch, synthetic_recipe,
+                                                          synthetic_data):
+    """Results of the live line reach the result log; a log that cannot be opened is shown, not hidden."""
+    from station.core.recipe import Recipe
+    from station.core.settings import StationSettings
+    from station.ui.app import create_window
+
+    monkeypatch.setenv("STATION_CONFIG_DIR", str(tmp_path / "config"))
+    db = tmp_path / "results.db"
+    settings = StationSettings(results_db=f"sqlite:///{db}", archive_dir=str(tmp_path / "archive"))
+    window = create_window(str(synthetic_data / "test" / "good"), str(synthetic_recipe), settings,
+                           save_settings=False)
+    qtbot.addWidget(window)
+    qtbot.waitUntil(lambda: window.service.results.written >= 20, timeout=20000)
+    assert window.status.results_label.isHidden()
+    qtbot.waitUntil(lambda: window.verdict_panel.log_label.isHidden(), timeout=5000)  # the last verdict is logged
+    window.close()
+    store = ResultStore(f"sqlite:///{db}")
+    rows = store.recent(100)
+    store.close()
+    assert len(rows) == 20 and {r.recipe_hash for r in rows} == {Recipe.load(synthetic_recipe).content_hash}
+
+    broken = StationSettings(results_db="nosuchdb://nowhere")
+    window = create_window(str(synthetic_data / "test" / "good"), str(synthetic_recipe), broken,
+                           save_settings=False, start=False)
+    qtbot.addWidget(window)
+    window.status.refresh()
+    assert not window.status.results_label.isHidden()
+    assert "not being logged" in window.status.results_label.text().lower()
+    window.close()
+
+
+def test_a_verdict_is_marked_until_logged_and_a_failing_log_is_red_with_its_cause(qtbot, tmp_path, monkeypatch,
+                                                                                  synthetic_recipe, synthetic_data):
+    """The screen shows the verdict at once but marks it until its row is committed; a full disk is shown
+    in red within a second; closing says what the log could not save and never blames the camera."""
+    from PySide6.QtWidgets import QMessageBox
+
+    from station.core.settings import StationSettings
+    from station.ui.app import create_window
+
+    monkeypatch.setenv("STATION_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("STATION_DATA_DIR", str(tmp_path / "data"))
+    settings = StationSettings(results_db=f"sqlite:///{tmp_path / 'r.db'}", archive_dir=str(tmp_path / "archive"))
+    window = create_window(str(synthetic_data / "test" / "good"), str(synthetic_recipe), settings,
+                           save_settings=False, start=False)
+    qtbot.addWidget(window)
+    store = window.service.results
+    gate = threading.Event()
+    real_insert = store._insert_rows
+
+    def slow_insert(rows, dedupe):
+        gate.wait(10)
+        return real_insert(rows, dedupe)
+
+    monkeypatch.setattr(store, "_insert_rows", slow_insert)
+    window.service.trigger()
+    qtbot.waitUntil(lambda: window.verdict_panel.verdict in ("OK", "NG", "REVIEW"), timeout=10000)
+    assert window.verdict_panel.log_label.isVisibleTo(window) and "not yet logged" in window.verdict_panel.log_label.text()
+    gate.set()
+    qtbot.waitUntil(lambda: not window.verdict_panel.log_label.isVisibleTo(window), timeout=5000)
+
+    def full(*_args):
+        raise OperationalError("INSERT", {}, sqlite3.OperationalError("database or disk is full"))
+
+    def spool_full(_rows):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(store, "_insert_rows", full)
+    monkeypatch.setattr(store, "spool_append", spool_full)
+    t0 = time.monotonic()
+    window.service.trigger()
+    qtbot.waitUntil(lambda: not window.status.results_label.isHidden(), timeout=1000)
+    assert time.monotonic() - t0 < 1.0
+    assert "disk full" in window.status.results_label.text() and "held in memory only" in window.status.results_label.text()
+    qtbot.waitUntil(lambda: "held in memory" in window.verdict_panel.log_label.text(), timeout=2000)
+    warnings = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda _parent, title, text: warnings.append((title, text)))
+    window.close()
+    assert len(warnings) == 1 and "result log" in warnings[0][0] and "disk full" in warnings[0][1]
+    assert "camera" not in warnings[0][1].lower()

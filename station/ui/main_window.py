@@ -218,8 +218,10 @@ class MainWindow(QMainWindow):
         if stopped:  # the worker threads are gone: Python may collect on its own again
             self._collector.stop()
         else:
-            QMessageBox.warning(self, "Inspection station", "The camera did not stop in time; it is left to the "
-                                "operating system.")
+            QMessageBox.warning(self, "Inspection station", "The line's threads did not stop in time; they are "
+                                "left to the operating system.")
+        if self.service.logging_close_message:  # results that could not be saved: the result log's problem
+            QMessageBox.warning(self, "Inspection station – result log", self.service.logging_close_message)
         self.settings.overlay_visible = self.live_view.overlay_box.isChecked()
         self.settings.overlay_opacity = self.live_view.opacity.value() / 100
         if self._save:
