@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 ARCHIVE_NAME = re.compile(r"^\d{8}/(OK|NG|REVIEW)/\d{6}_\d{6}(_[0-9a-f]{8})?\.png$")
 BATCH = 200  # rows looked at per query
 MAX_PER_PASS = 2000  # files or rows deleted per pass at most
+FLOOR_STEP = 20  # images removed between two looks at the free space (a few hundred MB at 2048 px)
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,7 @@ class Retention:
         warning = ""
         if p.min_free_mb:
             while budget > 0 and self._free_mb() < p.min_free_mb:
-                n = self._drop_images(min(budget, BATCH)) if self.archive_dir is not None else 0
+                n = self._drop_images(min(budget, FLOOR_STEP)) if self.archive_dir is not None else 0
                 budget -= n
                 if not n:
                     break
