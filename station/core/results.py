@@ -27,7 +27,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from sqlalchemy import create_engine, select
+from sqlalchemy import create_engine, select, update
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -160,6 +160,9 @@ class ResultStore:
         self.close_message = ""
         self._db_retry_at = 0.0
         self._closed = False
+        self._images: queue.Queue[_Pending | None] = queue.Queue()  # bounded in bytes by add()
+        self._archiver = threading.Thread(target=self._run_archiver, name="result-archiver", daemon=True)
+        self._archiver.start()
         self._thread = threading.Thread(target=self._run, name="result-writer", daemon=True)
         self._thread.start()
 
@@ -244,6 +247,10 @@ class ResultStore:
         except queue.Full:
             logger.error("result writer did not take the stop request within %.1f s", timeout)
         self._thread.join(max(0.0, deadline - time.monotonic()))
+        self._images.put(None)
+        self._archiver.join(max(0.5, deadline - time.monotonic()))
+        if self._archiver.is_alive():
+            logger.error("the image archiver did not finish in time: %d images not archived", self._images.qsize())
         unsafe = self.pending
         if self._thread.is_alive():
             self.close_message = (f"The result log did not finish in time: {unsafe} results may not have been "
@@ -256,7 +263,7 @@ class ResultStore:
         if self.spooled and not self.close_message:
             logger.warning("%d results wait in the spool %s; they go to the database at the next start",
                            self.spooled, self.spool.path)
-        if not self._thread.is_alive():
+        if not self._thread.is_alive() and not self._archiver.is_alive():
             self._engine.dispose()
         return not self.close_message
 
@@ -351,14 +358,44 @@ class ResultStore:
         return not self.db_cause or time.monotonic() >= self._db_retry_at
 
     def _settle_batch(self, batch: list[_Pending]) -> None:
-        try:
-            self._archive_images(batch)
-        finally:
-            self._release_images(batch)
+        """Rows first, images after: a verdict is told as soon as its row is committed, not after its
+        image is encoded (hundreds of ms at 2048 px); the row then gets the image's path."""
+        imaged = [p for p in batch if p.image is not None]
         if self._db_due() and self._insert([p.row for p in batch]):
             self._settle(batch, "logged")
-        else:
-            self._spool_or_hold(batch)
+            for item in imaged:
+                self._images.put(item)  # the archiver encodes it; bytes bounded by the image budget in add()
+            return
+        try:
+            self._archive_images(imaged)  # the spool keeps the path with the row
+        finally:
+            self._release_images(imaged)
+        self._spool_or_hold(batch)
+
+    def _run_archiver(self) -> None:
+        """The archive thread: encode and write images of committed rows, then record their paths."""
+        while True:
+            item = self._images.get()
+            if item is None:
+                return
+            try:
+                self._archive_images([item])
+                self._record_images([item])
+            except Exception as exc:  # noqa: BLE001 - the archiver never dies either
+                logger.exception("image archiver: unexpected error; it carries on")
+                self.writer_error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            finally:
+                self._release_images([item])
+
+    def _record_images(self, items: list[_Pending]) -> None:
+        try:
+            with Session(self._engine) as s, s.begin():
+                for item in items:
+                    s.execute(update(InspectionRow).where(InspectionRow.uid == item.row["uid"])
+                              .values(image_path=item.row["image_path"], message=item.row["message"]))
+        except (SQLAlchemyError, OSError) as exc:
+            logger.error("result log: %d archived images could not be recorded in their rows (%s): %s", len(items),
+                         cause_of(exc), ", ".join(str(i.row["image_path"]) for i in items))
 
     def _insert(self, rows: list[dict], dedupe: bool = False) -> bool:
         """Commit rows in one transaction; False (and db_cause set) when the database did not take them."""
