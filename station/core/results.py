@@ -413,6 +413,9 @@ class ResultStore:
                          str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             self.db_cause = cause
             self._db_retry_at = time.monotonic() + self._retry_s
+            # a connection that hit a full disk (or lost its server) may stay unusable: the next try
+            # opens fresh ones
+            self._engine.dispose()
             return False
         if self.db_cause:
             logger.info("result log: the database takes rows again")
