@@ -341,6 +341,8 @@ def test_a_verdict_is_marked_until_logged_and_a_failing_log_is_red_with_its_caus
     assert time.monotonic() - t0 < 1.0
     assert "disk full" in window.status.results_label.text() and "held in memory only" in window.status.results_label.text()
     qtbot.waitUntil(lambda: "held in memory" in window.verdict_panel.log_label.text(), timeout=2000)
+    details = window.status.log_details()  # what View > Result log shows: the settings of the log
+    assert "retention: images kept 30 days, at most 50000 MB" in details and "cannot be logged: continue" in details
     warnings = []
     monkeypatch.setattr(QMessageBox, "warning", lambda _parent, title, text: warnings.append((title, text)))
     window.close()

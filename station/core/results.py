@@ -28,13 +28,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 from sqlalchemy import create_engine, select, update
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from station.core.errors import StationError
 from station.core.imageio import to_rgb
 from station.core.inspector import InspectionResult
 from station.core.live import Signal
+from station.core.log_ticket import LogTicket, cause_of, is_data_error
 from station.core.result_rows import LIMITS, Base, InspectionRow, migrate, safe_text, use_wal
 from station.core.retention import Retention, RetentionPolicy
 from station.core.spool import Spool, encode_row
@@ -46,65 +47,11 @@ ON_FAILURE_CHOICES = ("stop", "continue")
 __all__ = ["ARCHIVE_CHOICES", "ON_FAILURE_CHOICES", "InspectionRow", "LogTicket", "ResultStore", "cause_of"]
 
 
-class LogTicket:
-    """One result on its way to the log. `state`: queued, then logged (in the database) or spooled (in
-    the spool file, moved to the database later); held (in memory only, not yet safe) or lost."""
-
-    __slots__ = ("uid", "verdict", "state", "added_at", "done_at", "_event")
-
-    def __init__(self, uid: str, verdict: str) -> None:
-        self.uid, self.verdict, self.state = uid, verdict, "queued"
-        self.added_at, self.done_at = time.perf_counter(), None
-        self._event = threading.Event()
-
-    @property
-    def durable(self) -> bool:
-        """The row is on disk: safe to tell the line."""
-        return self.state in ("logged", "spooled")
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Wait until the row is durable (or lost); True when durable."""
-        return self._event.wait(timeout) and self.durable
-
-    def settle(self, state: str) -> None:
-        self.state = state
-        if state != "held":
-            self.done_at = time.perf_counter()
-            self._event.set()
-
-
 @dataclass
 class _Pending:
     row: dict
     image: np.ndarray | None
     ticket: LogTicket
-
-
-def cause_of(exc: BaseException) -> str:
-    """The operator's word for why a write failed."""
-    if isinstance(exc, UnicodeError):
-        return "name not encodable"
-    inner = getattr(exc, "orig", None) or exc
-    if isinstance(inner, UnicodeError):
-        return "name not encodable"
-    if isinstance(inner, OSError) and inner.errno in (errno.ENOSPC, errno.EDQUOT):
-        return "disk full"
-    text = str(inner).lower()
-    if "disk is full" in text or "no space left" in text:
-        return "disk full"
-    if isinstance(exc, (DBAPIError, OSError)) or isinstance(inner, OSError):
-        return "database unreachable"
-    return f"{type(inner).__name__}: {str(inner).splitlines()[0] if str(inner) else ''}".rstrip(": ")
-
-
-def _is_data_error(exc: BaseException) -> bool:
-    """A row the database refuses (not a database that is away): retrying it as is will not help."""
-    from sqlalchemy.exc import DataError, IntegrityError, StatementError
-
-    inner = getattr(exc, "orig", None) or exc
-    return (isinstance(exc, (DataError, IntegrityError, UnicodeError))
-            or isinstance(inner, UnicodeError)
-            or (isinstance(exc, StatementError) and not isinstance(exc, DBAPIError)))
 
 
 class ResultStore:
@@ -402,10 +349,10 @@ class ResultStore:
         try:
             self._insert_rows(rows, dedupe)
         except (SQLAlchemyError, OSError, UnicodeError) as exc:
-            if _is_data_error(exc) and len(rows) > 1:
+            if is_data_error(exc) and len(rows) > 1:
                 logger.warning("the database refused a batch (%s); rows are written one by one", cause_of(exc))
                 return all(self._insert([row], dedupe) for row in rows)
-            if _is_data_error(exc):
+            if is_data_error(exc):
                 self._reject(rows[0], exc)
                 return True  # the row is set aside on disk, nothing to retry
             cause = cause_of(exc)

@@ -133,6 +133,8 @@ class MainWindow(QMainWindow):
         self._action("&Fit image", "F", self.live_view.canvas.fit, view)
         self._action("Zoom &in", "+", self.live_view.zoom_in, view)
         self._action("Zoom &out", "-", self.live_view.zoom_out, view)
+        view.addSeparator()
+        self._action("&Result log and retention\u2026", None, self.show_result_log, view)
 
         tools = QToolBar("Line", self)
         tools.setObjectName("line-toolbar")
@@ -177,6 +179,10 @@ class MainWindow(QMainWindow):
 
     def hide_banner(self) -> None:
         self._banner_row.hide()
+
+    def show_result_log(self) -> None:
+        """Where results go, what is waiting, the failure policy and the retention limits (set in settings.json)."""
+        QMessageBox.information(self, "Result log", self.status.log_details())
 
     # -- sources ----------------------------------------------------------------------------------
     def open_source(self, spec: str) -> bool:

@@ -47,7 +47,7 @@ class StationStatusBar(QStatusBar):
         self._state, self._message = state, message
         self.refresh()
 
-    def _log_details(self) -> str:
+    def log_details(self) -> str:
         store = self.service.results
         if store is None:
             return self.service.results_error
@@ -80,7 +80,7 @@ class StationStatusBar(QStatusBar):
         problem = service.logging_problem
         self.results_label.setVisible(bool(problem))
         self.results_label.setText(f"\u26a0 {problem}" if problem else "")
-        self.results_label.setToolTip(self._log_details())
+        self.results_label.setToolTip(self.log_details())
         recipe = service.recipe
         if recipe is None:
             self.recipe_label.setText("no recipe")
