@@ -94,6 +94,7 @@ class ResultStore:
         self._memory_rows, self._retry_s = memory_rows, retry_s
         self._image_budget = int(image_budget_mb * 1e6)
         self._image_bytes = 0
+        self._in_flight = 0  # rows the writer took from the queue and has not settled yet
         self._lock = threading.Lock()
         self._latencies: deque[float] = deque(maxlen=10000)
         self.written = 0  # rows committed to the database (by this store, spool drains included)
@@ -152,7 +153,7 @@ class ResultStore:
     def pending(self) -> int:
         """Rows not yet safe on disk (queued or held in memory)."""
         with self._lock:
-            return self._queue.qsize() + len(self._held)
+            return self._queue.qsize() + len(self._held) + self._in_flight
 
     @property
     def held(self) -> int:
@@ -269,6 +270,7 @@ class ResultStore:
             stopping = True
         elif first is not ...:
             batch.append(first)
+            self._in_flight = 1
             while len(batch) < 64:  # small batches when busy
                 try:
                     more = self._queue.get_nowait()
@@ -279,7 +281,14 @@ class ResultStore:
                     break
                 batch.append(more)
         if batch:
-            self._settle_batch(batch)
+            self._in_flight = len(batch)
+            try:
+                self._settle_batch(batch)
+            except Exception:
+                self._hold([p for p in batch if not p.ticket.durable])  # kept for a retry, not dropped
+                raise
+            finally:
+                self._in_flight = 0
         if self.held and self._db_due():
             self._retry_held()
         if self.spooled and self._db_due():
