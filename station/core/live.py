@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Callable
 from itertools import islice
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -31,6 +32,9 @@ from station.core.overlay import Overlay, OverlayRenderer, thumbnail
 from station.core.sources import Frame, Source, SourceState
 from station.core.verdict import Verdict
 from station.core.watchdog import TERMINAL, CameraWatch, FrameClock
+
+if TYPE_CHECKING:
+    from station.core.results import LogTicket, ResultStore
 
 logger = logging.getLogger(__name__)
 
@@ -125,10 +129,16 @@ class LiveResult:
     timings_ms: dict[str, float]
     done_at: float  # perf_counter() when the result was ready
     error: str = ""  # the frame could not be read (frame.error) or inspected
+    log: LogTicket | None = None  # the result's row on its way to the result log (None: not logged)
 
     @property
     def verdict(self) -> Verdict | None:
         return None if self.result is None else self.result.verdict
+
+    @property
+    def logged(self) -> bool:
+        """The result's row is safe on disk: only now may the verdict be told to the line."""
+        return self.log is not None and self.log.durable
 
 
 class Rate:
@@ -247,7 +257,8 @@ class LivePipeline:
     """
 
     def __init__(self, source: Source, inspector: Inspector | None, thumb_height: int = 72,
-                 watch: CameraWatch | None = None) -> None:
+                 watch: CameraWatch | None = None, store: ResultStore | None = None) -> None:
+        self.store = store  # each result is handed to it before result_ready; store.committed follows
         self.result_ready = Signal()
         self.state_changed = Signal()
         self.finished = Signal()
@@ -435,6 +446,9 @@ class LivePipeline:
                             break
                         time.sleep(0.01)
                         continue
+                if self.store is not None and self.store.hold_line:
+                    time.sleep(0.05)  # on_failure=stop: no part is inspected that cannot be logged
+                    continue
                 frame = self._slot.take(timeout=0.05)
                 if frame is None:
                     if self._capture_done.is_set():
@@ -447,7 +461,7 @@ class LivePipeline:
                     continue
                 if not self._paused.is_set():
                     self._take_shot()  # a trigger while running is served by this frame
-                self.result_ready.emit(self._process(frame))
+                self.result_ready.emit(self._log(self._process(frame)))
         except Exception as exc:  # noqa: BLE001
             self._set_state(SourceState.FAILED, f"inspection failed: {type(exc).__name__}: {exc}")
         finally:
@@ -489,6 +503,14 @@ class LivePipeline:
         self._seq += 1
         item = LiveResult(self._seq, frame, result, overlay, thumb, timings, done, error)
         self.tally.count(item)
+        return item
+
+    def _log(self, item: LiveResult) -> LiveResult:
+        """Hand the result to the result log first: whoever gets it next can wait for its row."""
+        if self.store is not None and item.result is not None:
+            inspector = self._inspector
+            item.log = self.store.add(item.result, item.frame.name, item.frame.image,
+                                      inspector.recipe.name if inspector is not None else "")
         return item
 
     def stats(self) -> dict:

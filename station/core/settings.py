@@ -59,6 +59,16 @@ class StationSettings(BaseSettings):
                                                      "user data folder")
     archive: str = Field("ng", pattern="^(none|ng|all)$", description="which inspected images are archived")
     archive_dir: str | None = Field(None, description="image archive folder; None: archive/ in the user data folder")
+    # the result log when it fails, and how long it keeps what it wrote (0: no limit of that kind)
+    on_log_failure: str = Field("continue", pattern="^(stop|continue)$",
+                                description="when results cannot reach the database: stop inspecting, or "
+                                            "continue and keep them in the spool file")
+    archive_keep_days: float = Field(30.0, ge=0, le=36500, description="archived images older than this are removed")
+    archive_max_gb: float = Field(50.0, ge=0, le=1e6, description="the oldest archived images go above this total")
+    results_keep_days: float = Field(0.0, ge=0, le=36500, description="result rows older than this are removed")
+    results_db_max_mb: float = Field(4096.0, ge=0, le=1e7, description="the oldest rows go above this (SQLite)")
+    min_free_disk_mb: float = Field(2048.0, ge=0, le=1e7, description="the oldest archived images go while the "
+                                                                       "disk has less free space than this")
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings: PydanticBaseSettingsSource,

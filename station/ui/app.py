@@ -36,16 +36,17 @@ def load_recipe(path: str | None):
 def open_results(settings: StationSettings):
     """(result store or None, message): the window runs without one, saying loudly that nothing is logged."""
     from station.core.results import ResultStore
+    from station.core.retention import RetentionPolicy
     from station.core.settings import data_dir
 
     try:
         folder = data_dir()
-        url = settings.results_db
-        if url is None:
-            folder.mkdir(parents=True, exist_ok=True)
-            url = f"sqlite:///{folder / 'results.db'}"
+        folder.mkdir(parents=True, exist_ok=True)  # the spool lives here whatever the database is
+        url = settings.results_db or f"sqlite:///{folder / 'results.db'}"
         archive_dir = settings.archive_dir or folder / "archive"
-        return ResultStore(url, archive_dir=archive_dir, archive=settings.archive), ""
+        return ResultStore(url, archive_dir=archive_dir, archive=settings.archive,
+                           spool_path=folder / "results-spool.jsonl", on_failure=settings.on_log_failure,
+                           retention=RetentionPolicy.from_settings(settings)), ""
     except (StationError, OSError) as exc:
         return None, f"Results are NOT being logged: {exc}"
 

@@ -30,10 +30,14 @@ class LiveService(QObject):
     run_state_changed = Signal(str)  # "running", "paused", "stopped"
     recipe_changed = Signal()
     source_changed = Signal()
+    results_committed = Signal()  # rows reached the result log: a shown verdict may now be marked logged
+    logging_changed = Signal(str)  # the result log's problem ("" when healthy again)
 
     _notify = Signal()
     _state = Signal(str, str)
     _finished = Signal()
+    _committed = Signal()
+    _logging = Signal(str)
 
     def __init__(self, source: Source, recipe: Recipe | None, recipe_error: str = "", parent=None,
                  max_pending: int = 64, results: ResultStore | None = None, results_error: str = "",
@@ -41,8 +45,11 @@ class LiveService(QObject):
         super().__init__(parent)
         self.recipe, self.recipe_error = recipe, recipe_error
         self.results, self.results_error = results, results_error
-        self.pipeline = LivePipeline(source, Inspector(recipe) if recipe is not None else None, watch=watch)
+        self.pipeline = LivePipeline(source, Inspector(recipe) if recipe is not None else None, watch=watch,
+                                     store=results)
         self._shutdown_ok: bool | None = None  # set by shutdown()
+        self.logging_close_message = ""  # what closing the result log could not save (set by shutdown)
+        self._commit_posted = False
         self.displayed_rate = Rate()
         self.painted_count = 0
         self._pending: deque[LiveResult] = deque(maxlen=max_pending)
@@ -53,18 +60,25 @@ class LiveService(QObject):
         self._notify.connect(self._on_notify, Qt.ConnectionType.QueuedConnection)
         self._state.connect(self._on_state, Qt.ConnectionType.QueuedConnection)
         self._finished.connect(self._on_finished, Qt.ConnectionType.QueuedConnection)
+        self._committed.connect(self._on_committed, Qt.ConnectionType.QueuedConnection)
+        self._logging.connect(self.logging_changed, Qt.ConnectionType.QueuedConnection)
         self.pipeline.result_ready.connect(self._from_worker_result)
         if results is not None:
-            self.pipeline.result_ready.connect(self._log_result)
+            results.committed.connect(self._from_writer_committed)
+            results.problem_changed.connect(self._from_writer_problem)
         self.pipeline.state_changed.connect(self._from_worker_state)
         self.pipeline.finished.connect(self._from_worker_finished)
 
     # -- worker side (never touches a widget) ------------------------------------------------------
-    def _log_result(self, item: LiveResult) -> None:
-        """In the inference thread: the result goes to the result log (which never blocks for long)."""
-        if item.result is not None:
-            recipe = self.recipe
-            self.results.add(item.result, item.frame.name, item.frame.image, recipe.name if recipe else "")
+    def _from_writer_committed(self, _tickets) -> None:
+        """In the result writer: one notification at a time, however many batches commit meanwhile."""
+        with self._lock:
+            post, self._commit_posted = not self._commit_posted, True
+        if post:
+            self._committed.emit()
+
+    def _from_writer_problem(self, problem: str) -> None:
+        self._logging.emit(problem)
 
     @property
     def logging_problem(self) -> str:
@@ -87,6 +101,11 @@ class LiveService(QObject):
         self._finished.emit()
 
     # -- GUI side -----------------------------------------------------------------------------------
+    def _on_committed(self) -> None:
+        with self._lock:
+            self._commit_posted = False
+        self.results_committed.emit()
+
     def _on_notify(self) -> None:
         items = self.take_results()
         if items:
@@ -169,8 +188,9 @@ class LiveService(QObject):
         self.pipeline.times.add("painted", (now - item.frame.timestamp) * 1e3)
 
     def shutdown(self) -> bool:
-        """Stop the threads (the window is closing); True when none is left behind. A second call
-        (a window closed twice) answers what the first found."""
+        """Stop the line's threads (the window is closing); True when none is left behind. The result log
+        is then flushed as far as it can be; what it could not save is in `logging_close_message` (a
+        logging problem, never the camera's). A second call answers what the first found."""
         if self._shutdown_ok is not None:
             return self._shutdown_ok
         ok = self.pipeline.stop()
@@ -179,8 +199,10 @@ class LiveService(QObject):
                              (self.pipeline.finished, self._from_worker_finished)):
             signal.disconnect(slot)  # a thread that outlived the join must not reach a deleted QObject
         if self.results is not None:
-            self.pipeline.result_ready.disconnect(self._log_result)
-            ok = self.results.close() and ok
+            self.results.committed.disconnect(self._from_writer_committed)
+            self.results.problem_changed.disconnect(self._from_writer_problem)
+            self.results.close()
+            self.logging_close_message = self.results.close_message
         self.take_results()
         self._set_run_state("stopped")
         self._shutdown_ok = ok

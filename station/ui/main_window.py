@@ -133,6 +133,8 @@ class MainWindow(QMainWindow):
         self._action("&Fit image", "F", self.live_view.canvas.fit, view)
         self._action("Zoom &in", "+", self.live_view.zoom_in, view)
         self._action("Zoom &out", "-", self.live_view.zoom_out, view)
+        view.addSeparator()
+        self._action("&Result log and retention\u2026", None, self.show_result_log, view)
 
         tools = QToolBar("Line", self)
         tools.setObjectName("line-toolbar")
@@ -182,6 +184,10 @@ class MainWindow(QMainWindow):
     def hide_banner(self) -> None:
         self._banner_row.hide()
 
+    def show_result_log(self) -> None:
+        """Where results go, what is waiting, the failure policy and the retention limits (set in settings.json)."""
+        QMessageBox.information(self, "Result log", self.status.log_details())
+
     # -- sources ----------------------------------------------------------------------------------
     def open_source(self, spec: str) -> bool:
         try:
@@ -222,8 +228,10 @@ class MainWindow(QMainWindow):
         if stopped:  # the worker threads are gone: Python may collect on its own again
             self._collector.stop()
         else:
-            QMessageBox.warning(self, "Inspection station", "The camera did not stop in time; it is left to the "
-                                "operating system.")
+            QMessageBox.warning(self, "Inspection station", "The line's threads did not stop in time; they are "
+                                "left to the operating system.")
+        if self.service.logging_close_message:  # results that could not be saved: the result log's problem
+            QMessageBox.warning(self, "Inspection station – result log", self.service.logging_close_message)
         self.settings.overlay_visible = self.live_view.overlay_box.isChecked()
         self.settings.overlay_opacity = self.live_view.opacity.value() / 100
         if self._save:

@@ -36,6 +36,7 @@ class StationStatusBar(QStatusBar):
         service.state_changed.connect(self._on_state)
         service.source_changed.connect(self.refresh)
         service.recipe_changed.connect(self.refresh)
+        service.logging_changed.connect(self.refresh)  # a logging failure shows at once, not at the next tick
         self._timer = QTimer(self)
         self._timer.setInterval(500)
         self._timer.timeout.connect(self.refresh)
@@ -45,6 +46,17 @@ class StationStatusBar(QStatusBar):
     def _on_state(self, state: str, message: str) -> None:
         self._state, self._message = state, message
         self.refresh()
+
+    def log_details(self) -> str:
+        store = self.service.results
+        if store is None:
+            return self.service.results_error
+        lines = [f"result log: {store.url}", f"written {store.written}, waiting {store.pending}, in the spool "
+                 f"{store.spooled}, lost {store.lost}, images not archived {store.images_dropped}",
+                 f"when results cannot be logged: {'stop inspecting' if store.on_failure == 'stop' else 'continue'}"]
+        if store.retention is not None:
+            lines.append("retention: " + store.retention.policy.describe())
+        return "\n".join(lines)
 
     def refresh(self) -> None:
         service = self.service
@@ -68,6 +80,7 @@ class StationStatusBar(QStatusBar):
         problem = service.logging_problem
         self.results_label.setVisible(bool(problem))
         self.results_label.setText(f"\u26a0 {problem}" if problem else "")
+        self.results_label.setToolTip(self.log_details())
         recipe = service.recipe
         if recipe is None:
             self.recipe_label.setText("no recipe")

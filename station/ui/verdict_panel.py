@@ -2,6 +2,7 @@
 
 When the line is not producing verdicts (stopped, camera lost, stalled or frozen, no recipe) the panel says so in grey
 instead of keeping an old verdict on screen that an operator could take for the current part.
+A verdict is shown at once, but marked "not yet logged" until its row is safe in the result log.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ class VerdictPanel(QWidget):
         self.service = service
         self.verdict_label = QLabel(self)
         self.detail_label = QLabel(self)
+        self.log_label = QLabel(self)  # the shown verdict's row is not (yet) in the result log
+        self.log_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.log_label.hide()
         for label in (self.verdict_label, self.detail_label):
             label.setAlignment(Qt.AlignmentFlag.AlignCenter)
             label.setWordWrap(True)
@@ -34,12 +38,16 @@ class VerdictPanel(QWidget):
         layout.setSpacing(0)
         layout.addWidget(self.verdict_label, 1)
         layout.addWidget(self.detail_label)
+        layout.addWidget(self.log_label)
+        self._item: LiveResult | None = None  # the result on screen, whose log state the badge shows
         self.verdict = "IDLE"
         self._style: tuple[str, int] | None = None
         self._show("IDLE", "STOPPED", "Press Start (F5)")
         service.results_ready.connect(self.show_results)
         service.run_state_changed.connect(self._on_run_state)
         service.state_changed.connect(self._on_source_state)
+        service.results_committed.connect(self.refresh_log_state)
+        service.logging_changed.connect(self._on_logging)
 
     def _show(self, key: str, big: str, detail: str) -> None:
         self.verdict = key
@@ -59,7 +67,35 @@ class VerdictPanel(QWidget):
     def show_results(self, items: list[LiveResult]) -> None:
         self.show_result(items[-1])
 
+    def refresh_log_state(self) -> None:
+        """Mark the verdict on screen until its row is logged (or say that it never will be)."""
+        item = self._item
+        ticket = None if item is None or item.result is None else item.log
+        if ticket is None or ticket.durable:
+            self.log_label.hide()
+            return
+        if ticket.state == "lost":
+            text, style = "\u26a0 NOT LOGGED: this result was lost", "background:#c62828; color:white;"
+        elif ticket.state == "held":
+            text, style = "\u26a0 not logged yet: held in memory", "background:#c62828; color:white;"
+        else:
+            text, style = "not yet logged\u2026", "background:#6b4e00; color:white;"
+        self.log_label.setText(text)
+        self.log_label.setStyleSheet(style + " font-size:18px; font-weight:700; padding:4px;")
+        self.log_label.show()
+
+    def _on_logging(self, problem: str) -> None:
+        results = self.service.results
+        if problem and results is not None and results.hold_line:
+            self._item = None
+            self.log_label.hide()
+            self._show("IDLE", "NOT LOGGING", problem)
+        self.refresh_log_state()
+
     def show_result(self, item: LiveResult) -> None:
+        self._item = item
+        if self.service.results is not None:
+            self.refresh_log_state()
         result = item.result
         if result is None:
             if item.error:
@@ -81,6 +117,9 @@ class VerdictPanel(QWidget):
             self._show("REVIEW", "REVIEW", "check this part by hand")
 
     def _on_run_state(self, state: str) -> None:
+        if state != "running":
+            self._item = None
+            self.log_label.hide()
         if state == "stopped":
             self._show("IDLE", "STOPPED", "Press Start (F5)")
         elif state == "paused" and self.verdict == "IDLE":
@@ -88,6 +127,8 @@ class VerdictPanel(QWidget):
 
     def _on_source_state(self, state: str, message: str) -> None:
         if state in ("camera lost, reconnecting", "failed"):
+            self._item = None
+            self.log_label.hide()
             self._show("IDLE", "NO IMAGE", message or state)
         elif state in ("camera stalled", "camera frozen"):  # the last verdict is not the part in front of it
             self._show("IDLE", state.upper(), message or state)

@@ -1,0 +1,81 @@
+"""The result log's table and database setup: one row per inspection, SQLite in WAL mode, and text that
+always encodes (a file name from the disk may carry bytes that are not UTF-8)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from sqlalchemy import DateTime, Float, Integer, String, Text, event, inspect, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+logger = logging.getLogger(__name__)
+
+#: maximum characters stored per text column (the column sizes below)
+LIMITS = {"station": 100, "frame": 500, "verdict": 10, "label": 100, "top_cell": 20, "recipe_name": 200,
+          "recipe_hash": 80, "image_path": 500, "uid": 32}
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class InspectionRow(Base):
+    __tablename__ = "inspections"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    uid: Mapped[str | None] = mapped_column(String(32), unique=True, nullable=True)  # None: rows of older stations
+    time: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    station: Mapped[str] = mapped_column(String(100))
+    frame: Mapped[str] = mapped_column(String(500))
+    verdict: Mapped[str] = mapped_column(String(10), index=True)
+    label: Mapped[str] = mapped_column(String(100))
+    score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    top_cell: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    recipe_name: Mapped[str] = mapped_column(String(200))
+    recipe_hash: Mapped[str] = mapped_column(String(80), index=True)
+    timings: Mapped[str] = mapped_column(Text)
+    image_path: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    message: Mapped[str] = mapped_column(Text, default="")
+
+
+def safe_text(value: str, limit: int | None = None) -> str:
+    """`value` as text every database can store: bytes that were not UTF-8 (the surrogate escapes of
+    os.fsdecode) come back as `\\xNN`, other lone surrogates as `\\udNNN`, NUL as `\\x00`."""
+    try:
+        raw = value.encode("utf-8", "surrogateescape")
+        clean = raw.decode("utf-8", "backslashreplace")
+    except UnicodeError:  # a surrogate that no file name made (e.g. \ud800)
+        clean = value.encode("utf-8", "backslashreplace").decode("utf-8")
+    clean = clean.replace("\x00", "\\x00")
+    return clean if limit is None else clean[:limit]
+
+
+def use_wal(engine: Engine) -> None:
+    """Every SQLite connection in WAL mode with synchronous=NORMAL: the mode SQLite's documentation
+    recommends with WAL (a commit survives a crash of the station; only a power loss may roll back the
+    last commits, and the database is never corrupted)."""
+    if engine.dialect.name != "sqlite":
+        return
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA busy_timeout=5000")
+        finally:
+            cursor.close()
+
+
+def migrate(engine: Engine) -> None:
+    """Bring a result log made by an older station up to this table (the uid column came later)."""
+    columns = {c["name"] for c in inspect(engine).get_columns(InspectionRow.__tablename__)}
+    if "uid" in columns:
+        return
+    logger.info("adding the uid column to the result log")
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE inspections ADD COLUMN uid VARCHAR(32)"))
+        conn.execute(text("CREATE UNIQUE INDEX IF NOT EXISTS ix_inspections_uid ON inspections (uid)"))
