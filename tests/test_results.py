@@ -205,7 +205,7 @@ def test_the_stop_policy_holds_the_line_while_rows_cannot_be_logged(tmp_path, mo
     assert not store.hold_line
     failing.set()
     store.add(_result(), "a.png")
-    assert _wait(lambda: store.hold_line)
+    assert _wait(lambda: store.hold_line and store.problem)  # problem is published just after the cause
     assert store.problem.startswith("inspection stopped: results are not being logged (database unreachable)")
     failing.clear()
     store.add(_result(), "b.png")
