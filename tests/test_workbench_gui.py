@@ -170,7 +170,10 @@ def test_engineer_loop_capture_refit_tune_publish_and_roll_back(qtbot, station, 
     qtbot.waitUntil(lambda: capture.current.result.recipe_hash == original_hash, timeout=5000)
     actions = [e["action"] for e in wb.audit.entries()]
     assert actions.count("save_version") == 2 and "activate_version" in actions and actions[-1] == "rollback"
-    assert all(e["user"] == "engineer" for e in wb.audit.entries())
+    changes = [e for e in wb.audit.entries() if e["action"] in ("save_version", "activate_version", "rollback")]
+    assert changes and all(e["user"] == "engineer" and e["role"] == "engineer" for e in changes)
+    # the way in is on record too: the first PIN, the unlock and the captures
+    assert {"pin_set", "unlock", "capture"} <= set(actions) and wb.audit.verify().ok
 
     # the recipe store disappears: a clear message, nothing changed, the line keeps its recipe
     shutil.rmtree(wb.store_root)

@@ -243,12 +243,13 @@ class Session:
             return max(0.0, self._blocked_until - self.clock())
 
     # -- acting --------------------------------------------------------------------------------
-    def _record(self, action: str, what: str, new=None, required: bool = False) -> None:
+    def _record(self, action: str, what: str, new=None, required: bool = False,
+                actor: dict[str, str] | None = None) -> None:
         """Audit an access event; `required`: one that cannot be recorded is refused (AccessError)."""
         if self.audit is None:
             return
         try:
-            self.audit.record(self.actor, action, what, None, new)
+            self.audit.record(actor or self.actor, action, what, None, new)
         except AuditError as exc:
             if required:
                 raise AccessError(f"{exc}") from None
@@ -266,7 +267,8 @@ class Session:
             if wait > 0:
                 raise AccessError(f"too many wrong PINs: try again in {int(wait + 0.999)} s")
             if self.store.verify(pin):
-                self._record("unlock", "engineer mode", self.store.user, required=True)
+                self._record("unlock", "engineer mode", self.store.user, required=True,
+                             actor={"role": Role.ENGINEER.value, "user": self.store.user})
                 self._failures = 0
                 self._last_activity = self.clock()
                 self._set_role(Role.ENGINEER)
@@ -314,7 +316,8 @@ class Session:
                 action = "pin_set"
             if not isinstance(pin, str) or not PIN_PATTERN.match(pin):
                 raise AccessError("a PIN is 4 to 12 digits")
-            self._record(action, f"engineer PIN {self.store.path}", user, required=True)
+            self._record(action, f"engineer PIN {self.store.path}", user, required=True,
+                         actor=self.actor if action == "pin_change" else {"role": "first-setup", "user": user})
             self.store.set_pin(pin, user)
 
 

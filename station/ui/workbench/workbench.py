@@ -9,7 +9,6 @@ Every panel takes this object in its constructor; it owns no widget. Changes of 
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +17,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from station.core.dataset import Dataset, Sample, load_dataset
 from station.core.errors import StationError
 from station.core.recipe import Recipe
-from station.core.settings import config_dir
-from station.core.workbench import AuditLog, DatasetFolder, PinStore, Role, Session, VersionStore
+from station.core.workbench import AuditLog, DatasetFolder, PinStore, Role, Session, VersionStore, default_root
 from station.core.workbench.audit import AuditCheck
 from station.core.workbench.errors import AccessError, AuditError, VersionStoreError, WorkbenchError
 from station.core.workbench.versions import VersionInfo
@@ -30,12 +28,6 @@ log = logging.getLogger(__name__)
 
 #: classes of auto-captured NG / REVIEW frames: shown in the browser to be relabelled, never trained on
 AUTO_PREFIX = "auto_"
-
-
-def default_root() -> Path:
-    """`STATION_WORKBENCH_DIR`, else `<config folder>/workbench` (PIN, audit log, recipe store, datasets)."""
-    env = os.environ.get("STATION_WORKBENCH_DIR")
-    return Path(env) if env else config_dir() / "workbench"
 
 
 class Workbench(QObject):
