@@ -85,7 +85,7 @@ def _create_key(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-    log.warning("made a new station key at %s", path)
+    log.info("made a new station key at %s", path)
 
 
 def station_key(create: bool = True) -> bytes:
