@@ -237,15 +237,12 @@ class Recipe:
     @classmethod
     def load(cls, folder: str | Path) -> Recipe:
         """Load, validate and authenticate a bundle; RecipeError with a one-line reason when it cannot be used."""
-        recipe = cls._load(Path(folder))
-        problem = authenticity_problem(recipe.path, recipe.content_hash)
-        if problem:
-            raise RecipeError(problem)
-        return recipe
+        return cls._load(Path(folder), authenticate=True)
 
     @classmethod
-    def _load(cls, folder: Path) -> Recipe:
-        """Load and validate a bundle, without asking whether this station trusts it."""
+    def _load(cls, folder: Path, authenticate: bool = False) -> Recipe:
+        """Load and validate a bundle; with `authenticate`, refuse it before anything is built from it unless
+        this station trusts it (its seal, or a bundled recipe's content hash)."""
         if folder.is_file() and folder.name == RECIPE_FILE:
             folder = folder.parent
         json_path, arrays_path = folder / RECIPE_FILE, folder / ARRAYS_FILE
@@ -283,6 +280,8 @@ class Recipe:
         if _content_hash(doc.model_copy(update={"content_hash": ""}), blob) != doc.content_hash:
             raise RecipeError(f"recipe {folder} does not match its content hash: it was modified or damaged "
                               "after it was saved")
+        if authenticate and (problem := authenticity_problem(folder, doc.content_hash)):
+            raise RecipeError(problem)
         try:
             arrays = load_safetensors(blob)
         except (SafetensorError, ValueError, OSError) as exc:

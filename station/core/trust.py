@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 KEY_FILE = "station.key"
 KEY_BYTES = 32
 SEAL_PREFIX = "hmac-sha256"
-_cache: dict[str, tuple[tuple[int, int], bytes]] = {}
+_cache: dict[str, tuple[tuple[int, ...], bytes]] = {}
 _cache_lock = threading.Lock()
 
 
@@ -106,7 +106,7 @@ def station_key(create: bool = True) -> bytes:
             st = path.stat()
         except OSError as exc:
             raise TrustError(f"cannot read the station key {path}: {exc.strerror or exc}") from None
-        stamp = (st.st_ino, st.st_mtime_ns)
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_mode, st.st_size)
         cached = _cache.get(str(path))
         if cached and cached[0] == stamp:
             return cached[1]

@@ -262,6 +262,8 @@ class AuditLog:
                                      str(entry["seal"]), key)
             if why:
                 found.append(f"{where} is broken at line {i + 1}: {why}")
+                if isinstance(entry.get("seq"), int):  # go on from what it claims: one edit, one problem
+                    seq, prev, sealed = entry["seq"], str(entry["seal"]), sealed + 1
                 continue
             expected_prev = prev if sealed else _start(raw[:line_start])
             if entry.get("seq") != seq + 1 or entry.get("prev") != expected_prev:
