@@ -233,6 +233,8 @@ def test_edited_active_version_is_refused(store):
     (store.root / "active").write_text(json.dumps(pointer))
     with pytest.raises(VersionStoreError, match="pointer .* is refused"):
         store.load_active()
+    refused = [e for e in store.audit.entries() if e["action"] == "recipe_refused"]  # and recorded, each time
+    assert len(refused) == 2 and "seal" in refused[0]["new"] and "pointer" in refused[1]["what"]
 
 
 def test_active_pointer_hash_is_compared_on_load(store):

@@ -13,6 +13,7 @@ the pointer recorded, so neither an edited version nor an edited pointer is run.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -29,6 +30,8 @@ from station.core.recipe import RECIPE_FILE, Recipe, authenticity_problem
 from station.core.workbench._fs import describe, fsync_dir, read_json, write_json_atomic
 from station.core.workbench.audit import AuditLog, utc_now
 from station.core.workbench.errors import AccessError, VersionStoreError
+
+log = logging.getLogger(__name__)
 
 ACTIVE_FILE = "active"
 METRICS_FILE = "metrics.json"
@@ -191,18 +194,33 @@ class VersionStore:
         try:
             return Recipe.load(path)
         except StationError as exc:
+            self._refused(f"version {path.name}", str(exc))
             raise VersionStoreError(f"version {path.name} cannot be used: {exc}") from None
+
+    def _refused(self, what: str, why: str) -> None:
+        """A version or pointer the station would not run is recorded (an edit without the key leaves a trace)."""
+        try:
+            self._audit({"role": "station", "user": "station"}, "recipe_refused", f"{what} in {self.root}", None, why)
+        except StationError as exc:
+            log.error("the refusal of %s was not recorded: %s", what, exc)
 
     def load_active(self) -> Recipe:
         """The active version, loaded and checked, and its content hash compared with the pointer's."""
         self._check()
-        pointer = self._pointer()
+        try:
+            pointer = self._pointer()
+        except VersionStoreError as exc:
+            if self.root.is_dir():
+                self._refused("the active-version pointer", str(exc))
+            raise
         if pointer is None:
             raise VersionStoreError(f"the recipe store {self.root} has no active version yet")
         recipe = self.load(pointer.version)
         if recipe.content_hash != pointer.content_hash:
-            raise VersionStoreError(f"version {pointer.version} is not the recipe that was activated (its content "
-                                    "hash differs from the one the active pointer recorded): refused")
+            why = (f"version {pointer.version} is not the recipe that was activated (its content hash differs from "
+                   "the one the active pointer recorded): refused")
+            self._refused(f"version {pointer.version}", why)
+            raise VersionStoreError(why)
         return recipe
 
     # -- changing ------------------------------------------------------------------------------
