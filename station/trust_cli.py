@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -69,12 +68,12 @@ def cmd_pin(args) -> int:
 def cmd_trust_recipe(args) -> int:
     from station.core.recipe import Recipe, authenticity_problem, seal_recipe
     from station.core.workbench.errors import AccessError
-    from station.core.workbench.roles import Session
+    from station.core.workbench.roles import Session, os_user
 
     _, audit, store = _workbench(args)
     if store.problem:
         raise AccessError(store.problem)
-    actor = {"role": "key-holder", "user": os.environ.get("USER", "?")}
+    actor = {"role": "key-holder", "user": os_user()}
     if store.has_pin:  # beside the key, the engineer PIN: a recipe is trusted by an engineer
         session = Session(store, audit=audit)
         session.unlock(_read_pin(args, "engineer PIN: "))

@@ -213,11 +213,15 @@ class Recipe:
         doc.content_hash = _content_hash(doc, blob)
         self.doc = doc
         try:
+            sealed = _seal(doc.content_hash)  # before anything is written: no key, no half-made folder
+        except trust.TrustError as exc:
+            raise RecipeError(f"cannot save recipe to {folder}: {exc}") from None
+        try:
             folder.parent.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
             (tmp / ARRAYS_FILE).write_bytes(blob)
             (tmp / RECIPE_FILE).write_text(json.dumps(doc.model_dump(), indent=2) + "\n", encoding="utf-8")
-            (tmp / SEAL_FILE).write_text(_seal(doc.content_hash) + "\n", encoding="ascii")
+            (tmp / SEAL_FILE).write_text(sealed + "\n", encoding="ascii")
             if folder.exists():
                 old = folder.with_name(f".{folder.name}.old")
                 shutil.rmtree(old, ignore_errors=True)
@@ -228,8 +232,6 @@ class Recipe:
                 os.replace(tmp, folder)
         except OSError as exc:
             raise RecipeError(f"cannot save recipe to {folder}: {exc.strerror or exc}") from None
-        except trust.TrustError as exc:
-            raise RecipeError(f"cannot save recipe to {folder}: {exc}") from None
         self.path = folder
         return folder
 

@@ -12,6 +12,7 @@ by the key holder (`station pin --reset`). Unlocks, wrong PINs and PIN changes a
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import hmac
 import logging
@@ -321,13 +322,21 @@ class Session:
             self.store.set_pin(pin, user)
 
 
+def os_user() -> str:
+    """The OS account running this process, as the audit log names the key holder."""
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError, ImportError):
+        return "?"
+
+
 def reset_pin(store: PinStore, pin: str, user: str = "engineer", reason: str = "") -> None:
     """Replace a lost, damaged or forgotten PIN: the key holder's act (`station pin --reset`), audited first."""
     if not isinstance(pin, str) or not PIN_PATTERN.match(pin):
         raise AccessError("a PIN is 4 to 12 digits")
     if store.audit is not None:
         try:
-            store.audit.record({"role": "key-holder", "user": os.environ.get("USER", "?")}, "pin_reset",
+            store.audit.record({"role": "key-holder", "user": os_user()}, "pin_reset",
                                f"engineer PIN {store.path}", store.problem or None, user, reason=reason)
         except AuditError as exc:
             raise AccessError(str(exc)) from None
