@@ -165,6 +165,8 @@ def test_recipe_with_recomputed_sha256_is_refused_on_every_engine(engine, value,
     with pytest.raises(RecipeError) as caught:
         Recipe.load(copy)
     message = str(caught.value)
+    last = AuditLog(Path(os.environ["STATION_WORKBENCH_DIR"]) / "audit.jsonl").entries()[-1]
+    assert last["action"] == "recipe_refused" and last["new"] == message  # refused, and recorded
     assert "\n" not in message
     if value == 1e5:  # plausible numbers: only the seal can tell
         assert "not sealed" in message or "no seal" in message
@@ -189,18 +191,18 @@ def test_recipe_from_another_station_needs_the_key_holder(synthetic_recipe, tmp_
 
     copy = tmp_path / "r"
     shutil.copytree(synthetic_recipe, copy)
+    monkeypatch.setenv("STATION_WORKBENCH_DIR", str(tmp_path / "wb"))  # the other station's own audit log
     monkeypatch.setenv("STATION_KEY_DIR", str(tmp_path / "other-key"))
     with pytest.raises(RecipeError, match="another station's key"):
         Recipe.load(copy)
-    monkeypatch.setenv("STATION_WORKBENCH_DIR", str(tmp_path / "wb"))
 
     class Args:
         recipe, reason, workbench, pin_stdin = str(copy), "from the lab PC", None, False
 
     assert cmd_trust_recipe(Args) == 0
     assert Recipe.load(copy).content_hash  # accepted here now
-    entry = AuditLog(tmp_path / "wb" / "audit.jsonl").entries()[-1]
-    assert entry["action"] == "trust_recipe" and "another station" in entry["old"]
+    entries = AuditLog(tmp_path / "wb" / "audit.jsonl").entries()
+    assert [e["action"] for e in entries] == ["recipe_refused", "trust_recipe"] and "another station" in entries[1]["old"]
 
 
 def test_bundled_recipes_are_listed_by_their_content_hash():
@@ -221,7 +223,8 @@ def store(synthetic_recipe, tmp_path):
     return versions
 
 
-def test_edited_active_version_is_refused(store):
+def test_edited_active_version_is_refused(store, monkeypatch):
+    monkeypatch.setenv("STATION_WORKBENCH_DIR", str(store.audit.path.parent))  # the station's audit log
     assert store.load_active().path.name == "v0002"
     _recompute_sha256(store.path_of(2), thresholds={"review": 500.0, "ng": 500.0})
     with pytest.raises(VersionStoreError, match="v0002 cannot be used"):
@@ -234,7 +237,7 @@ def test_edited_active_version_is_refused(store):
     with pytest.raises(VersionStoreError, match="pointer .* is refused"):
         store.load_active()
     refused = [e for e in store.audit.entries() if e["action"] == "recipe_refused"]  # and recorded, each time
-    assert len(refused) == 2 and "seal" in refused[0]["new"] and "pointer" in refused[1]["what"]
+    assert "seal" in refused[0]["new"] and "v0002" in refused[0]["what"] and "pointer" in refused[-1]["what"]
 
 
 def test_active_pointer_hash_is_compared_on_load(store):

@@ -48,6 +48,22 @@ MAX_JSON_BYTES = 4 * 1024 * 1024
 MAX_ARRAYS_BYTES = 2 * 1024 * 1024 * 1024
 
 
+class RecipeRefused(RecipeError):
+    """A recipe that was read but is not used: out-of-bounds values, a content hash or seal that does not
+    match. Recorded in the station's audit log (an edit without the key leaves a trace)."""
+
+
+def _record_refusal(folder: Path, why: str) -> None:
+    from station.core.workbench import AuditLog, default_root
+    from station.core.workbench.roles import os_user
+
+    try:
+        AuditLog(default_root() / "audit.jsonl").record({"role": "station", "user": os_user()}, "recipe_refused",
+                                                        f"recipe {folder}", None, why)
+    except StationError as exc:
+        log.warning("the refusal of recipe %s was not recorded: %s", folder, exc)
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -239,7 +255,11 @@ class Recipe:
     @classmethod
     def load(cls, folder: str | Path) -> Recipe:
         """Load, validate and authenticate a bundle; RecipeError with a one-line reason when it cannot be used."""
-        return cls._load(Path(folder), authenticate=True)
+        try:
+            return cls._load(Path(folder), authenticate=True)
+        except RecipeRefused as exc:
+            _record_refusal(Path(folder), str(exc))
+            raise
 
     @classmethod
     def _load(cls, folder: Path, authenticate: bool = False) -> Recipe:
@@ -274,16 +294,16 @@ class Recipe:
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "document"
-            raise RecipeError(f"recipe {json_path} is invalid at {where}: {first['msg']}") from None
+            raise RecipeRefused(f"recipe {json_path} is invalid at {where}: {first['msg']}") from None
         try:
             engine_cls = engine_class(doc.engine.name)
         except EngineError as exc:
             raise RecipeError(f"recipe {folder}: {exc}") from None
         if _content_hash(doc.model_copy(update={"content_hash": ""}), blob) != doc.content_hash:
-            raise RecipeError(f"recipe {folder} does not match its content hash: it was modified or damaged "
+            raise RecipeRefused(f"recipe {folder} does not match its content hash: it was modified or damaged "
                               "after it was saved")
         if authenticate and (problem := authenticity_problem(folder, doc.content_hash)):
-            raise RecipeError(problem)
+            raise RecipeRefused(problem)
         try:
             arrays = load_safetensors(blob)
         except (SafetensorError, ValueError, OSError) as exc:

@@ -193,8 +193,7 @@ class VersionStore:
             raise VersionStoreError(f"version {path.name} is not in the recipe store {self.root}")
         try:
             return Recipe.load(path)
-        except StationError as exc:
-            self._refused(f"version {path.name}", str(exc))
+        except StationError as exc:  # a refused bundle is recorded by Recipe.load in the station's audit log
             raise VersionStoreError(f"version {path.name} cannot be used: {exc}") from None
 
     def _refused(self, what: str, why: str) -> None:
