@@ -109,6 +109,18 @@ def test_pin_file_replaced_by_one_made_elsewhere_is_refused(station, tmp_path_fa
     assert _actions(audit) == ["pin_set", "unlock_refused"]
 
 
+def test_an_older_pin_file_put_back_is_refused(station):
+    root, audit, session = station
+    old = (root / "engineer_pin.json").read_bytes()  # copied while the operator knew the PIN
+    session.unlock("4711")
+    session.set_pin("8642")  # the engineer changes it
+    (root / "engineer_pin.json").write_bytes(old)
+    store = PinStore(root / "engineer_pin.json", audit=audit)
+    assert "not the one last set" in store.problem
+    with pytest.raises(AccessError, match="engineer mode locked"):
+        Session(store, audit=audit).unlock("4711")
+
+
 def test_unlock_failed_pin_and_pin_change_are_recorded(station):
     root, audit, session = station
     with pytest.raises(AccessError, match="wrong PIN"):

@@ -65,6 +65,10 @@ class _PinRecord(BaseModel):
         return trust.canonical(self.model_dump(exclude={"seal"}))
 
 
+def _fingerprint(seal: str) -> str:
+    return hashlib.sha256(seal.encode("ascii")).hexdigest()[:16]
+
+
 def _kdf(pin: str, salt: bytes, n: int, r: int, p: int) -> bytes:
     return hashlib.scrypt(pin.encode("utf-8"), salt=salt, n=n, r=r, p=p, maxmem=256 * 1024 * 1024, dklen=32)
 
@@ -118,11 +122,6 @@ class PinStore:
         return self._record is not None
 
     @property
-    def locked_out(self) -> bool:
-        """True when engineer mode cannot be entered or set up here (the PIN file is missing, foreign or bad)."""
-        return bool(self.problem)
-
-    @property
     def user(self) -> str:
         return self._record.user if self._record else "engineer"
 
@@ -146,10 +145,18 @@ class PinStore:
             raise AccessError(f"the PIN file cannot be checked ({exc}): engineer mode locked") from None
         if why:
             raise AccessError(f"the PIN file {self.path} is refused: {why}; engineer mode locked; {RESET_HINT}")
+        last = self._last_pin_file()
+        if last and last != _fingerprint(record.seal):
+            raise AccessError(f"the PIN file {self.path} is not the one last set on this station (an older copy "
+                              f"put back?): engineer mode locked; {RESET_HINT}")
         return record
 
-    def set_pin(self, pin: str, user: str = "engineer") -> None:
-        """Hash, seal and store a new PIN (4 to 12 digits). Who may call this is the Session's business."""
+    def set_pin(self, pin: str, user: str = "engineer", action: str = "", actor: dict[str, str] | None = None,
+                **details) -> None:
+        """Hash, seal and store a new PIN (4 to 12 digits). Who may call this is the Session's business.
+
+        With `action` (pin_set, pin_change, pin_reset) the audit entry is written first and names the new
+        file by its fingerprint, so an older PIN file put back later is refused."""
         if not isinstance(pin, str) or not PIN_PATTERN.match(pin):
             raise AccessError("a PIN is 4 to 12 digits")
         salt = os.urandom(16)
@@ -157,13 +164,35 @@ class PinStore:
                             hash=_kdf(pin, salt, self._n, SCRYPT_R, SCRYPT_P).hex(), user=user)
         try:
             record.seal = trust.seal(SEAL_DOMAIN, record.body())
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            write_json_atomic(self.path, record.model_dump(), mode=0o600)
         except trust.TrustError as exc:
             raise AccessError(f"cannot seal the PIN: {exc}") from None
+        if action and self.audit is not None:
+            try:
+                self.audit.record(actor or {"role": "?", "user": "?"}, action, f"engineer PIN {self.path}",
+                                  self.problem or None, {"user": user, "pin_file": _fingerprint(record.seal)},
+                                  **details)
+            except AuditError as exc:
+                raise AccessError(str(exc)) from None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(self.path, record.model_dump(), mode=0o600)
         except OSError as exc:
             raise AccessError(f"cannot save the PIN to {self.path}: {describe(exc)}") from None
         self._record, self.problem = record, ""
+
+    def _last_pin_file(self) -> str:
+        """The fingerprint of the PIN file the audit log says was set last ('' when it says none)."""
+        if self.audit is None:
+            return ""
+        try:
+            entries = self.audit.entries()
+        except AuditError:
+            return ""
+        for entry in reversed(entries):
+            if entry.get("action") in PIN_ACTIONS and "seal" in entry:
+                new = entry.get("new")
+                return str(new.get("pin_file", "")) if isinstance(new, dict) else ""
+        return ""
 
     def verify(self, pin: str) -> bool:
         if self._record is None or not isinstance(pin, str) or len(pin) > 64:
@@ -317,9 +346,8 @@ class Session:
                 action = "pin_set"
             if not isinstance(pin, str) or not PIN_PATTERN.match(pin):
                 raise AccessError("a PIN is 4 to 12 digits")
-            self._record(action, f"engineer PIN {self.store.path}", user, required=True,
-                         actor=self.actor if action == "pin_change" else {"role": "first-setup", "user": user})
-            self.store.set_pin(pin, user)
+            self.store.set_pin(pin, user, action=action,
+                               actor=self.actor if action == "pin_change" else {"role": "first-setup", "user": user})
 
 
 def os_user() -> str:
@@ -334,10 +362,4 @@ def reset_pin(store: PinStore, pin: str, user: str = "engineer", reason: str = "
     """Replace a lost, damaged or forgotten PIN: the key holder's act (`station pin --reset`), audited first."""
     if not isinstance(pin, str) or not PIN_PATTERN.match(pin):
         raise AccessError("a PIN is 4 to 12 digits")
-    if store.audit is not None:
-        try:
-            store.audit.record({"role": "key-holder", "user": os_user()}, "pin_reset",
-                               f"engineer PIN {store.path}", store.problem or None, user, reason=reason)
-        except AuditError as exc:
-            raise AccessError(str(exc)) from None
-    store.set_pin(pin, user)
+    store.set_pin(pin, user, action="pin_reset", actor={"role": "key-holder", "user": os_user()}, reason=reason)
