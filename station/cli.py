@@ -349,6 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a JSON file of product settings (omitted keys keep the connector's), 'demo', or a product "
                         "of scripts/product_suite.json ($STATION_PRODUCTS)")
     s.set_defaults(func=cmd_synth)
+    from station.trust_cli import add_commands  # noqa: PLC0415 - `pin` and `trust-recipe` (SECURITY.md)
+    add_commands(sub)
     return p
 
 

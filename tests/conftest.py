@@ -12,6 +12,9 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # the result log and image archive of windows opened by tests go to a throwaway folder
 os.environ["STATION_DATA_DIR"] = tempfile.mkdtemp(prefix="station-test-data-")
 os.environ.setdefault("STATION_WORKBENCH_DIR", tempfile.mkdtemp(prefix="station-test-workbench-"))
+# the station key that seals recipes, PIN file and audit log: one throwaway key for the whole run (tests that
+# point STATION_CONFIG_DIR elsewhere keep it, so the recipes the session fixtures saved stay trusted)
+os.environ["STATION_KEY_DIR"] = tempfile.mkdtemp(prefix="station-test-key-")
 
 sys.path.insert(0, str(Path(__file__).parent))
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from station.core.errors import RecipeError
-from station.core.recipe import ARRAYS_FILE, RECIPE_FILE, Recipe
+from station.core.recipe import ARRAYS_FILE, RECIPE_FILE, SEAL_FILE, Recipe
 
 
 @pytest.fixture
@@ -36,12 +36,12 @@ def test_round_trip_keeps_hash_and_engine(synthetic_recipe, tmp_path):
 
 
 def test_no_pickle_in_the_bundle(synthetic_recipe):
-    assert sorted(p.name for p in synthetic_recipe.iterdir()) == [ARRAYS_FILE, RECIPE_FILE]
+    assert sorted(p.name for p in synthetic_recipe.iterdir()) == [ARRAYS_FILE, RECIPE_FILE, SEAL_FILE]
     assert not (synthetic_recipe / ARRAYS_FILE).read_bytes().startswith(b"\x80")  # pickle protocol marker
 
 
 def test_tampered_threshold_is_refused(recipe_copy):
-    _edit(recipe_copy, thresholds={"review": 1e9, "ng": 1e9})
+    _edit(recipe_copy, thresholds={"review": 1e5, "ng": 1e5})
     with pytest.raises(RecipeError, match="content hash"):
         Recipe.load(recipe_copy)
 

@@ -118,8 +118,12 @@ def test_pin_file_holds_no_pin_and_is_validated(session, tmp_path):
         again.set_pin("12a4")
     for bad in ("{not json", json.dumps({"kdf": "md5"}), json.dumps([1])):
         (tmp_path / "bad.json").write_text(bad)
+        damaged = PinStore(tmp_path / "bad.json")  # a damaged PIN file locks engineer mode, never opens it
+        assert "bad.json" in damaged.problem and "locked" in damaged.problem and not damaged.has_pin
         with pytest.raises(AccessError, match="bad.json"):
-            PinStore(tmp_path / "bad.json")
+            Session(damaged).unlock("4711")
+        with pytest.raises(AccessError, match="bad.json"):
+            Session(damaged).set_pin("4711")
 
 
 def test_no_pin_set_is_a_clear_error(tmp_path):

@@ -97,6 +97,38 @@ def test_first_use_sets_the_pin_wrong_pin_is_refused_and_idle_time_locks(qtbot, 
     assert not wb.is_engineer and not menu.capture_group.actions()[0].isEnabled()
 
 
+def test_deleted_pin_file_locks_and_a_broken_audit_log_is_shown_in_red(qtbot, station):
+    """Issue 19, finding 1: a PIN file deleted after setup never opens engineer mode; an audit line deleted
+    is shown in red in the versions panel until an engineer acknowledges it (recorded)."""
+    from station.core.workbench.roles import reset_pin
+
+    window, menu = station
+    wb, ui = menu.workbench, menu.window
+    unlock(qtbot, menu)
+    wb.lock()
+    (wb.root / "engineer_pin.json").unlink()
+    dialog = PinDialog(wb, menu.window)
+    qtbot.addWidget(dialog)
+    assert dialog.locked.startswith("PIN file missing") and not dialog.setting_first_pin
+    assert not dialog.pin.isEnabled() and "PIN file missing" in dialog.intro.text()
+    assert not dialog.submit() and not wb.is_engineer and not (wb.root / "engineer_pin.json").exists()
+    ui.mode_button._refresh()
+    assert "locked" in ui.mode_button.text() and "station pin --reset" in ui.mode_button.toolTip()
+    assert [e["action"] for e in wb.audit.entries()][-2:] == ["unlock_refused", "unlock_refused"]
+
+    lines = wb.audit.path.read_text().splitlines(keepends=True)
+    wb.audit.path.write_text("".join(lines[:1] + lines[2:]))  # the unlock is erased from the record
+    wb.check_audit()
+    ui.versions.refresh()
+    assert not ui.versions.audit_alarm.isHidden() and "removed" in ui.versions.audit_alarm.text()
+    assert any("Audit log" in p for p in wb.trust_problems()) and wb.audit.entries()[-1]["action"] == "audit_broken"
+
+    reset_pin(wb.pins, PIN, reason="test")  # the key holder's way back
+    unlock(qtbot, menu)
+    assert ui.versions.acknowledge_audit(), ui.versions.status.text()
+    assert ui.versions.audit_alarm.isHidden() and wb.audit.entries()[-1]["action"] == "audit_acknowledged"
+
+
 def test_engineer_loop_capture_refit_tune_publish_and_roll_back(qtbot, station, demo_test, validation):
     window, menu = station
     wb, capture, ui = menu.workbench, menu.capture, menu.window
@@ -170,7 +202,10 @@ def test_engineer_loop_capture_refit_tune_publish_and_roll_back(qtbot, station, 
     qtbot.waitUntil(lambda: capture.current.result.recipe_hash == original_hash, timeout=5000)
     actions = [e["action"] for e in wb.audit.entries()]
     assert actions.count("save_version") == 2 and "activate_version" in actions and actions[-1] == "rollback"
-    assert all(e["user"] == "engineer" for e in wb.audit.entries())
+    changes = [e for e in wb.audit.entries() if e["action"] in ("save_version", "activate_version", "rollback")]
+    assert changes and all(e["user"] == "engineer" and e["role"] == "engineer" for e in changes)
+    # the way in is on record too: the first PIN, the unlock and the captures
+    assert {"pin_set", "unlock", "capture"} <= set(actions) and wb.audit.verify().ok
 
     # the recipe store disappears: a clear message, nothing changed, the line keeps its recipe
     shutil.rmtree(wb.store_root)

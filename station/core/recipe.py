@@ -1,14 +1,18 @@
 """The recipe bundle: a folder with `recipe.json` (validated with pydantic) and `arrays.safetensors`.
 
-Nothing is unpickled. Loading checks the schema version, every field, the arrays' presence and
-shapes (through the engine), and the content hash, so a tampered or truncated bundle is refused
-with a message that says what is wrong.
+Nothing is unpickled. Loading checks the schema version, every field (thresholds finite and
+bounded), the arrays' presence and shapes (through the engine), the content hash (damage) and the
+station's seal (`recipe.seal`, an HMAC of the content hash with the station key, station/core/trust.py),
+so a damaged bundle, or one edited and its SHA-256 recomputed, is refused with a message that says
+what is wrong. The bundled recipes cannot carry this station's seal: they are trusted by their content
+hash listed in `resources/recipes/trusted.json`, shipped with the package (SECURITY.md).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import shutil
@@ -24,16 +28,40 @@ from safetensors.numpy import load as load_safetensors
 from safetensors.numpy import save as save_safetensors
 
 from station import __version__
+from station.core import trust
 from station.core.engines import Engine, engine_class
-from station.core.errors import EngineError, RecipeError, RegistrationError
+from station.core.errors import EngineError, RecipeError, RegistrationError, StationError
 from station.core.grid import CellGrid
 from station.core.registration import PatternSetup, Region, Registrar
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 RECIPE_FILE = "recipe.json"
 ARRAYS_FILE = "arrays.safetensors"
+SEAL_FILE = "recipe.seal"
+TRUSTED_FILE = "trusted.json"  # in resources/recipes: content hashes of the recipes shipped with the package
+SEAL_DOMAIN = "recipe"
+#: no engine scores beyond this; a threshold past it (1e300, inf) would pass every part
+MAX_THRESHOLD = 1e6
 MAX_JSON_BYTES = 4 * 1024 * 1024
 MAX_ARRAYS_BYTES = 2 * 1024 * 1024 * 1024
+
+
+class RecipeRefused(RecipeError):
+    """A recipe that was read but is not used: out-of-bounds values, a content hash or seal that does not
+    match. Recorded in the station's audit log (an edit without the key leaves a trace)."""
+
+
+def _record_refusal(folder: Path, why: str) -> None:
+    from station.core.workbench import AuditLog, default_root
+    from station.core.workbench.roles import os_user
+
+    try:
+        AuditLog(default_root() / "audit.jsonl").record({"role": "station", "user": os_user()}, "recipe_refused",
+                                                        f"recipe {folder}", None, why)
+    except StationError as exc:
+        log.warning("the refusal of recipe %s was not recorded: %s", folder, exc)
 
 
 class _Strict(BaseModel):
@@ -85,12 +113,34 @@ class EngineSpec(_Strict):
     config: dict[str, Any] = {}
 
 
+def _bounded(value: float) -> float:
+    if not (math.isfinite(value) and abs(value) <= MAX_THRESHOLD):
+        raise ValueError(f"a threshold must be a finite number within \u00b1{MAX_THRESHOLD:g}, not {value!r}")
+    return value
+
+
 class Thresholds(_Strict):
     review: float
     ng: float
     # optional per-cell thresholds, rows x cols each; when set, each cell is judged on its own
-    cell_review: list[list[float]] | None = None
-    cell_ng: list[list[float]] | None = None
+    cell_review: list[list[float]] | None = Field(None, max_length=64)
+    cell_ng: list[list[float]] | None = Field(None, max_length=64)
+
+    @field_validator("review", "ng")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        return _bounded(value)
+
+    @field_validator("cell_review", "cell_ng")
+    @classmethod
+    def _finite_cells(cls, rows: list[list[float]] | None) -> list[list[float]] | None:
+        if rows is not None:
+            for row in rows:
+                if len(row) > 64:
+                    raise ValueError("at most 64 cells per row")
+                for value in row:
+                    _bounded(value)
+        return rows
 
     @field_validator("ng")
     @classmethod
@@ -179,10 +229,15 @@ class Recipe:
         doc.content_hash = _content_hash(doc, blob)
         self.doc = doc
         try:
+            sealed = _seal(doc.content_hash)  # before anything is written: no key, no half-made folder
+        except trust.TrustError as exc:
+            raise RecipeError(f"cannot save recipe to {folder}: {exc}") from None
+        try:
             folder.parent.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
             (tmp / ARRAYS_FILE).write_bytes(blob)
             (tmp / RECIPE_FILE).write_text(json.dumps(doc.model_dump(), indent=2) + "\n", encoding="utf-8")
+            (tmp / SEAL_FILE).write_text(sealed + "\n", encoding="ascii")
             if folder.exists():
                 old = folder.with_name(f".{folder.name}.old")
                 shutil.rmtree(old, ignore_errors=True)
@@ -199,7 +254,17 @@ class Recipe:
     # -- loading -----------------------------------------------------------------------------
     @classmethod
     def load(cls, folder: str | Path) -> Recipe:
-        folder = Path(folder)
+        """Load, validate and authenticate a bundle; RecipeError with a one-line reason when it cannot be used."""
+        try:
+            return cls._load(Path(folder), authenticate=True)
+        except RecipeRefused as exc:
+            _record_refusal(Path(folder), str(exc))
+            raise
+
+    @classmethod
+    def _load(cls, folder: Path, authenticate: bool = False) -> Recipe:
+        """Load and validate a bundle; with `authenticate`, refuse it before anything is built from it unless
+        this station trusts it (its seal, or a bundled recipe's content hash)."""
         if folder.is_file() and folder.name == RECIPE_FILE:
             folder = folder.parent
         json_path, arrays_path = folder / RECIPE_FILE, folder / ARRAYS_FILE
@@ -229,14 +294,16 @@ class Recipe:
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "document"
-            raise RecipeError(f"recipe {json_path} is invalid at {where}: {first['msg']}") from None
+            raise RecipeRefused(f"recipe {json_path} is invalid at {where}: {first['msg']}") from None
         try:
             engine_cls = engine_class(doc.engine.name)
         except EngineError as exc:
             raise RecipeError(f"recipe {folder}: {exc}") from None
         if _content_hash(doc.model_copy(update={"content_hash": ""}), blob) != doc.content_hash:
-            raise RecipeError(f"recipe {folder} does not match its content hash: it was modified or damaged "
+            raise RecipeRefused(f"recipe {folder} does not match its content hash: it was modified or damaged "
                               "after it was saved")
+        if authenticate and (problem := authenticity_problem(folder, doc.content_hash)):
+            raise RecipeRefused(problem)
         try:
             arrays = load_safetensors(blob)
         except (SafetensorError, ValueError, OSError) as exc:
@@ -277,6 +344,61 @@ class Recipe:
         except RegistrationError as exc:
             raise RecipeError(f"recipe {folder}: {exc}") from None
         return cls(doc, region, engine, folder)
+
+
+def _seal(content_hash: str) -> str:
+    return trust.seal(SEAL_DOMAIN, content_hash.encode("utf-8"))
+
+
+def bundled_hashes() -> dict[str, str]:
+    """{content hash: recipe name} of the recipes shipped in resources/recipes (empty when none are listed)."""
+    from station.core.resources import resources_dir
+
+    try:
+        path = resources_dir() / "recipes" / TRUSTED_FILE
+        if not path.is_file() or path.stat().st_size > 64 * 1024:
+            return {}
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (StationError, OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        log.warning("the list of bundled recipes cannot be read: %s", exc)
+        return {}
+    recipes = doc.get("recipes") if isinstance(doc, dict) else None
+    if not isinstance(recipes, dict):
+        return {}
+    return {str(h): str(name) for name, h in recipes.items() if isinstance(h, str)}
+
+
+def authenticity_problem(folder: Path, content_hash: str) -> str:
+    """'' when this station trusts the recipe in `folder` (its seal, or a bundled recipe's hash), else why not."""
+    if content_hash in bundled_hashes():
+        return ""
+    seal_path = folder / SEAL_FILE
+    try:
+        sealed = seal_path.read_text(encoding="ascii").strip() if seal_path.is_file() and \
+            seal_path.stat().st_size <= 1024 else ""
+        why = trust.seal_problem(SEAL_DOMAIN, content_hash.encode("utf-8"), sealed)
+    except (OSError, UnicodeDecodeError) as exc:
+        why = f"its seal cannot be read ({exc})"
+    except trust.TrustError as exc:
+        return f"recipe {folder} cannot be checked: {exc}"
+    if not why:
+        return ""
+    return (f"recipe {folder} is refused: {why}. Only recipes saved on this station, or accepted on it with "
+            f"`station trust-recipe {folder}`, are used")
+
+
+def seal_recipe(folder: str | Path) -> Recipe:
+    """Accept a recipe made elsewhere (or before seals existed): validate it fully, then seal it with this
+    station's key. The caller is the key holder (SECURITY.md) and records the act in the audit log."""
+    recipe = Recipe._load(Path(folder))
+    target = recipe.path / SEAL_FILE
+    tmp = target.with_name(f".{SEAL_FILE}.tmp")
+    try:
+        tmp.write_text(_seal(recipe.content_hash) + "\n", encoding="ascii")
+        os.replace(tmp, target)
+    except (OSError, trust.TrustError) as exc:
+        raise RecipeError(f"cannot seal recipe {recipe.path}: {exc}") from None
+    return recipe
 
 
 def _content_hash(doc: RecipeDoc, blob: bytes) -> str:

@@ -21,6 +21,7 @@ from station.core.engines.rt_attention_shift import (CHROMA_TOKENS, CONFUSION_PR
                                                     DisplacementHead)
 from station.core.engines.rt_attention_tokens import CONTEXT, RTTokenHead
 from station.core.engines.rt_engine import RTEngine
+from station.core.engines.settings import RTAttentionSettings, check_settings
 from station.core.errors import EngineError
 from station.core.rt import METRIC_SETS, UnitSpace, cell_vectors, rt_metrics
 from station.core.verdict import calibrate_thresholds
@@ -142,6 +143,7 @@ class RTAttentionEngine(RTTokenHead, DisplacementHead, RecipeArrays, Engine):
         tau = self.config["temperature"]
         if not isinstance(tau, (int, float)) or not np.isfinite(tau) or tau <= 0:
             raise EngineError(f"rt-attention: temperature must be a positive number, not {tau!r}")
+        check_settings(RTAttentionSettings, self.config, self.name)
         self._rt = RTEngine(grid, {k: self.config[k] for k in ("metrics", "search_px", "ridge", "folds")})
         self.classes: list[str] = []  # good first; empty until fitted
         self.modes: dict[str, ModeSpace] = {}

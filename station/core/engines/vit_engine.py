@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from station.core.engines.base import Engine, EngineOutput, FitReport, Progress, TrainingSet
+from station.core.engines.settings import ViTSettings, check_settings
 from station.core.errors import EngineError
 from station.core.grid import CellGrid
 
@@ -64,6 +65,7 @@ class ViTEngine(Engine):
         if self.config["train_defaults"] not in TRAIN_DEFAULTS:
             raise EngineError(f"train_defaults must be one of {sorted(TRAIN_DEFAULTS)}, "
                               f"not {self.config['train_defaults']!r}")
+        check_settings(ViTSettings, self.config, self.name)
         self.model = None
         self.soart = None
         self._device = _torch_device()

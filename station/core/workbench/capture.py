@@ -8,9 +8,11 @@ reads. Deleting moves a file to `ROOT/.trash/` from where it can be restored. A 
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,7 +24,10 @@ import numpy as np
 from station.core.dataset import MAX_MANIFEST_BYTES, OK_CLASS
 from station.core.imageio import is_image_file
 from station.core.workbench._fs import describe, fsync_dir, read_json, write_bytes_atomic, write_json_atomic
-from station.core.workbench.errors import CaptureError
+from station.core.workbench.audit import AuditLog
+from station.core.workbench.errors import AuditError, CaptureError
+
+log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 TRASH = ".trash"
@@ -95,11 +100,24 @@ def encode_png(frame: np.ndarray) -> bytes:
 class DatasetFolder:
     """Capture into, browse and edit an ImageFolder dataset. Thread-safe (one lock per folder object)."""
 
-    def __init__(self, root: str | Path, ok_class: str = OK_CLASS) -> None:
+    def __init__(self, root: str | Path, ok_class: str = OK_CLASS, audit: AuditLog | None = None,
+                 actor: Callable[[], dict[str, str]] | None = None) -> None:
         self.root = Path(root)
         self.ok_class = ok_class
         self.pending: list[PendingFrame] = []
         self._lock = threading.RLock()
+        self.audit = audit  # capture, relabel, delete and restore are recorded here, by `actor()`
+        self._actor = actor
+
+    def _record(self, action: str, what: str, old: Any = None, new: Any = None) -> None:
+        """Audit a change of the dataset before it is made; one that cannot be recorded is not made."""
+        if self.audit is None:
+            return
+        actor = self._actor() if self._actor is not None else {"role": "?", "user": "?"}
+        try:
+            self.audit.record(actor, action, what, old, new, dataset=str(self.root))
+        except AuditError as exc:
+            raise CaptureError(str(exc)) from None
 
     # -- manifest ------------------------------------------------------------------------------
     def _read_manifest(self, path: Path | None = None) -> dict[str, Any]:
@@ -164,10 +182,20 @@ class DatasetFolder:
         cell = _check_cell(cell)
         data = encode_png(frame)
         try:
-            return self._store(data, label, cell)
+            item = self._store(data, label, cell)
         except CaptureError as exc:
             self.pending.append(PendingFrame(np.array(frame, copy=True), label, cell, str(exc)))
             raise CaptureError(f"{exc}; the frame is kept for a retry ({len(self.pending)} waiting)") from None
+        self._record_capture(item)
+        return item
+
+    def _record_capture(self, item: DatasetItem) -> None:
+        """A capture adds a file and loses nothing: it is recorded after it is saved (its name known)."""
+        try:
+            self._record("capture", f"{item.label}/{item.path.name}", None,
+                         {"label": item.label, "cell": list(item.cell) if item.cell else None})
+        except CaptureError as exc:
+            log.error("the capture of %s was not recorded: %s", item.path, exc)
 
     def retry_pending(self) -> list[DatasetItem]:
         """Store the frames whose capture failed; those that fail again stay pending (the error is raised)."""
@@ -177,6 +205,7 @@ class DatasetFolder:
                 p = self.pending[0]
                 stored.append(self._store(encode_png(p.frame), p.label, p.cell))
                 self.pending.pop(0)
+                self._record_capture(stored[-1])
         return stored
 
     def _store(self, png: bytes, label: str, cell: tuple[int, int] | None) -> DatasetItem:
@@ -230,6 +259,8 @@ class DatasetFolder:
             new_entry = {**entry, "file": f"{label}/{target.name}", "class": label,
                          "cell": list(new_cell) if new_cell else None}
             doc["images"] = [i for i in doc["images"] if i["file"] != old_key] + [new_entry]
+            self._record("relabel", old_key, {"label": old_label, "cell": entry.get("cell")},
+                         {"label": label, "file": new_entry["file"], "cell": new_entry["cell"]})
             self._move_with_manifest(path, target, doc, "relabel")
             return DatasetItem(target, label, new_cell)
 
@@ -243,6 +274,7 @@ class DatasetFolder:
             trash = self.root / TRASH
             stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
             target = trash / f"{stamp}__{label}__{path.name}"
+            self._record("delete", key, {"label": label, "cell": entry.get("cell")}, {"trash": target.name})
             try:
                 trash.mkdir(exist_ok=True)
                 index = self._read_manifest(trash / TRASH_INDEX)
@@ -289,6 +321,7 @@ class DatasetFolder:
                 target.parent.mkdir(exist_ok=True)
             except OSError as exc:
                 raise CaptureError(f"cannot restore {name}: {describe(exc)}") from None
+            self._record("restore", f"{label}/{target.name}", {"trash": trash_name}, {"label": label})
             self._move_with_manifest(source, target, doc, "restore")
             index["images"] = [i for i in index["images"] if i["file"] != trash_name]
             try:

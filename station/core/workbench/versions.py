@@ -4,11 +4,16 @@ Saving always adds a version and never touches an existing one. Switching and ro
 rewrite the small `active` pointer (atomically), after the target bundle has been loaded and its
 content hash checked. If the store folder disappears, every call says so and changes nothing: the
 recipe the line runs stays loaded in memory.
+
+Every bundle is sealed by the station key (Recipe.load refuses one that is not), and so is the
+`active` pointer; loading the active version also compares the bundle's content hash with the one
+the pointer recorded, so neither an edited version nor an edited pointer is run.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -19,11 +24,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from station.core import trust
 from station.core.errors import StationError
-from station.core.recipe import RECIPE_FILE, Recipe
+from station.core.recipe import RECIPE_FILE, Recipe, authenticity_problem
 from station.core.workbench._fs import describe, fsync_dir, read_json, write_json_atomic
 from station.core.workbench.audit import AuditLog, utc_now
 from station.core.workbench.errors import AccessError, VersionStoreError
+
+log = logging.getLogger(__name__)
 
 ACTIVE_FILE = "active"
 METRICS_FILE = "metrics.json"
@@ -31,6 +39,7 @@ VERSION_FILE = "version.json"
 VERSION_NAME = re.compile(r"^v(\d{4,6})$")
 MAX_SMALL_JSON = 4 * 1024 * 1024
 MAX_HISTORY = 100
+POINTER_DOMAIN = "active-version"
 
 
 class _ActivePointer(BaseModel):
@@ -41,6 +50,11 @@ class _ActivePointer(BaseModel):
     content_hash: str = Field(max_length=200)
     since: str = Field(max_length=64)
     history: list[str] = Field(default_factory=list, max_length=MAX_HISTORY)  # previously active, oldest first
+    seal: str = Field(default="", max_length=200)
+
+    def body(self, root: Path) -> bytes:
+        """What the seal covers: the pointer and the store it points in (no copying it into another store)."""
+        return trust.canonical({"store": str(root.resolve()), **self.model_dump(exclude={"seal"})})
 
 
 @dataclass
@@ -102,12 +116,20 @@ class VersionStore:
         if not path.exists():
             return None
         try:
-            return _ActivePointer.model_validate(read_json(path, MAX_SMALL_JSON))
+            pointer = _ActivePointer.model_validate(read_json(path, MAX_SMALL_JSON))
         except OSError as exc:
             raise VersionStoreError(f"cannot read {path}: {describe(exc)}") from None
-        except (ValueError, ValidationError):
+        except (ValueError, ValidationError, RecursionError):
             raise VersionStoreError(f"the active-version pointer {path} is damaged; activate a version "
                                     "to repair it") from None
+        try:
+            why = trust.seal_problem(POINTER_DOMAIN, pointer.body(self.root), pointer.seal)
+        except trust.TrustError as exc:
+            raise VersionStoreError(f"the active-version pointer cannot be checked: {exc}") from None
+        if why:
+            raise VersionStoreError(f"the active-version pointer {path} is refused: {why}; an engineer "
+                                    "activates a version to repair it")
+        return pointer
 
     def active_version(self) -> str | None:
         self._check()
@@ -137,9 +159,11 @@ class VersionStore:
             info.content_hash = str(doc["content_hash"])
             info.thresholds = (float(doc["thresholds"]["review"]), float(doc["thresholds"]["ng"]))
             info.provenance = dict(doc.get("provenance") or {})
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
             info.error = f"damaged: {RECIPE_FILE} cannot be read ({exc.__class__.__name__})"
             return info
+        if authenticity_problem(path, info.content_hash):
+            info.error = "refused: not sealed by this station (edited, or made elsewhere)"
         for name, apply in ((VERSION_FILE, self._apply_version_meta), (METRICS_FILE, self._apply_metrics)):
             p = path / name
             if p.exists():
@@ -169,14 +193,34 @@ class VersionStore:
             raise VersionStoreError(f"version {path.name} is not in the recipe store {self.root}")
         try:
             return Recipe.load(path)
-        except StationError as exc:
+        except StationError as exc:  # a refused bundle is recorded by Recipe.load in the station's audit log
             raise VersionStoreError(f"version {path.name} cannot be used: {exc}") from None
 
+    def _refused(self, what: str, why: str) -> None:
+        """A version or pointer the station would not run is recorded (an edit without the key leaves a trace)."""
+        try:
+            self._audit({"role": "station", "user": "station"}, "recipe_refused", f"{what} in {self.root}", None, why)
+        except StationError as exc:
+            log.error("the refusal of %s was not recorded: %s", what, exc)
+
     def load_active(self) -> Recipe:
-        version = self.active_version()
-        if version is None:
+        """The active version, loaded and checked, and its content hash compared with the pointer's."""
+        self._check()
+        try:
+            pointer = self._pointer()
+        except VersionStoreError as exc:
+            if self.root.is_dir():
+                self._refused("the active-version pointer", str(exc))
+            raise
+        if pointer is None:
             raise VersionStoreError(f"the recipe store {self.root} has no active version yet")
-        return self.load(version)
+        recipe = self.load(pointer.version)
+        if recipe.content_hash != pointer.content_hash:
+            why = (f"version {pointer.version} is not the recipe that was activated (its content hash differs from "
+                   "the one the active pointer recorded): refused")
+            self._refused(f"version {pointer.version}", why)
+            raise VersionStoreError(why)
+        return recipe
 
     # -- changing ------------------------------------------------------------------------------
     @staticmethod
@@ -274,6 +318,10 @@ class VersionStore:
             history = (history + [current.version])[-MAX_HISTORY:]
         pointer = _ActivePointer(schema_version=1, version=name, content_hash=recipe.content_hash, since=utc_now(),
                                  history=history)
+        try:
+            pointer.seal = trust.seal(POINTER_DOMAIN, pointer.body(self.root))
+        except trust.TrustError as exc:
+            raise VersionStoreError(f"cannot switch to {name}: {exc}; the active version is unchanged") from None
         self._audit(actor, "rollback" if _rollback else "activate_version", f"recipe store {self.root}",
                     self._summary(current.version if current else None), self._summary(name))
         try:

@@ -41,7 +41,11 @@ class EngineerModeButton(QToolButton):
 
     def _refresh(self) -> None:
         left = self.workbench.session.seconds_until_lock()
-        if left is None:
+        if left is None and self.workbench.pins.problem:
+            self.setText("Operator \u2013 engineer mode locked")
+            self.setToolTip(self.workbench.pins.problem)
+            self.setStyleSheet("QToolButton { background:#8b1e1e; color:white; }")
+        elif left is None:
             self.setText("Operator \u2013 unlock engineer mode\u2026")
             self.setToolTip("Operator mode: the line runs, nothing can be changed. Click and enter the engineer PIN.")
             self.setStyleSheet("")

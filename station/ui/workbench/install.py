@@ -171,4 +171,6 @@ def install_workbench(main_window: QMainWindow, root: str | Path | None = None, 
         message = workbench.apply_active_version()
         if message and hasattr(main_window, "add_to_banner"):
             main_window.add_to_banner(message)  # beside, not over, a start-up message (settings set aside)
+    for problem in workbench.trust_problems() if hasattr(main_window, "add_to_banner") else ():
+        main_window.add_to_banner(problem)  # a broken audit log or a locked PIN file is shown from the start
     return EngineerMenu(main_window, workbench, validation)

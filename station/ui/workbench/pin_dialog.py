@@ -1,4 +1,5 @@
-"""The engineer PIN prompt: unlock engineer mode, or set the first PIN (entered twice) when none exists."""
+"""The engineer PIN prompt: unlock engineer mode, or set the first PIN (entered twice) on a station that never
+had one. A missing, damaged or foreign PIN file locks engineer mode: the dialog says why and takes no PIN."""
 
 from __future__ import annotations
 
@@ -13,11 +14,22 @@ class PinDialog(QDialog):
     def __init__(self, workbench: Workbench, parent=None) -> None:
         super().__init__(parent)
         self.workbench = workbench
-        self.setting_first_pin = not workbench.pins.has_pin
+        workbench.pins.reload()  # a PIN file restored (or removed) while the station ran
+        self.locked = workbench.pins.problem
+        self.setting_first_pin = not self.locked and not workbench.pins.has_pin
         self.setWindowTitle("Set the engineer PIN" if self.setting_first_pin else "Engineer mode")
-        self.intro = QLabel(
-            "No engineer PIN is set on this station yet. Choose one (4 to 12 digits); it is stored only as a "
-            "salted hash." if self.setting_first_pin else "Enter the engineer PIN to unlock engineer mode.", self)
+        if self.locked:
+            text = self.locked
+            try:  # the attempt is refused, and recorded as refused
+                workbench.unlock("")
+            except AccessError:
+                pass
+        elif self.setting_first_pin:
+            text = ("No engineer PIN was ever set on this station. Choose one (4 to 12 digits); it is stored only "
+                    "as a salted hash, and setting it is recorded in the audit log.")
+        else:
+            text = "Enter the engineer PIN to unlock engineer mode."
+        self.intro = QLabel(text, self)
         self.intro.setWordWrap(True)
         self.pin = QLineEdit(self)
         self.pin.setEchoMode(QLineEdit.EchoMode.Password)
@@ -44,11 +56,17 @@ class PinDialog(QDialog):
         layout.addLayout(form)
         layout.addWidget(self.error)
         layout.addWidget(buttons)
+        if self.locked:
+            self.intro.setStyleSheet("color:#ff6b6b;")
+            self.pin.setEnabled(False)
+            buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(False)
 
     def submit(self) -> bool:
         """Check the PIN; on success the dialog is accepted (engineer mode on), else it says why and stays."""
         pin = self.pin.text()
         try:
+            if self.locked:
+                self.workbench.unlock(pin)  # refused (and recorded) unless the PIN file came back
             if self.setting_first_pin:
                 if pin != self.repeat.text():
                     raise AccessError("the two PINs differ")

@@ -1,5 +1,6 @@
 """Recipe versions: the list with engine, thresholds and stored metrics; switch, roll back, publish the
-candidate; the audit log's latest entries. Every change goes through the Workbench (audited first)."""
+candidate; the audit log's latest entries, with a red line when its chain is broken (and a button for an
+engineer to acknowledge it, recorded). Every change goes through the Workbench (audited first)."""
 
 from __future__ import annotations
 
@@ -38,6 +39,15 @@ class VersionsPanel(QWidget):
         self.publish_button = QPushButton("Publish the candidate (as trained)", self)
         self.status = QLabel("", self)
         self.status.setWordWrap(True)
+        self.audit_alarm = QLabel("", self)
+        self.audit_alarm.setObjectName("audit-alarm")
+        self.audit_alarm.setWordWrap(True)
+        self.audit_alarm.setStyleSheet("background:#8b1e1e; color:white; padding:4px; font-weight:600;")
+        self.audit_alarm.hide()
+        self.acknowledge_button = QPushButton("Acknowledge (recorded)", self)
+        self.acknowledge_button.setToolTip("You have looked into the audit problem; the acknowledgement is recorded "
+                                           "in the audit log and the red line goes until the next problem.")
+        self.acknowledge_button.hide()
         self.audit = QPlainTextEdit(self)
         self.audit.setReadOnly(True)
         self.audit.setMaximumHeight(140)
@@ -55,11 +65,16 @@ class VersionsPanel(QWidget):
         layout.addLayout(publish)
         layout.addWidget(self.status)
         layout.addWidget(QLabel("Audit log (latest first)", self))
+        alarm = QHBoxLayout()
+        alarm.addWidget(self.audit_alarm, 1)
+        alarm.addWidget(self.acknowledge_button)
+        layout.addLayout(alarm)
         layout.addWidget(self.audit)
 
         self.switch_button.clicked.connect(self.switch_selected)
         self.rollback_button.clicked.connect(self.rollback)
         self.publish_button.clicked.connect(self.publish_candidate)
+        self.acknowledge_button.clicked.connect(self.acknowledge_audit)
         workbench.versions_changed.connect(self.refresh)
         workbench.candidate_changed.connect(self._on_role_or_candidate)
         workbench.service.recipe_changed.connect(self.refresh)
@@ -71,6 +86,7 @@ class VersionsPanel(QWidget):
         self.switch_button.setEnabled(engineer)
         self.rollback_button.setEnabled(engineer)
         self.publish_button.setEnabled(engineer and self.workbench.candidate is not None)
+        self.acknowledge_button.setEnabled(engineer)
 
     def refresh(self) -> None:
         recipe = self.workbench.service.recipe
@@ -104,6 +120,10 @@ class VersionsPanel(QWidget):
         except StationError as exc:
             entries = []
             self.audit.setPlainText(str(exc))
+        problem = self.workbench.audit_check.problem
+        self.audit_alarm.setText(f"Audit log: {problem}" if problem else "")
+        self.audit_alarm.setVisible(bool(problem))
+        self.acknowledge_button.setVisible(bool(problem))
         if entries:
             self.audit.setPlainText("\n".join(
                 f"{e['time'][:19].replace('T', ' ')}  {e['user']:<10} {e['action']:<17} "
@@ -135,6 +155,10 @@ class VersionsPanel(QWidget):
 
     def rollback(self) -> bool:
         return self._do("roll back", self.workbench.rollback)
+
+    def acknowledge_audit(self) -> bool:
+        return self._do("acknowledge the audit problem", self.workbench.acknowledge_audit,
+                        self.note.text().strip())
 
     def publish_candidate(self) -> bool:
         if self.workbench.candidate is None:

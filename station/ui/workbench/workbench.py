@@ -8,7 +8,7 @@ Every panel takes this object in its constructor; it owns no widget. Changes of 
 
 from __future__ import annotations
 
-import os
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -17,21 +17,17 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from station.core.dataset import Dataset, Sample, load_dataset
 from station.core.errors import StationError
 from station.core.recipe import Recipe
-from station.core.settings import config_dir
-from station.core.workbench import AuditLog, DatasetFolder, PinStore, Role, Session, VersionStore
-from station.core.workbench.errors import AccessError, VersionStoreError, WorkbenchError
+from station.core.workbench import AuditLog, DatasetFolder, PinStore, Role, Session, VersionStore, default_root
+from station.core.workbench.audit import AuditCheck
+from station.core.workbench.errors import AccessError, AuditError, VersionStoreError, WorkbenchError
 from station.core.workbench.versions import VersionInfo
 from station.ui.live_service import LiveService
+
+log = logging.getLogger(__name__)
 
 
 #: classes of auto-captured NG / REVIEW frames: shown in the browser to be relabelled, never trained on
 AUTO_PREFIX = "auto_"
-
-
-def default_root() -> Path:
-    """`STATION_WORKBENCH_DIR`, else `<config folder>/workbench` (PIN, audit log, recipe store, datasets)."""
-    env = os.environ.get("STATION_WORKBENCH_DIR")
-    return Path(env) if env else config_dir() / "workbench"
 
 
 class Workbench(QObject):
@@ -48,13 +44,15 @@ class Workbench(QObject):
         super().__init__(parent)
         self.service = service
         self.root = Path(root) if root is not None else default_root()
-        self.pins = PinStore(self.root / "engineer_pin.json", **({"n": pin_cost} if pin_cost else {}))
-        self.session = Session(self.pins, idle_seconds=idle_seconds)
         self.audit = AuditLog(self.root / "audit.jsonl")
+        self.audit_check = self.check_audit()
+        self.pins = PinStore(self.root / "engineer_pin.json", audit=self.audit, **({"n": pin_cost} if pin_cost else {}))
+        self.session = Session(self.pins, idle_seconds=idle_seconds, audit=self.audit)
         self.store_root = self.root / "recipes"
         self._versions: VersionStore | None = None
         recipe_name = service.recipe.name if service.recipe is not None else "recipe"
-        self.dataset = DatasetFolder(Path(dataset_root) if dataset_root else self.root / "datasets" / recipe_name)
+        self.dataset = DatasetFolder(Path(dataset_root) if dataset_root else self.root / "datasets" / recipe_name,
+                                     audit=self.audit, actor=self._actor)
         try:  # the capture folder is made once here; one that vanishes later is reported, not re-made
             self.dataset.root.mkdir(parents=True, exist_ok=True)
         except OSError:
@@ -95,6 +93,39 @@ class Workbench(QObject):
 
     def shutdown(self) -> None:
         self._idle.stop()
+
+    def _actor(self) -> dict[str, str]:
+        return self.session.actor
+
+    # -- trust ----------------------------------------------------------------------------------
+    def check_audit(self) -> AuditCheck:
+        """Verify the audit chain; a break found for the first time is recorded in the log itself."""
+        check = self.audit.verify()
+        if check.unrecorded:
+            try:
+                self.audit.ensure_recorded(check)
+            except AuditError as exc:
+                log.error("a broken audit log could not be recorded: %s", exc)
+        if not check.ok:
+            log.error("audit log: %s", check.problem)
+        self.audit_check = check
+        return check
+
+    def trust_problems(self) -> list[str]:
+        """What the station must show in red: a broken audit log, a locked PIN file ([] when all is well)."""
+        out = []
+        if not self.audit_check.ok:
+            out.append(f"Audit log: {self.audit_check.problem}")
+        if self.pins.problem:
+            out.append(f"Engineer mode: {self.pins.problem}")
+        return out
+
+    def acknowledge_audit(self, note: str = "") -> None:
+        """An engineer has looked into the audit problems: record it; the red message goes."""
+        self.require_engineer("acknowledging audit problems")
+        self.audit.acknowledge(self.session.actor, self.audit_check, note)
+        self.check_audit()
+        self.versions_changed.emit()
 
     # -- versions -------------------------------------------------------------------------------
     @property
@@ -156,7 +187,7 @@ class Workbench(QObject):
             version = store.active_version()
             if version is None:
                 return ""
-            recipe = store.load(version)
+            recipe = store.load_active()
         except StationError as exc:
             return f"The active recipe version could not be loaded ({exc}); the line keeps its recipe."
         current = self.service.recipe
