@@ -19,8 +19,8 @@ logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
 MAX_IMAGE_BYTES = 256 * 1024 * 1024
-# a pixel budget read from the header, before decoding: 50 MP is a 8192 x 6104 camera; 3 bytes a pixel and the
-# registration's grey copies keep one frame well under 1 GB. OpenCV's warps take sides below 32767 px.
+# a pixel budget read from the header, before decoding: 50 MP is a 8192 x 6104 camera. `station inspect` of one
+# 7000 x 7000 RGB PNG peaks at 534 MB resident (grey: 300 MB). OpenCV's warps take sides below 32767 px.
 MAX_PIXELS = 50_000_000
 MAX_SIDE = 20_000
 MIN_SIDE = 16  # below this a frame holds no part to register
@@ -73,6 +73,9 @@ def read_image(path: str | Path) -> np.ndarray:
             pixels = _pixels(image, path)
         except ImageError:
             raise
+        except MemoryError:
+            w, h = image.size
+            raise ImageError(f"not enough memory to decode image {path} ({w} x {h} px)") from None
         except Exception as exc:  # noqa: BLE001 - a decoder fed damaged bytes raises anything; the file is bad
             logger.debug("decoding %s failed", path, exc_info=True)
             raise ImageError(f"corrupt or unsupported image file: {path} ({_why(exc)})") from None
@@ -132,6 +135,11 @@ def _pixels(image: Image.Image, path: Path) -> np.ndarray:
     if mode.startswith("I;") or mode in ("F", "F;32F") or mode not in _CONVERTIBLE:
         raise ImageError(f"image {path} has pixels of type {mode!r} (signed, floating point or unknown); save it "
                          "as 8- or 16-bit unsigned")
+    # no converted copy in Pillow first: one frame fewer in memory; the array is the caller's to write into
+    if mode == "RGB":
+        return np.array(image)
+    if mode in ("L", "RGBA"):
+        return to_rgb(np.asarray(image))
     return np.ascontiguousarray(np.asarray(image.convert("RGB")))
 
 

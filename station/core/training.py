@@ -109,7 +109,7 @@ def labelled_images(data: Dataset, limit: int = 160, images: list[np.ndarray] | 
         return [(images[i], data.samples[i].cell) for i in index]
     read, kept, skipped = read_readable([data.samples[i].path for i in index])
     for line in skipped:
-        logger.warning("labelled image left out: %s", line)
+        logger.info("labelled image left out: %s", line)
     return [(im, data.samples[index[k]].cell) for im, k in zip(read, kept)]
 
 
@@ -162,7 +162,7 @@ def read_training_images(data: Dataset) -> tuple[Dataset, list[np.ndarray], list
         first = f" ({skipped[0]})" if skipped else ""
         raise DatasetError(f"{data.root} has no readable 'good' images{first}")
     for line in skipped:
-        logger.warning("image left out of training: %s", line)
+        logger.info("image left out of training: %s", line)
     return Dataset(data.root, data.layout, samples), images, skipped
 
 
