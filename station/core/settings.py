@@ -24,6 +24,7 @@ SETTINGS_VERSION = 1
 SETTINGS_FILE = "settings.json"
 MAX_SETTINGS_BYTES = 1024 * 1024
 ENV_PREFIX = "STATION_"
+MAX_TEXT = 4096  # a path, a URL or a source name; longer is not a setting but damage
 
 
 class SettingsError(StationError):
@@ -54,17 +55,17 @@ class StationSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", validate_assignment=True)
 
     version: int = SETTINGS_VERSION
-    source: str = Field("demo", description="demo, camera:N, a video file or an image folder")
-    recipe: str | None = Field(None, description="recipe folder; None: the bundled recipe")
+    source: str = Field("demo", max_length=MAX_TEXT, description="demo, camera:N, a video file or an image folder")
+    recipe: str | None = Field(None, max_length=MAX_TEXT, description="recipe folder; None: the bundled recipe")
     demo_fps: float = Field(30.0, gt=0, le=240)
     overlay_visible: bool = True
     overlay_opacity: float = Field(0.55, ge=0.0, le=1.0)
     recent_results: int = Field(12, ge=1, le=100)
     last_ng_kept: int = Field(10, ge=1, le=100)
-    results_db: str | None = Field(None, description="SQLAlchemy URL of the result log; None: results.db in the "
+    results_db: str | None = Field(None, max_length=MAX_TEXT, description="SQLAlchemy URL of the result log; None: results.db in the "
                                                      "user data folder")
     archive: str = Field("ng", pattern="^(none|ng|all)$", description="which inspected images are archived")
-    archive_dir: str | None = Field(None, description="image archive folder; None: archive/ in the user data folder")
+    archive_dir: str | None = Field(None, max_length=MAX_TEXT, description="image archive folder; None: archive/ in the user data folder")
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings: PydanticBaseSettingsSource,
