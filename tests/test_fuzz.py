@@ -113,7 +113,11 @@ def test_bad_settings_json_is_set_aside(tmp_path, monkeypatch, kind, text):
     assert len(list(tmp_path.glob(f"{SETTINGS_FILE}.bad-*"))) == 1
 
 
-NEEDS_BOUNDED_RECIPE_JSON = {"nested-lists", "nested-objects", "unclosed-nesting", "huge-number"}
+# until recipe.py reads recipe.json through station.core.jsonio.loads_bounded (a one-line change, owned elsewhere)
+# these four end in an internal error; strict: the marks go away by themselves once it does
+RECIPE_JSON_BOUNDED = "loads_bounded" in (REPO / "station" / "core" / "recipe.py").read_text(encoding="utf-8")
+NEEDS_BOUNDED_RECIPE_JSON = set() if RECIPE_JSON_BOUNDED else {"nested-lists", "nested-objects", "unclosed-nesting",
+                                                               "huge-number"}
 
 
 @pytest.mark.parametrize("kind, text", [

@@ -33,8 +33,9 @@ def _no_constants(name: str) -> Any:
 
 
 def loads_bounded(text: str, where: str, error: type[StationError] = StationError, max_depth: int = MAX_DEPTH,
-                  max_bytes: int = MAX_JSON_BYTES) -> Any:
-    """Parse `text` (from `where`, named in messages) as JSON within the bounds, or raise `error`."""
+                  max_bytes: int = MAX_JSON_BYTES, allow_nan: bool = False) -> Any:
+    """Parse `text` (from `where`, named in messages) as JSON within the bounds, or raise `error`. `allow_nan`
+    takes NaN and Infinity, as Python's json.dumps writes them, for files whose reader checks its numbers."""
     if len(text) > max_bytes:
         raise error(f"{where} is too large to be read as JSON ({len(text)} characters, at most {max_bytes})")
     depth = nesting_depth(text)
@@ -42,7 +43,7 @@ def loads_bounded(text: str, where: str, error: type[StationError] = StationErro
         raise error(f"{where} nests {depth} levels deep, more than the {max_depth} allowed; it is not a file the "
                     "station wrote")
     try:
-        return json.loads(text, parse_constant=_no_constants)
+        return json.loads(text, parse_constant=None if allow_nan else _no_constants)
     except json.JSONDecodeError as exc:
         raise error(f"{where} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
     except (ValueError, RecursionError) as exc:  # NaN, Infinity, integers of thousands of digits
@@ -51,7 +52,7 @@ def loads_bounded(text: str, where: str, error: type[StationError] = StationErro
 
 
 def load_json_file(path: str | Path, error: type[StationError] = StationError, max_depth: int = MAX_DEPTH,
-                   max_bytes: int = MAX_JSON_BYTES) -> Any:
+                   max_bytes: int = MAX_JSON_BYTES, allow_nan: bool = False) -> Any:
     """Read a JSON file within the bounds, or raise `error` (one line naming the file)."""
     path = Path(path)
     try:
@@ -63,4 +64,4 @@ def load_json_file(path: str | Path, error: type[StationError] = StationError, m
         raise error(f"cannot read {path}: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
         raise error(f"{path} is not UTF-8 text (byte {exc.start})") from None
-    return loads_bounded(text, str(path), error, max_depth, max_bytes)
+    return loads_bounded(text, str(path), error, max_depth, max_bytes, allow_nan)
