@@ -250,3 +250,9 @@ def test_a_bad_environment_variable_is_named_in_one_line(tmp_path, monkeypatch):
         load_settings()
     assert "\n" not in str(info.value)
     assert (tmp_path / SETTINGS_FILE).exists()  # the file was not to blame: not set aside
+
+
+def test_a_huge_frame_from_a_camera_never_reaches_the_warp(synthetic_recipe):
+    frame = np.zeros((30000, 30000), np.uint8)  # untouched zero pages: no memory until written
+    result = Inspector(Recipe.load(synthetic_recipe)).inspect(frame)
+    assert result.verdict.value == "NG" and "over the limit" in result.message

@@ -17,7 +17,7 @@ import numpy as np
 
 from station.core.errors import RegistrationError
 from station.core.grid import CellGrid
-from station.core.imageio import to_gray, to_rgb
+from station.core.imageio import MAX_PIXELS, MAX_SIDE, to_gray, to_rgb
 from station.core.pattern import PatternSearch, Roi, canonical_to_golden, compose, correlation, refine_ecc
 
 WORK_WIDTH = 320  # frames are located at about this width; the crop is taken from the full frame
@@ -175,10 +175,13 @@ class Registrar:
     def register(self, frame: np.ndarray) -> Registered:
         """The part found in `frame` and warped to the canonical crop; RegistrationError (one line) if it cannot
         be, whatever OpenCV makes of an odd frame."""
-        rgb = to_rgb(frame)
-        h, w = rgb.shape[:2]
+        h, w = np.shape(frame)[:2] if np.ndim(frame) >= 2 else (0, 0)
         if min(h, w) < MIN_FRAME_SIDE:
             raise RegistrationError(f"frame of {w} x {h} px is too small to hold a part")
+        if h * w > MAX_PIXELS or max(h, w) > MAX_SIDE:  # a camera or video, not a file: OpenCV's warps crash
+            raise RegistrationError(f"frame of {w} x {h} px is over the limit of {MAX_PIXELS // 1_000_000} "
+                                    f"megapixels and {MAX_SIDE} px a side")
+        rgb = to_rgb(frame)
         try:
             return self._register(rgb)
         except cv2.error as exc:
