@@ -48,7 +48,7 @@ def test_corrupt_video_is_refused(tmp_path):
 
 def test_folder_with_a_corrupt_file_reads_the_rest(tmp_path):
     for i in range(3):
-        cv2.imwrite(str(tmp_path / f"{i}.png"), np.full((10, 10, 3), 50, np.uint8))
+        cv2.imwrite(str(tmp_path / f"{i}.png"), np.full((20, 20, 3), 50, np.uint8))  # 16 px a side at least
     (tmp_path / "1.png").write_bytes(b"broken")
     src = FolderSource(tmp_path)
     src.open()
