@@ -8,20 +8,44 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shlex
 import sys
 from pathlib import Path
 
 from station.core.errors import StationError
+from station.core.jsonio import loads_bounded
 
 EXIT_ERROR = 2
 EXIT_INTERNAL = 3
+SEED_MAX = 2**32 - 1
 
 
 def _emit(obj) -> None:
     sys.stdout.write(json.dumps(obj) + "\n")
     sys.stdout.flush()
+
+
+def _say(message: str) -> None:
+    """One line on stderr: what a person should know that is not an error."""
+    print("station: " + " ".join(message.split()), file=sys.stderr)
+
+
+def _report_skipped(skipped: list[str]) -> None:
+    if skipped:
+        more = f" (and {len(skipped) - 1} more, listed in the output)" if len(skipped) > 1 else ""
+        _say(f"left out {len(skipped)} image(s) that cannot be used: {skipped[0]}{more}")
+
+
+def _json_object_arg(text: str | None, option: str) -> dict:
+    """A command-line option holding a JSON object, read with the same bounds as any JSON file."""
+    if not text:
+        return {}
+    value = loads_bounded(text, option)
+    if not isinstance(value, dict):
+        raise StationError(f"{option} must be a JSON object such as '{{\"metrics\": \"rt\"}}', not {text[:40]!r}")
+    return value
 
 
 def _load_recipe(args):
@@ -45,12 +69,23 @@ GOODS_TO_TEACH = 200  # good images a proposal is made from (it samples MAX_PROP
 
 
 def _good_images(data, limit: int = GOODS_TO_TEACH):
-    from station.core.imageio import read_image
+    """The good images to teach from: unreadable files and images of another size than the camera's are left
+    out and named on stderr."""
+    from station.core.training import odd_sizes, read_readable
 
-    goods = [s.path for s in data.samples if s.label == "good"]
-    if not goods:
+    paths = [s.path for s in data.samples if s.label == "good"][:limit]
+    if not paths:
         raise StationError(f"{data.root} has no 'good' images to teach the part from")
-    return [read_image(p) for p in goods[:limit]]
+    goods, kept, skipped = read_readable(paths)
+    size, odd = odd_sizes([im.shape[:2] for im in goods])
+    if odd:
+        skipped += [f"{paths[kept[i]]}: {goods[i].shape[1]} x {goods[i].shape[0]} px, the other good images "
+                    f"{size[1]} x {size[0]} px" for i in odd]
+        goods = [im for i, im in enumerate(goods) if i not in set(odd)]
+    _report_skipped(skipped)
+    if not goods:
+        raise StationError(f"{data.root} has no readable 'good' images to teach the part from ({skipped[0]})")
+    return goods
 
 
 def _roi_arg(text: str | None):
@@ -70,9 +105,11 @@ def _roi_arg(text: str | None):
 
 def cmd_teach(args) -> int:
     from station.core.dataset import load_dataset
-    from station.core.teach import propose_setup
+    from station.core.outfolder import check_out_folder
+    from station.core.teach import SETUP_FILES, propose_setup
     from station.core.training import labelled_grid, labelled_images
 
+    check_out_folder(args.out, SETUP_FILES, "setup", args.data)
     data = load_dataset(Path(args.data), "train")
     goods = _good_images(data)
     grid = _grid_arg(args) or (None if args.cell_px else labelled_grid(data))
@@ -91,12 +128,23 @@ def cmd_train(args) -> int:
     from station.core.resources import demo_dir
     from station.core.teach import Setup
     from station.core.engines import engine_class
-    from station.core.training import labelled_images, one_camera, read_images, teach_for, train_recipe
+    from station.core.outfolder import check_not_over, check_out_folder
+    from station.core.teach import SETUP_FILES
+    from station.core.training import (RECIPE_FILES, labelled_images, one_camera, read_training_images, teach_for,
+                                       train_recipe)
 
     engine_class(args.engine)  # an unknown engine is said before any image is read
     data_root = Path(args.data) if args.data else demo_dir()
+    # nothing the station did not make is replaced: checked before the first image is read
+    out = check_out_folder(args.out, RECIPE_FILES, "recipe", data_root)
+    setup_out = out.with_name(out.name + ".setup")
+    if args.region == "pattern" and not args.setup:
+        check_out_folder(setup_out, SETUP_FILES, "setup", data_root, option="the proposed setup folder")
+    config = _json_object_arg(args.config, "--config")
     data = load_dataset(data_root, "train").sample_per_class(args.max_per_class, args.seed)
-    setup, setup_paths, images = None, {}, None
+    data, images, skipped = read_training_images(data)  # read once: the proposal and the training share them
+    _report_skipped(skipped)
+    setup, setup_paths = None, {}
     if args.region == "blob":
         grid = CellGrid.parse(args.grid or "3x9", args.cell_px or 24)
     elif args.setup:
@@ -105,7 +153,6 @@ def cmd_train(args) -> int:
         setup = Setup.load(args.setup)
         grid = setup.grid
     else:  # no taught setup: propose one, and show the engineer what was assumed
-        images = read_images(data)  # read once: the proposal and the training share them
         goods = [im for im, s in zip(images, data.samples) if s.label == "good"][:GOODS_TO_TEACH]
         if not goods:
             raise StationError(f"{data.root} has no 'good' images to teach the part from")
@@ -117,18 +164,18 @@ def cmd_train(args) -> int:
             setup = teach_for(data, goods, grid, args.cell_px, labelled_images(data, images=images, seed=args.seed))
             grid = setup.grid
             if int(os.environ.get("RANK", "0")) == 0:
-                setup_paths = setup.save(Path(args.out).with_name(Path(args.out).name + ".setup"), goods[:8])
+                setup_paths = setup.save(setup_out, goods[:8])
                 print(f"station: no --setup given; proposed grid {grid.cols}x{grid.rows} of {grid.cell_px} px "
                       f"cells, see {setup_paths.get('preview', setup_paths['setup'])}", file=sys.stderr)
-    config = json.loads(args.config) if args.config else {}
-    if not isinstance(config, dict):
-        raise StationError("--config must be a JSON object")
     if args.engine == "vit":  # run settings of the learned engine; checkpoints and curves go beside the recipe
         if args.epochs is not None:
             config["epochs"] = args.epochs
         if args.pretrained:
             config["pretrained"] = args.pretrained
-        config.setdefault("train_dir", args.train_dir or str(Path(args.out).with_name(Path(args.out).name + ".train")))
+        config.setdefault("train_dir", args.train_dir or str(out.with_name(out.name + ".train")))
+        if not isinstance(config["train_dir"], str):
+            raise StationError("--config: train_dir must be a folder name")
+        check_not_over(config["train_dir"], data_root, "the training folder")
         if args.quiet and isinstance(config.get("train", {}), dict):  # no progress bar either
             config["train"] = {"progress_bar": False, **config.get("train", {})}
     elif args.epochs is not None or args.pretrained or args.train_dir:
@@ -145,9 +192,10 @@ def cmd_train(args) -> int:
                                  cell_px=args.cell_px, images=images)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only the first process writes the recipe
         return 0
-    recipe.save(args.out)
+    recipe.save(out)
     _emit({"recipe": str(args.out), "engine": args.engine, "content_hash": recipe.content_hash,
            "thresholds": {"review": recipe.thresholds[0], "ng": recipe.thresholds[1]}, **stats,
+           **({"skipped_images": skipped} if skipped else {}),
            **({"proposed_setup": setup_paths} if setup_paths else {})})
     return 0
 
@@ -260,10 +308,47 @@ def cmd_bench(args) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors keep the command line's contract: one line, `station: error: ...`, exit 2."""
+
+    def error(self, message: str):
+        _say(f"error: {message} (see `{self.prog} --help`)")
+        raise SystemExit(EXIT_ERROR)
+
+
+def _int_in(low: int, high: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is outside {low}..{high}")
+        return value
+    return parse
+
+
+def _float_in(low: float, high: float):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not (math.isfinite(value) and low <= value <= high):
+            raise argparse.ArgumentTypeError(f"{text} is outside {low:g}..{high:g}")
+        return value
+    return parse
+
+
+SEED = _int_in(0, SEED_MAX)
+COUNT = _int_in(1, 10**9)
+FPS = _float_in(0.0, 1000.0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from station import __version__
 
-    p = argparse.ArgumentParser(prog="station", description="Visual inspection station (OK / NG / REVIEW).")
+    p = _Parser(prog="station", description="Visual inspection station (OK / NG / REVIEW).")
     p.add_argument("--version", action="version", version=f"station {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -275,8 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="measure the live line; one JSON object (fps, latency per stage, memory)")
     b.add_argument("--source", default="demo", help="demo, camera:N, a video file or an image folder")
     b.add_argument("--recipe", help="recipe folder (default: the bundled recipe)")
-    b.add_argument("--seconds", type=float, default=20.0, help="how long to measure, after a short warm-up")
-    b.add_argument("--fps", type=float, default=30.0, help="frame rate of the demo line")
+    b.add_argument("--seconds", type=_float_in(0.1, 86400.0), default=20.0, help="how long to measure, after a short warm-up")
+    b.add_argument("--fps", type=FPS, default=30.0, help="frame rate of the demo line")
     b.add_argument("--gui", action="store_true", help="run the full window (offscreen without a display)")
     b.set_defaults(func=cmd_bench)
 
@@ -286,16 +371,16 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="recipe folder to write")
     t.add_argument("--setup", help="a taught setup folder (station teach): region, grid and golden frame")
     t.add_argument("--grid", help="cell grid COLSxROWS (default: the labelled cells' span, else the features' rhythm)")
-    t.add_argument("--cell-px", type=int, help="cell size in the registered crop, px (default: follows the pitch)")
+    t.add_argument("--cell-px", type=_int_in(4, 256), help="cell size in the registered crop, px (default: follows the pitch)")
     t.add_argument("--region", choices=("pattern", "blob"), default="pattern",
                    help="find the taught pattern (default) or the largest blob (recipes of earlier versions)")
-    t.add_argument("--max-per-class", type=int, help="a seeded sample of at most N images per class")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--max-per-class", type=COUNT, help="a seeded sample of at most N images per class")
+    t.add_argument("--seed", type=SEED, default=0)
     t.add_argument("--name", help="recipe name (default: the folder name)")
     t.add_argument("--config", help="engine settings as a JSON object, e.g. '{\"metrics\": \"rt\"}'")
     t.add_argument("--registration", choices=("ecc", "none"), default="ecc",
                    help="refine the part's position against the template with ECC (default) or not")
-    t.add_argument("--epochs", type=int, help="vit: maximum training epochs (early stop may end sooner)")
+    t.add_argument("--epochs", type=_int_in(1, 100000), help="vit: maximum training epochs (early stop may end sooner)")
     t.add_argument("--pretrained", help="vit: start from a local timm .safetensors weight file")
     t.add_argument("--train-dir", help="vit: checkpoints, curves and attention strip (default: OUT.train); "
                    "a run with the same data and settings resumes from it")
@@ -306,18 +391,18 @@ def build_parser() -> argparse.ArgumentParser:
     te.add_argument("--data", required=True, help="dataset folder with good images (DIR/good or DIR/train/good)")
     te.add_argument("--out", required=True, help="setup folder to write (setup.json, golden.png, preview.png)")
     te.add_argument("--grid", help="COLSxROWS: one cell per feature (default: labelled cells, else the rhythm)")
-    te.add_argument("--cell-px", type=int, help="canonical cell size, px; alone: square cells over the part")
+    te.add_argument("--cell-px", type=_int_in(4, 256), help="canonical cell size, px; alone: square cells over the part")
     te.add_argument("--roi", help="x,y,w,h[,angle_deg]: the region in the golden frame, px (default: proposed)")
-    te.add_argument("--max-angle", type=float, default=15.0, help="how far a part may turn, degrees (180: any)")
-    te.add_argument("--max-scale", type=float, default=0.1, help="how far its scale may change (0.1 = 10%%)")
+    te.add_argument("--max-angle", type=_float_in(0.0, 180.0), default=15.0, help="how far a part may turn, degrees (180: any)")
+    te.add_argument("--max-scale", type=_float_in(0.0, 0.5), default=0.1, help="how far its scale may change (0.1 = 10%%)")
     te.set_defaults(func=cmd_teach)
 
     i = sub.add_parser("inspect", help="inspect a source; one JSON line per frame")
     i.add_argument("--recipe")
     i.add_argument("--engine", help="use the bundled recipe of this engine")
     i.add_argument("--source", required=True, help="demo, camera:N, a video file, an image folder or an image")
-    i.add_argument("--max-frames", type=int)
-    i.add_argument("--fps", type=float, default=30.0, help="frame rate of the demo line")
+    i.add_argument("--max-frames", type=_int_in(0, 10**12))
+    i.add_argument("--fps", type=FPS, default=30.0, help="frame rate of the demo line")
     i.add_argument("--frame-timeout", type=float, default=10.0, metavar="SECONDS",
                    help="end with an error when the source delivers no frame for this long (default 10)")
     i.set_defaults(func=cmd_inspect)
@@ -338,10 +423,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("synth", help="render a product (the reference connector by default) with Blender")
     s.add_argument("--out", required=True)
-    s.add_argument("--count", type=int, required=True)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--size", type=int, default=256)
-    s.add_argument("--workers", type=int, default=max(1, min(4, os.cpu_count() or 1)))
+    s.add_argument("--count", type=_int_in(0, 10**7), required=True)
+    s.add_argument("--seed", type=SEED, default=0)
+    s.add_argument("--size", type=_int_in(16, 8192), default=256)
+    s.add_argument("--workers", type=_int_in(1, 256), default=max(1, min(4, os.cpu_count() or 1)))
     s.add_argument("--blender-python", help="a Python with bpy (default: $STATION_BLENDER_PYTHON)")
     s.add_argument("--keep-existing", action="store_true",
                    help="keep images already rendered (same seed): grow a set or resume an interrupted render")
@@ -373,7 +458,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, never a traceback
         if os.environ.get("STATION_DEBUG"):
             raise
-        print(f"station: internal error: {type(exc).__name__}: {exc} (set STATION_DEBUG=1 for details)",
+        message = " ".join(str(exc).split())[:300]  # OpenCV's messages span lines
+        print(f"station: internal error: {type(exc).__name__}: {message} (set STATION_DEBUG=1 for details)",
               file=sys.stderr)
         return EXIT_INTERNAL
 

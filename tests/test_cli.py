@@ -61,12 +61,27 @@ def test_empty_class_folder(synthetic_data, tmp_path, capsys):
                            "has no images")
 
 
-def test_corrupt_image_in_training_data(synthetic_data, tmp_path, capsys):
+def test_corrupt_image_in_training_data_is_left_out_named_and_counted(synthetic_data, tmp_path, capsys):
     data = tmp_path / "d"
     shutil.copytree(synthetic_data / "train", data)
     (data / "good" / "zz_corrupt.png").write_bytes(b"not an image at all")
+    code, out, err = run(["train", "--data", str(data), "--out", str(tmp_path / "r"), "--quiet"], capsys)
+    assert code == 0, err
+    said = [line for line in err.splitlines() if "left out" in line]
+    assert len(said) == 1 and "zz_corrupt.png" in said[0] and "Traceback" not in err
+    result = json.loads(out)
+    assert result["n_train"]["good"] == 30 and len(result["skipped_images"]) == 1
+    assert "zz_corrupt.png" in result["skipped_images"][0]
+
+
+def test_training_with_no_readable_good_image_is_an_error(synthetic_data, tmp_path, capsys):
+    data = tmp_path / "d"
+    (data / "good").mkdir(parents=True)
+    shutil.copytree(synthetic_data / "train" / "pushed", data / "pushed")
+    for i in range(3):
+        (data / "good" / f"{i}.png").write_bytes(b"not an image at all")
     _assert_one_line_error(*run(["train", "--data", str(data), "--out", str(tmp_path / "r"), "--quiet"], capsys),
-                           "zz_corrupt.png")
+                           "no readable 'good' images")
 
 
 def test_corrupt_image_during_inspect_reports_it_and_inspects_the_rest(synthetic_recipe, synthetic_data, tmp_path,

@@ -52,7 +52,7 @@ def test_images_of_any_channel_count_read_as_rgb(tmp_path, channels):
 
 def test_sixteen_bit_images_read(tmp_path):
     path = tmp_path / "x.png"
-    cv2.imwrite(str(path), np.full((10, 10), 40000, np.uint16))
+    cv2.imwrite(str(path), np.full((20, 20), 40000, np.uint16))
     assert read_image(path)[0, 0, 0] == 40000 >> 8
 
 

@@ -1,16 +1,31 @@
-"""Reading and normalising images from disk: any size, 1 or 3 (or 4) channels, always RGB uint8 out."""
+"""Reading and normalising images from disk: 1 to 4 channels of 8 or 16 bits, always RGB uint8 out, and no file
+larger than the pixel budget or smaller than a part ever decoded."""
 
 from __future__ import annotations
 
+import logging
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
 from station.core.errors import ImageError
 
+logger = logging.getLogger(__name__)
+
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
 MAX_IMAGE_BYTES = 256 * 1024 * 1024
+# a pixel budget read from the header, before decoding: 50 MP is a 8192 x 6104 camera. `station inspect` of one
+# 7000 x 7000 RGB PNG peaks at 534 MB resident (grey: 300 MB). OpenCV's warps take sides below 32767 px.
+MAX_PIXELS = 50_000_000
+MAX_SIDE = 20_000
+MIN_SIDE = 16  # below this a frame holds no part to register
+_CONVERTIBLE = frozenset({"1", "L", "P", "LA", "PA", "La", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB",
+                          "HSV"})
 
 
 def is_image_file(path: Path) -> bool:
@@ -38,9 +53,38 @@ def to_rgb(image: np.ndarray) -> np.ndarray:
     raise ImageError(f"unsupported number of channels: {channels}")
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Read an image file as RGB uint8; a missing, empty or corrupt file raises ImageError."""
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) from the file's header alone, nothing decoded; ImageError if it is not an image or its
+    size is outside MIN_SIDE..MAX_SIDE px a side or over MAX_PIXELS."""
     path = Path(path)
+    with _opened(path) as image:
+        return image.size
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read an image file as RGB uint8; a missing, empty, corrupt, too small or too large file raises ImageError.
+
+    The size is checked from the header before anything is decoded (a 10 KB file can claim 30000 x 30000 px),
+    and the decoder's complaints about damaged data become the one-line ImageError, never text on stderr."""
+    path = Path(path)
+    with _opened(path) as image:
+        try:
+            image.load()
+            pixels = _pixels(image, path)
+        except ImageError:
+            raise
+        except MemoryError:
+            w, h = image.size
+            raise ImageError(f"not enough memory to decode image {path} ({w} x {h} px)") from None
+        except Exception as exc:  # noqa: BLE001 - a decoder fed damaged bytes raises anything; the file is bad
+            logger.debug("decoding %s failed", path, exc_info=True)
+            raise ImageError(f"corrupt or unsupported image file: {path} ({_why(exc)})") from None
+    return pixels
+
+
+@contextmanager
+def _opened(path: Path) -> Iterator[Image.Image]:
+    """The file opened lazily by Pillow (header read, pixels not), its size within bounds."""
     try:
         size = path.stat().st_size
     except OSError as exc:
@@ -49,17 +93,60 @@ def read_image(path: str | Path) -> np.ndarray:
         raise ImageError(f"image file is empty: {path}")
     if size > MAX_IMAGE_BYTES:
         raise ImageError(f"image file is too large ({size} bytes): {path}")
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except OSError as exc:
-        raise ImageError(f"cannot read image {path}: {exc}") from None
-    decoded = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    if decoded is None:
-        raise ImageError(f"corrupt or unsupported image file: {path}")
-    if decoded.ndim == 3 and decoded.shape[2] >= 3:
-        code = cv2.COLOR_BGRA2RGBA if decoded.shape[2] == 4 else cv2.COLOR_BGR2RGB
-        decoded = cv2.cvtColor(decoded, code)
-    return to_rgb(decoded)
+    # Pillow warns of decompression bombs above its own (higher) limit and of damaged metadata: our budget is
+    # checked below, and a warning is logged, never printed over the one-line contract of the command line
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            image = Image.open(path)
+        except Image.DecompressionBombError:
+            raise ImageError(f"image {path} claims more than {MAX_PIXELS // 1_000_000} megapixels; refused "
+                             "before decoding") from None
+        except OSError as exc:  # not an image (UnidentifiedImageError), or unreadable
+            if isinstance(exc, UnidentifiedImageError) or not exc.strerror:
+                raise ImageError(f"corrupt or unsupported image file: {path}") from None
+            raise ImageError(f"cannot read image {path}: {exc.strerror}") from None
+        except Exception as exc:  # noqa: BLE001 - a header parser fed damaged bytes raises anything
+            logger.debug("opening %s failed", path, exc_info=True)
+            raise ImageError(f"corrupt or unsupported image file: {path} ({_why(exc)})") from None
+        with image:
+            w, h = image.size
+            if w * h > MAX_PIXELS or max(w, h) > MAX_SIDE:
+                raise ImageError(f"image {path} is {w} x {h} px, over the limit of {MAX_PIXELS // 1_000_000} "
+                                 f"megapixels and {MAX_SIDE} px a side; refused before decoding")
+            if min(w, h) < MIN_SIDE:
+                raise ImageError(f"image {path} is {w} x {h} px, smaller than {MIN_SIDE} px a side")
+            yield image
+    for warning in caught:
+        logger.debug("reading %s: %s", path, warning.message)
+
+
+def _pixels(image: Image.Image, path: Path) -> np.ndarray:
+    """The decoded image as RGB uint8; 16-bit grey keeps its high byte, as 16-bit colour does in Pillow."""
+    mode = image.mode
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N"):
+        return to_rgb(np.asarray(image).astype(np.uint16))
+    if mode == "I":  # 32-bit integers: 16-bit grey in older Pillow, or a signed image
+        values = np.asarray(image)
+        if values.size and (values.min() < 0 or values.max() > 65535):
+            raise ImageError(f"image {path} has signed or 32-bit pixel values ({values.min()}..{values.max()}); "
+                             "save it as 8- or 16-bit unsigned")
+        return to_rgb(values.astype(np.uint16))
+    if mode.startswith("I;") or mode in ("F", "F;32F") or mode not in _CONVERTIBLE:
+        raise ImageError(f"image {path} has pixels of type {mode!r} (signed, floating point or unknown); save it "
+                         "as 8- or 16-bit unsigned")
+    # no converted copy in Pillow first: one frame fewer in memory; the array is the caller's to write into
+    if mode == "RGB":
+        return np.array(image)
+    if mode in ("L", "RGBA"):
+        return to_rgb(np.asarray(image))
+    return np.ascontiguousarray(np.asarray(image.convert("RGB")))
+
+
+def _why(exc: BaseException) -> str:
+    """An exception in a few words, on one line."""
+    text = " ".join(str(exc).split())[:120]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def write_image(path: str | Path, image: np.ndarray) -> None:

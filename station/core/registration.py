@@ -17,10 +17,12 @@ import numpy as np
 
 from station.core.errors import RegistrationError
 from station.core.grid import CellGrid
-from station.core.imageio import to_gray, to_rgb
+from station.core.imageio import MAX_PIXELS, MAX_SIDE, to_gray, to_rgb
 from station.core.pattern import PatternSearch, Roi, canonical_to_golden, compose, correlation, refine_ecc
 
 WORK_WIDTH = 320  # frames are located at about this width; the crop is taken from the full frame
+MIN_FRAME_SIDE = 16  # as station.core.imageio.MIN_SIDE: no part fits in less
+PART_SEEN_SHARE = 0.9  # a part stands apart in at least this share of good images: blob registration
 
 
 @dataclass
@@ -154,9 +156,8 @@ class Registrar:
         cw, chh = self.grid.size
         if self.region.mode == "full":
             return np.array([[w / cw, 0, 0], [0, h / chh, 0]], dtype=np.float64)
-        scale = min(1.0, WORK_WIDTH / max(w, h))
         gray = to_gray(rgb)
-        small = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else gray
+        small, scale = _work_size(gray)
         contour, frac = _blob(small, self.region.polarity)
         if contour is None:
             raise RegistrationError("part not found in the frame")
@@ -172,7 +173,23 @@ class Registrar:
                               borderMode=cv2.BORDER_REPLICATE)
 
     def register(self, frame: np.ndarray) -> Registered:
+        """The part found in `frame` and warped to the canonical crop; RegistrationError (one line) if it cannot
+        be, whatever OpenCV makes of an odd frame."""
+        h, w = np.shape(frame)[:2] if np.ndim(frame) >= 2 else (0, 0)
+        if min(h, w) < MIN_FRAME_SIDE:
+            raise RegistrationError(f"frame of {w} x {h} px is too small to hold a part")
+        if h * w > MAX_PIXELS or max(h, w) > MAX_SIDE:  # a camera or video, not a file: OpenCV's warps crash
+            raise RegistrationError(f"frame of {w} x {h} px is over the limit of {MAX_PIXELS // 1_000_000} "
+                                    f"megapixels and {MAX_SIDE} px a side")
         rgb = to_rgb(frame)
+        try:
+            return self._register(rgb)
+        except cv2.error as exc:
+            message = " ".join(str(exc).split())[-160:]
+            raise RegistrationError(f"the part could not be located in this {w} x {h} px frame (OpenCV: "
+                                    f"{message})") from None
+
+    def _register(self, rgb: np.ndarray) -> Registered:
         if self._search is not None:
             return self._register_pattern(rgb)
         matrix = self.initial(rgb)
@@ -226,23 +243,44 @@ class Registrar:
                               borderMode=cv2.BORDER_REPLICATE).astype(np.float32) / 255.0
 
 
-def fit_region(images: list[np.ndarray], grid: CellGrid, refine: str = "ecc") -> Region:
-    """Learn where the part is from good images: polarity, expected size, and the template."""
+def _work_size(gray: np.ndarray) -> tuple[np.ndarray, float]:
+    """The frame at about WORK_WIDTH px (never below 1 px a side) and the scale it was taken at."""
+    h, w = gray.shape[:2]
+    scale = min(1.0, WORK_WIDTH / max(w, h))
+    if scale >= 1:
+        return gray, 1.0
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(gray, size, interpolation=cv2.INTER_AREA), scale
+
+
+def fit_region(images: list[np.ndarray], grid: CellGrid, refine: str = "ecc",
+               names: list[str] | None = None) -> Region:
+    """Learn where the part is from good images: polarity, expected size, and the template.
+
+    A part that stands apart in most good images but not in a few is not a product that fills the frame: those
+    few are odd images (a black frame, another product), named in a RegistrationError rather than used to switch
+    the whole recipe to full-frame registration."""
     if not images:
         raise RegistrationError("no good images to learn the part's region from")
     best: tuple[str, list[float]] | None = None
+    odd: list[int] = []
     for polarity in ("dark", "bright"):
-        fracs = []
-        for img in images:
-            gray = to_gray(img)
-            scale = min(1.0, WORK_WIDTH / max(gray.shape))
-            small = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else gray
-            fracs.append(_blob(small, polarity)[1])
+        fracs = [_blob(_work_size(to_gray(img))[0], polarity)[1] for img in images]
         found = np.array(fracs)
+        seen = found > 0.02
         # a real part: found in (nearly) every image, with a stable size, and not a speck
-        ok = np.mean(found > 0.02) >= 0.9 and found[found > 0].std() / max(found[found > 0].mean(), 1e-9) < 0.25
+        stable = bool(seen.any()) and found[seen].std() / max(found[seen].mean(), 1e-9) < 0.25
+        ok = np.mean(seen) >= PART_SEEN_SHARE and found[found > 0].std() / max(found[found > 0].mean(), 1e-9) < 0.25
         if ok and (best is None or np.median(found) > np.median(best[1])):
             best = (polarity, fracs)
+        elif stable and 0.5 <= np.mean(seen) < PART_SEEN_SHARE and len(images) >= 4:
+            odd = [i for i in range(len(images)) if not seen[i]]
+    if best is None and odd:
+        listed = [names[i] if names else f"number {i + 1}" for i in odd]
+        shown = ", ".join(listed[:3]) + (f" and {len(listed) - 3} more" if len(listed) > 3 else "")
+        raise RegistrationError(f"the part stands apart from the background in {len(images) - len(odd)} of "
+                                f"{len(images)} good images but not in {shown}: remove or replace those (odd) "
+                                "images; they would switch registration to the full frame")
     if best is None:
         region = Region("full", refine=refine)
     else:

@@ -6,6 +6,7 @@ aside as `settings.json.bad-<timestamp>` and the defaults are used, with a messa
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -14,8 +15,20 @@ from typing import Any
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from station.core.errors import StationError
+from station.core.jsonio import load_json_file
+
+logger = logging.getLogger(__name__)
+
 SETTINGS_VERSION = 1
 SETTINGS_FILE = "settings.json"
+MAX_SETTINGS_BYTES = 1024 * 1024
+ENV_PREFIX = "STATION_"
+MAX_TEXT = 4096  # a path, a URL or a source name; longer is not a setting but damage
+
+
+class SettingsError(StationError):
+    """A STATION_* environment variable the settings cannot take (a file is set aside instead)."""
 
 
 def config_dir() -> Path:
@@ -39,11 +52,11 @@ def data_dir() -> Path:
 
 
 class StationSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="STATION_", extra="ignore", validate_assignment=True)
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", validate_assignment=True)
 
     version: int = SETTINGS_VERSION
-    source: str = Field("demo", description="demo, camera:N, a video file or an image folder")
-    recipe: str | None = Field(None, description="recipe folder; None: the bundled recipe")
+    source: str = Field("demo", max_length=MAX_TEXT, description="demo, camera:N, a video file or an image folder")
+    recipe: str | None = Field(None, max_length=MAX_TEXT, description="recipe folder; None: the bundled recipe")
     demo_fps: float = Field(30.0, gt=0, le=240)
     # the live line's camera watchdog (station/core/watchdog.py)
     stall_after_frames: float = Field(10.0, ge=2, le=1000, description="no new frame for this many frame "
@@ -55,10 +68,10 @@ class StationSettings(BaseSettings):
     overlay_opacity: float = Field(0.55, ge=0.0, le=1.0)
     recent_results: int = Field(12, ge=1, le=100)
     last_ng_kept: int = Field(10, ge=1, le=100)
-    results_db: str | None = Field(None, description="SQLAlchemy URL of the result log; None: results.db in the "
+    results_db: str | None = Field(None, max_length=MAX_TEXT, description="SQLAlchemy URL of the result log; None: results.db in the "
                                                      "user data folder")
     archive: str = Field("ng", pattern="^(none|ng|all)$", description="which inspected images are archived")
-    archive_dir: str | None = Field(None, description="image archive folder; None: archive/ in the user data folder")
+    archive_dir: str | None = Field(None, max_length=MAX_TEXT, description="image archive folder; None: archive/ in the user data folder")
     # the result log when it fails, and how long it keeps what it wrote (0: no limit of that kind)
     on_log_failure: str = Field("continue", pattern="^(stop|continue)$",
                                 description="when results cannot reach the database: stop inspecting, or "
@@ -84,27 +97,78 @@ def _migrate(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def make_settings(**values: Any) -> StationSettings:
+    """StationSettings from `values` and the environment; a bad STATION_* variable is one-line SettingsError."""
+    try:
+        return StationSettings(**values)
+    except ValidationError as exc:
+        raise SettingsError(_first_error(exc, "the settings")) from None
+
+
+def check_environment() -> None:
+    """SettingsError (one line, naming the variable) when a STATION_* variable cannot be used as its setting."""
+    try:
+        StationSettings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else ""
+        name = next((k for k in os.environ if k.upper() == f"{ENV_PREFIX}{field}".upper()), ENV_PREFIX + field.upper())
+        value = os.environ.get(name, "")
+        shown = value if len(value) <= 40 else value[:40] + "..."
+        raise SettingsError(f"environment variable {name}={shown!r} cannot be used: {first['msg']}; fix or unset "
+                            "it") from None
+
+
+def _first_error(exc: ValidationError, where: str) -> str:
+    first = exc.errors()[0]
+    field = ".".join(str(p) for p in first["loc"]) or "document"
+    return f"{where}: {field}: {first['msg']}"
+
+
 def load_settings(folder: Path | None = None) -> tuple[StationSettings, str]:
-    """The settings and a message for the user ("" when all went well)."""
+    """The settings and a message for the user ("" when all went well).
+
+    A settings file that cannot be used in any way (unreadable, not JSON, nested too deep, wrong types, from
+    a newer station) is set aside, never deleted, and the defaults are used: the station always starts. A bad
+    STATION_* environment variable is SettingsError: it is not a file that can be set aside, and whoever set
+    it is told which one."""
+    check_environment()
     path = (folder or config_dir()) / SETTINGS_FILE
     if not path.is_file():
         return StationSettings(), ""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = load_json_file(path, max_bytes=MAX_SETTINGS_BYTES)
         if not isinstance(data, dict):
             raise ValueError("not a JSON object")
-        if int(data.get("version", 0)) > SETTINGS_VERSION:
-            raise ValueError(f"written by a newer station (settings version {data.get('version')})")
+        version = data.get("version", 0)
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise ValueError(f"version must be a whole number, not {str(version)[:20]!r}")
+        if version > SETTINGS_VERSION:
+            raise ValueError(f"written by a newer station (settings version {version})")
         return StationSettings(**_migrate(data)), ""
-    except (OSError, UnicodeDecodeError, ValueError, TypeError, ValidationError) as exc:
-        why = str(exc).splitlines()[0]
-        bad = path.with_name(f"{path.name}.bad-{time.strftime('%Y%m%d-%H%M%S')}")
+    except ValidationError as exc:
+        why = _first_error(exc, "invalid")
+    except Exception as exc:  # noqa: BLE001 - whatever is wrong with the file, the station starts without it
+        why = " ".join(str(exc).split())[:200] or type(exc).__name__
+    logger.warning("settings file %s cannot be used: %s", path, why)
+    where = _set_aside(path)
+    return StationSettings(), f"The settings file {path} could not be used ({why}); {where} and defaults are used."
+
+
+def _set_aside(path: Path) -> str:
+    """Rename a broken file to `NAME.bad-<timestamp>` (never over an earlier one); a sentence saying where."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for n in range(100):
+        bad = path.with_name(f"{path.name}.bad-{stamp}" + (f"-{n}" if n else ""))
+        if bad.exists() or bad.is_symlink():
+            continue
         try:
             os.replace(path, bad)
-            where = f"it was set aside as {bad.name}"
-        except OSError:
-            where = "it could not be set aside"
-        return StationSettings(), f"The settings file {path} could not be used ({why}); {where} and defaults are used."
+        except OSError as exc:
+            logger.warning("cannot set aside %s: %s", path, exc)
+            return f"it could not be set aside ({exc.strerror or exc})"
+        return f"it was set aside as {bad.name}"
+    return "it could not be set aside (too many set-aside files of this second)"
 
 
 def save_settings(settings: StationSettings, folder: Path | None = None) -> Path:

@@ -109,6 +109,7 @@ GOLDEN_FILE = "golden.png"
 PREVIEW_FILE = "preview.png"
 SETUP_SCHEMA = 1
 MAX_SETUP_BYTES = 1024 * 1024
+SETUP_FILES = frozenset({SETUP_FILE, GOLDEN_FILE, PREVIEW_FILE})  # what a saved setup is made of
 
 
 @dataclass

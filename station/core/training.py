@@ -3,7 +3,9 @@ and save the recipe with its provenance."""
 
 from __future__ import annotations
 
+import logging
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -12,19 +14,27 @@ import numpy as np
 from station.core.dataset import Dataset, Sample
 from station.core.engines import TrainingSet, engine_class
 from station.core.engines.base import Progress
-from station.core.errors import DatasetError, RegistrationError
+from station.core.errors import DatasetError, ImageError, RegistrationError
 from station.core.grid import CellGrid
 from station.core.imageio import read_image
-from station.core.recipe import Recipe
+from station.core.recipe import ARRAYS_FILE, RECIPE_FILE, Recipe
 from station.core.registration import Region, Registrar, fit_region
 from station.core.teach import Setup, cell_size, fit_pattern_region, propose_setup
 
+logger = logging.getLogger(__name__)
+
 FULL_FRAME_GRID = (8, 8)  # cells over frames that cannot be registered (tiles of varying size)
+RECIPE_FILES = frozenset({RECIPE_FILE, ARRAYS_FILE})  # what `station train --out` may replace
+ONE_CAMERA_SHARE = 0.75  # good images of one size at least this share: one camera, the others are odd ones out
 
 
 def mask_cell(registrar: Registrar, registered, mask_path: Path) -> tuple[int, int] | None:
     """The grid cell most covered by a ground-truth mask (frame coordinates), after registration."""
-    mask = read_image(mask_path)[:, :, 0]
+    try:
+        mask = read_image(mask_path)[:, :, 0]
+    except ImageError as exc:  # a broken mask loses one image's cell label, not the run
+        logger.warning("mask left out: %s", exc)
+        return None
     warped = registrar.warp(np.dstack([mask] * 3), registered.matrix)[:, :, 0]
     g = registrar.grid
     h, w = warped.shape
@@ -90,17 +100,70 @@ def teach_for(data: Dataset, goods: list[np.ndarray], grid: CellGrid | tuple[int
 
 def labelled_images(data: Dataset, limit: int = 160, images: list[np.ndarray] | None = None,
                     seed: int = 0) -> list[tuple[np.ndarray, tuple[int, int]]]:
-    """Up to `limit` defect images with their labelled cell (read from disk unless `images` has them)."""
+    """Up to `limit` defect images with their labelled cell (read from disk unless `images` has them; a file that
+    cannot be read is left out)."""
     index = [i for i, s in enumerate(data.samples) if s.label != "good" and s.cell is not None]
     if len(index) > limit:
         index = sorted(np.random.default_rng(seed).choice(index, limit, replace=False).tolist())
-    return [(images[i] if images is not None else read_image(data.samples[i].path), data.samples[i].cell)
-            for i in index]
+    if images is not None:
+        return [(images[i], data.samples[i].cell) for i in index]
+    read, kept, skipped = read_readable([data.samples[i].path for i in index])
+    for line in skipped:
+        logger.info("labelled image left out: %s", line)
+    return [(im, data.samples[index[k]].cell) for im, k in zip(read, kept)]
 
 
 def read_images(data: Dataset) -> list[np.ndarray]:
-    """Every image of a dataset, in its samples' order."""
+    """Every image of a dataset, in its samples' order; the first unreadable one raises ImageError."""
     return [read_image(s.path) for s in data.samples]
+
+
+def read_readable(paths: list[Path]) -> tuple[list[np.ndarray], list[int], list[str]]:
+    """The images of `paths` that can be read, their indexes, and a line for each one that cannot."""
+    images, kept, skipped = [], [], []
+    for i, path in enumerate(paths):
+        try:
+            images.append(read_image(path))
+        except ImageError as exc:
+            skipped.append(str(exc))
+            continue
+        kept.append(i)
+    return images, kept, skipped
+
+
+def odd_sizes(sizes: list[tuple[int, int]]) -> tuple[tuple[int, int] | None, list[int]]:
+    """The camera's frame size and the indexes of the frames of another size, when one size holds most
+    frames (ONE_CAMERA_SHARE); (None, []) when all agree or when no size dominates (tiles of a texture)."""
+    counts = Counter(sizes)
+    if len(counts) <= 1:
+        return None, []
+    size, n = counts.most_common(1)[0]
+    if n < ONE_CAMERA_SHARE * len(sizes):
+        return None, []
+    return size, [i for i, s in enumerate(sizes) if s != size]
+
+
+def read_training_images(data: Dataset) -> tuple[Dataset, list[np.ndarray], list[str]]:
+    """The dataset's readable images, with a line for each image left out: files that cannot be read, and good
+    images whose size differs from the camera's (one odd image must not switch the whole recipe to full-frame
+    registration). DatasetError when no good image remains."""
+    images, kept, skipped = read_readable([s.path for s in data.samples])
+    samples = [data.samples[i] for i in kept]
+    goods = [i for i, s in enumerate(samples) if s.label == "good"]
+    size, odd = odd_sizes([images[i].shape[:2] for i in goods])
+    if odd:
+        drop = {goods[i] for i in odd}
+        h, w = size
+        skipped += [f"{samples[i].path}: {images[i].shape[1]} x {images[i].shape[0]} px, the other good images "
+                    f"{w} x {h} px" for i in sorted(drop)]
+        samples = [s for i, s in enumerate(samples) if i not in drop]
+        images = [im for i, im in enumerate(images) if i not in drop]
+    if not any(s.label == "good" for s in samples):
+        first = f" ({skipped[0]})" if skipped else ""
+        raise DatasetError(f"{data.root} has no readable 'good' images{first}")
+    for line in skipped:
+        logger.info("image left out of training: %s", line)
+    return Dataset(data.root, data.layout, samples), images, skipped
 
 
 def train_recipe(data: Dataset, engine_name: str, grid: CellGrid | tuple[int, int] | None, name: str, seed: int = 0,
@@ -112,12 +175,14 @@ def train_recipe(data: Dataset, engine_name: str, grid: CellGrid | tuple[int, in
     from the good images (the recipe's provenance holds it) or, with `region_mode="blob"`, the part is the largest
     dark or bright blob (recipes of earlier versions). Good images of different sizes (tiles of a texture)
     cannot be registered to one golden frame: each frame is then resized to the crop ("full"). `images`, when
-    the caller has read them already (`read_images`), saves reading them again."""
+    the caller has read them already (`read_training_images`, with the dataset it returns), saves reading them
+    again; else unreadable and odd images are left out and listed in the stats' `skipped_images`."""
     if not any(s.label == "good" for s in data.samples):
         raise DatasetError(f"{data.root} has no 'good' images; every engine needs the OK class")
     t0 = time.perf_counter()
+    skipped: list[str] = []
     if images is None:
-        images = read_images(data)
+        data, images, skipped = read_training_images(data)
     t_read = time.perf_counter()
     goods = [im for im, s in zip(images, data.samples) if s.label == "good"]
     if region_mode == "pattern" and setup is None and not one_camera(goods):
@@ -125,7 +190,7 @@ def train_recipe(data: Dataset, engine_name: str, grid: CellGrid | tuple[int, in
     if region_mode == "blob":
         if not isinstance(grid, CellGrid):
             raise DatasetError("blob registration needs the grid (COLSxROWS)")
-        region = fit_region(goods, grid, refine)
+        region = fit_region(goods, grid, refine, names=[str(s.path) for s in data.samples if s.label == "good"])
     elif region_mode == "full":
         grid = full_frame_grid(goods, grid, cell_px)
         region = Region("full", refine="none")
@@ -149,6 +214,7 @@ def train_recipe(data: Dataset, engine_name: str, grid: CellGrid | tuple[int, in
         "engine_seconds": round(t_fit - t_reg, 3),
         "n_train": data.counts(),
         "cell_labels": sum(c is not None for c in training.cells),
+        **({"skipped_images": skipped} if skipped else {}),
         **report.info,
     }
     if setup is not None:
