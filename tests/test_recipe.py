@@ -97,3 +97,26 @@ def test_arrays_of_another_grid_are_refused(synthetic_recipe, tmp_path):
     recipe.save(tmp_path / "other")
     with pytest.raises(RecipeError, match="another grid|template"):
         Recipe.load(tmp_path / "other")
+
+
+def test_save_replaces_a_recipe_but_never_a_folder_holding_other_files(synthetic_recipe, tmp_path):
+    recipe = Recipe.load(synthetic_recipe)
+    target = tmp_path / "r"
+    recipe.save(target)
+    recipe.save(target)  # a recipe over a recipe: replaced
+    assert sorted(p.name for p in target.iterdir()) == sorted([RECIPE_FILE, ARRAYS_FILE, SEAL_FILE])
+    (target / "notes.txt").write_text("mine")
+    with pytest.raises(RecipeError, match="not the recipe's"):
+        recipe.save(target)
+    assert (target / "notes.txt").read_text() == "mine"
+
+
+def test_save_leaves_a_folder_named_like_its_old_copy_alone(synthetic_recipe, tmp_path):
+    recipe = Recipe.load(synthetic_recipe)
+    recipe.save(tmp_path / "r")
+    mine = tmp_path / ".r.old"  # the name the old bundle used to be moved to, then removed
+    mine.mkdir()
+    (mine / "keep.txt").write_text("mine")
+    recipe.save(tmp_path / "r")
+    assert (mine / "keep.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".r.old", "r"]  # no temporary folder left behind

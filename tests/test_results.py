@@ -347,3 +347,12 @@ def test_a_verdict_is_marked_until_logged_and_a_failing_log_is_red_with_its_caus
     window.close()
     assert len(warnings) == 1 and "result log" in warnings[0][0] and "disk full" in warnings[0][1]
     assert "camera" not in warnings[0][1].lower()
+
+
+@pytest.mark.parametrize("url", ["postgresql://line:secret@localhost/results",  # psycopg not installed here
+                                 "postgresql+nosuchdriver://line:secret@localhost/results"])
+def test_a_database_url_without_its_driver_is_one_line_and_hides_the_password(url):
+    with pytest.raises(StationError) as caught:  # was ModuleNotFoundError, which stopped the start
+        ResultStore(url)
+    message = str(caught.value)
+    assert "\n" not in message and "secret" not in message and "localhost/results" in message

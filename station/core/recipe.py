@@ -32,6 +32,7 @@ from station.core import trust
 from station.core.engines import Engine, engine_class
 from station.core.errors import EngineError, RecipeError, RegistrationError, StationError
 from station.core.grid import CellGrid
+from station.core.jsonio import loads_bounded
 from station.core.registration import PatternSetup, Region, Registrar
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ SCHEMA_VERSION = 1
 RECIPE_FILE = "recipe.json"
 ARRAYS_FILE = "arrays.safetensors"
 SEAL_FILE = "recipe.seal"
+BUNDLE_FILES = frozenset({RECIPE_FILE, ARRAYS_FILE, SEAL_FILE})  # all a recipe folder holds
 TRUSTED_FILE = "trusted.json"  # in resources/recipes: content hashes of the recipes shipped with the package
 SEAL_DOMAIN = "recipe"
 #: no engine scores beyond this; a threshold past it (1e300, inf) would pass every part
@@ -232,6 +234,8 @@ class Recipe:
             sealed = _seal(doc.content_hash)  # before anything is written: no key, no half-made folder
         except trust.TrustError as exc:
             raise RecipeError(f"cannot save recipe to {folder}: {exc}") from None
+        _check_replaceable(folder)
+        tmp: Path | None = None
         try:
             folder.parent.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
@@ -239,14 +243,16 @@ class Recipe:
             (tmp / RECIPE_FILE).write_text(json.dumps(doc.model_dump(), indent=2) + "\n", encoding="utf-8")
             (tmp / SEAL_FILE).write_text(sealed + "\n", encoding="ascii")
             if folder.exists():
-                old = folder.with_name(f".{folder.name}.old")
-                shutil.rmtree(old, ignore_errors=True)
-                os.replace(folder, old)
+                # the old bundle goes aside under a name no one else uses, and only then is it removed
+                old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old.", dir=folder.parent))
+                os.replace(folder, old / folder.name)
                 os.replace(tmp, folder)
                 shutil.rmtree(old, ignore_errors=True)
             else:
                 os.replace(tmp, folder)
         except OSError as exc:
+            if tmp is not None and tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)  # the half-written copy this call made, nothing else
             raise RecipeError(f"cannot save recipe to {folder}: {exc.strerror or exc}") from None
         self.path = folder
         return folder
@@ -277,7 +283,8 @@ class Recipe:
         try:
             if json_path.stat().st_size > MAX_JSON_BYTES or arrays_path.stat().st_size > MAX_ARRAYS_BYTES:
                 raise RecipeError(f"recipe {folder} is too large to be a recipe")
-            raw = json.loads(json_path.read_text(encoding="utf-8"))
+            raw = loads_bounded(json_path.read_text(encoding="utf-8"), f"recipe {json_path}", RecipeError,
+                                allow_nan=True)  # its numbers are checked by the model below
             blob = arrays_path.read_bytes()
         except (OSError, UnicodeDecodeError) as exc:
             raise RecipeError(f"cannot read recipe {folder}: {exc}") from None
@@ -399,6 +406,21 @@ def seal_recipe(folder: str | Path) -> Recipe:
     except (OSError, trust.TrustError) as exc:
         raise RecipeError(f"cannot seal recipe {recipe.path}: {exc}") from None
     return recipe
+
+
+def _check_replaceable(folder: Path) -> None:
+    """A folder a recipe may be written into: new, empty, or holding only a recipe's own files."""
+    if not folder.exists():
+        return
+    if not folder.is_dir():
+        raise RecipeError(f"cannot save recipe to {folder}: it is a file, not a folder")
+    try:
+        others = sorted(p.name for p in folder.iterdir() if p.name not in BUNDLE_FILES)
+    except OSError as exc:
+        raise RecipeError(f"cannot save recipe to {folder}: {exc.strerror or exc}") from None
+    if others:
+        raise RecipeError(f"cannot save recipe to {folder}: it holds files that are not the recipe's "
+                          f"({', '.join(others[:3])}{', ...' if len(others) > 3 else ''}); nothing was replaced")
 
 
 def _content_hash(doc: RecipeDoc, blob: bytes) -> str:

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from sqlalchemy import create_engine, select, update
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import create_engine, make_url, select, update
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from station.core.errors import StationError
@@ -54,6 +54,14 @@ class _Pending:
     ticket: LogTicket
 
 
+def shown_url(url: str) -> str:
+    """The database URL as it may be shown or logged: its password hidden."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return "(an unreadable database URL)"
+
+
 class ResultStore:
     """Rows in, written in the background; `problem` is "" while every row reaches the database."""
 
@@ -71,9 +79,12 @@ class ResultStore:
             use_wal(self._engine)
             Base.metadata.create_all(self._engine)
             migrate(self._engine)
+        except ImportError as exc:  # a PostgreSQL URL without its driver installed
+            raise StationError(f"cannot open the result database {shown_url(url)}: its driver is not installed "
+                               f"({exc.name or exc})") from None
         except (SQLAlchemyError, ValueError, OSError) as exc:
-            raise StationError(f"cannot open the result database {url}: {exc.__class__.__name__}: "
-                               f"{str(exc).splitlines()[0]}") from None
+            raise StationError(f"cannot open the result database {shown_url(url)}: {exc.__class__.__name__}: "
+                               f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
         self.url, self.archive, self.station, self.on_failure = url, archive, station, on_failure
         self.archive_dir = Path(archive_dir) if archive_dir else None
         if spool_path is None and self._engine.dialect.name == "sqlite":

@@ -17,14 +17,14 @@ from station.core.engines.base import Progress
 from station.core.errors import DatasetError, ImageError, RegistrationError
 from station.core.grid import CellGrid
 from station.core.imageio import read_image
-from station.core.recipe import ARRAYS_FILE, RECIPE_FILE, Recipe
+from station.core.recipe import BUNDLE_FILES, Recipe
 from station.core.registration import Region, Registrar, fit_region
 from station.core.teach import Setup, cell_size, fit_pattern_region, propose_setup
 
 logger = logging.getLogger(__name__)
 
 FULL_FRAME_GRID = (8, 8)  # cells over frames that cannot be registered (tiles of varying size)
-RECIPE_FILES = frozenset({RECIPE_FILE, ARRAYS_FILE})  # what `station train --out` may replace
+RECIPE_FILES = BUNDLE_FILES  # what `station train --out` may replace
 ONE_CAMERA_SHARE = 0.75  # good images of one size at least this share: one camera, the others are odd ones out
 
 

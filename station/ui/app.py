@@ -7,7 +7,7 @@ import os
 import sys
 
 from station.core.errors import StationError
-from station.core.settings import StationSettings, load_settings
+from station.core.settings import StationSettings, load_settings, make_settings
 
 HEADLESS_HINT = ("station: no display found (DISPLAY/WAYLAND_DISPLAY unset); the headless commands are "
                  "`station inspect`, `station eval`, `station bench` and `station train` "
@@ -59,7 +59,7 @@ def create_window(source: str | None = None, recipe: str | None = None, settings
     from station.ui.live_service import LiveService
     from station.ui.main_window import MainWindow
 
-    settings = settings or StationSettings()
+    settings = settings or make_settings()
     messages = []
     recipe_obj, recipe_error = load_recipe(recipe or settings.recipe)
     if recipe_error:

@@ -47,7 +47,7 @@ def run_gui_bench(source: str, recipe: str | None, seconds: float, fps: float, w
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
-    from station.core.settings import StationSettings
+    from station.core.settings import make_settings
     from station.ui.app import create_window
 
     from PySide6.QtCore import qInstallMessageHandler
@@ -55,7 +55,7 @@ def run_gui_bench(source: str, recipe: str | None, seconds: float, fps: float, w
     qInstallMessageHandler(_quiet_offscreen)
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setStyle("Fusion")
-    window = create_window(source, recipe, StationSettings(demo_fps=fps), save_settings=False, start=False)
+    window = create_window(source, recipe, make_settings(demo_fps=fps), save_settings=False, start=False)
     window.show()
     service, pipeline = window.service, window.service.pipeline
     pipeline.times = StageTimes(maxlen=bench_window(seconds))  # percentiles over the whole run
