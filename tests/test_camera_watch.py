@@ -219,7 +219,7 @@ def test_a_folder_with_a_malformed_image_reads_the_rest(good, tmp_path):
     frames = [src.read() for _ in range(3)]
     assert src.read() is None and src.state is SourceState.ENDED
     assert [f.image is None for f in frames] == [False, True, False]
-    assert frames[1].error.startswith("bad frame: 1000 x 1 px")
+    assert "1000 x 1 px" in frames[1].error  # refused from its header, before it is decoded
 
 
 # -- a driver that raises ------------------------------------------------------------------------------
