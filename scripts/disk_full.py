@@ -23,7 +23,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from station.core.inspector import InspectionResult  # noqa: E402
-from station.core.live import rss_mb  # noqa: E402
+from station.core.live_measure import rss_mb  # noqa: E402
 from station.core.results import ResultStore  # noqa: E402
 from station.core.verdict import Verdict  # noqa: E402
 

@@ -20,7 +20,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from station.core.inspector import Inspector  # noqa: E402
-from station.core.live import LivePipeline, MemoryWatch  # noqa: E402
+from station.core.live import LivePipeline  # noqa: E402
+from station.core.live_measure import MemoryWatch  # noqa: E402
 from station.core.recipe import Recipe  # noqa: E402
 from station.core.resources import bundled_recipe  # noqa: E402
 from station.core.results import ResultStore  # noqa: E402

@@ -300,7 +300,8 @@ def cmd_bench(args) -> int:
         _emit(run_gui_bench(args.source, args.recipe, args.seconds, args.fps))
         return 0
     from station.core.inspector import Inspector
-    from station.core.live import LivePipeline, run_bench
+    from station.core.live import LivePipeline
+    from station.core.live_measure import run_bench
     from station.core.sources import make_source
 
     pipeline = LivePipeline(make_source(args.source, fps=args.fps), Inspector(_load_recipe(args)))

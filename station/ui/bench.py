@@ -7,7 +7,7 @@ import os
 import sys
 import time
 
-from station.core.live import MemoryWatch, StageTimes, bench_report, bench_window
+from station.core.live_measure import MemoryWatch, StageTimes, bench_report, bench_window
 
 
 class StallMeter:

@@ -14,7 +14,8 @@ from collections import deque
 from PySide6.QtCore import QObject, Qt, Signal
 
 from station.core.inspector import Inspector
-from station.core.live import LivePipeline, LiveResult, Rate
+from station.core.live import LivePipeline, LiveResult
+from station.core.live_measure import Rate
 from station.core.recipe import Recipe
 from station.core.results import ResultStore
 from station.core.sources import Source, SourceState
