@@ -30,6 +30,7 @@ from station.core.inspector import InspectionResult, Inspector, bad_frame_result
 from station.core.live_measure import STAGES, Rate, StageTimes
 from station.core.overlay import Overlay, OverlayRenderer, thumbnail
 from station.core.sources import Frame, Source, SourceState
+from station.core.trigger import FreeRun, Shot
 from station.core.verdict import Verdict
 from station.core.watchdog import TERMINAL, CameraWatch, FrameClock
 
@@ -127,6 +128,7 @@ class LiveResult:
     done_at: float  # perf_counter() when the result was ready
     error: str = ""  # the frame could not be read (frame.error) or inspected
     log: LogTicket | None = None  # the result's row on its way to the result log (None: not logged)
+    shot: Shot | None = None  # the part: its ID and trigger time (station/core/trigger.py)
 
     @property
     def verdict(self) -> Verdict | None:
@@ -190,8 +192,9 @@ class LivePipeline:
     """
 
     def __init__(self, source: Source, inspector: Inspector | None, thumb_height: int = 72,
-                 watch: CameraWatch | None = None, store: ResultStore | None = None) -> None:
+                 watch: CameraWatch | None = None, store: ResultStore | None = None, gate=None) -> None:
         self.store = store  # each result is handed to it before result_ready; store.committed follows
+        self.gate = gate if gate is not None else FreeRun()  # which frames are parts (station/core/trigger.py)
         self.result_ready = Signal()
         self.state_changed = Signal()
         self.finished = Signal()
@@ -394,14 +397,17 @@ class LivePipeline:
                     continue
                 if not self._paused.is_set():
                     self._take_shot()  # a trigger while running is served by this frame
-                self.result_ready.emit(self._log(self._process(frame)))
+                shot = self.gate.admit(frame)
+                if shot is None:  # not a part to inspect (hold mode, or no trigger waiting)
+                    continue
+                self.result_ready.emit(self._log(self._process(frame, shot)))
         except Exception as exc:  # noqa: BLE001
             self._set_state(SourceState.FAILED, f"inspection failed: {type(exc).__name__}: {exc}")
         finally:
             if not self._stop.is_set():  # the source ran out (or failed); a stop asked for is not news
                 self.finished.emit()
 
-    def _process(self, frame: Frame) -> LiveResult:
+    def _process(self, frame: Frame, shot: Shot | None = None) -> LiveResult:
         t0 = time.perf_counter()
         timings = {"capture": (t0 - frame.timestamp) * 1e3}
         result, overlay, thumb, error = None, None, None, frame.error
@@ -430,11 +436,13 @@ class LivePipeline:
             result = bad_frame_result(frame.error, inspector.recipe.content_hash)
         done = time.perf_counter()
         timings["end_to_end"] = (done - frame.timestamp) * 1e3
+        if shot is not None:
+            timings["trigger_to_result"] = (done - shot.at) * 1e3
         for stage, ms in timings.items():
             self.times.add(stage, ms)
         self.inference_rate.tick(done)
         self._seq += 1
-        item = LiveResult(self._seq, frame, result, overlay, thumb, timings, done, error)
+        item = LiveResult(self._seq, frame, result, overlay, thumb, timings, done, error, shot=shot)
         self.tally.count(item)
         return item
 
@@ -442,8 +450,10 @@ class LivePipeline:
         """Hand the result to the result log first: whoever gets it next can wait for its row."""
         if self.store is not None and item.result is not None:
             inspector = self._inspector
+            shot = item.shot
             item.log = self.store.add(item.result, item.frame.name, item.frame.image,
-                                      inspector.recipe.name if inspector is not None else "")
+                                      inspector.recipe.name if inspector is not None else "",
+                                      part_id=shot.part_id if shot else None, trigger_time=shot.wall if shot else None)
         return item
 
     def stats(self) -> dict:

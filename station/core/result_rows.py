@@ -14,7 +14,7 @@ logger = logging.getLogger(__name__)
 
 #: maximum characters stored per text column (the column sizes below)
 LIMITS = {"station": 100, "frame": 500, "verdict": 10, "label": 100, "top_cell": 20, "recipe_name": 200,
-          "recipe_hash": 80, "image_path": 500, "uid": 32}
+          "recipe_hash": 80, "image_path": 500, "uid": 32, "part_id": 64}
 
 
 class Base(DeclarativeBase):
@@ -38,6 +38,9 @@ class InspectionRow(Base):
     timings: Mapped[str] = mapped_column(Text)
     image_path: Mapped[str | None] = mapped_column(String(500), nullable=True)
     message: Mapped[str] = mapped_column(Text, default="")
+    # the part (station/core/trigger.py): the PLC's ID or a counted one, and when it was triggered
+    part_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    trigger_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 def safe_text(value: str, limit: int | None = None) -> str:
@@ -71,8 +74,16 @@ def use_wal(engine: Engine) -> None:
 
 
 def migrate(engine: Engine) -> None:
-    """Bring a result log made by an older station up to this table (the uid column came later)."""
+    """Bring a result log made by an older station up to this table (uid, part_id and trigger_time came later)."""
     columns = {c["name"] for c in inspect(engine).get_columns(InspectionRow.__tablename__)}
+    if "part_id" not in columns:
+        logger.info("adding the part_id and trigger_time columns to the result log")
+        with engine.begin() as conn:
+            conn.execute(text("ALTER TABLE inspections ADD COLUMN part_id VARCHAR(64)"))
+            conn.execute(text("ALTER TABLE inspections ADD COLUMN trigger_time TIMESTAMP WITH TIME ZONE"
+                              if engine.dialect.name == "postgresql" else
+                              "ALTER TABLE inspections ADD COLUMN trigger_time DATETIME"))
+            conn.execute(text("CREATE INDEX IF NOT EXISTS ix_inspections_part_id ON inspections (part_id)"))
     if "uid" in columns:
         return
     logger.info("adding the uid column to the result log")

@@ -127,7 +127,7 @@ class ResultStore:
 
     # -- producer side (inference thread) ------------------------------------------------------
     def add(self, result: InspectionResult, frame_name: str, image: np.ndarray | None = None,
-            source: str = "") -> LogTicket:
+            source: str = "", part_id: str | None = None, trigger_time: datetime | None = None) -> LogTicket:
         """Queue one result; its ticket says when the row is safe (never blocks for long)."""
         verdict = result.verdict.value
         ticket = LogTicket(uuid.uuid4().hex, verdict)
@@ -141,6 +141,8 @@ class ResultStore:
             "recipe_hash": safe_text(result.recipe_hash, LIMITS["recipe_hash"]),
             "timings": safe_text(_timings_json(result.timings_ms)), "image_path": None,
             "message": safe_text(result.message),
+            "part_id": None if part_id is None else safe_text(str(part_id), LIMITS["part_id"]),
+            "trigger_time": trigger_time,
         }
         keep = (image is not None and self.archive_dir is not None
                 and (self.archive == "all" or (self.archive == "ng" and verdict != "OK")))
