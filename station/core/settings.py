@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from station.core.errors import StationError
@@ -82,6 +82,39 @@ class StationSettings(BaseSettings):
     results_db_max_mb: float = Field(4096.0, ge=0, le=1e7, description="the oldest rows go above this (SQLite)")
     min_free_disk_mb: float = Field(2048.0, ge=0, le=1e7, description="the oldest archived images go while the "
                                                                        "disk has less free space than this")
+
+    # the line (station/plc, station/core/trigger.py; docs/integration.md). The plc_*, opcua_* and trigger
+    # settings are the integrator's: changed only in engineer mode, and audited (station/plc/settings_guard.py)
+    trigger_mode: str = Field("free-run", pattern="^(free-run|software|plc|hold)$",
+                              description="what makes a part: every frame, a software or PLC trigger, or hold mode")
+    hold_motion_threshold: float = Field(0.02, gt=0, lt=1, description="hold mode: mean grey change between frames "
+                                         "above which the scene moves (0..1)")
+    hold_presence_threshold: float = Field(0.04, gt=0, lt=1, description="hold mode: change from the empty scene "
+                                           "above which a part is in view (0..1)")
+    hold_settle_frames: int = Field(3, ge=1, le=1000, description="hold mode: still frames before a part is inspected")
+    plc_enabled: bool = Field(False, description="serve the PLC over Modbus TCP")
+    plc_host: str = Field("127.0.0.1", max_length=255, pattern=r"^[0-9A-Za-z.:\-]+$",
+                          description="address the Modbus (and OPC UA) server binds; 0.0.0.0: every interface")
+    plc_port: int = Field(5020, ge=1, le=65535, description="Modbus TCP port (502 needs administrator rights)")
+    plc_unit_id: int = Field(1, ge=0, le=247, description="Modbus unit ID the station answers (0: any)")
+    plc_status_address: int = Field(0, ge=0, le=65535 - 22, description="first holding register of the status block")
+    plc_command_address: int = Field(100, ge=0, le=65535 - 6, description="first holding register of the command block")
+    plc_result_timeout_s: float = Field(5.0, ge=0.1, le=600, description="a part with no logged result by then is "
+                                        "answered NO_RESULT")
+    plc_recipes: dict[int, str] = Field(default_factory=dict, max_length=1000,
+                                        description="recipe numbers the PLC may select, 1..65535 -> recipe folder")
+    opcua_enabled: bool = Field(False, description="also serve state, last result and counters over OPC UA")
+    opcua_port: int = Field(4840, ge=1, le=65535)
+
+    @field_validator("plc_recipes")
+    @classmethod
+    def _recipe_numbers(cls, value: dict[int, str]) -> dict[int, str]:
+        for number, folder in value.items():
+            if not 1 <= number <= 65535:
+                raise ValueError(f"recipe number {number} is not 1..65535")
+            if not isinstance(folder, str) or not 0 < len(folder) <= MAX_TEXT:
+                raise ValueError(f"recipe {number}: a folder name of 1..{MAX_TEXT} characters")
+        return value
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings: PydanticBaseSettingsSource,
