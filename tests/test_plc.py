@@ -343,3 +343,28 @@ def test_the_plc_link_needs_the_plc_trigger_mode(synthetic_recipe, tmp_path):
     pipeline = LivePipeline(FolderSource(tmp_path), None)
     with pytest.raises(StationError, match="trigger mode must be plc"):
         PlcService(pipeline, port=free_port()).start()
+
+
+def test_the_service_is_built_from_the_settings(synthetic_data, synthetic_recipe):
+    from station.core.settings import make_settings
+
+    settings = make_settings(plc_port=free_port(), plc_unit_id=3, plc_status_address=200, plc_command_address=300,
+                             plc_recipes={5: str(synthetic_recipe)})
+    pipeline = LivePipeline(Parts(synthetic_data / "test"), Inspector(Recipe.load(synthetic_recipe)),
+                            gate=ExternalTrigger(TriggerMode.PLC))
+    service = PlcService.from_settings(settings, pipeline)
+    service.start()
+    pipeline.start()
+    client = ModbusTcpClient("127.0.0.1", port=settings.plc_port, timeout=2)
+    try:
+        assert client.connect()
+        assert not client.write_register(300 + Command.RECIPE_SELECT, 5, device_id=3).isError()
+        deadline = time.monotonic() + 10
+        while client.read_holding_registers(200 + Status.ACTIVE_RECIPE, count=1, device_id=3).registers != [5]:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert client.read_holding_registers(200, count=1, device_id=1).exception_code == 11
+    finally:
+        client.close()
+        pipeline.stop()
+        assert service.stop()

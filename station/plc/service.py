@@ -39,7 +39,7 @@ class PlcService:
         recipes = {int(k): v for k, v in settings.plc_recipes.items()}
         return cls(pipeline, settings.plc_host, settings.plc_port, settings.plc_unit_id,
                    RegisterMap(settings.plc_status_address, settings.plc_command_address),
-                   settings.plc_result_timeout_s, recipes, load_recipe=load_recipe,
+                   settings.plc_result_timeout_s, recipes, load_recipe=load_recipe or recipe_loader(recipes),
                    opcua_port=settings.opcua_port if settings.opcua_enabled else None, opcua_host=settings.plc_host)
 
     def start(self) -> None:
@@ -60,3 +60,15 @@ class PlcService:
         if self.link is not None:
             ok = self.link.close() and ok
         return ok
+
+
+def recipe_loader(recipes: dict[int, str]) -> Callable[[int], Inspector]:
+    """Recipe number -> a ready Inspector, loading the folder `recipes` names (StationError when it cannot:
+    not found, damaged, or not trusted by this station)."""
+    def load(number: int) -> Inspector:
+        from station.core.recipe import Recipe
+
+        if number not in recipes:
+            raise StationError(f"no recipe has the number {number}")
+        return Inspector(Recipe.load(recipes[number]))
+    return load
