@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 
+import numpy as np
 import pytest
 from pymodbus.client import ModbusTcpClient
 from sqlalchemy import create_engine, text
@@ -260,16 +261,18 @@ def test_a_part_whose_row_cannot_be_logged_is_not_told_ok(tmp_path, synthetic_da
 
 
 def test_a_part_with_no_frame_in_time_is_answered_no_result(tmp_path, synthetic_recipe):
-    class Dark(Source):
-        """A camera that sends no frame."""
+    class Late(Source):
+        """A camera whose frames all arrive long after they were taken: none shows a part triggered now."""
 
         live = True
 
         def read(self):
             time.sleep(0.02)
-            return None
+            frame = self._frame(np.zeros((32, 32, 3), np.uint8), f"late #{self._index}")
+            frame.timestamp -= 1000.0
+            return frame
 
-    pipeline = LivePipeline(Dark(), Inspector(Recipe.load(synthetic_recipe)),
+    pipeline = LivePipeline(Late(), Inspector(Recipe.load(synthetic_recipe)),
                             gate=ExternalTrigger(TriggerMode.PLC))
     service = PlcService(pipeline, port=free_port(), result_timeout_s=0.3)
     service.start()
@@ -364,6 +367,30 @@ def test_the_service_is_built_from_the_settings(synthetic_data, synthetic_recipe
             assert time.monotonic() < deadline
             time.sleep(0.02)
         assert client.read_holding_registers(200, count=1, device_id=1).exception_code == 11
+    finally:
+        client.close()
+        pipeline.stop()
+        assert service.stop()
+
+
+def test_a_line_held_by_its_failing_result_log_refuses_triggers(synthetic_data, synthetic_recipe):
+    class Failing:
+        """A result log with on_failure=stop that cannot write: the line is held."""
+
+        hold_line = True
+
+    pipeline = LivePipeline(Parts(synthetic_data / "test"), Inspector(Recipe.load(synthetic_recipe)), store=Failing(),
+                            gate=ExternalTrigger(TriggerMode.PLC))
+    service = PlcService(pipeline, port=free_port())
+    service.start()
+    pipeline.start()
+    client = ModbusTcpClient("127.0.0.1", port=service.server.port, timeout=2)
+    try:
+        assert client.connect()
+        time.sleep(0.6)
+        assert pipeline.running and status(client)[Status.READY] == 0
+        r = client.write_register(C + Command.TRIGGER, 1, device_id=1)
+        assert r.isError() and r.exception_code == 6 and status(client)[Status.ERROR_CODE] == ErrorCode.NOT_RUNNING
     finally:
         client.close()
         pipeline.stop()

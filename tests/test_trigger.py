@@ -17,9 +17,9 @@ from station.core.live import LivePipeline
 from station.core.recipe import Recipe
 from station.core.results import ResultStore
 from station.core.settings import make_settings
-from station.core.sources import FolderSource, Frame, Source
+from station.core.sources import FolderSource, Frame, Source, SourceState
 from station.core.spool import decode_row, encode_row
-from station.core.trigger import ExternalTrigger, FreeRun, HoldTracker, TriggerMode, make_gate
+from station.core.trigger import ExternalTrigger, FreeRun, HoldTracker, TriggerMode, gate_from_settings, make_gate
 from station.core.workbench.audit import AuditLog
 from station.core.workbench.errors import AccessError
 from station.core.workbench.roles import PinStore, Session
@@ -190,3 +190,48 @@ def test_integrator_settings_need_the_pin_and_are_audited(tmp_path):
     assert [(e["what"], e["old"], e["new"], e["user"]) for e in changes][:2] == [
         ("plc_port", 5020, 1502, "anna"), ("trigger_mode", "free-run", "plc", "anna")]
     assert audit.verify().ok
+
+
+class Belt(Source):
+    """A live camera over a belt: `sequence` of scenes (None: empty belt), one frame every 10 ms."""
+
+    live = True
+
+    def __init__(self, sequence: list[int | None]) -> None:
+        super().__init__()
+        self.sequence = sequence
+
+    def read(self):
+        time.sleep(0.01)
+        if self._index >= len(self.sequence):
+            self.state = SourceState.ENDED
+            return None
+        return self._frame(_scene(self.sequence[self._index], seed=self._index), f"belt #{self._index}")
+
+
+def test_hold_mode_on_the_live_line_logs_one_row_per_part(tmp_path, synthetic_recipe):
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    store = ResultStore(url, archive="none")
+    gate = make_gate("hold", settle_frames=3)
+    gate.learn_empty(_scene(None))
+    pipeline = LivePipeline(Belt([None] * 5 + [1] * 15 + [None] * 8 + [2] * 15 + [None] * 5),
+                            Inspector(Recipe.load(synthetic_recipe)), store=store, gate=gate)
+    done = []
+    pipeline.finished.connect(lambda: done.append(1))
+    pipeline.start()
+    deadline = time.monotonic() + 10
+    while not done:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    pipeline.stop()
+    assert store.close()
+    with create_engine(url).connect() as conn:
+        rows = conn.execute(text("SELECT part_id FROM inspections ORDER BY id")).all()
+    assert [r[0] for r in rows] == ["1", "2"]
+
+
+def test_the_gate_follows_the_settings():
+    assert isinstance(gate_from_settings(make_settings()), FreeRun)
+    hold = gate_from_settings(make_settings(trigger_mode="hold", hold_settle_frames=7))
+    assert isinstance(hold, HoldTracker) and hold.settle_frames == 7
+    assert gate_from_settings(make_settings(trigger_mode="plc")).mode is TriggerMode.PLC

@@ -203,3 +203,10 @@ def make_gate(mode: str, counter: PartCounter | None = None, **hold: float) -> F
     if kind is TriggerMode.HOLD:
         return HoldTracker(counter, **hold)
     return ExternalTrigger(kind, counter)
+
+
+def gate_from_settings(settings, counter: PartCounter | None = None) -> FreeRun | ExternalTrigger | HoldTracker:
+    """The gate the settings' `trigger_mode` names (hold mode with its thresholds)."""
+    hold = {"motion_threshold": settings.hold_motion_threshold, "presence_threshold": settings.hold_presence_threshold,
+            "settle_frames": settings.hold_settle_frames} if settings.trigger_mode == TriggerMode.HOLD.value else {}
+    return make_gate(settings.trigger_mode, counter, **hold)

@@ -117,7 +117,9 @@ class Handshake:
             if refusal is not None:
                 self.refused += 1
                 self._status[Status.ERROR_CODE] = refusal.error
-                logger.warning("PLC write refused (%s): %s = %s", refusal.why, offset, values[:COMMAND_LEN])
+                if self.refused <= 20 or self.refused % 1000 == 0:  # a PLC that keeps at it does not flood the log
+                    logger.warning("PLC write refused (%s): command offset %d = %s (%d refused so far)", refusal.why,
+                                   offset, values[:COMMAND_LEN], self.refused)
                 snap = self._snapshot()
             else:
                 for i, value in enumerate(values):

@@ -13,7 +13,8 @@ from collections.abc import Callable
 
 from station.core.errors import StationError
 from station.core.inspector import Inspector
-from station.core.live import LiveResult, LivePipeline
+from station.core.live import LivePipeline, LiveResult
+from station.core.sources import SourceState
 from station.core.trigger import ExternalTrigger
 from station.core.verdict import Verdict
 from station.plc.handshake import Handshake, Outcome, PlcTrigger
@@ -65,6 +66,13 @@ class PlcLink:
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
+    def line_ready(self) -> bool:
+        """A trigger can be served now: the line runs with a recipe, its camera delivers, and its result
+        log takes rows (with on_failure=stop a failing log holds the line: triggers are refused, not lost)."""
+        p = self.pipeline
+        return (p.running and p.inspector is not None and p.state is SourceState.RUNNING
+                and not (p.store is not None and p.store.hold_line))
+
     # -- called from the Modbus thread and the inference thread: quick ------------------------------
     def _on_trigger(self, trigger: PlcTrigger) -> None:
         try:
@@ -96,7 +104,7 @@ class PlcLink:
                     next_beat = now + BEAT_S
                     if self.pipeline.running:
                         self.handshake.beat()
-                    self.handshake.set_available(self.pipeline.running and self.pipeline.inspector is not None)
+                    self.handshake.set_available(self.line_ready())
                 self._serve_recipe()
                 try:
                     item = self._results.get(timeout=0.05)
