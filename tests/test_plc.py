@@ -395,3 +395,31 @@ def test_a_line_held_by_its_failing_result_log_refuses_triggers(synthetic_data, 
         client.close()
         pipeline.stop()
         assert service.stop()
+
+
+def test_the_headless_line_serves_the_plc_from_the_settings(tmp_path, monkeypatch, synthetic_data, synthetic_recipe):
+    from station.core.settings import make_settings
+    from station.plc.serve import open_line, serve
+
+    monkeypatch.setenv("STATION_DATA_DIR", str(tmp_path))
+    with pytest.raises(StationError, match="needs trigger_mode plc"):
+        open_line(make_settings(plc_enabled=True))
+    port = free_port()
+    settings = make_settings(plc_enabled=True, trigger_mode="plc", plc_port=port, source=f"demo:{synthetic_data / 'test'}",
+                             recipe=str(synthetic_recipe), results_db=f"sqlite:///{tmp_path / 'r.db'}")
+    stop = threading.Event()
+    out = {}
+    runner = threading.Thread(target=lambda: out.update(serve(settings, 30, stop)))
+    runner.start()
+    client = ModbusTcpClient("127.0.0.1", port=port, timeout=2)
+    try:
+        deadline = time.monotonic() + 10
+        while not client.connect():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        s = _plc_cycle(client, 31337)
+    finally:
+        client.close()
+        stop.set()
+        runner.join(10)
+    assert s[Status.RESULT] != Result.NONE and out["told"] == 1 and out["log_closed_clean"]
