@@ -36,7 +36,7 @@ def free_port() -> int:
 def no_plc_threads() -> bool:
     deadline = time.monotonic() + 3
     while time.monotonic() < deadline:
-        if not [t for t in threading.enumerate() if t.name.startswith(("plc-", "station-"))]:
+        if not [t for t in threading.enumerate() if t.name.startswith("plc-")]:
             return True
         time.sleep(0.05)
     return False
