@@ -130,7 +130,7 @@ def _disk(settings) -> list[Row]:
 
 
 def _display() -> list[Row]:
-    from station.ui.qt_platform import platform_is_xcb, xcb_problem
+    from station.ui.qt_platform import install_line, platform_is_xcb, xcb_missing
 
     if not sys.platform.startswith("linux"):
         return [("display", "window system", platform.system())]
@@ -139,8 +139,9 @@ def _display() -> list[Row]:
     shown = os.environ.get("QT_QPA_PLATFORM") or ("x11" if os.environ.get("DISPLAY") else
                                                   "wayland" if os.environ.get("WAYLAND_DISPLAY") else "none")
     rows = [("display", "platform", shown)]
-    problem = xcb_problem()
-    rows.append(("display", "xcb libraries", problem.removeprefix("station: ") if problem else "all found"))
+    missing = xcb_missing()
+    rows.append(("display", "xcb libraries", f"missing {', '.join(missing)} (an X11 desktop needs them: "
+                 f"{install_line(missing)})" if missing else "all found"))
     if not platform_is_xcb() and shown == "none":
         rows.append(("display", "window", "no display: only the headless commands run here"))
     return rows

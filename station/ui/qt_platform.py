@@ -67,21 +67,29 @@ def debian_package(soname: str) -> str:
     return f"{name.lower()}{'-' if name[-1].isdigit() else ''}{major}"
 
 
-def xcb_problem(plugin: Path | None = None) -> str:
-    """'' when the xcb plugin's libraries are all there (or cannot be checked); else one line naming them."""
+def xcb_missing(plugin: Path | None = None) -> list[str]:
+    """The libraries of the xcb plugin this PC lacks ([] when all are there, or nothing can check)."""
     plugin = plugin or xcb_plugin()
     ldd = shutil.which("ldd")
     if plugin is None or ldd is None:
-        return ""  # nothing to check with: Qt will say what it finds
+        return []  # nothing to check with: Qt will say what it finds
     try:
         out = subprocess.run([ldd, str(plugin)], capture_output=True, text=True, timeout=20, check=False).stdout
     except (OSError, subprocess.TimeoutExpired) as exc:
         log.warning("could not check the libraries of %s: %s", plugin, exc)
-        return ""
-    missing = missing_libraries(out)
+        return []
+    return missing_libraries(out)
+
+
+def install_line(missing: list[str]) -> str:
+    return "sudo apt-get install " + " ".join(dict.fromkeys(debian_package(m) for m in missing))
+
+
+def xcb_problem(plugin: Path | None = None) -> str:
+    """'' when the xcb plugin's libraries are all there (or cannot be checked); else one line naming them."""
+    missing = xcb_missing(plugin)
     if not missing:
         return ""
-    packages = " ".join(dict.fromkeys(debian_package(m) for m in missing))
     return (f"station: the window cannot open: this PC lacks {', '.join(missing)}, which Qt's X11 (xcb) plugin "
-            f"needs; on Debian or Ubuntu: sudo apt-get install {packages} (the full list is in "
-            "docs/integrator.md); the headless commands work without them")
+            f"needs; on Debian or Ubuntu: {install_line(missing)} (the full list is in docs/integrator.md); "
+            "the headless commands work without them")
