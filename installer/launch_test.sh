@@ -13,10 +13,9 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/home"
 # nothing of the source install: no venv on PATH, no PYTHONPATH/PYTHONHOME, a fresh home and data folder
-bundle() {
-  env -i HOME="$work/home" PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 QT_QPA_PLATFORM=offscreen \
-    STATION_DATA_DIR="$work/data" STATION_CONFIG_DIR="$work/config" STATION_KEY_DIR="$work/keys" "$exe" "$@"
-}
+clean=(HOME="$work/home" PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 QT_QPA_PLATFORM=offscreen
+       STATION_DATA_DIR="$work/data" STATION_CONFIG_DIR="$work/config" STATION_KEY_DIR="$work/keys")
+bundle() { env -i "${clean[@]}" "$exe" "$@"; }
 fail() { echo "launch test FAILED: $*" >&2; exit 1; }
 
 echo "bundle: $(du -sh dist/station | cut -f1) in $(find dist/station -type f | wc -l) files"
@@ -37,7 +36,7 @@ if [ -x "$src_py" ]; then
   PYTHONPATH="$PWD" "$src_py" -m station eval --json > "$work/source-eval.json"
   "$src_py" - "$work/bundle-eval.json" "$work/source-eval.json" <<'PY' || fail "eval figures differ"
 import json, sys
-timing = {"fit_seconds", "ms_per_image_median", "ms_per_image_p95", "seconds"}
+timing = {"fit_seconds", "ms_per_image_median", "ms_per_image_p95", "seconds", "data"}  # data: the demo's path
 bundle, source = (json.loads(open(p).read().strip().splitlines()[-1]) for p in sys.argv[1:])
 def figures(result):
     return {k: v for k, v in result.items() if k not in timing and "seconds" not in k and not k.startswith("ms_")}
@@ -53,7 +52,20 @@ else
   echo "eval figures: not compared (no source install at $src_py)"
 fi
 
-bundle bench --gui --source demo --seconds 20 > "$work/gui.json" 2> "$work/gui.err" || { cat "$work/gui.err" >&2; fail "the window"; }
+t0=$(date +%s.%N)
+bundle bench --gui --source demo --seconds 0.1 > /dev/null 2> "$work/start.err" || { cat "$work/start.err" >&2; fail "the window"; }
+t1=$(date +%s.%N)
+echo "window start to first measured frames and closed: $(awk "BEGIN{printf \"%.2f\", $t1 - $t0}") s"
+(exec env -i "${clean[@]}" "$exe" bench --gui --source demo --seconds 20 > "$work/gui.json" 2> "$work/gui.err") &
+gui=$!
+sleep 12
+# every file the running window mapped comes from the bundle or the system, none from a Python install
+if [ -r "/proc/$gui/maps" ]; then
+  foreign=$(awk '{print $6}' "/proc/$gui/maps" | grep -E "site-packages|/\.venv/|/pyenv/|libpython" | grep -v "^$PWD/dist/station/" | sort -u || true)
+  [ -z "$foreign" ] || fail "the bundle loaded files of a Python install: $foreign"
+  echo "loaded files: $(awk '{print $6}' "/proc/$gui/maps" | grep -c "^$PWD/dist/station/" || true) mappings from the bundle, none from a Python install"
+fi
+wait "$gui" || { cat "$work/gui.err" >&2; fail "the window"; }
 echo "window offscreen 20 s on the demo line: $(tail -1 "$work/gui.json" | cut -c1-300)"
 log="$work/data/logs/station.log"
 [ -s "$log" ] || fail "no log file at $log"
