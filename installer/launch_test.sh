@@ -28,6 +28,13 @@ echo "--version: $version ($(awk "BEGIN{printf \"%.2f\", $t1 - $t0}") s, first s
 t0=$(date +%s.%N); bundle --version > /dev/null; t1=$(date +%s.%N)
 echo "--version again: $(awk "BEGIN{printf \"%.2f\", $t1 - $t0}") s"
 
+# every library the station uses imports in the bundle (the doctor says "cannot import" otherwise)
+bundle doctor --json > "$work/doctor.json" 2> "$work/doctor.err" || { cat "$work/doctor.err" >&2; fail "doctor"; }
+if grep -o '"found": "cannot import[^"]*"' "$work/doctor.json" > "$work/imports.txt"; then
+  cat "$work/imports.txt" >&2
+  fail "a library does not import in the bundle"
+fi
+echo "doctor: every library imports ($(grep -o '"what": "torch", "found": "[^"]*"' "$work/doctor.json" | cut -d'"' -f8))"
 t0=$(date +%s.%N)
 bundle eval --json > "$work/bundle-eval.json" 2> "$work/bundle-eval.err" || { cat "$work/bundle-eval.err" >&2; fail "eval"; }
 t1=$(date +%s.%N)
