@@ -72,3 +72,57 @@ def test_a_desktop_without_the_xcb_libraries_gets_one_line_not_an_abort(tmp_path
     assert len(lines) == 1 and "window cannot open" in lines[0]
     assert all(name in lines[0] for name in missing)
     assert qt_platform.debian_package(missing[0]) in lines[0]
+
+
+@pytest.mark.gui
+@pytest.mark.qt_log_ignore("does not support propagateSizeHints")
+def test_help_menu_shows_the_doctor_and_the_log_file_in_about(qtbot, synthetic_recipe, tmp_path, monkeypatch):
+    from station.core import logs
+    from station.core.settings import StationSettings
+    from station.ui.app import create_window
+    from station.ui.doctor_dialog import DoctorDialog
+
+    monkeypatch.setenv("STATION_LOG_DIR", str(tmp_path / "logs"))
+    logs.close_logging()
+    logs.setup_logging()
+    try:
+        window = create_window("demo", str(synthetic_recipe), StationSettings(), save_settings=False, start=False)
+        qtbot.addWidget(window)
+        help_menu = next(a.menu() for a in window.menuBar().actions() if a.text() == "&Help")
+        assert [a.text() for a in help_menu.actions()] == ["Station &doctor (for a support call)\u2026", "&About\u2026"]
+        assert str(tmp_path / "logs" / "station.log") in window.about_text()
+        dialog = DoctorDialog(window)
+        qtbot.waitUntil(lambda: not dialog.job.running, timeout=120000)
+        text = dialog.text.toPlainText()
+        assert text.startswith("[station]") and "[disk]" in text and str(tmp_path / "logs") in text
+        dialog.close()
+        window.close()
+    finally:
+        logs.close_logging()
+        logs.uninstall_thread_hook()
+
+
+def test_first_start_takes_the_first_camera_and_later_starts_keep_the_settings():
+    from station.ui.app import first_run_source
+
+    assert first_run_source(False, cameras=[2, 3]) == "camera:2"
+    assert first_run_source(False, cameras=[]) is None  # the demo line, with its banner
+    assert first_run_source(True, cameras=[0]) is None
+
+
+@pytest.mark.gui
+@pytest.mark.qt_log_ignore("does not support propagateSizeHints")
+def test_the_demo_line_by_default_says_how_to_choose_a_camera(qtbot, synthetic_recipe, tmp_path, monkeypatch):
+    from station.ui import app
+
+    monkeypatch.setenv("STATION_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("STATION_RECIPE", str(synthetic_recipe))
+    monkeypatch.setattr("station.core.camera_probe.probe_cameras", lambda: [])
+    window = app.open_station()
+    qtbot.addWidget(window)
+    assert app.DEMO_BANNER in window.banner.text()
+    window.close()
+    chosen = app.open_station(source="demo")  # chosen on purpose: no banner about it
+    qtbot.addWidget(chosen)
+    assert app.DEMO_BANNER not in chosen.banner.text()
+    chosen.close()
