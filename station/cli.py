@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import os
 import shlex
@@ -16,6 +17,8 @@ from pathlib import Path
 
 from station.core.errors import StationError
 from station.core.jsonio import loads_bounded
+
+log = logging.getLogger("station.cli")
 
 EXIT_ERROR = 2
 EXIT_INTERNAL = 3
@@ -286,6 +289,17 @@ def cmd_synth(args) -> int:
     return 0
 
 
+def cmd_doctor(args) -> int:
+    from station.doctor import format_report, report
+
+    rows = report()
+    if args.json:
+        _emit([{"section": s, "what": w, "found": f} for s, w, f in rows])
+    else:
+        print(format_report(rows))
+    return 0
+
+
 def cmd_gui(args) -> int:
     from station.ui.app import run_gui
 
@@ -435,6 +449,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a JSON file of product settings (omitted keys keep the connector's), 'demo', or a product "
                         "of scripts/product_suite.json ($STATION_PRODUCTS)")
     s.set_defaults(func=cmd_synth)
+
+    d = sub.add_parser("doctor", help="for a support call: versions, cameras, GPU, folders, database, disk, log file")
+    d.add_argument("--json", action="store_true", help="one JSON list of {section, what, found}")
+    d.set_defaults(func=cmd_doctor)
     from station.trust_cli import add_commands  # noqa: PLC0415 - `pin` and `trust-recipe` (SECURITY.md)
     add_commands(sub)
     return p
@@ -445,11 +463,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         args = parser.parse_args(["gui", *(argv if argv is not None else sys.argv[1:])])
+    from station.core.logs import setup_logging
+
+    _, no_log = setup_logging()  # the rotating log file in the user data folder (docs/integrator.md)
+    if no_log:
+        _say(no_log)
     try:
         return args.func(args)
     except StationError as exc:
         # one line, always: scripts read the last line of stderr
         message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        log.warning("station %s: %s", args.command, message)
         print(f"station: error: {message}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
@@ -457,10 +481,12 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         return 0
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, never a traceback
+        log.exception("station %s: internal error", args.command)
         if os.environ.get("STATION_DEBUG"):
             raise
         message = " ".join(str(exc).split())[:300]  # OpenCV's messages span lines
-        print(f"station: internal error: {type(exc).__name__}: {message} (set STATION_DEBUG=1 for details)",
+        print(f"station: internal error: {type(exc).__name__}: {message} (the log file has the traceback; "
+              "`station doctor` says where it is)",
               file=sys.stderr)
         return EXIT_INTERNAL
 

@@ -346,6 +346,7 @@ class LivePipeline:
                 if self._slot.put(frame, block=block) and not self._paused.is_set():
                     self.dropped += 1
         except Exception as exc:  # noqa: BLE001 - a crashed capture thread must show, not vanish
+            logger.exception("the capture thread failed")
             self._set_state(SourceState.FAILED, f"capture failed: {type(exc).__name__}: {exc}")
         finally:
             try:
@@ -401,7 +402,8 @@ class LivePipeline:
                 if shot is None:  # not a part to inspect (hold mode, or no trigger waiting)
                     continue
                 self.result_ready.emit(self._log(self._process(frame, shot)))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - shown in the status bar, its traceback in the log
+            logger.exception("the inference thread failed")
             self._set_state(SourceState.FAILED, f"inspection failed: {type(exc).__name__}: {exc}")
         finally:
             if not self._stop.is_set():  # the source ran out (or failed); a stop asked for is not news

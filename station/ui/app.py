@@ -3,11 +3,14 @@ rather than stopping the start. On a machine with no display it says so in one l
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
 from station.core.errors import StationError
 from station.core.settings import StationSettings, load_settings, make_settings
+
+log = logging.getLogger(__name__)
 
 HEADLESS_HINT = ("station: no display found (DISPLAY/WAYLAND_DISPLAY unset); the headless commands are "
                  "`station inspect`, `station eval`, `station bench` and `station train` "
@@ -86,10 +89,37 @@ def create_window(source: str | None = None, recipe: str | None = None, settings
     return window
 
 
+DEMO_BANNER = ("This is the demo line: no camera is chosen. To inspect real parts, plug in a camera and choose it "
+               "in Source > Choose source\u2026 (Ctrl+O).")
+
+
+def first_run_source(settings_file_exists: bool, cameras=None) -> str | None:
+    """On a PC's first start (no settings file yet) the first camera found, so its picture shows at once; None:
+    the settings' source (the demo line on a PC with no camera)."""
+    if settings_file_exists:
+        return None
+    from station.core.camera_probe import probe_cameras
+
+    try:
+        found = probe_cameras() if cameras is None else cameras
+    except Exception as exc:  # noqa: BLE001 - a camera driver that fails to probe leaves the demo line
+        log.warning("looking for cameras failed: %s: %s", type(exc).__name__, exc)
+        return None
+    return f"camera:{found[0]}" if found else None
+
+
 def run_gui(args) -> int:
     if not has_display():
         print(HEADLESS_HINT, file=sys.stderr)
         return 2
+    from station.ui.qt_platform import platform_is_xcb, xcb_problem
+
+    if platform_is_xcb():  # Qt aborts the process when its xcb plugin's libraries are missing: say it first
+        problem = xcb_problem()
+        if problem:
+            log.info("%s", problem)  # the file keeps it; stderr gets it once, below
+            print(problem, file=sys.stderr)
+            return 2
     from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
@@ -103,10 +133,15 @@ def run_gui(args) -> int:
 def open_station(source: str | None = None, recipe: str | None = None):
     """The window as `station` opens it: saved settings (a broken file is set aside and the operator
     told in the window's banner), then the command line's source and recipe over them."""
+    from station.core.settings import SETTINGS_FILE, config_dir
+
     settings, message = load_settings()
+    source = source or first_run_source((config_dir() / SETTINGS_FILE).exists())
     window = create_window(source, recipe, settings)
     if message:
         window.add_to_banner(message, first=True)
+    if settings.source == "demo" and source != "demo":  # the demo line by default, not by choice: say how to choose
+        window.add_to_banner(DEMO_BANNER)
     window.workbench = add_workbench(window)
     return window
 

@@ -135,6 +135,9 @@ class MainWindow(QMainWindow):
         self._action("Zoom &out", "-", self.live_view.zoom_out, view)
         view.addSeparator()
         self._action("&Result log and retention\u2026", None, self.show_result_log, view)
+        help_menu = bar.addMenu("&Help")
+        self._action("Station &doctor (for a support call)\u2026", None, self.show_doctor, help_menu)
+        self._action("&About\u2026", None, self.show_about, help_menu)
 
         tools = QToolBar("Line", self)
         tools.setObjectName("line-toolbar")
@@ -187,6 +190,30 @@ class MainWindow(QMainWindow):
     def show_result_log(self) -> None:
         """Where results go, what is waiting, the failure policy and the retention limits (set in settings.json)."""
         QMessageBox.information(self, "Result log", self.status.log_details())
+
+    def about_text(self) -> str:
+        """Version, and where the log, the settings and the results are: what support asks first."""
+        from station import __version__
+        from station.core.logs import current_log_file, log_path
+        from station.core.settings import config_dir, data_dir
+
+        logged = current_log_file()
+        return (f"Inspection station {__version__}\n\nlog file: {logged or log_path()}"
+                f"{'' if logged else ' (not written by this window: see the banner)'}\n"
+                f"settings: {config_dir()}\ndata (result log, archive): {data_dir()}\n\n"
+                "Help > Station doctor lists cameras, GPU, versions, folders, database and free disk space.")
+
+    def show_about(self) -> None:
+        QMessageBox.about(self, "About the inspection station", self.about_text())
+
+    def show_doctor(self) -> None:
+        """The doctor's report, gathered in a worker thread (it opens cameras and loads torch), then shown."""
+        from station.ui.doctor_dialog import DoctorDialog
+
+        dialog = DoctorDialog(self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        self._doctor = dialog
 
     # -- sources ----------------------------------------------------------------------------------
     def open_source(self, spec: str) -> bool:

@@ -7,14 +7,16 @@ A cancel sets an event the function polls (or `progress` raises `JobCancelled` o
 
 from __future__ import annotations
 
+import logging
 import threading
-import traceback
 from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from station.core.errors import StationError
+
+log = logging.getLogger(__name__)
 
 
 class JobCancelled(Exception):
@@ -51,7 +53,7 @@ class _Worker(QObject):
             else:
                 self.failed.emit(str(exc))
         except Exception as exc:  # noqa: BLE001 - a job's crash is shown, never lost in a thread
-            traceback.print_exc()
+            log.exception("job %s failed", QThread.currentThread().objectName() or "station-job")
             self.failed.emit(f"{type(exc).__name__}: {exc}")
         else:
             if self._stop.is_set():
