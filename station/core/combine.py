@@ -108,8 +108,9 @@ def combine(results: dict[str, InspectionResult], ng_thresholds: dict[str, float
     timings.update({f"engine:{n}": r.timings_ms.get("engine", 0.0) for n, r in results.items()})
     timings["total"] = timings["registration"] + timings["engine"]
     message = "; ".join(m for m in (base.message, differ, engines_note(results)) if m)
+    extra = {**base.extra, "engine": lead}  # the engine whose result the verdict follows (its map is shown)
     return InspectionResult(verdict, label, score, base.cell_scores, base.top_cell, timings, recipe_hash,
-                            base.registered, base.class_probs, message, dict(base.extra), dict(results), differ)
+                            base.registered, base.class_probs, message, extra, dict(results), differ)
 
 
 def _worst(results: dict[str, InspectionResult]) -> str:

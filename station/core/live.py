@@ -34,6 +34,7 @@ from station.core.verdict import Verdict
 from station.core.watchdog import TERMINAL, CameraWatch, FrameClock
 
 if TYPE_CHECKING:
+    from station.core.multi import MultiInspector
     from station.core.results import LogTicket, ResultStore
 
 logger = logging.getLogger(__name__)
@@ -127,6 +128,8 @@ class LiveResult:
     done_at: float  # perf_counter() when the result was ready
     error: str = ""  # the frame could not be read (frame.error) or inspected
     log: LogTicket | None = None  # the result's row on its way to the result log (None: not logged)
+    #: each engine's own map on a line of several recipes, by name (`overlay` is the one the verdict follows)
+    overlays: dict[str, Overlay] = field(default_factory=dict)
 
     @property
     def verdict(self) -> Verdict | None:
@@ -186,10 +189,11 @@ class LivePipeline:
 
     Callbacks (`result_ready`, `state_changed(SourceState, message)`, `finished()`) run in the worker
     threads: a GUI must hand them over to its own thread. `inspector` may be None (no recipe yet):
-    frames are then shown without a verdict.
+    frames are then shown without a verdict. It may be a MultiInspector (station/core/multi.py): every
+    frame then gets each recipe's result and map, and the verdict of the line's combine rule.
     """
 
-    def __init__(self, source: Source, inspector: Inspector | None, thumb_height: int = 72,
+    def __init__(self, source: Source, inspector: Inspector | MultiInspector | None, thumb_height: int = 72,
                  watch: CameraWatch | None = None, store: ResultStore | None = None) -> None:
         self.store = store  # each result is handed to it before result_ready; store.committed follows
         self.result_ready = Signal()
@@ -203,7 +207,7 @@ class LivePipeline:
         self.thumb_height = thumb_height
         self._source = source
         self._inspector = inspector
-        self._renderer = self._make_renderer(inspector)
+        self._renderers = self._make_renderers(inspector)
         self._slot = LatestFrameSlot()
         self._stop = threading.Event()
         self._paused = threading.Event()
@@ -224,7 +228,7 @@ class LivePipeline:
         return self._source
 
     @property
-    def inspector(self) -> Inspector | None:
+    def inspector(self) -> Inspector | MultiInspector | None:
         return self._inspector
 
     @property
@@ -288,15 +292,17 @@ class LivePipeline:
         if was_running:
             self.start(paused=was_paused)
 
-    def set_inspector(self, inspector: Inspector | None) -> None:
-        self._inspector, self._renderer = inspector, self._make_renderer(inspector)
+    def set_inspector(self, inspector: Inspector | MultiInspector | None) -> None:
+        self._inspector, self._renderers = inspector, self._make_renderers(inspector)
 
     # -- the two threads ------------------------------------------------------------------------
     @staticmethod
-    def _make_renderer(inspector: Inspector | None) -> OverlayRenderer | None:
+    def _make_renderers(inspector: Inspector | MultiInspector | None) -> dict[str, OverlayRenderer]:
+        """One renderer per recipe of the line, by name: each map in its own engine's scale."""
         if inspector is None:
-            return None
-        return OverlayRenderer(inspector.recipe.grid, inspector.recipe.thresholds)
+            return {}
+        return {i.name: OverlayRenderer(i.recipe.grid, i.recipe.thresholds, i.recipe.engine.capabilities.cell_scale)
+                for i in inspector.inspectors}
 
     def _set_state(self, state: SourceState, message: str) -> None:
         with self._state_lock:
@@ -405,7 +411,8 @@ class LivePipeline:
         t0 = time.perf_counter()
         timings = {"capture": (t0 - frame.timestamp) * 1e3}
         result, overlay, thumb, error = None, None, None, frame.error
-        inspector, renderer = self._inspector, self._renderer
+        inspector, renderers = self._inspector, self._renderers
+        overlays: dict[str, Overlay] = {}
         if frame.image is not None:
             if inspector is not None:
                 try:
@@ -416,25 +423,31 @@ class LivePipeline:
                     logger.exception("inspecting %s failed", frame.name)
                     why = " ".join(str(exc).split())[:300]  # OpenCV's messages run over several lines
                     result = bad_frame_result(f"bad frame: inspection failed ({type(exc).__name__}: {why})",
-                                              inspector.recipe.content_hash)
+                                              inspector.content_hash)
                 if result is not None:
                     timings["registration"] = result.timings_ms.get("registration", 0.0)
                     timings["engine"] = result.timings_ms.get("engine", 0.0)
+                    timings.update({k: v for k, v in result.timings_ms.items() if k.startswith("engine:")})
                     t1 = time.perf_counter()
-                    overlay = renderer.render(result, frame.image.shape)
+                    overlays = {name: renderers[name].render(own, frame.image.shape)
+                                for name, own in result.engines.items()}
+                    if overlays:  # the map the verdict follows
+                        overlay = overlays[result.extra.get("engine", next(iter(overlays)))]
+                    else:
+                        overlay = next(iter(renderers.values())).render(result, frame.image.shape)
                     thumb = thumbnail(frame.image, overlay, self.thumb_height)
                     timings["overlay"] = (time.perf_counter() - t1) * 1e3
             else:
                 thumb = thumbnail(frame.image, None, self.thumb_height)
         elif frame.error and self._source.live and inspector is not None:  # a part that could not be judged
-            result = bad_frame_result(frame.error, inspector.recipe.content_hash)
+            result = bad_frame_result(frame.error, inspector.content_hash)
         done = time.perf_counter()
         timings["end_to_end"] = (done - frame.timestamp) * 1e3
         for stage, ms in timings.items():
             self.times.add(stage, ms)
         self.inference_rate.tick(done)
         self._seq += 1
-        item = LiveResult(self._seq, frame, result, overlay, thumb, timings, done, error)
+        item = LiveResult(self._seq, frame, result, overlay, thumb, timings, done, error, overlays=overlays)
         self.tally.count(item)
         return item
 
@@ -443,7 +456,7 @@ class LivePipeline:
         if self.store is not None and item.result is not None:
             inspector = self._inspector
             item.log = self.store.add(item.result, item.frame.name, item.frame.image,
-                                      inspector.recipe.name if inspector is not None else "")
+                                      inspector.name if inspector is not None else "")
         return item
 
     def stats(self) -> dict:
