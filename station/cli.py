@@ -176,7 +176,7 @@ def cmd_train(args) -> int:
                 setup_paths = setup.save(setup_out, goods[:8])
                 print(f"station: no --setup given; proposed grid {grid.cols}x{grid.rows} of {grid.cell_px} px "
                       f"cells, see {setup_paths.get('preview', setup_paths['setup'])}", file=sys.stderr)
-    if args.engine == "vit":  # run settings of the learned engine; checkpoints and curves go beside the recipe
+    if engine_class(args.engine).capabilities.trainable:  # a training run: checkpoints and curves beside the recipe
         if args.epochs is not None:
             config["epochs"] = args.epochs
         if args.pretrained:
@@ -188,7 +188,8 @@ def cmd_train(args) -> int:
         if args.quiet and isinstance(config.get("train", {}), dict):  # no progress bar either
             config["train"] = {"progress_bar": False, **config.get("train", {})}
     elif args.epochs is not None or args.pretrained or args.train_dir:
-        raise StationError("--epochs, --pretrained and --train-dir apply to the vit engine only")
+        raise StationError("--epochs, --pretrained and --train-dir apply to engines that train by epochs "
+                           f"(not {args.engine})")
     command = "station " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
     def progress(message: str, fraction: float) -> None:

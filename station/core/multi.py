@@ -1,9 +1,11 @@
 """A line of several recipes: one registration per frame, each recipe's engine on the registered part,
 and one verdict by the line's combine rule (station/core/combine.py).
 
-The first recipe registers the part; a recipe on the same grid takes that crop as it is, so the
-engines judge the same pixels and their pins are the same pins. A recipe on another grid registers
-for itself (its cells would not be the first recipe's cells).
+The first recipe registers the part; a recipe that registers the same way (same grid, same region
+mode, its grid placed within a pixel of the first's) takes that crop as it is, so the engines judge
+the same pixels and their pins are the same pins. Another recipe registers for itself: a crop found
+another way is not the crop its engine learned from (a pattern-mode recipe given a blob-mode crop
+rejected every good part of the demo set).
 
 The engines run one after the other by default; with `parallel` the others run on a thread each while
 the first runs in the calling thread. Each engine is only ever used by one thread at a time: a
@@ -39,6 +41,20 @@ def line_names(recipes: list[Recipe]) -> list[str]:
     return names
 
 
+SHARE_SHIFT_PX = 1.0  # two blob regions whose grids sit this close take the same crop
+
+
+def same_registration(lead: Recipe, other: Recipe) -> bool:
+    """Whether `other` may judge `lead`'s registered crop: the same grid and region, up to a pixel of shift."""
+    a, b = lead.region, other.region
+    if lead.grid != other.grid or (a.mode, a.polarity, a.refine) != (b.mode, b.polarity, b.refine):
+        return False
+    if a.mode == "pattern":
+        return a.pattern is not None and b.pattern is not None and a.pattern.to_dict() == b.pattern.to_dict() \
+            and a.margin == b.margin
+    return abs(a.shift_x - b.shift_x) <= SHARE_SHIFT_PX and abs(a.shift_y - b.shift_y) <= SHARE_SHIFT_PX
+
+
 class MultiInspector:
     """Several recipes on one frame; quacks like `Inspector` for the live line, the CLI and eval."""
 
@@ -52,8 +68,7 @@ class MultiInspector:
         self._inspectors = [Inspector(r) for r in recipes]
         self.by_name = dict(zip(self.names, self._inspectors))
         self.recipe = recipes[0]  # the lead recipe: its registration is the line's
-        lead = recipes[0].grid
-        self._shares = [r.grid == lead for r in recipes]
+        self._shares = [same_registration(recipes[0], r) for r in recipes]
         digest = hashlib.sha256("|".join([self.rule, *(r.content_hash for r in recipes)]).encode()).hexdigest()
         self.content_hash = f"line:{digest[:56]}"  # fits the result log's recipe_hash column (80)
         self.name = "+".join(self.names)

@@ -158,6 +158,14 @@ class Engine(ABC):
     def load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         """Restore from `arrays()`; raise EngineError when something is missing or of the wrong shape."""
 
+    def copy(self) -> Engine:
+        """An engine of its own with the same settings and learned arrays, for another thread (the threshold
+        tuner scores a recipe while the line runs it): an engine is not shared between threads unless its
+        capabilities say it is thread-safe."""
+        twin = type(self)(self.grid, dict(self.config))
+        twin.load_arrays(self.arrays())
+        return twin
+
     @property
     def device(self) -> str:
         return "cpu"
