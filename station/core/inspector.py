@@ -72,10 +72,9 @@ class Inspector:
     def content_hash(self) -> str:
         return self.recipe.content_hash
 
-    @property
-    def inspectors(self) -> list[Inspector]:
-        """The recipes' inspectors this one runs (itself; several on a line of several recipes)."""
-        return [self]
+    def named(self) -> dict[str, Inspector]:
+        """The recipes this one runs, by the name its results' `engines` use (itself; several on a line)."""
+        return {self.name: self}
 
     def register(self, frame: np.ndarray) -> tuple[Registered | None, str]:
         """(the registered part, "") or (None, why no part was found)."""

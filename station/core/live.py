@@ -301,8 +301,8 @@ class LivePipeline:
         """One renderer per recipe of the line, by name: each map in its own engine's scale."""
         if inspector is None:
             return {}
-        return {i.name: OverlayRenderer(i.recipe.grid, i.recipe.thresholds, i.recipe.engine.capabilities.cell_scale)
-                for i in inspector.inspectors}
+        return {name: OverlayRenderer(i.recipe.grid, i.recipe.thresholds, i.recipe.engine.capabilities.cell_scale)
+                for name, i in named(inspector).items()}
 
     def _set_state(self, state: SourceState, message: str) -> None:
         with self._state_lock:
@@ -423,7 +423,7 @@ class LivePipeline:
                     logger.exception("inspecting %s failed", frame.name)
                     why = " ".join(str(exc).split())[:300]  # OpenCV's messages run over several lines
                     result = bad_frame_result(f"bad frame: inspection failed ({type(exc).__name__}: {why})",
-                                              inspector.content_hash)
+                                              line_hash(inspector))
                 if result is not None:
                     timings["registration"] = result.timings_ms.get("registration", 0.0)
                     timings["engine"] = result.timings_ms.get("engine", 0.0)
@@ -440,7 +440,7 @@ class LivePipeline:
             else:
                 thumb = thumbnail(frame.image, None, self.thumb_height)
         elif frame.error and self._source.live and inspector is not None:  # a part that could not be judged
-            result = bad_frame_result(frame.error, inspector.content_hash)
+            result = bad_frame_result(frame.error, line_hash(inspector))
         done = time.perf_counter()
         timings["end_to_end"] = (done - frame.timestamp) * 1e3
         for stage, ms in timings.items():
@@ -456,7 +456,7 @@ class LivePipeline:
         if self.store is not None and item.result is not None:
             inspector = self._inspector
             item.log = self.store.add(item.result, item.frame.name, item.frame.image,
-                                      inspector.name if inspector is not None else "")
+                                      line_name(inspector) if inspector is not None else "")
         return item
 
     def stats(self) -> dict:
@@ -464,3 +464,17 @@ class LivePipeline:
         return {"camera_fps": self.camera_rate.rate(), "inference_fps": self.inference_rate.rate(),
                 "latency_ms": {s: self.times.median(s) for s in STAGES}, "dropped_frames": self.dropped,
                 "state": self.state.value, "message": self.message}
+
+
+def named(inspector) -> dict:
+    """The line's recipes by name: an Inspector's one, a MultiInspector's several (a wrapper with only a
+    `recipe` and `inspect`, as tests make, counts as one)."""
+    return inspector.named() if hasattr(inspector, "named") else {inspector.recipe.name: inspector}
+
+
+def line_hash(inspector) -> str:
+    return getattr(inspector, "content_hash", None) or inspector.recipe.content_hash
+
+
+def line_name(inspector) -> str:
+    return getattr(inspector, "name", None) or inspector.recipe.name

@@ -79,6 +79,9 @@ class MultiInspector:
     def inspectors(self) -> list[Inspector]:
         return list(self._inspectors)
 
+    def named(self) -> dict[str, Inspector]:
+        return dict(self.by_name)
+
     @property
     def recipes(self) -> list[Recipe]:
         return [i.recipe for i in self._inspectors]

@@ -15,7 +15,7 @@ from PySide6.QtCore import QObject, Qt, Signal
 
 from station.core.combine import DEFAULT_RULE
 from station.core.inspector import Inspector
-from station.core.live import LivePipeline, LiveResult
+from station.core.live import LivePipeline, LiveResult, named
 from station.core.live_measure import Rate
 from station.core.recipe import Recipe
 from station.core.results import ResultStore
@@ -199,7 +199,7 @@ class LiveService(QObject):
     def engine_names(self) -> list[str]:
         """The names of the line's recipes, in its order (what each result's `engines` is keyed by)."""
         inspector = self.pipeline.inspector
-        return [] if inspector is None else [i.name for i in inspector.inspectors]
+        return [] if inspector is None else list(named(inspector))
 
     def record_painted(self, item: LiveResult) -> None:
         """Called by the live view once it has painted a new result: display rate and latency."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QPushButton, QSlider, QVBoxLayout, QWidget
 
-from station.core.live import LiveResult
+from station.core.live import LiveResult, named
 from station.ui.image_canvas import ImageCanvas
 from station.ui.legend import ColourLegend
 from station.ui.live_service import LiveService
@@ -97,7 +97,7 @@ class LiveView(QWidget):
     # -- which engine's map ------------------------------------------------------------------------
     def _inspectors(self) -> dict:
         inspector = self.service.pipeline.inspector
-        return {} if inspector is None else {i.name: i for i in inspector.inspectors}
+        return {} if inspector is None else named(inspector)
 
     def _fill_map_choice(self) -> None:
         names = list(self._inspectors())
