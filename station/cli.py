@@ -58,6 +58,15 @@ def _load_recipe(args):
     return Recipe.load(args.recipe if args.recipe else bundled_recipe(getattr(args, "engine", None)))
 
 
+def _load_line(args):
+    """The inspector of `--recipe` (given once or more, combined by `--combine`), else of the bundled recipe."""
+    from station.core.multi import load_line
+    from station.core.resources import bundled_recipe
+
+    paths = args.recipe or [bundled_recipe(getattr(args, "engine", None))]
+    return load_line([str(p) for p in paths], args.combine)
+
+
 def _grid_arg(args):
     """(cols, rows) from --grid, or None to let the data say."""
     from station.core.grid import CellGrid
@@ -170,7 +179,7 @@ def cmd_train(args) -> int:
                 setup_paths = setup.save(setup_out, goods[:8])
                 print(f"station: no --setup given; proposed grid {grid.cols}x{grid.rows} of {grid.cell_px} px "
                       f"cells, see {setup_paths.get('preview', setup_paths['setup'])}", file=sys.stderr)
-    if args.engine == "vit":  # run settings of the learned engine; checkpoints and curves go beside the recipe
+    if engine_class(args.engine).capabilities.trainable:  # a training run: checkpoints and curves beside the recipe
         if args.epochs is not None:
             config["epochs"] = args.epochs
         if args.pretrained:
@@ -182,7 +191,8 @@ def cmd_train(args) -> int:
         if args.quiet and isinstance(config.get("train", {}), dict):  # no progress bar either
             config["train"] = {"progress_bar": False, **config.get("train", {})}
     elif args.epochs is not None or args.pretrained or args.train_dir:
-        raise StationError("--epochs, --pretrained and --train-dir apply to the vit engine only")
+        raise StationError("--epochs, --pretrained and --train-dir apply to engines that train by epochs "
+                           f"(not {args.engine})")
     command = "station " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
     def progress(message: str, fraction: float) -> None:
@@ -204,7 +214,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_inspect(args) -> int:
-    from station.core.inspector import Inspector, bad_frame_result
+    from station.core.inspector import bad_frame_result
     from station.core.sources import SourceState, make_source
     from station.core.watchdog import FrameReader
 
@@ -212,7 +222,7 @@ def cmd_inspect(args) -> int:
         if state is SourceState.LOST:
             print(f"station: {message}", file=sys.stderr)
 
-    inspector = Inspector(_load_recipe(args))
+    inspector = _load_line(args)
     source = make_source(args.source, fps=args.fps)
     # the source is read in a thread of its own: a camera that never delivers ends the run after the timeout
     reader = FrameReader(source, args.frame_timeout, notice)
@@ -227,7 +237,7 @@ def cmd_inspect(args) -> int:
             if frame.image is None:
                 failures += 1
                 # a live source's bad frame stood for a part that was not judged: NG, never a pass
-                verdict = bad_frame_result(frame.error, inspector.recipe.content_hash).to_dict() if source.live \
+                verdict = bad_frame_result(frame.error, inspector.content_hash).to_dict() if source.live \
                     else {"verdict": None}
                 _emit({"frame": frame.name, "index": frame.index, **verdict, "error": frame.error})
                 continue
@@ -245,16 +255,22 @@ def cmd_eval(args) -> int:
     from station.core.evaluate import evaluate
     from station.core.resources import demo_dir
 
-    recipe = _load_recipe(args)
+    from station.core.multi import MultiInspector
+    from station.core.multi_eval import evaluate_line
+
+    line = _load_line(args)
     data = load_dataset(Path(args.data) if args.data else demo_dir(), "test")
-    result = evaluate(recipe, data)
+    result = evaluate_line(line, data) if isinstance(line, MultiInspector) else evaluate(line.recipe, data)
     if args.json:
         _emit(result)
     else:
-        for key in ("engine", "n_images", "auroc", "accuracy", "escape_rate", "false_reject_rate", "review_rate",
-                    "cell_localization", "fit_seconds", "ms_per_image_median"):
+        keys = ["engine", "n_images", "auroc", "accuracy", "escape_rate", "false_reject_rate", "review_rate",
+                "cell_localization", "fit_seconds", "ms_per_image_median"]
+        for key in keys + ["disagreement_rate"] * ("disagreement_rate" in result):
             print(f"{key:>20}: {result[key]}")
         print(f"{'per_class_recall':>20}: {result['per_class_recall']}")
+        for name, own in result.get("engines", {}).items():
+            print(f"{name:>20}: " + ", ".join(f"{k} {own[k]}" for k in ("accuracy", "escape_rate", "review_rate")))
     return 0
 
 
@@ -311,14 +327,13 @@ def cmd_bench(args) -> int:
     if args.gui:
         from station.ui.bench import run_gui_bench
 
-        _emit(run_gui_bench(args.source, args.recipe, args.seconds, args.fps))
+        _emit(run_gui_bench(args.source, args.recipe, args.seconds, args.fps, combine=args.combine))
         return 0
-    from station.core.inspector import Inspector
     from station.core.live import LivePipeline
     from station.core.live_measure import run_bench
     from station.core.sources import make_source
 
-    pipeline = LivePipeline(make_source(args.source, fps=args.fps), Inspector(_load_recipe(args)))
+    pipeline = LivePipeline(make_source(args.source, fps=args.fps), _load_line(args))
     _emit(run_bench(pipeline, args.seconds))
     return 0
 
@@ -360,6 +375,15 @@ COUNT = _int_in(1, 10**9)
 FPS = _float_in(0.0, 1000.0)
 
 
+def _line_args(parser, help_text: str = "recipe folder; give it more than once to run several recipes on "
+               "every frame (default: the bundled recipe)") -> None:
+    from station.core.combine import DEFAULT_RULE, rule_help
+
+    parser.add_argument("--recipe", action="append", help=help_text)
+    parser.add_argument("--combine", default=DEFAULT_RULE, metavar="RULE",
+                        help=f"how several recipes' verdicts combine: {rule_help()} (default {DEFAULT_RULE})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from station import __version__
 
@@ -374,7 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="measure the live line; one JSON object (fps, latency per stage, memory)")
     b.add_argument("--source", default="demo", help="demo, camera:N, a video file or an image folder")
-    b.add_argument("--recipe", help="recipe folder (default: the bundled recipe)")
+    _line_args(b, "recipe folder, once or more (default: with --gui the window's line, else the bundled recipe)")
     b.add_argument("--seconds", type=_float_in(0.1, 86400.0), default=20.0, help="how long to measure, after a short warm-up")
     b.add_argument("--fps", type=FPS, default=30.0, help="frame rate of the demo line")
     b.add_argument("--gui", action="store_true", help="run the full window (offscreen without a display)")
@@ -413,7 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
     te.set_defaults(func=cmd_teach)
 
     i = sub.add_parser("inspect", help="inspect a source; one JSON line per frame")
-    i.add_argument("--recipe")
+    _line_args(i)
     i.add_argument("--engine", help="use the bundled recipe of this engine")
     i.add_argument("--source", required=True, help="demo, camera:N, a video file, an image folder or an image")
     i.add_argument("--max-frames", type=_int_in(0, 10**12))
@@ -423,7 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.set_defaults(func=cmd_inspect)
 
     e = sub.add_parser("eval", help="evaluate a recipe on a labelled test set")
-    e.add_argument("--recipe")
+    _line_args(e)
     e.add_argument("--engine", help="use the bundled recipe of this engine")
     e.add_argument("--data", help="dataset folder (default: the bundled demo test split)")
     e.add_argument("--json", action="store_true", help="print one JSON object")

@@ -12,6 +12,7 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from station.core.engines.base import ok_first
 from station.core.errors import DatasetError
 from station.core.imageio import is_image_file
 
@@ -37,7 +38,7 @@ class Dataset:
     def classes(self) -> list[str]:
         """Class names, `good` first, the rest sorted."""
         names = {s.label for s in self.samples}
-        return ([OK_CLASS] if OK_CLASS in names else []) + sorted(names - {OK_CLASS})
+        return ok_first(names, OK_CLASS)
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from station.core.engines.base import ok_first
 from station.core.dataset import Dataset
 from station.core.imageio import read_image
 from station.core.inspector import Inspector
@@ -34,7 +35,7 @@ def summarize(labels: list[str], predicted: list[str], verdicts: list[Verdict], 
               ok_class: str, top_cells: list, true_cells: list) -> dict[str, Any]:
     """Image-level metrics from per-image outcomes; shared by `station eval` and the threshold tuner."""
     n = len(labels)
-    classes = [ok_class] * (ok_class in labels) + sorted(set(labels) - {ok_class})
+    classes = ok_first(labels, ok_class)
     is_good = np.array([lab == ok_class for lab in labels])
     score_arr = np.array(scores, dtype=float)
     hits = {c: 0 for c in classes}

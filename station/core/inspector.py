@@ -30,6 +30,9 @@ class InspectionResult:
     class_probs: dict[str, float] | None = None
     message: str = ""  # why a frame could not be judged normally
     extra: dict[str, Any] = field(default_factory=dict)
+    #: a line of several recipes: each one's own result, by name (station/core/multi.py); empty for one recipe
+    engines: dict[str, InspectionResult] = field(default_factory=dict)
+    disagreement: str = ""  # where the engines disagree ("" when they agree or there is one engine)
 
     def to_dict(self) -> dict[str, Any]:
         """The stable JSON contract of `station inspect`."""
@@ -43,6 +46,8 @@ class InspectionResult:
             "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()},
             "recipe_hash": self.recipe_hash,
             "message": self.message,
+            **({"engines": {name: r.to_dict() for name, r in self.engines.items()},
+                "disagreement": self.disagreement} if self.engines else {}),
         }
 
 
@@ -52,24 +57,48 @@ def _finite(v: float) -> float | None:
 
 
 class Inspector:
+    """One recipe: registration, then its engine and thresholds. Not to be shared between threads unless
+    its engine declares itself thread-safe (`Engine.capabilities.thread_safe`): load a copy instead."""
+
     def __init__(self, recipe: Recipe) -> None:
         self.recipe = recipe
         self.registrar = Registrar(recipe.region, recipe.grid)
 
+    @property
+    def name(self) -> str:
+        return self.recipe.name
+
+    @property
+    def content_hash(self) -> str:
+        return self.recipe.content_hash
+
+    def named(self) -> dict[str, Inspector]:
+        """The recipes this one runs, by the name its results' `engines` use (itself; several on a line)."""
+        return {self.name: self}
+
+    def register(self, frame: np.ndarray) -> tuple[Registered | None, str]:
+        """(the registered part, "") or (None, why no part was found)."""
+        try:
+            return self.registrar.register(frame), ""
+        except (RegistrationError, ImageError) as exc:
+            return None, str(exc)
+
     def inspect(self, frame: np.ndarray) -> InspectionResult:
         t0 = time.perf_counter()
-        review, ng = self.recipe.thresholds
-        try:
-            registered = self.registrar.register(frame)
-        except (RegistrationError, ImageError) as exc:
+        registered, why = self.register(frame)
+        return self.judge(registered, (time.perf_counter() - t0) * 1e3, why)
+
+    def judge(self, registered: Registered | None, registration_ms: float, why: str = "") -> InspectionResult:
+        """The verdict on a registered part (None: no part was found, for the reason `why`)."""
+        if registered is None:
             # a frame without a recognisable part is never passed: NG, and the operator is told why
-            ms = (time.perf_counter() - t0) * 1e3
             return InspectionResult(Verdict.NG, NO_PART, float("inf"), None, None,
-                                    {"registration": ms, "engine": 0.0, "total": ms},
-                                    self.recipe.content_hash, message=str(exc))
+                                    {"registration": registration_ms, "engine": 0.0, "total": registration_ms},
+                                    self.recipe.content_hash, message=why)
+        review, ng = self.recipe.thresholds
         t1 = time.perf_counter()
         out = self.recipe.engine.infer(registered.crop)
-        t2 = time.perf_counter()
+        engine_ms = (time.perf_counter() - t1) * 1e3
         cell_thresholds = self.recipe.cell_thresholds
         if cell_thresholds is None:
             verdict = decide(out.score, review, ng)
@@ -78,7 +107,7 @@ class Inspector:
         label = self._label(verdict, out.class_probs)
         rows, cols = out.cell_scores.shape
         flat = int(np.nanargmax(np.where(np.isfinite(out.cell_scores), out.cell_scores, np.inf)))
-        timings = {"registration": (t1 - t0) * 1e3, "engine": (t2 - t1) * 1e3, "total": (t2 - t0) * 1e3}
+        timings = {"registration": registration_ms, "engine": engine_ms, "total": registration_ms + engine_ms}
         return InspectionResult(verdict, label, out.score, out.cell_scores, (flat % cols, flat // cols), timings,
                                 self.recipe.content_hash, registered, out.class_probs, extra=out.extra)
 

@@ -35,6 +35,7 @@ from station.core.verdict import Verdict
 from station.core.watchdog import TERMINAL, CameraWatch, FrameClock
 
 if TYPE_CHECKING:
+    from station.core.multi import MultiInspector
     from station.core.results import LogTicket, ResultStore
 
 logger = logging.getLogger(__name__)
@@ -129,6 +130,8 @@ class LiveResult:
     error: str = ""  # the frame could not be read (frame.error) or inspected
     log: LogTicket | None = None  # the result's row on its way to the result log (None: not logged)
     shot: Shot | None = None  # the part: its ID and trigger time (station/core/trigger.py)
+    #: each engine's own map on a line of several recipes, by name (`overlay` is the one the verdict follows)
+    overlays: dict[str, Overlay] = field(default_factory=dict)
 
     @property
     def verdict(self) -> Verdict | None:
@@ -188,10 +191,11 @@ class LivePipeline:
 
     Callbacks (`result_ready`, `state_changed(SourceState, message)`, `finished()`) run in the worker
     threads: a GUI must hand them over to its own thread. `inspector` may be None (no recipe yet):
-    frames are then shown without a verdict.
+    frames are then shown without a verdict. It may be a MultiInspector (station/core/multi.py): every
+    frame then gets each recipe's result and map, and the verdict of the line's combine rule.
     """
 
-    def __init__(self, source: Source, inspector: Inspector | None, thumb_height: int = 72,
+    def __init__(self, source: Source, inspector: Inspector | MultiInspector | None, thumb_height: int = 72,
                  watch: CameraWatch | None = None, store: ResultStore | None = None, gate=None) -> None:
         self.store = store  # each result is handed to it before result_ready; store.committed follows
         self.gate = gate if gate is not None else FreeRun()  # which frames are parts (station/core/trigger.py)
@@ -206,7 +210,7 @@ class LivePipeline:
         self.thumb_height = thumb_height
         self._source = source
         self._inspector = inspector
-        self._renderer = self._make_renderer(inspector)
+        self._renderers = self._make_renderers(inspector)
         self._slot = LatestFrameSlot()
         self._stop = threading.Event()
         self._paused = threading.Event()
@@ -227,7 +231,7 @@ class LivePipeline:
         return self._source
 
     @property
-    def inspector(self) -> Inspector | None:
+    def inspector(self) -> Inspector | MultiInspector | None:
         return self._inspector
 
     @property
@@ -291,15 +295,17 @@ class LivePipeline:
         if was_running:
             self.start(paused=was_paused)
 
-    def set_inspector(self, inspector: Inspector | None) -> None:
-        self._inspector, self._renderer = inspector, self._make_renderer(inspector)
+    def set_inspector(self, inspector: Inspector | MultiInspector | None) -> None:
+        self._inspector, self._renderers = inspector, self._make_renderers(inspector)
 
     # -- the two threads ------------------------------------------------------------------------
     @staticmethod
-    def _make_renderer(inspector: Inspector | None) -> OverlayRenderer | None:
+    def _make_renderers(inspector: Inspector | MultiInspector | None) -> dict[str, OverlayRenderer]:
+        """One renderer per recipe of the line, by name: each map in its own engine's scale."""
         if inspector is None:
-            return None
-        return OverlayRenderer(inspector.recipe.grid, inspector.recipe.thresholds)
+            return {}
+        return {name: OverlayRenderer(i.recipe.grid, i.recipe.thresholds, i.recipe.engine.capabilities.cell_scale)
+                for name, i in named(inspector).items()}
 
     def _set_state(self, state: SourceState, message: str) -> None:
         with self._state_lock:
@@ -413,7 +419,8 @@ class LivePipeline:
         t0 = time.perf_counter()
         timings = {"capture": (t0 - frame.timestamp) * 1e3}
         result, overlay, thumb, error = None, None, None, frame.error
-        inspector, renderer = self._inspector, self._renderer
+        inspector, renderers = self._inspector, self._renderers
+        overlays: dict[str, Overlay] = {}
         if frame.image is not None:
             if inspector is not None:
                 try:
@@ -424,18 +431,24 @@ class LivePipeline:
                     logger.exception("inspecting %s failed", frame.name)
                     why = " ".join(str(exc).split())[:300]  # OpenCV's messages run over several lines
                     result = bad_frame_result(f"bad frame: inspection failed ({type(exc).__name__}: {why})",
-                                              inspector.recipe.content_hash)
+                                              line_hash(inspector))
                 if result is not None:
                     timings["registration"] = result.timings_ms.get("registration", 0.0)
                     timings["engine"] = result.timings_ms.get("engine", 0.0)
+                    timings.update({k: v for k, v in result.timings_ms.items() if k.startswith("engine:")})
                     t1 = time.perf_counter()
-                    overlay = renderer.render(result, frame.image.shape)
+                    overlays = {name: renderers[name].render(own, frame.image.shape)
+                                for name, own in result.engines.items()}
+                    if overlays:  # the map the verdict follows
+                        overlay = overlays[result.extra.get("engine", next(iter(overlays)))]
+                    else:
+                        overlay = next(iter(renderers.values())).render(result, frame.image.shape)
                     thumb = thumbnail(frame.image, overlay, self.thumb_height)
                     timings["overlay"] = (time.perf_counter() - t1) * 1e3
             else:
                 thumb = thumbnail(frame.image, None, self.thumb_height)
         elif frame.error and self._source.live and inspector is not None:  # a part that could not be judged
-            result = bad_frame_result(frame.error, inspector.recipe.content_hash)
+            result = bad_frame_result(frame.error, line_hash(inspector))
         done = time.perf_counter()
         timings["end_to_end"] = (done - frame.timestamp) * 1e3
         if shot is not None:
@@ -444,7 +457,8 @@ class LivePipeline:
             self.times.add(stage, ms)
         self.inference_rate.tick(done)
         self._seq += 1
-        item = LiveResult(self._seq, frame, result, overlay, thumb, timings, done, error, shot=shot)
+        item = LiveResult(self._seq, frame, result, overlay, thumb, timings, done, error, shot=shot,
+                          overlays=overlays)
         self.tally.count(item)
         return item
 
@@ -454,7 +468,7 @@ class LivePipeline:
             inspector = self._inspector
             shot = item.shot
             item.log = self.store.add(item.result, item.frame.name, item.frame.image,
-                                      inspector.recipe.name if inspector is not None else "",
+                                      line_name(inspector) if inspector is not None else "",
                                       part_id=shot.part_id if shot else None, trigger_time=shot.wall if shot else None)
         return item
 
@@ -463,3 +477,17 @@ class LivePipeline:
         return {"camera_fps": self.camera_rate.rate(), "inference_fps": self.inference_rate.rate(),
                 "latency_ms": {s: self.times.median(s) for s in STAGES}, "dropped_frames": self.dropped,
                 "state": self.state.value, "message": self.message}
+
+
+def named(inspector) -> dict:
+    """The line's recipes by name: an Inspector's one, a MultiInspector's several (a wrapper with only a
+    `recipe` and `inspect`, as tests make, counts as one)."""
+    return inspector.named() if hasattr(inspector, "named") else {inspector.recipe.name: inspector}
+
+
+def line_hash(inspector) -> str:
+    return getattr(inspector, "content_hash", None) or inspector.recipe.content_hash
+
+
+def line_name(inspector) -> str:
+    return getattr(inspector, "name", None) or inspector.recipe.name

@@ -3,7 +3,9 @@ cell grid, and the defective cell, rendered once per result (numpy/OpenCV, no Qt
 
 Engines score on different scales, so a cell's colour comes from its score divided by the recipe's
 NG threshold: 1.0 is "at the NG threshold" for every engine, and the same colour means the same
-thing whatever the recipe.
+thing whatever the recipe. An engine whose cell scores are shares of its attention (cell_scale
+"share", station/core/engines/base.py) says which pin, not how bad: its top cell takes the image
+score's colour and the other cells that colour in proportion to their share.
 """
 
 from __future__ import annotations
@@ -65,11 +67,20 @@ def normalise(scores: np.ndarray, ng_threshold: float) -> np.ndarray:
     return np.nan_to_num(out, nan=SCALE_MAX, posinf=SCALE_MAX, neginf=0.0).clip(0.0, SCALE_MAX)
 
 
+def share_map(shares: np.ndarray, image_level: float) -> np.ndarray:
+    """Attention shares drawn on the verdict's scale: the top cell at `image_level` (the image score in NG
+    thresholds), the others in proportion; a map with no finite positive share is drawn at 0."""
+    s = np.nan_to_num(np.asarray(shares, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0).clip(0.0, None)
+    top = s.max() if s.size else 0.0
+    return (s / top * image_level if top > 0 else np.zeros_like(s)).clip(0.0, SCALE_MAX)
+
+
 class OverlayRenderer:
     """Renders a result's overlay for one recipe (its grid and thresholds); cheap to call per frame."""
 
-    def __init__(self, grid: CellGrid, thresholds: tuple[float, float]) -> None:
+    def __init__(self, grid: CellGrid, thresholds: tuple[float, float], cell_scale: str = "score") -> None:
         self.grid = grid
+        self.cell_scale = cell_scale
         self.review, self.ng = thresholds
         self.review_frac = self.review / self.ng if self.ng > 0 else 0.5
         self.lut = colour_lut(self.review_frac)
@@ -81,6 +92,8 @@ class OverlayRenderer:
         h, w = frame_shape[:2]
         gw, gh = self.grid.size
         norm = normalise(result.cell_scores, self.ng)
+        if self.cell_scale == "share":
+            norm = share_map(result.cell_scores, normalise(np.array(result.score), self.ng).item())
         idx = np.rint(norm / SCALE_MAX * (len(self.lut) - 1)).astype(np.intp)
         cells = self.lut[idx]  # (rows, cols, 4)
         canon = cv2.resize(cells, (gw, gh), interpolation=cv2.INTER_NEAREST)

@@ -10,7 +10,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -56,7 +56,14 @@ class StationSettings(BaseSettings):
 
     version: int = SETTINGS_VERSION
     source: str = Field("demo", max_length=MAX_TEXT, description="demo, camera:N, a video file or an image folder")
-    recipe: str | None = Field(None, max_length=MAX_TEXT, description="recipe folder; None: the bundled recipe")
+    recipe: str | None = Field(None, max_length=MAX_TEXT, description="one recipe folder for the line; None: see "
+                               "recipes")
+    # the line's setup (DESIGN 2.3): the recipes run on every frame and how their verdicts combine
+    recipes: list[Annotated[str, Field(max_length=MAX_TEXT)]] | None = Field(None, max_length=8, description="recipe folders run together on every frame; "
+                                      "None (and no recipe): the bundled ViT and RT-attention recipes")
+    combine: str = Field("cross-check", max_length=MAX_TEXT, pattern="^(cross-check|either-ng|both-ng|only:.+)$",
+                         description="how the recipes' verdicts combine: cross-check (disagreement gives REVIEW), "
+                                     "either-ng, both-ng or only:NAME")
     demo_fps: float = Field(30.0, gt=0, le=240)
     # the live line's camera watchdog (station/core/watchdog.py)
     stall_after_frames: float = Field(10.0, ge=2, le=1000, description="no new frame for this many frame "

@@ -25,15 +25,37 @@ def has_display() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
-def load_recipe(path: str | None):
-    """(recipe or None, message): a missing or bad recipe leaves the window usable, saying why."""
-    from station.core.recipe import Recipe
-    from station.core.resources import bundled_recipe
+DEFAULT_LINE = ("vit", "rt-attention")  # out of the box both bundled engines run on every frame, cross-checked
 
-    try:
-        return Recipe.load(path if path else bundled_recipe()), ""
-    except StationError as exc:
-        return None, f"No recipe loaded: {exc}"
+
+def line_paths(recipe: str | list[str] | None, settings: StationSettings) -> list[str]:
+    """The recipe folders of the line: those given, else the settings' (one recipe or several), else the
+    bundled ViT and RT-attention recipes."""
+    from station.core.resources import resources_dir
+
+    if recipe:
+        return [recipe] if isinstance(recipe, str) else list(recipe)
+    if settings.recipe:
+        return [settings.recipe]
+    if settings.recipes:
+        return list(settings.recipes)
+    return [str(resources_dir() / "recipes" / name) for name in DEFAULT_LINE]
+
+
+def load_line_recipes(paths: list[str]):
+    """(the recipes that loaded, message): a recipe that does not load is left out and the banner says why."""
+    from station.core.recipe import Recipe
+
+    recipes, problems = [], []
+    for path in paths:
+        try:
+            recipes.append(Recipe.load(path))
+        except StationError as exc:
+            problems.append(str(exc))
+    if not problems:
+        return recipes, ""
+    what = "No recipe loaded" if not recipes else f"{len(problems)} of {len(paths)} recipes not loaded"
+    return recipes, f"{what}: " + "; ".join(problems)
 
 
 def open_results(settings: StationSettings):
@@ -54,9 +76,11 @@ def open_results(settings: StationSettings):
         return None, f"Results are NOT being logged: {exc}"
 
 
-def create_window(source: str | None = None, recipe: str | None = None, settings: StationSettings | None = None,
-                  save_settings: bool = True, start: bool = True):
-    """The main window on a line built from `source` and `recipe` (settings fill what is not given)."""
+def create_window(source: str | None = None, recipe: str | list[str] | None = None,
+                  settings: StationSettings | None = None, save_settings: bool = True, start: bool = True,
+                  combine: str | None = None):
+    """The main window on a line built from `source` and `recipe` (one folder or several; settings fill what
+    is not given: by default the bundled ViT and RT-attention recipes, cross-checked)."""
     from station.core.sources import make_source
     from station.core.watchdog import CameraWatch
     from station.ui.live_service import LiveService
@@ -64,7 +88,9 @@ def create_window(source: str | None = None, recipe: str | None = None, settings
 
     settings = settings or make_settings()
     messages = []
-    recipe_obj, recipe_error = load_recipe(recipe or settings.recipe)
+    if combine:
+        settings.combine = combine
+    recipe_obj, recipe_error = load_line_recipes(line_paths(recipe, settings))
     if recipe_error:
         messages.append(recipe_error)
     spec = source or settings.source
@@ -79,7 +105,7 @@ def create_window(source: str | None = None, recipe: str | None = None, settings
     if results_error:
         messages.append(results_error)
     service = LiveService(line_source, recipe_obj, recipe_error, results=results, results_error=results_error,
-                          watch=CameraWatch.from_settings(settings))
+                          watch=CameraWatch.from_settings(settings), combine=settings.combine)
     window = MainWindow(service, settings, save=save_settings)
     service.setParent(window)
     if messages:

@@ -41,7 +41,9 @@ class StallMeter:
         self.last = now
 
 
-def run_gui_bench(source: str, recipe: str | None, seconds: float, fps: float, warmup_s: float = 3.0) -> dict:
+def run_gui_bench(source: str, recipe: str | list[str] | None, seconds: float, fps: float, warmup_s: float = 3.0,
+                  combine: str | None = None) -> dict:
+    """Measure the window on `recipe` (one folder or several; None: the window's default line)."""
     if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PySide6.QtCore import QTimer
@@ -55,7 +57,8 @@ def run_gui_bench(source: str, recipe: str | None, seconds: float, fps: float, w
     qInstallMessageHandler(_quiet_offscreen)
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setStyle("Fusion")
-    window = create_window(source, recipe, make_settings(demo_fps=fps), save_settings=False, start=False)
+    window = create_window(source, recipe, make_settings(demo_fps=fps), save_settings=False, start=False,
+                           combine=combine)
     window.show()
     service, pipeline = window.service, window.service.pipeline
     pipeline.times = StageTimes(maxlen=bench_window(seconds))  # percentiles over the whole run
@@ -91,6 +94,8 @@ def run_gui_bench(source: str, recipe: str | None, seconds: float, fps: float, w
                           round(stall.max_stall_ms, 2), memory, painted=True)
     report["stalls_over_50ms"] = stall.stalls_over_50
     report["qt_platform"] = app.platformName()
+    report["engines"] = service.engine_names
+    report["combine"] = service.combine if len(service.engine_names) > 1 else None
     stall.timer.stop()
     sampler.stop()
     window.close()

@@ -13,8 +13,9 @@ from collections import deque
 
 from PySide6.QtCore import QObject, Qt, Signal
 
+from station.core.combine import DEFAULT_RULE
 from station.core.inspector import Inspector
-from station.core.live import LivePipeline, LiveResult
+from station.core.live import LivePipeline, LiveResult, named
 from station.core.live_measure import Rate
 from station.core.recipe import Recipe
 from station.core.results import ResultStore
@@ -22,8 +23,18 @@ from station.core.sources import Source, SourceState
 from station.core.watchdog import CameraWatch
 
 
+def make_inspector(recipes: list[Recipe], combine: str = DEFAULT_RULE):
+    """The line's inspector: None without a recipe, an Inspector for one, a MultiInspector for several."""
+    from station.core.multi import MultiInspector
+
+    if not recipes:
+        return None
+    return Inspector(recipes[0]) if len(recipes) == 1 else MultiInspector(recipes, combine)
+
+
 class LiveService(QObject):
-    """One station line: source, recipe and the pipeline between them, with Qt signals."""
+    """One station line: source, its recipes (one, or several run together on every frame and combined by
+    the line's rule) and the pipeline between them, with Qt signals."""
 
     results_ready = Signal(object)  # list[LiveResult], oldest first; at most one emission per GUI turn
     state_changed = Signal(str, str)  # source state, message
@@ -40,14 +51,15 @@ class LiveService(QObject):
     _committed = Signal()
     _logging = Signal(str)
 
-    def __init__(self, source: Source, recipe: Recipe | None, recipe_error: str = "", parent=None,
+    def __init__(self, source: Source, recipe: Recipe | list[Recipe] | None, recipe_error: str = "", parent=None,
                  max_pending: int = 64, results: ResultStore | None = None, results_error: str = "",
-                 watch: CameraWatch | None = None) -> None:
+                 watch: CameraWatch | None = None, combine: str = DEFAULT_RULE) -> None:
         super().__init__(parent)
-        self.recipe, self.recipe_error = recipe, recipe_error
+        self.recipes = _as_list(recipe)
+        self.recipe = self.recipes[0] if self.recipes else None  # the lead recipe (its registration is the line's)
+        self.recipe_error, self.combine = recipe_error, combine
         self.results, self.results_error = results, results_error
-        self.pipeline = LivePipeline(source, Inspector(recipe) if recipe is not None else None, watch=watch,
-                                     store=results)
+        self.pipeline = LivePipeline(source, make_inspector(self.recipes, combine), watch=watch, store=results)
         self._shutdown_ok: bool | None = None  # set by shutdown()
         self.logging_close_message = ""  # what closing the result log could not save (set by shutdown)
         self._commit_posted = False
@@ -175,10 +187,19 @@ class LiveService(QObject):
         self.displayed_rate.reset()
         self.source_changed.emit()
 
-    def set_recipe(self, recipe: Recipe | None, error: str = "") -> None:
-        self.recipe, self.recipe_error = recipe, error
-        self.pipeline.set_inspector(Inspector(recipe) if recipe is not None else None)
+    def set_recipe(self, recipe: Recipe | list[Recipe] | None, error: str = "", combine: str | None = None) -> None:
+        """Run the line on `recipe` (one or several); `combine` keeps the line's rule unless given."""
+        self.recipes = _as_list(recipe)
+        self.recipe, self.recipe_error = (self.recipes[0] if self.recipes else None), error
+        self.combine = combine or self.combine
+        self.pipeline.set_inspector(make_inspector(self.recipes, self.combine))
         self.recipe_changed.emit()
+
+    @property
+    def engine_names(self) -> list[str]:
+        """The names of the line's recipes, in its order (what each result's `engines` is keyed by)."""
+        inspector = self.pipeline.inspector
+        return [] if inspector is None else list(named(inspector))
 
     def record_painted(self, item: LiveResult) -> None:
         """Called by the live view once it has painted a new result: display rate and latency."""
@@ -208,3 +229,9 @@ class LiveService(QObject):
         self._set_run_state("stopped")
         self._shutdown_ok = ok
         return ok
+
+
+def _as_list(recipe: Recipe | list[Recipe] | None) -> list[Recipe]:
+    if recipe is None:
+        return []
+    return list(recipe) if isinstance(recipe, (list, tuple)) else [recipe]

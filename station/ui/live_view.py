@@ -1,14 +1,18 @@
-"""The live image with its overlay (on/off, opacity, colour legend), zoom and pan."""
+"""The live image with its overlay (on/off, opacity, colour legend), zoom and pan. On a line of several
+recipes each engine's map can be shown (the ViT's attention, RT-attention's cell scores), each with its
+legend and the engine's name; "verdict" shows the map of the engine the verdict followed."""
 
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QPushButton, QSlider, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QPushButton, QSlider, QVBoxLayout, QWidget
 
-from station.core.live import LiveResult
+from station.core.live import LiveResult, named
 from station.ui.image_canvas import ImageCanvas
 from station.ui.legend import ColourLegend
 from station.ui.live_service import LiveService
+
+FOLLOW_VERDICT = ""  # the map choice that follows the engine the verdict came from
 
 
 class LiveView(QWidget):
@@ -35,12 +39,18 @@ class LiveView(QWidget):
         zoom_out.setToolTip("Zoom out")
         fit.setToolTip("Fit the image (double-click)")
         self.legend = ColourLegend(parent=self)
-        self._update_legend()
+        self.map_choice = QComboBox(self)
+        self.map_choice.setToolTip("Which engine's map is drawn over the part (M: the next one)")
+        self.map_choice.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        self.legend_caption = QLabel("Cell score", self)
+        self._fill_map_choice()
 
         bar = QHBoxLayout()
         bar.addWidget(self.overlay_box)
         bar.addWidget(QLabel("Opacity", self))
         bar.addWidget(self.opacity)
+        bar.addWidget(QLabel("Map", self))
+        bar.addWidget(self.map_choice)
         bar.addStretch(1)
         for b in (zoom_out, zoom_in, fit):
             bar.addWidget(b)
@@ -49,7 +59,6 @@ class LiveView(QWidget):
         layout.addLayout(bar)
         layout.addWidget(self.canvas, 1)
         legend_row = QHBoxLayout()
-        self.legend_caption = QLabel("Cell score", self)
         self.legend_caption.setToolTip(self.legend.toolTip())
         legend_row.addWidget(self.legend_caption)
         legend_row.addWidget(self.legend, 1)
@@ -64,7 +73,8 @@ class LiveView(QWidget):
         fit.clicked.connect(self.canvas.fit)
         self.canvas.painted.connect(self._on_painted)
         service.results_ready.connect(self.show_results)
-        service.recipe_changed.connect(self._update_legend)
+        service.recipe_changed.connect(self._fill_map_choice)
+        self.map_choice.currentIndexChanged.connect(self._on_map_choice)
 
     def set_overlay_visible(self, visible: bool) -> None:
         self.overlay_box.setChecked(visible)
@@ -84,18 +94,80 @@ class LiveView(QWidget):
     def zoom_out(self) -> None:
         self.canvas.zoom_by(0.8)
 
-    def _update_legend(self) -> None:
-        recipe = self.service.recipe
-        if recipe is not None:
-            review, ng = recipe.thresholds
-            self.legend.set_review_frac(review / ng if ng > 0 else 0.5)
+    # -- which engine's map ------------------------------------------------------------------------
+    def _inspectors(self) -> dict:
+        inspector = self.service.pipeline.inspector
+        return {} if inspector is None else named(inspector)
+
+    def _fill_map_choice(self) -> None:
+        names = list(self._inspectors())
+        chosen = self.map_choice.currentData()
+        self.map_choice.blockSignals(True)
+        self.map_choice.clear()
+        if len(names) > 1:
+            self.map_choice.addItem("verdict's engine", FOLLOW_VERDICT)
+        for name in names:
+            self.map_choice.addItem(name, name)
+        at = self.map_choice.findData(chosen)
+        self.map_choice.setCurrentIndex(max(at, 0))
+        self.map_choice.blockSignals(False)
+        self.map_choice.setEnabled(len(names) > 1)
+        self._update_legend()
+
+    def choose_map(self, name: str) -> None:
+        """Show `name`'s map (FOLLOW_VERDICT: the engine the verdict followed)."""
+        at = self.map_choice.findData(name)
+        if at >= 0:
+            self.map_choice.setCurrentIndex(at)
+
+    def next_map(self) -> None:
+        if self.map_choice.count() > 1:
+            self.map_choice.setCurrentIndex((self.map_choice.currentIndex() + 1) % self.map_choice.count())
+
+    def _on_map_choice(self) -> None:
+        self._update_legend()
+        if self.current is not None:  # redraw the frame on screen with the chosen map
+            self.canvas.set_frame(self.current.frame.image, self._overlay_of(self.current))
+
+    def shown_engine(self, item: LiveResult | None = None) -> str | None:
+        """The engine whose map is drawn (for `item`, or the frame on screen)."""
+        chosen = self.map_choice.currentData()
+        if chosen:
+            return chosen
+        item = item or self.current
+        if item is not None and item.result is not None and "engine" in item.result.extra:
+            return item.result.extra["engine"]
+        names = list(self._inspectors())
+        return names[0] if names else None
+
+    def _overlay_of(self, item: LiveResult):
+        name = self.shown_engine(item)
+        return item.overlays.get(name, item.overlay) if name else item.overlay
+
+    def _update_legend(self, item: LiveResult | None = None) -> None:
+        name = self.shown_engine(item)
+        inspector = self._inspectors().get(name) if name else None
+        if inspector is None:
+            self.legend_caption.setText("Cell score")
+            return
+        review, ng = inspector.recipe.thresholds
+        self.legend.set_review_frac(review / ng if ng > 0 else 0.5)
+        caps = inspector.recipe.engine.capabilities
+        text = f"{name}: {caps.map_name}"
+        if text != self.legend_caption.text():
+            self.legend_caption.setText(text)
+            self.legend_caption.setToolTip(
+                "Where the engine looked, coloured by how bad the part is (its top cell at the image's score)"
+                if caps.cell_scale == "share" else "Each cell's score as a share of the recipe's NG threshold")
 
     def show_results(self, items: list[LiveResult]) -> None:
         """Only the newest frame is drawn; older ones in the batch were superseded."""
         for item in reversed(items):
             if item.frame.image is not None:
                 self.current = self._unpainted = item
-                self.canvas.set_frame(item.frame.image, item.overlay)
+                if not self.map_choice.currentData():
+                    self._update_legend(item)  # following the verdict: the legend follows the engine
+                self.canvas.set_frame(item.frame.image, self._overlay_of(item))
                 return
 
     def _on_painted(self) -> None:

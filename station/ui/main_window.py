@@ -130,6 +130,7 @@ class MainWindow(QMainWindow):
         self._action("&Image folder\u2026", None, self.choose_folder, source)
         view = bar.addMenu("&View")
         self.overlay_action = self._action("&Overlay", "O", self.live_view.toggle_overlay, view)
+        self._action("Next engine's &map", "M", self.live_view.next_map, view)
         self._action("&Fit image", "F", self.live_view.canvas.fit, view)
         self._action("Zoom &in", "+", self.live_view.zoom_in, view)
         self._action("Zoom &out", "-", self.live_view.zoom_out, view)

@@ -103,8 +103,10 @@ class VerdictPanel(QWidget):
             else:
                 self._show("IDLE", "NO RECIPE", self.service.recipe_error or "load a recipe to inspect")
             return
-        if result.verdict is Verdict.OK:
-            self._show("OK", "OK", "good part")
+        if result.disagreement:  # a line of several engines that do not agree on this part
+            self._show(result.verdict.value, result.verdict.value, disagreement_text(result))
+        elif result.verdict is Verdict.OK:
+            self._show("OK", "OK", "good part" + agreed(result))
         elif result.verdict is Verdict.NG:
             if result.label == NO_PART:
                 self._show("NG", "NG", "no part found")
@@ -112,7 +114,7 @@ class VerdictPanel(QWidget):
                 self._show("NG", "NG", result.message)
             else:
                 where = f" \u00b7 pin col {result.top_cell[0] + 1}, row {result.top_cell[1] + 1}" if result.top_cell else ""
-                self._show("NG", "NG", f"{result.label}{where}")
+                self._show("NG", "NG", f"{result.label}{where}{agreed(result)}")
         else:
             self._show("REVIEW", "REVIEW", "check this part by hand")
 
@@ -132,3 +134,20 @@ class VerdictPanel(QWidget):
             self._show("IDLE", "NO IMAGE", message or state)
         elif state in ("camera stalled", "camera frozen"):  # the last verdict is not the part in front of it
             self._show("IDLE", state.upper(), message or state)
+
+
+def agreed(result) -> str:
+    """" · both engines agree" on a line of several engines; "" for one."""
+    return f" \u00b7 {len(result.engines)} engines agree" if len(result.engines) > 1 else ""
+
+
+def disagreement_text(result) -> str:
+    """What each engine said, one line each: `vit: NG missing, pin col 2, row 5`."""
+    lines = ["engines disagree" + (" on the pin" if len({r.verdict for r in result.engines.values()}) == 1 else "")]
+    for name, own in result.engines.items():
+        if own.verdict is Verdict.OK:
+            lines.append(f"{name}: OK")
+        else:
+            where = f", pin col {own.top_cell[0] + 1}, row {own.top_cell[1] + 1}" if own.top_cell else ""
+            lines.append(f"{name}: {own.verdict.value} {own.label}{where}")
+    return "\n".join(lines)

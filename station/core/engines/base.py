@@ -1,18 +1,75 @@
-"""What every engine offers the station: fit on registered crops, infer one crop, save as arrays."""
+"""What every engine offers the station: fit on registered crops, infer one crop, save as arrays.
+
+The contract, so that adding an engine touches neither the UI nor the CLI:
+- its settings are a typed pydantic model (`settings_model`), checked when the engine is made;
+- it declares what it can do (`capabilities`): a training run of epochs or a fit in one pass, classes or
+  good/not good only, what its map shows and on what scale, whether one instance may serve two threads;
+- `EngineOutput.cell_scores` is on the scale `capabilities.cell_scale` says (see CellScale);
+- training progress is `progress(message, fraction)`, and an engine that trains by epochs reports each
+  epoch as a structured `TrainingEvent` through `report_epoch` as well;
+- the order of classes (the OK class first) is `ok_first`, wherever classes are listed.
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
+from pydantic import BaseModel
 
 from station.core.grid import CellGrid
 
 Progress = Callable[[str, float], None]  # (message, fraction done)
 REFERENCE_CELL_PX = 24  # the cell size px settings were measured at (the demo connector's pitch)
+
+#: "score": cell scores are on the image score's scale (thresholds apply per cell; 1x the NG threshold is
+#: "at NG"). "share": cell scores are where the engine looked, non-negative and summing to 1 over the cells
+#: (a ViT's attention): they say which pin, not how bad; per-cell thresholds do not apply to them.
+CellScale = Literal["score", "share"]
+
+
+def ok_first(names, ok_class: str) -> list[str]:
+    """The order of classes everywhere in the station: the OK class first, then the others sorted."""
+    names = set(names)
+    return [ok_class] * (ok_class in names) + sorted(names - {ok_class})
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What an engine declares, so the UI and the CLI ask it instead of knowing engines by name."""
+
+    trainable: bool = False  # trains by epochs (--epochs, --pretrained, a training folder, curves); else one fit
+    names_classes: bool = False  # class_probs name the defect; else good / not good only
+    cell_scale: CellScale = "score"
+    map_name: str = "cell score"  # what its map shows, for the legend
+    thread_safe: bool = False  # one instance may infer on two threads at once
+    summary: str = ""  # one line for the engineer choosing an engine
+
+
+@dataclass(frozen=True)
+class TrainingEvent:
+    """One epoch of a training run, as the training view plots it."""
+
+    epoch: int  # 1-based
+    epochs: int
+    metrics: dict[str, float]  # e.g. loss, acc, val_acc
+
+
+EpochSink = Callable[[TrainingEvent], None]
+
+
+def report_epoch(progress: Progress | None, event: TrainingEvent, fraction: float) -> None:
+    """Tell `progress` of an epoch: its `epoch_event` (when it has one) gets the event, and the call the line."""
+    if progress is None:
+        return
+    sink = getattr(progress, "epoch_event", None)
+    if sink is not None:
+        sink(event)
+    metrics = " ".join(f"{k} {v:.3f}" for k, v in event.metrics.items())
+    progress(f"epoch {event.epoch}/{event.epochs} {metrics}".strip(), fraction)
 
 
 @dataclass
@@ -27,8 +84,7 @@ class TrainingSet:
 
     @property
     def classes(self) -> list[str]:
-        names = set(self.labels)
-        return [self.ok_class] * (self.ok_class in names) + sorted(names - {self.ok_class})
+        return ok_first(self.labels, self.ok_class)
 
     def indices(self, label: str) -> np.ndarray:
         return np.array([i for i, lab in enumerate(self.labels) if lab == label], dtype=int)
@@ -39,7 +95,7 @@ class EngineOutput:
     """One crop's result. `score` grows with how defective the part looks; thresholds apply to it."""
 
     score: float
-    cell_scores: np.ndarray  # (rows, cols), same direction as score
+    cell_scores: np.ndarray  # (rows, cols), same direction as score, on the engine's capabilities.cell_scale
     class_probs: dict[str, float] | None = None  # engines that name the defect
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -54,6 +110,9 @@ class Engine(ABC):
     name: ClassVar[str]
     #: "anomaly" engines only tell good from not good; "classifier" engines name the class.
     kind: ClassVar[str] = "anomaly"
+    capabilities: ClassVar[Capabilities] = Capabilities()
+    #: the engine's settings, checked (bounds, types) before anything is built from them
+    settings_model: ClassVar[type[BaseModel] | None] = None
 
     #: settings in px whose default ("auto") follows the cell size: {key: px at a 24 px cell}
     scaled_px: ClassVar[dict[str, int]] = {}
@@ -64,6 +123,10 @@ class Engine(ABC):
         for key, at_24 in self.scaled_px.items():
             if self.config.get(key) == "auto":  # resolved here, so a recipe saves the number it used
                 self.config[key] = max(1, int(round(at_24 * grid.cell_px / REFERENCE_CELL_PX)))
+        if self.settings_model is not None:
+            from station.core.engines.settings import check_settings
+
+            check_settings(self.settings_model, self.config, self.name)
 
     #: settings added after recipes were written without them, with the value that gives those recipes
     #: their old behaviour (a saved recipe holds its whole config, so a key it lacks predates the setting)
@@ -94,6 +157,14 @@ class Engine(ABC):
     @abstractmethod
     def load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         """Restore from `arrays()`; raise EngineError when something is missing or of the wrong shape."""
+
+    def copy(self) -> Engine:
+        """An engine of its own with the same settings and learned arrays, for another thread (the threshold
+        tuner scores a recipe while the line runs it): an engine is not shared between threads unless its
+        capabilities say it is thread-safe."""
+        twin = type(self)(self.grid, dict(self.config))
+        twin.load_arrays(self.arrays())
+        return twin
 
     @property
     def device(self) -> str:

@@ -14,14 +14,14 @@ from typing import Any
 import numpy as np
 
 from station.core.displacement import chroma
-from station.core.engines.base import Engine, EngineOutput, FitReport, Progress, TrainingSet
+from station.core.engines.base import Capabilities, Engine, EngineOutput, FitReport, Progress, TrainingSet
 from station.core.engines.rt_attention_arrays import RecipeArrays
 from station.core.engines.rt_attention_math import ModeSpace, cell_kinship, spread_to_classes, whitener
 from station.core.engines.rt_attention_shift import (CHROMA_TOKENS, CONFUSION_PRIOR, CONTRAST_TOKENS, ODDS_CLIP,
                                                     DisplacementHead)
 from station.core.engines.rt_attention_tokens import CONTEXT, RTTokenHead
 from station.core.engines.rt_engine import RTEngine
-from station.core.engines.settings import RTAttentionSettings, check_settings
+from station.core.engines.settings import RTAttentionSettings
 from station.core.errors import EngineError
 from station.core.rt import METRIC_SETS, UnitSpace, cell_vectors, rt_metrics
 from station.core.verdict import calibrate_thresholds
@@ -82,6 +82,8 @@ MIN_CHROMA_SPREAD = 0.01  # below it (spread of the good images' mean chroma) th
 class RTAttentionEngine(RTTokenHead, DisplacementHead, RecipeArrays, Engine):
     name = "rt-attention"
     kind = "classifier"
+    settings_model = RTAttentionSettings
+    capabilities = Capabilities(names_classes=True, map_name="RT-attention cell score", summary="RT-attention: refit in seconds; names the defect from labelled cells")
     # what a recipe saved before a setting existed meant by it (a key absent from its config): the fourth
     # round's RT distance alone as the score and heads joined as a product, ..., the sixth round's one
     # bandwidth for every token dimension
@@ -143,7 +145,6 @@ class RTAttentionEngine(RTTokenHead, DisplacementHead, RecipeArrays, Engine):
         tau = self.config["temperature"]
         if not isinstance(tau, (int, float)) or not np.isfinite(tau) or tau <= 0:
             raise EngineError(f"rt-attention: temperature must be a positive number, not {tau!r}")
-        check_settings(RTAttentionSettings, self.config, self.name)
         self._rt = RTEngine(grid, {k: self.config[k] for k in ("metrics", "search_px", "ridge", "folds")})
         self.classes: list[str] = []  # good first; empty until fitted
         self.modes: dict[str, ModeSpace] = {}

@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from station.core.engines.base import Engine, EngineOutput, FitReport, Progress, TrainingSet
-from station.core.engines.settings import RTSettings, check_settings
+from station.core.engines.base import Capabilities, Engine, EngineOutput, FitReport, Progress, TrainingSet
+from station.core.engines.settings import RTSettings
 from station.core.errors import EngineError
 from station.core.grid import CellGrid
 from station.core.imageio import to_gray
@@ -39,6 +39,8 @@ def searched_cell_vectors(scaled: np.ndarray, grid: CellGrid, standard: np.ndarr
 class RTEngine(Engine):
     name = "rt"
     kind = "anomaly"
+    settings_model = RTSettings
+    capabilities = Capabilities(map_name="RT distance per cell", summary="RT: fits in seconds from good images alone; good / not good")
 
     @classmethod
     def default_config(cls) -> dict[str, Any]:
@@ -53,7 +55,6 @@ class RTEngine(Engine):
             raise EngineError(f"search_px must be 'auto' or a whole number of px from 0 to 32, not {sp!r}")
         if self.config["metrics"] not in METRIC_SETS:
             raise EngineError(f"unknown RT metric set {self.config['metrics']!r}; use one of {sorted(METRIC_SETS)}")
-        check_settings(RTSettings, self.config, self.name)
         self.unit_space: UnitSpace | None = None
 
     # -- vectors -------------------------------------------------------------------------

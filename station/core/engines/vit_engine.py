@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from station.core.engines.base import Engine, EngineOutput, FitReport, Progress, TrainingSet
-from station.core.engines.settings import ViTSettings, check_settings
+from station.core.engines.base import Capabilities, Engine, EngineOutput, FitReport, Progress, TrainingSet
+from station.core.engines.settings import ViTSettings
 from station.core.errors import EngineError
 from station.core.grid import CellGrid
 
@@ -32,6 +32,8 @@ SPLIT_MIN_CLASS = {"data": 2, "fixed": 3}
 class ViTEngine(Engine):
     name = "vit"
     kind = "classifier"
+    settings_model = ViTSettings
+    capabilities = Capabilities(trainable=True, names_classes=True, cell_scale="share", map_name="ViT attention", summary="ViT: trains for minutes; curves and attention strip below")
     # a recipe saved before issue 14 holds "epochs" and "tta" but not "train_defaults": it was trained with
     # the fixed defaults (100 epochs, mirror, 3 px shift)
     saved_before = {"train_defaults": "fixed"}
@@ -65,7 +67,6 @@ class ViTEngine(Engine):
         if self.config["train_defaults"] not in TRAIN_DEFAULTS:
             raise EngineError(f"train_defaults must be one of {sorted(TRAIN_DEFAULTS)}, "
                               f"not {self.config['train_defaults']!r}")
-        check_settings(ViTSettings, self.config, self.name)
         self.model = None
         self.soart = None
         self._device = _torch_device()

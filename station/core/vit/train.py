@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from station.core.engines.base import TrainingEvent, report_epoch
 from station.core.errors import EngineError
 from station.core.vit.attention import AttentionRecorder, cls_attention, overlay, to_cells
 
@@ -417,9 +418,10 @@ def _train(model, x, y, cells, val_idx, cfg, seed, patch_grid, grid_shape, train
             if bar is not None:
                 bar.set_postfix(loss=f"{row['loss']:.3f}", fit=f"{fit_acc:.3f}", val_acc=f"{val_acc:.3f}")
                 bar.update(1)
-            if progress and rank == 0:  # the workbench reads this line up to val_acc: new figures go last
-                progress(f"epoch {epoch + 1}/{plan.epochs} loss {row['loss']:.3f} acc {row['acc']:.3f} "
-                         f"val_acc {val_acc:.3f} train_acc {fit_acc:.3f}", (epoch + 1) / plan.epochs)
+            if rank == 0:  # one structured event per epoch (the training view plots it) and its line
+                metrics = {"loss": float(row["loss"]), "acc": float(row["acc"]), "val_acc": float(val_acc),
+                           "train_acc": float(fit_acc)}
+                report_epoch(progress, TrainingEvent(epoch + 1, plan.epochs, metrics), (epoch + 1) / plan.epochs)
             # no early stop before min_epochs, nor while the training set is not fitted; the cap always ends it
             stop = ("cap" if epoch + 1 >= plan.epochs else
                     "patience" if fitted and epoch + 1 >= plan.min_epochs and epoch + 1 - best_epoch >= plan.patience

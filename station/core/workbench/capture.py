@@ -21,6 +21,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from station.core.engines.base import ok_first
 from station.core.dataset import MAX_MANIFEST_BYTES, OK_CLASS
 from station.core.imageio import is_image_file
 from station.core.workbench._fs import describe, fsync_dir, read_json, write_bytes_atomic, write_json_atomic
@@ -152,7 +153,7 @@ class DatasetFolder:
         if not self.root.is_dir():
             return []
         names = {p.name for p in self.root.iterdir() if p.is_dir() and LABEL.match(p.name)}
-        return [self.ok_class] * (self.ok_class in names) + sorted(names - {self.ok_class})
+        return ok_first(names, self.ok_class)
 
     def items(self, label: str | None = None) -> list[DatasetItem]:
         with self._lock:

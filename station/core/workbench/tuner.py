@@ -18,6 +18,7 @@ from typing import Any, Literal
 import numpy as np
 
 from station.core.dataset import Dataset
+from station.core.engines.base import ok_first
 from station.core.errors import StationError
 from station.core.evaluate import summarize, true_cell
 from station.core.imageio import read_image
@@ -93,8 +94,7 @@ class ScoredSet:
 
     @property
     def classes(self) -> list[str]:
-        names = set(self.labels)
-        return [self.ok_class] * (self.ok_class in names) + sorted(names - {self.ok_class})
+        return ok_first(self.labels, self.ok_class)
 
     @property
     def is_good(self) -> np.ndarray:
@@ -309,7 +309,7 @@ def score_dataset(recipe: Recipe, data: Dataset, progress: Progress | None = Non
     """
     if not data.samples:
         raise WorkbenchError(f"the validation set {data.root} has no images")
-    inspector = Inspector(recipe)
+    inspector = Inspector(own_copy(recipe))  # the line may be running this recipe's engine meanwhile
     rows, cols = recipe.grid.rows, recipe.grid.cols
     n = len(data.samples)
     scores = np.empty(n)
@@ -331,6 +331,13 @@ def score_dataset(recipe: Recipe, data: Dataset, progress: Progress | None = Non
             progress(f"scored {sample.path.name}", (i + 1) / n)
     return ScoredSet([s.path for s in data.samples], [s.label for s in data.samples], scores, cell_scores, probs,
                      no_part, top_cells, true_cells, recipe.doc.ok_class, recipe.content_hash, recipe.thresholds)
+
+
+def own_copy(recipe: Recipe) -> Recipe:
+    """`recipe` with an engine of its own, unless the engine says one instance may serve two threads."""
+    if recipe.engine.capabilities.thread_safe:
+        return recipe
+    return Recipe(recipe.doc, recipe.region, recipe.engine.copy(), recipe.path)
 
 
 def with_thresholds(recipe: Recipe, review: float, ng: float, note: str = "",

@@ -5,7 +5,6 @@ line keeps running; the result becomes the workbench's candidate recipe (not yet
 from __future__ import annotations
 
 import json
-import re
 import time
 from functools import partial
 from pathlib import Path
@@ -18,7 +17,8 @@ from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QLabel, QProgressBar, QPushButton,
                                QSpinBox, QVBoxLayout, QWidget)
 
-from station.core.engines import engine_names
+from station.core.engines import engine_class, engine_names
+from station.core.engines.base import TrainingEvent
 from station.core.teach import Setup, latest_setup
 from station.core.training import train_recipe
 from station.core.workbench.errors import WorkbenchError
@@ -27,12 +27,13 @@ from station.ui.workbench.jobs import Job
 from station.ui.workbench.plots import plot_widget, release_plots
 from station.ui.workbench.workbench import Workbench
 
-EPOCH_LINE = re.compile(r"epoch (\d+)/(\d+) loss ([-\d.eE+naif]+) acc ([-\d.eE+naif]+) val_acc ([-\d.eE+naif]+)")
 STRIP_HEIGHT = 200
 STRIP_CAPTION = "Attention over training (ViT): where the model looks on one validation defect image"
-ENGINE_HELP = {"rt": "RT: refit in seconds from good images (anomaly score)",
-               "rt-attention": "RT-attention: refit in seconds; names the defect from labelled cells",
-               "vit": "ViT: trains for minutes; curves and attention strip below"}
+
+
+def capabilities(name: str):
+    """What an engine declares it can do (station/core/engines/base.py): the view asks, never names engines."""
+    return engine_class(name).capabilities
 
 
 def strip_image(maps: list[tuple[int, np.ndarray]], scale: int = 8, max_tiles: int = 12) -> np.ndarray | None:
@@ -61,20 +62,23 @@ def fit_candidate(workbench: Workbench, engine: str, include_original: bool, gri
     state = Path(train_dir) / "state.json"
     seen = [0.0]
 
+    def on_epoch(event: TrainingEvent) -> None:
+        """An engine that trains by epochs reports each one (station/core/engines/base.py)."""
+        emit({"epoch": event.epoch, **{k: float(event.metrics[k]) for k in ("loss", "acc", "val_acc")
+                                        if k in event.metrics}})
+        try:
+            mtime = state.stat().st_mtime
+            if mtime != seen[0]:
+                seen[0] = mtime
+                maps = json.loads(state.read_text()).get("probe_maps", [])
+                emit({"maps": [(int(e), np.array(m, dtype=np.float32)) for e, m in maps]})
+        except (OSError, ValueError):
+            pass  # the next checkpoint brings the strip
+
     def relay(message: str, fraction: float) -> None:
-        match = EPOCH_LINE.search(message)
-        if match:
-            epoch, _, loss, acc, val = match.groups()
-            emit({"epoch": int(epoch), "loss": float(loss), "acc": float(acc), "val_acc": float(val)})
-            try:
-                mtime = state.stat().st_mtime
-                if mtime != seen[0]:
-                    seen[0] = mtime
-                    maps = json.loads(state.read_text()).get("probe_maps", [])
-                    emit({"maps": [(int(e), np.array(m, dtype=np.float32)) for e, m in maps]})
-            except (OSError, ValueError):
-                pass  # the next checkpoint brings the strip
         progress(message, fraction)  # raises JobCancelled once Cancel was pressed
+
+    relay.epoch_event = on_epoch
 
     if should_stop():
         return None
@@ -105,7 +109,7 @@ class TrainingView(QWidget):
 
         self.engine = QComboBox(self)
         for name in engine_names():
-            self.engine.addItem(ENGINE_HELP.get(name, name), name)
+            self.engine.addItem(capabilities(name).summary or name, name)
         recipe = workbench.service.recipe
         if recipe is not None:
             self.engine.setCurrentIndex(max(0, self.engine.findData(recipe.doc.engine.name)))
@@ -184,10 +188,10 @@ class TrainingView(QWidget):
         self.start_button.setEnabled(role == "engineer" and self.job is None)
 
     def _on_engine(self) -> None:
-        vit = self.engine.currentData() == "vit"
-        self.epochs.setEnabled(vit)
+        trainable = capabilities(self.engine.currentData()).trainable
+        self.epochs.setEnabled(trainable)
         for w in (self.loss_plot, self.acc_plot, self.strip_caption, self.strip):
-            w.setVisible(vit)
+            w.setVisible(trainable)
 
     def _describe_data(self) -> None:
         counts = self.workbench.dataset.counts()
@@ -216,7 +220,7 @@ class TrainingView(QWidget):
         stamp = time.strftime("%Y%m%d-%H%M%S")
         train_dir = self.workbench.root / "training" / f"{engine}-{stamp}"
         config = None
-        if engine == "vit":
+        if capabilities(engine).trainable:  # a training run: its folder, and no console progress bar
             config = {"train_dir": str(train_dir),
                       "train": {"progress_bar": False, "threads": 1, "checkpoint_every": 2}}
             if self.epochs.value():
