@@ -423,3 +423,61 @@ def test_the_headless_line_serves_the_plc_from_the_settings(tmp_path, monkeypatc
         stop.set()
         runner.join(10)
     assert s[Status.RESULT] != Result.NONE and out["told"] == 1 and out["log_closed_clean"]
+
+
+@pytest.mark.gui
+def test_the_window_serves_the_plc_when_the_settings_enable_it(qtbot, tmp_path, monkeypatch, synthetic_data,
+                                                               synthetic_recipe):
+    """The station window, not only the headless line, answers a PLC: a trigger gives one logged row."""
+    from station.core.settings import make_settings
+    from station.ui.app import create_window
+
+    monkeypatch.setenv("STATION_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("STATION_DATA_DIR", str(tmp_path / "data"))
+    port = free_port()
+    db = tmp_path / "r.db"
+    settings = make_settings(plc_enabled=True, trigger_mode="plc", plc_port=port, results_db=f"sqlite:///{db}")
+    window = create_window(f"demo:{synthetic_data / 'test'}", str(synthetic_recipe), settings, save_settings=False)
+    qtbot.addWidget(window)
+    client = ModbusTcpClient("127.0.0.1", port=port, timeout=2)
+    try:
+        assert window.service.plc is not None and client.connect()
+        done = threading.Event()
+        out = {}
+
+        def cycle():  # the client waits in its own thread: the window's thread must keep turning
+            out["status"] = _plc_cycle(client, 4242)
+            done.set()
+
+        threading.Thread(target=cycle, daemon=True).start()
+        qtbot.waitUntil(done.is_set, timeout=15000)
+        assert out["status"][Status.RESULT] != Result.NONE
+    finally:
+        client.close()
+        window.close()
+    assert no_plc_threads()
+    with create_engine(f"sqlite:///{db}").connect() as c:
+        assert c.execute(text("select part_id from inspections")).scalars().all() == ["4242"]
+
+
+@pytest.mark.gui
+def test_in_software_trigger_mode_the_button_inspects_one_part(qtbot, tmp_path, monkeypatch, synthetic_data,
+                                                               synthetic_recipe):
+    from station.core.settings import make_settings
+    from station.ui.app import create_window
+
+    monkeypatch.setenv("STATION_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("STATION_DATA_DIR", str(tmp_path / "data"))
+    settings = make_settings(trigger_mode="software", results_db=f"sqlite:///{tmp_path / 'r.db'}")
+    window = create_window(f"demo:{synthetic_data / 'test'}", str(synthetic_recipe), settings, save_settings=False)
+    qtbot.addWidget(window)
+    try:
+        time.sleep(0.5)
+        qtbot.wait(200)
+        assert window.service.pipeline.tally.total == 0  # the line runs, but no part was triggered
+        window.service.trigger()
+        qtbot.waitUntil(lambda: window.service.pipeline.tally.total == 1, timeout=10000)
+        qtbot.wait(500)
+        assert window.service.pipeline.tally.total == 1  # one trigger, one part: not every frame after it
+    finally:
+        window.close()

@@ -76,12 +76,30 @@ def open_results(settings: StationSettings):
         return None, f"Results are NOT being logged: {exc}"
 
 
+def start_plc(service, settings: StationSettings) -> str:
+    """Start the PLC link the settings enable on the window's line; the reason when it cannot be started."""
+    if not settings.plc_enabled:
+        return ""
+    if settings.trigger_mode != "plc":
+        return f"PLC link NOT started: plc_enabled needs trigger_mode plc, not {settings.trigger_mode}."
+    from station.plc.service import PlcService
+
+    try:
+        plc = PlcService.from_settings(settings, service.pipeline)
+        plc.start()
+    except StationError as exc:
+        return f"PLC link NOT started: {exc}"
+    service.plc = plc
+    return ""
+
+
 def create_window(source: str | None = None, recipe: str | list[str] | None = None,
                   settings: StationSettings | None = None, save_settings: bool = True, start: bool = True,
                   combine: str | None = None):
     """The main window on a line built from `source` and `recipe` (one folder or several; settings fill what
     is not given: by default the bundled ViT and RT-attention recipes, cross-checked)."""
     from station.core.sources import make_source
+    from station.core.trigger import gate_from_settings
     from station.core.watchdog import CameraWatch
     from station.ui.live_service import LiveService
     from station.ui.main_window import MainWindow
@@ -105,7 +123,11 @@ def create_window(source: str | None = None, recipe: str | list[str] | None = No
     if results_error:
         messages.append(results_error)
     service = LiveService(line_source, recipe_obj, recipe_error, results=results, results_error=results_error,
-                          watch=CameraWatch.from_settings(settings), combine=settings.combine)
+                          watch=CameraWatch.from_settings(settings), combine=settings.combine,
+                          gate=gate_from_settings(settings))
+    plc_error = start_plc(service, settings)
+    if plc_error:
+        messages.append(plc_error)
     window = MainWindow(service, settings, save=save_settings)
     service.setParent(window)
     if messages:

@@ -19,7 +19,9 @@ from station.core.live import LivePipeline, LiveResult, named
 from station.core.live_measure import Rate
 from station.core.recipe import Recipe
 from station.core.results import ResultStore
+from station.core.errors import StationError
 from station.core.sources import Source, SourceState
+from station.core.trigger import TriggerMode
 from station.core.watchdog import CameraWatch
 
 
@@ -53,13 +55,15 @@ class LiveService(QObject):
 
     def __init__(self, source: Source, recipe: Recipe | list[Recipe] | None, recipe_error: str = "", parent=None,
                  max_pending: int = 64, results: ResultStore | None = None, results_error: str = "",
-                 watch: CameraWatch | None = None, combine: str = DEFAULT_RULE) -> None:
+                 watch: CameraWatch | None = None, combine: str = DEFAULT_RULE, gate=None) -> None:
         super().__init__(parent)
         self.recipes = _as_list(recipe)
         self.recipe = self.recipes[0] if self.recipes else None  # the lead recipe (its registration is the line's)
         self.recipe_error, self.combine = recipe_error, combine
         self.results, self.results_error = results, results_error
-        self.pipeline = LivePipeline(source, make_inspector(self.recipes, combine), watch=watch, store=results)
+        self.pipeline = LivePipeline(source, make_inspector(self.recipes, combine), watch=watch, store=results,
+                                     gate=gate)
+        self.plc = None  # the PLC link (station/plc/service.py) when the settings enable it; stopped first
         self._shutdown_ok: bool | None = None  # set by shutdown()
         self.logging_close_message = ""  # what closing the result log could not save (set by shutdown)
         self._commit_posted = False
@@ -177,6 +181,12 @@ class LiveService(QObject):
 
     def trigger(self) -> None:
         """Inspect one frame now (software trigger); a stopped line starts paused for it."""
+        gate = self.pipeline.gate
+        if getattr(gate, "mode", None) is TriggerMode.SOFTWARE:
+            try:
+                gate.fire()  # the button is this line's trigger: the next frame captured is the part
+            except StationError as exc:
+                self.state_changed.emit(self.pipeline.state.value, str(exc))
         self.pipeline.trigger()
         if self._run_state == "stopped":
             self._set_run_state("paused")
@@ -215,7 +225,8 @@ class LiveService(QObject):
         logging problem, never the camera's). A second call answers what the first found."""
         if self._shutdown_ok is not None:
             return self._shutdown_ok
-        ok = self.pipeline.stop()
+        plc_ok = self.plc.stop() if self.plc is not None else True  # no trigger is taken for a closing line
+        ok = self.pipeline.stop() and plc_ok
         for signal, slot in ((self.pipeline.result_ready, self._from_worker_result),
                              (self.pipeline.state_changed, self._from_worker_state),
                              (self.pipeline.finished, self._from_worker_finished)):
