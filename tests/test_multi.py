@@ -159,3 +159,22 @@ def test_tuner_scores_its_own_copy_while_the_line_runs_the_recipe(toy_recipe, sy
     assert len(scored) == 50 and np.all(np.isfinite(scored.scores[~scored.no_part]))
     assert recipe.engine.overlaps == 0 and not errors
     assert pipeline.tally.snapshot()["total"] > 0
+
+
+def test_the_workbench_replaces_only_its_engines_recipe_on_a_line_of_several(qtbot, tmp_path, monkeypatch):
+    """Publishing, activating or rolling back one engine's recipe keeps the line's other recipes and rule."""
+    from station.core.recipe import Recipe
+    from station.core.resources import bundled_recipe
+    from station.core.sources import make_source
+    from station.ui.live_service import LiveService
+
+    vit, rta = Recipe.load(bundled_recipe("vit")), Recipe.load(bundled_recipe("rt-attention"))
+    service = LiveService(make_source("demo"), [vit, rta], combine="either-ng")
+    again = Recipe.load(bundled_recipe("rt-attention"))
+    service.replace_recipe(again)
+    assert service.recipes == [vit, again] and service.combine == "either-ng"
+    rt = Recipe.load(bundled_recipe("rt"))
+    service.replace_recipe(rt)  # an engine the line does not run takes the lead's place
+    assert service.recipes == [rt, again]
+    assert service.recipe_of("rt-attention") is again and service.recipe_of("vit") is None
+    service.shutdown()

@@ -205,6 +205,23 @@ class LiveService(QObject):
         self.pipeline.set_inspector(make_inspector(self.recipes, self.combine))
         self.recipe_changed.emit()
 
+    def recipe_of(self, engine: str) -> Recipe | None:
+        """The line's recipe of `engine`, if it runs one."""
+        return next((r for r in self.recipes if r.doc.engine.name == engine), None)
+
+    def replace_recipe(self, recipe: Recipe) -> None:
+        """Put `recipe` in place of the line's recipe of the same engine (the lead's when none is), keeping the
+        line's other recipes and rule: how the workbench publishes, activates or rolls back one engine's recipe."""
+        recipes = list(self.recipes)
+        same = self.recipe_of(recipe.doc.engine.name)
+        if same is not None:
+            recipes[recipes.index(same)] = recipe
+        elif recipes:
+            recipes[0] = recipe
+        else:
+            recipes = [recipe]
+        self.set_recipe(recipes)
+
     @property
     def engine_names(self) -> list[str]:
         """The names of the line's recipes, in its order (what each result's `engines` is keyed by)."""

@@ -155,7 +155,7 @@ class Workbench(QObject):
         self.require_engineer("publishing a recipe")
         self._ensure_running_recipe_stored()
         info = self.versions.save(recipe, self.session.actor, note=note, metrics=metrics, activate=True)
-        self.service.set_recipe(self.versions.load(info.name))
+        self.service.replace_recipe(self.versions.load(info.name))
         self.versions_changed.emit()
         self.message.emit("info", f"published {info.name} ({info.content_hash.removeprefix('sha256:')[:12]}); "
                                   "the line runs it now")
@@ -165,7 +165,7 @@ class Workbench(QObject):
         self.require_engineer("switching the recipe version")
         self._ensure_running_recipe_stored()
         recipe = self.versions.activate(version, self.session.actor)
-        self.service.set_recipe(recipe)
+        self.service.replace_recipe(recipe)
         self.versions_changed.emit()
         self.message.emit("info", f"the line runs {version} now")
         return recipe
@@ -173,7 +173,7 @@ class Workbench(QObject):
     def rollback(self) -> Recipe:
         self.require_engineer("rolling back the recipe")
         recipe = self.versions.rollback(self.session.actor)
-        self.service.set_recipe(recipe)
+        self.service.replace_recipe(recipe)
         self.versions_changed.emit()
         self.message.emit("info", f"rolled back: the line runs {recipe.path.name} now")
         return recipe
@@ -190,9 +190,9 @@ class Workbench(QObject):
             recipe = store.load_active()
         except StationError as exc:
             return f"The active recipe version could not be loaded ({exc}); the line keeps its recipe."
-        current = self.service.recipe
+        current = self.service.recipe_of(recipe.doc.engine.name)
         if current is None or current.content_hash != recipe.content_hash:
-            self.service.set_recipe(recipe)
+            self.service.replace_recipe(recipe)
             return f"The line runs the active recipe version {version}."
         return ""
 
