@@ -24,11 +24,14 @@ FIELDS: dict[str, tuple[type, ...]] = {
     "score": (float, int, type(None)), "top_cell": (str, type(None)), "recipe_name": (str,),
     "recipe_hash": (str,), "timings": (str,), "image_path": (str, type(None)), "message": (str,),
 }
+#: fields added later: a spool written by an older station lacks them (they read as None)
+LATER_FIELDS: dict[str, tuple[type, ...]] = {"cell_scores": (str, type(None))}
+ALL_FIELDS = {**FIELDS, **LATER_FIELDS}
 
 
 def encode_row(row: dict) -> str:
     """One spool line (ASCII, so no name can fail to encode)."""
-    out = {k: row.get(k) for k in FIELDS}
+    out = {k: row.get(k) for k in ALL_FIELDS}
     out["time"] = row["time"].isoformat()
     return json.dumps(out, ensure_ascii=True, allow_nan=False) + "\n"
 
@@ -38,9 +41,11 @@ def decode_row(line: str) -> dict:
     if len(line) > MAX_LINE:
         raise ValueError("line too long")
     data = json.loads(line)
-    if not isinstance(data, dict) or set(data) != set(FIELDS):
+    if not isinstance(data, dict) or not set(FIELDS) <= set(data) <= set(ALL_FIELDS):
         raise ValueError("not a spooled row")
-    for key, types in FIELDS.items():
+    for key in LATER_FIELDS:
+        data.setdefault(key, None)
+    for key, types in ALL_FIELDS.items():
         if not isinstance(data[key], types) or isinstance(data[key], bool):
             raise ValueError(f"field {key} has the wrong type")
         if isinstance(data[key], str) and len(data[key]) > 10000:
