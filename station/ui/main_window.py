@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QMainWindow, QMessageBox, QPushButton,
-                               QSplitter, QToolBar, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QDockWidget, QFileDialog, QHBoxLayout, QLabel, QMainWindow, QMessageBox,
+                               QPushButton, QSplitter, QToolBar, QVBoxLayout, QWidget)
 
 from station.core.errors import StationError
 from station.core.settings import StationSettings, save_settings
@@ -17,7 +17,9 @@ from station.ui.last_ng_list import LastNgList
 from station.ui.live_service import LiveService
 from station.ui.live_view import LiveView
 from station.ui.recent_strip import RecentStrip
+from station.ui.report_dialog import ReportDialog
 from station.ui.source_picker import SourcePicker
+from station.ui.spc_view import SpcView
 from station.ui.status_bar import StationStatusBar
 from station.ui.verdict_panel import VerdictPanel
 
@@ -89,6 +91,13 @@ class MainWindow(QMainWindow):
         outer.addWidget(self._banner_row)
         outer.addWidget(splitter, 1)
         self.setCentralWidget(central)
+        self.spc_view = SpcView(service, parent=self)  # charts every result, shown from View > Pin SPC
+        self.spc_view.alarm_raised.connect(self.add_to_banner)
+        self.spc_dock = QDockWidget("Pin SPC", self)
+        self.spc_dock.setObjectName("spc-dock")
+        self.spc_dock.setWidget(self.spc_view)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.spc_dock)
+        self.spc_dock.hide()
         self._build_actions()
         self.resize(1280, 800)
 
@@ -121,6 +130,7 @@ class MainWindow(QMainWindow):
         self.trigger_action = self._action("Single s&hot (software trigger)", "F7", self.service.trigger, line)
         line.addSeparator()
         self._action("&Reset counters\u2026", None, self.counters.ask_reset, line)
+        self._action("Shift r&eport\u2026", None, self.make_report, line)
         line.addSeparator()
         self._action("&Quit", "Ctrl+Q", self.close, line)
         source = bar.addMenu("&Source")
@@ -134,6 +144,10 @@ class MainWindow(QMainWindow):
         self._action("Zoom &in", "+", self.live_view.zoom_in, view)
         self._action("Zoom &out", "-", self.live_view.zoom_out, view)
         view.addSeparator()
+        self.spc_action = self.spc_dock.toggleViewAction()
+        self.spc_action.setText("Pin &SPC (drift charts)")
+        self.spc_action.setShortcut(QKeySequence("Ctrl+M"))
+        view.addAction(self.spc_action)
         self._action("&Result log and retention\u2026", None, self.show_result_log, view)
 
         tools = QToolBar("Line", self)
@@ -187,6 +201,16 @@ class MainWindow(QMainWindow):
     def show_result_log(self) -> None:
         """Where results go, what is waiting, the failure policy and the retention limits (set in settings.json)."""
         QMessageBox.information(self, "Result log", self.status.log_details())
+
+    def make_report(self) -> None:
+        """The shift report of a period, from the result log, as PDF or HTML (Line > Shift report)."""
+        store = self.service.results
+        if store is None:
+            QMessageBox.warning(self, "Shift report", "No result log is open: there is nothing to report.")
+            return
+        dialog = ReportDialog(store.url, self)
+        dialog.exec()
+        dialog.deleteLater()
 
     # -- sources ----------------------------------------------------------------------------------
     def open_source(self, spec: str) -> bool:
