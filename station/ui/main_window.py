@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import (QDockWidget, QFileDialog, QHBoxLayout, QLabel, QMainWindow, QMessageBox,
-                               QPushButton, QSplitter, QToolBar, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QMainWindow, QMessageBox, QPushButton,
+                               QSplitter, QToolBar, QVBoxLayout, QWidget)
 
 from station.core.errors import StationError
 from station.core.settings import StationSettings, save_settings
@@ -91,13 +91,12 @@ class MainWindow(QMainWindow):
         outer.addWidget(self._banner_row)
         outer.addWidget(splitter, 1)
         self.setCentralWidget(central)
-        self.spc_view = SpcView(service, parent=self)  # charts every result, shown from View > Pin SPC
+        # charts every result from the start; its own window, shown from View > Pin SPC
+        self.spc_view = SpcView(service, parent=self)
+        self.spc_view.setWindowFlag(Qt.WindowType.Window)
+        self.spc_view.setWindowTitle("Pin SPC – drift of each pin")
+        self.spc_view.resize(900, 420)
         self.spc_view.alarm_raised.connect(self.add_to_banner)
-        self.spc_dock = QDockWidget("Pin SPC", self)
-        self.spc_dock.setObjectName("spc-dock")
-        self.spc_dock.setWidget(self.spc_view)
-        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.spc_dock)
-        self.spc_dock.hide()
         self._build_actions()
         self.resize(1280, 800)
 
@@ -144,10 +143,7 @@ class MainWindow(QMainWindow):
         self._action("Zoom &in", "+", self.live_view.zoom_in, view)
         self._action("Zoom &out", "-", self.live_view.zoom_out, view)
         view.addSeparator()
-        self.spc_action = self.spc_dock.toggleViewAction()
-        self.spc_action.setText("Pin &SPC (drift charts)")
-        self.spc_action.setShortcut(QKeySequence("Ctrl+M"))
-        view.addAction(self.spc_action)
+        self.spc_action = self._action("Pin &SPC (drift charts)", "Ctrl+M", self.show_spc, view)
         self._action("&Result log and retention\u2026", None, self.show_result_log, view)
 
         tools = QToolBar("Line", self)
@@ -201,6 +197,10 @@ class MainWindow(QMainWindow):
     def show_result_log(self) -> None:
         """Where results go, what is waiting, the failure policy and the retention limits (set in settings.json)."""
         QMessageBox.information(self, "Result log", self.status.log_details())
+
+    def show_spc(self) -> None:
+        self.spc_view.show()
+        self.spc_view.raise_()
 
     def make_report(self) -> None:
         """The shift report of a period, from the result log, as PDF or HTML (Line > Shift report)."""
@@ -256,6 +256,7 @@ class MainWindow(QMainWindow):
                                 "left to the operating system.")
         if self.service.logging_close_message:  # results that could not be saved: the result log's problem
             QMessageBox.warning(self, "Inspection station – result log", self.service.logging_close_message)
+        self.spc_view.shutdown()
         self.settings.overlay_visible = self.live_view.overlay_box.isChecked()
         self.settings.overlay_opacity = self.live_view.opacity.value() / 100
         if self._save:

@@ -13,6 +13,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from station.core.spc import PinSpc
 from station.ui.live_service import LiveService
+from station.ui.workbench.plots import release_plots
 
 # status 0 (at the centre) green, 1 (at the limit) red; below the centre stays green
 _COLOURS = pg.ColorMap([0.0, 0.5, 0.75, 1.0], [(40, 150, 80), (60, 180, 90), (240, 200, 60), (220, 60, 50)])
@@ -45,7 +46,8 @@ class SpcView(QWidget):
         self.chart = pg.PlotWidget(self)
         self.chart.setLabel("left", "cell score (log10)")
         self.chart.setLabel("bottom", "part")
-        self.chart.addLegend(offset=(10, 5))
+        # no pyqtgraph legend: it leaves parentless menus behind when the window closes; the title says it
+        self.chart.setTitle("grey: parts · blue: EWMA · red dashed: limit · green: centre (good parts)")
         self.points = self.chart.plot([], [], pen=None, symbol="o", symbolSize=3, symbolBrush=(170, 170, 170),
                                       symbolPen=None, name="part")
         self.ewma_curve = self.chart.plot([], [], pen=pg.mkPen((60, 140, 230), width=2), name="EWMA")
@@ -78,6 +80,16 @@ class SpcView(QWidget):
                 self.alarm_raised.emit(alarm.describe())
             self._dirty = True
 
+    def shutdown(self) -> None:
+        """Stop drawing and free pyqtgraph's parentless menus (the window calls this when it closes)."""
+        self._timer.stop()
+        if self.chart is None:
+            return
+        release_plots(self.map, self.chart)
+        # the plot items keep their view boxes (and those their parentless menus) alive: let them all go
+        self.map = self.chart = self.image = self.pick = None
+        self.points = self.ewma_curve = self.limit_curve = self.centre_line = None
+
     def restart(self) -> None:
         """A new recipe scores differently: the charts start again from a new baseline."""
         self.spc = PinSpc(self.spc.settings, self.spc.history)
@@ -90,7 +102,7 @@ class SpcView(QWidget):
         self.refresh()
 
     def _on_map_click(self, event) -> None:
-        if self.spc.shape is None:
+        if self.spc.shape is None or self.image is None:
             return
         point = self.image.mapFromScene(event.scenePos())
         col, row = int(np.floor(point.x())), int(np.floor(point.y()))
@@ -99,6 +111,8 @@ class SpcView(QWidget):
             self.select((col, row))
 
     def refresh(self) -> None:
+        if self.chart is None:  # shut down with its window
+            return
         spc = self.spc
         if not spc.ready:
             self.header.setText(f"Pin SPC: collecting the baseline, {spc.baseline_count} of "
