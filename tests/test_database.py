@@ -186,3 +186,19 @@ def test_an_unreachable_postgresql_server_is_one_line_without_the_password():
     with pytest.raises(StationError) as caught:
         ResultStore(url)
     assert "\n" not in str(caught.value) and "secret" not in str(caught.value)
+
+
+def test_a_spool_written_before_cell_scores_is_still_read_and_moved_in(tmp_path):
+    """A station upgraded with rows waiting in its spool: their lines lack the newer fields."""
+    db = tmp_path / "r.db"
+    spool = tmp_path / "r.db.spool.jsonl"
+    line = ('{"uid": "0123456789abcdef0123456789abcdef", "time": "2026-11-30T06:00:00+00:00", "station": "s", '
+            '"frame": "waiting.png", "verdict": "NG", "label": "pushed", "score": 4.5, "top_cell": "1,4", '
+            '"recipe_name": "r", "recipe_hash": "h", "timings": "{}", "image_path": null, "message": ""}\n')
+    spool.write_text(line)
+    store = ResultStore(f"sqlite:///{db}")
+    assert store.add(_result(), "new.png").wait(5)
+    assert store.close()
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT frame, cell_scores IS NULL FROM inspections ORDER BY id").fetchall()
+    assert sorted(rows) == [("new.png", 0), ("waiting.png", 1)] and not spool.exists()
