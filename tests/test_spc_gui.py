@@ -24,10 +24,10 @@ def _part(cells, verdict=Verdict.OK):
 
 def test_the_spc_view_charts_the_live_line_and_a_drifting_pin_reaches_the_banner(qtbot, make_window, tmp_path):
     window = make_window(start=False)
-    view = window.spc_view
-    view.spc = PinSpc(SpcSettings(weight=0.5, baseline_parts=8, hold_parts=1))
-    assert not view.isVisible()
+    window.spc.spc = PinSpc(SpcSettings(weight=0.5, baseline_parts=8, hold_parts=1))
+    assert window.spc_view is None  # nothing drawn until someone looks
     window.spc_action.trigger()
+    view = window.spc_view
     assert view.isVisible() and view.isWindow()
     window.service.start()
     qtbot.waitUntil(lambda: view.spc.ready and view.spc.parts >= 3, timeout=10000)
@@ -36,14 +36,14 @@ def test_the_spc_view_charts_the_live_line_and_a_drifting_pin_reaches_the_banner
     view.select((2, 8))
     assert len(view.ewma_curve.getData()[1]) == len(view.spc.charts[(2, 8)].ewma) > 0
     window.service.stop()
-    view.restart()  # as a new recipe does; then a known good spread, and a pin that jumps far above it
-    view.spc = PinSpc(SpcSettings(weight=0.5, baseline_parts=8, hold_parts=1))
-    rng = np.random.default_rng(0)
-    view.add_results([_part(np.exp(rng.normal(0, 0.2, (9, 3)))) for _ in range(12)])
+    window.service.recipe_changed.emit()  # a new recipe: the charts start again
+    assert not view.spc.ready and view.spc.settings.baseline_parts == 8
+    rng = np.random.default_rng(0)  # a known good spread, then a pin that jumps far above it
+    window.spc.add_results([_part(np.exp(rng.normal(0, 0.2, (9, 3)))) for _ in range(12)])
     assert view.spc.ready and view.spc.alarms == []
     cells = np.ones((9, 3))
     cells[4, 1] = 1e3
-    view.add_results([_part(cells, Verdict.NG)])
+    window.spc.add_results([_part(cells, Verdict.NG)])
     assert view.selected == (1, 4)
     assert "pin 1,4 drifting toward NG" in window.banner.text()
     view.refresh()

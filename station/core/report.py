@@ -73,6 +73,7 @@ class ShiftReport:
     by_pin: list[tuple[str, int]]
     recipes: list[Recipes]
     spc: SpcSeries | None
+    spc_settings: SpcSettings = field(default_factory=SpcSettings)
     charts: list[tuple[str, str]] = field(default_factory=list)  # (title, svg)
 
     @property
@@ -163,7 +164,8 @@ def build_report(url: str, since: datetime, until: datetime, versions_root: Path
         g = groups[key]
         g.parts, g.last = g.parts + 1, when
     report = ShiftReport(shown_url(url), since, until, sorted({r.station for r in rows}), len(rows), verdicts,
-                         by_class, by_pin, list(groups.values()), chart_rows(rows, spc_settings))
+                         by_class, by_pin, list(groups.values()), chart_rows(rows, spc_settings),
+                         spc_settings or SpcSettings())
     report.charts = _spc_charts(report.spc)
     return report
 
@@ -230,7 +232,7 @@ def render_html(report: ShiftReport, chart=None) -> str:
     ]
     if spc is None:
         h.append("<p>No charts: fewer good parts with cell scores than the baseline needs "
-                 f"({SpcSettings().baseline_parts if report.spc is None else report.spc.baseline_parts}).</p>")
+                 f"({report.spc_settings.baseline_parts}).</p>")
     else:
         h.append(f"<p>Limits from the first {spc.baseline_parts} good parts of the period; "
                  f"{len(spc.ewma)} parts charted. " +

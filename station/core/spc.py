@@ -61,7 +61,7 @@ class DriftAlarm:
     limit: float
 
     def describe(self) -> str:
-        when = f" at {self.time:%H:%M:%S}" if self.time else ""
+        when = f" at {self.time.astimezone() if self.time.tzinfo else self.time:%H:%M:%S}" if self.time else ""
         return (f"pin {self.cell[0]},{self.cell[1]} drifting toward NG{when} (part {self.part + 1}): "
                 f"EWMA {10 ** self.ewma:.3g} above its limit {10 ** self.limit:.3g}")
 

@@ -19,7 +19,7 @@ from station.ui.live_view import LiveView
 from station.ui.recent_strip import RecentStrip
 from station.ui.report_dialog import ReportDialog
 from station.ui.source_picker import SourcePicker
-from station.ui.spc_view import SpcView
+from station.ui.spc_view import SpcMonitor, SpcView
 from station.ui.status_bar import StationStatusBar
 from station.ui.verdict_panel import VerdictPanel
 
@@ -91,12 +91,9 @@ class MainWindow(QMainWindow):
         outer.addWidget(self._banner_row)
         outer.addWidget(splitter, 1)
         self.setCentralWidget(central)
-        # charts every result from the start; its own window, shown from View > Pin SPC
-        self.spc_view = SpcView(service, parent=self)
-        self.spc_view.setWindowFlag(Qt.WindowType.Window)
-        self.spc_view.setWindowTitle("Pin SPC – drift of each pin")
-        self.spc_view.resize(900, 420)
-        self.spc_view.alarm_raised.connect(self.add_to_banner)
+        self.spc = SpcMonitor(service, parent=self)  # charts every result from the start
+        self.spc.alarm_raised.connect(self.add_to_banner)
+        self.spc_view: SpcView | None = None  # its own window, built when View > Pin SPC first opens it
         self._build_actions()
         self.resize(1280, 800)
 
@@ -199,6 +196,11 @@ class MainWindow(QMainWindow):
         QMessageBox.information(self, "Result log", self.status.log_details())
 
     def show_spc(self) -> None:
+        if self.spc_view is None:
+            self.spc_view = SpcView(self.spc, parent=self)
+            self.spc_view.setWindowFlag(Qt.WindowType.Window)
+            self.spc_view.setWindowTitle("Pin SPC \u2013 drift of each pin")
+            self.spc_view.resize(900, 420)
         self.spc_view.show()
         self.spc_view.raise_()
 
@@ -256,7 +258,8 @@ class MainWindow(QMainWindow):
                                 "left to the operating system.")
         if self.service.logging_close_message:  # results that could not be saved: the result log's problem
             QMessageBox.warning(self, "Inspection station – result log", self.service.logging_close_message)
-        self.spc_view.shutdown()
+        if self.spc_view is not None:
+            self.spc_view.shutdown()
         self.settings.overlay_visible = self.live_view.overlay_box.isChecked()
         self.settings.overlay_opacity = self.live_view.opacity.value() / 100
         if self._save:

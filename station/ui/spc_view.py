@@ -1,6 +1,8 @@
 """The per-pin SPC view: a map of the pins coloured by how far each one's EWMA has gone toward its limit,
-and the control chart of the pin picked (click a pin; the newest alarmed pin is shown by itself). It charts
-the results the window receives (station.core.spc.PinSpc); a drift alarm is handed to `alarm_raised`."""
+and the control chart of the pin picked (click a pin; the newest alarmed pin is shown by itself).
+
+`SpcMonitor` charts every result the window receives (station.core.spc.PinSpc) from the start and hands a
+drift alarm to `alarm_raised`; the view, built only when someone opens it, shows the monitor."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from station.core.spc import PinSpc
@@ -19,15 +21,42 @@ from station.ui.workbench.plots import release_plots
 _COLOURS = pg.ColorMap([0.0, 0.5, 0.75, 1.0], [(40, 150, 80), (60, 180, 90), (240, 200, 60), (220, 60, 50)])
 
 
-class SpcView(QWidget):
+class SpcMonitor(QObject):
+    """The live line's pin charts: fed by `results_ready`, started afresh when the recipe changes."""
+
     alarm_raised = Signal(str)  # a line for the operator: which pin drifts
+    alarmed = Signal(object)  # the DriftAlarm, for the view to show that pin
 
     def __init__(self, service: LiveService, spc: PinSpc | None = None, parent=None) -> None:
         super().__init__(parent)
-        self.service = service
         self.spc = spc or PinSpc()
+        self.changed = False  # parts came in since the view last drew
+        service.results_ready.connect(self.add_results)
+        service.recipe_changed.connect(self.restart)
+
+    def add_results(self, items) -> None:
+        now = datetime.now(timezone.utc)
+        for item in items:
+            result = item.result
+            if result is None or result.cell_scores is None:
+                continue
+            for alarm in self.spc.add(result.cell_scores, result.verdict.value == "OK", now):
+                self.alarmed.emit(alarm)
+                self.alarm_raised.emit(alarm.describe())
+            self.changed = True
+
+    def restart(self) -> None:
+        """A new recipe scores differently: the charts start again from a new baseline."""
+        self.spc = PinSpc(self.spc.settings, self.spc.history)
+        self.changed = True
+
+
+class SpcView(QWidget):
+    def __init__(self, monitor: SpcMonitor, parent=None) -> None:
+        super().__init__(parent)
+        self.monitor = monitor
         self.selected: tuple[int, int] | None = None
-        self._dirty = False
+        self._dirty = True
         self.header = QLabel(self)
         self.header.setWordWrap(True)
         self.map = pg.PlotWidget(self)
@@ -61,24 +90,20 @@ class SpcView(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(self.header)
         layout.addLayout(body, 1)
-        service.results_ready.connect(self.add_results)
-        service.recipe_changed.connect(self.restart)
+        monitor.alarmed.connect(self._on_alarm)
         self._timer = QTimer(self)  # drawn 4 times a second at most, not per part
         self._timer.setInterval(250)
         self._timer.timeout.connect(self.refresh)
         self._timer.start()
         self.refresh()
 
-    def add_results(self, items) -> None:
-        now = datetime.now(timezone.utc)
-        for item in items:
-            result = item.result
-            if result is None or result.cell_scores is None:
-                continue
-            for alarm in self.spc.add(result.cell_scores, result.verdict.value == "OK", now):
-                self.selected = alarm.cell
-                self.alarm_raised.emit(alarm.describe())
-            self._dirty = True
+    @property
+    def spc(self) -> PinSpc:
+        return self.monitor.spc
+
+    def _on_alarm(self, alarm) -> None:
+        self.selected = alarm.cell
+        self._dirty = True
 
     def shutdown(self) -> None:
         """Stop drawing and free pyqtgraph's parentless menus (the window calls this when it closes)."""
@@ -89,12 +114,6 @@ class SpcView(QWidget):
         # the plot items keep their view boxes (and those their parentless menus) alive: let them all go
         self.map = self.chart = self.image = self.pick = None
         self.points = self.ewma_curve = self.limit_curve = self.centre_line = None
-
-    def restart(self) -> None:
-        """A new recipe scores differently: the charts start again from a new baseline."""
-        self.spc = PinSpc(self.spc.settings, self.spc.history)
-        self.selected = None
-        self._dirty = True
 
     def select(self, cell: tuple[int, int]) -> None:
         self.selected = cell
@@ -120,9 +139,9 @@ class SpcView(QWidget):
             self.image.clear()
             self._set_chart([], [], [], None)
             return
-        if not self._dirty:
+        if not (self._dirty or self.monitor.changed):
             return
-        self._dirty = False
+        self._dirty = self.monitor.changed = False
         status = spc.status()
         self.image.setImage(np.clip(np.nan_to_num(status.T, nan=0.0), 0.0, 1.0), levels=(0.0, 1.0),
                             lut=_COLOURS.getLookupTable(0.0, 1.0, 256))
