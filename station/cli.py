@@ -479,6 +479,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_doctor)
     from station.trust_cli import add_commands  # noqa: PLC0415 - `pin` and `trust-recipe` (SECURITY.md)
     add_commands(sub)
+    from station.report_cli import add_commands as add_report  # noqa: PLC0415 - `report`
+    add_report(sub)
     return p
 
 

@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import pytest  # noqa: E402
 
+from postgres_server import postgres_server, postgres_url  # noqa: E402,F401 - fixtures
 from synthetic import write_dataset  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

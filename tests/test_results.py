@@ -349,7 +349,7 @@ def test_a_verdict_is_marked_until_logged_and_a_failing_log_is_red_with_its_caus
     assert "camera" not in warnings[0][1].lower()
 
 
-@pytest.mark.parametrize("url", ["postgresql://line:secret@localhost/results",  # psycopg not installed here
+@pytest.mark.parametrize("url", ["postgresql+psycopg2://line:secret@localhost/results",  # psycopg2 not installed
                                  "postgresql+nosuchdriver://line:secret@localhost/results"])
 def test_a_database_url_without_its_driver_is_one_line_and_hides_the_password(url):
     with pytest.raises(StationError) as caught:  # was ModuleNotFoundError, which stopped the start

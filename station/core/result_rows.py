@@ -1,12 +1,13 @@
 """The result log's table and database setup: one row per inspection, SQLite in WAL mode, and text that
-always encodes (a file name from the disk may carry bytes that are not UTF-8)."""
+always encodes (a file name from the disk may carry bytes that are not UTF-8). The table changes only with a
+migration (station/migrations); station.core.database runs them when a database is opened."""
 
 from __future__ import annotations
 
 import logging
 from datetime import datetime
 
-from sqlalchemy import DateTime, Float, Integer, String, Text, event, inspect, text
+from sqlalchemy import DateTime, Float, Index, Integer, String, Text, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -14,7 +15,7 @@ logger = logging.getLogger(__name__)
 
 #: maximum characters stored per text column (the column sizes below)
 LIMITS = {"station": 100, "frame": 500, "verdict": 10, "label": 100, "top_cell": 20, "recipe_name": 200,
-          "recipe_hash": 80, "image_path": 500, "uid": 32, "part_id": 64}
+          "recipe_hash": 80, "image_path": 500, "uid": 32, "part_id": 64, "cell_scores": 10000}
 
 
 class Base(DeclarativeBase):
@@ -23,9 +24,10 @@ class Base(DeclarativeBase):
 
 class InspectionRow(Base):
     __tablename__ = "inspections"
+    __table_args__ = (Index("ix_inspections_uid", "uid", unique=True),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    uid: Mapped[str | None] = mapped_column(String(32), unique=True, nullable=True)  # None: rows of older stations
+    uid: Mapped[str | None] = mapped_column(String(32), nullable=True)  # None: rows of older stations
     time: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     station: Mapped[str] = mapped_column(String(100))
     frame: Mapped[str] = mapped_column(String(500))
@@ -38,6 +40,7 @@ class InspectionRow(Base):
     timings: Mapped[str] = mapped_column(Text)
     image_path: Mapped[str | None] = mapped_column(String(500), nullable=True)
     message: Mapped[str] = mapped_column(Text, default="")
+    cell_scores: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON rows x cols; None: not kept
     # the part (station/core/trigger.py): the PLC's ID or a counted one, and when it was triggered
     part_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     trigger_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
@@ -71,22 +74,3 @@ def use_wal(engine: Engine) -> None:
             cursor.execute("PRAGMA busy_timeout=5000")
         finally:
             cursor.close()
-
-
-def migrate(engine: Engine) -> None:
-    """Bring a result log made by an older station up to this table (uid, part_id and trigger_time came later)."""
-    columns = {c["name"] for c in inspect(engine).get_columns(InspectionRow.__tablename__)}
-    if "part_id" not in columns:
-        logger.info("adding the part_id and trigger_time columns to the result log")
-        with engine.begin() as conn:
-            conn.execute(text("ALTER TABLE inspections ADD COLUMN part_id VARCHAR(64)"))
-            conn.execute(text("ALTER TABLE inspections ADD COLUMN trigger_time TIMESTAMP WITH TIME ZONE"
-                              if engine.dialect.name == "postgresql" else
-                              "ALTER TABLE inspections ADD COLUMN trigger_time DATETIME"))
-            conn.execute(text("CREATE INDEX IF NOT EXISTS ix_inspections_part_id ON inspections (part_id)"))
-    if "uid" in columns:
-        return
-    logger.info("adding the uid column to the result log")
-    with engine.begin() as conn:
-        conn.execute(text("ALTER TABLE inspections ADD COLUMN uid VARCHAR(32)"))
-        conn.execute(text("CREATE UNIQUE INDEX IF NOT EXISTS ix_inspections_uid ON inspections (uid)"))

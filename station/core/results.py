@@ -27,7 +27,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from sqlalchemy import create_engine, make_url, select, update
+from sqlalchemy import make_url, select, update
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -36,7 +36,8 @@ from station.core.imageio import to_rgb
 from station.core.inspector import InspectionResult
 from station.core.live import Signal
 from station.core.log_ticket import LogTicket, cause_of, is_data_error
-from station.core.result_rows import LIMITS, Base, InspectionRow, migrate, safe_text, use_wal
+from station.core.database import open_engine
+from station.core.result_rows import LIMITS, InspectionRow, safe_text
 from station.core.retention import Retention, RetentionPolicy
 from station.core.spool import Spool, encode_row
 
@@ -75,10 +76,7 @@ class ResultStore:
         if on_failure not in ON_FAILURE_CHOICES:
             raise StationError(f"on_failure must be one of {', '.join(ON_FAILURE_CHOICES)}, not {on_failure!r}")
         try:
-            self._engine = create_engine(url)
-            use_wal(self._engine)
-            Base.metadata.create_all(self._engine)
-            migrate(self._engine)
+            self._engine = open_engine(url)  # created or migrated to this station's schema
         except ImportError as exc:  # a PostgreSQL URL without its driver installed
             raise StationError(f"cannot open the result database {shown_url(url)}: its driver is not installed "
                                f"({exc.name or exc})") from None
@@ -140,7 +138,7 @@ class ResultStore:
             "recipe_name": safe_text(source or "", LIMITS["recipe_name"]),
             "recipe_hash": safe_text(result.recipe_hash, LIMITS["recipe_hash"]),
             "timings": safe_text(_timings_json(result.timings_ms)), "image_path": None,
-            "message": safe_text(result.message),
+            "message": safe_text(result.message), "cell_scores": cell_scores_json(result.cell_scores),
             "part_id": None if part_id is None else safe_text(str(part_id), LIMITS["part_id"]),
             "trigger_time": trigger_time,
         }
@@ -525,6 +523,21 @@ class ResultStore:
             self.disk_warning = self.retention.run()
         except (SQLAlchemyError, OSError) as exc:
             logger.warning("retention pass failed (%s); the next one tries again", cause_of(exc))
+
+
+def cell_scores_json(cells: np.ndarray | None) -> str | None:
+    """Per-cell scores as JSON rows (4 significant digits; null for a score that is not finite), or None for
+    no cells or a grid too large to keep in every row."""
+    if cells is None:
+        return None
+    import json
+
+    cells = np.asarray(cells, dtype=float)
+    if cells.ndim != 2 or cells.size > 1024:
+        return None
+    text = json.dumps([[float(f"{v:.4g}") if np.isfinite(v) else None for v in row] for row in cells],
+                      separators=(",", ":"))
+    return text if len(text) <= LIMITS["cell_scores"] else None
 
 
 def _timings_json(timings: dict[str, float]) -> str:

@@ -24,13 +24,15 @@ FIELDS: dict[str, tuple[type, ...]] = {
     "score": (float, int, type(None)), "top_cell": (str, type(None)), "recipe_name": (str,),
     "recipe_hash": (str,), "timings": (str,), "image_path": (str, type(None)), "message": (str,),
 }
-#: fields added later: a line of an older station lacks them
-LATER_FIELDS: dict[str, tuple[type, ...]] = {"part_id": (str, type(None)), "trigger_time": (str, type(None))}
+#: fields added later: a spool written by an older station lacks them (they read as None)
+LATER_FIELDS: dict[str, tuple[type, ...]] = {"cell_scores": (str, type(None)), "part_id": (str, type(None)),
+                                             "trigger_time": (str, type(None))}
+ALL_FIELDS = {**FIELDS, **LATER_FIELDS}
 
 
 def encode_row(row: dict) -> str:
     """One spool line (ASCII, so no name can fail to encode)."""
-    out = {k: row.get(k) for k in (*FIELDS, *LATER_FIELDS)}
+    out = {k: row.get(k) for k in ALL_FIELDS}
     out["time"] = row["time"].isoformat()
     out["trigger_time"] = row["trigger_time"].isoformat() if row.get("trigger_time") is not None else None
     return json.dumps(out, ensure_ascii=True, allow_nan=False) + "\n"
@@ -41,11 +43,11 @@ def decode_row(line: str) -> dict:
     if len(line) > MAX_LINE:
         raise ValueError("line too long")
     data = json.loads(line)
-    if not isinstance(data, dict) or not set(FIELDS) <= set(data) <= set(FIELDS) | set(LATER_FIELDS):
+    if not isinstance(data, dict) or not set(FIELDS) <= set(data) <= set(ALL_FIELDS):
         raise ValueError("not a spooled row")
     for key in LATER_FIELDS:
         data.setdefault(key, None)
-    for key, types in (FIELDS | LATER_FIELDS).items():
+    for key, types in ALL_FIELDS.items():
         if not isinstance(data[key], types) or isinstance(data[key], bool):
             raise ValueError(f"field {key} has the wrong type")
         if isinstance(data[key], str) and len(data[key]) > 10000:

@@ -17,7 +17,9 @@ from station.ui.last_ng_list import LastNgList
 from station.ui.live_service import LiveService
 from station.ui.live_view import LiveView
 from station.ui.recent_strip import RecentStrip
+from station.ui.report_dialog import ReportDialog
 from station.ui.source_picker import SourcePicker
+from station.ui.spc_view import SpcMonitor, SpcView
 from station.ui.status_bar import StationStatusBar
 from station.ui.verdict_panel import VerdictPanel
 
@@ -89,6 +91,9 @@ class MainWindow(QMainWindow):
         outer.addWidget(self._banner_row)
         outer.addWidget(splitter, 1)
         self.setCentralWidget(central)
+        self.spc = SpcMonitor(service, parent=self)  # charts every result from the start
+        self.spc.alarm_raised.connect(self.add_to_banner)
+        self.spc_view: SpcView | None = None  # its own window, built when View > Pin SPC first opens it
         self._build_actions()
         self.resize(1280, 800)
 
@@ -121,6 +126,7 @@ class MainWindow(QMainWindow):
         self.trigger_action = self._action("Single s&hot (software trigger)", "F7", self.service.trigger, line)
         line.addSeparator()
         self._action("&Reset counters\u2026", None, self.counters.ask_reset, line)
+        self._action("Shift r&eport\u2026", None, self.make_report, line)
         line.addSeparator()
         self._action("&Quit", "Ctrl+Q", self.close, line)
         source = bar.addMenu("&Source")
@@ -135,6 +141,7 @@ class MainWindow(QMainWindow):
         self._action("Zoom &in", "+", self.live_view.zoom_in, view)
         self._action("Zoom &out", "-", self.live_view.zoom_out, view)
         view.addSeparator()
+        self.spc_action = self._action("Pin &SPC (drift charts)", "Ctrl+M", self.show_spc, view)
         self._action("&Result log and retention\u2026", None, self.show_result_log, view)
         help_menu = bar.addMenu("&Help")
         self._action("Station &doctor (for a support call)\u2026", None, self.show_doctor, help_menu)
@@ -216,6 +223,25 @@ class MainWindow(QMainWindow):
         dialog.show()
         self._doctor = dialog
 
+    def show_spc(self) -> None:
+        if self.spc_view is None:
+            self.spc_view = SpcView(self.spc, parent=self)
+            self.spc_view.setWindowFlag(Qt.WindowType.Window)
+            self.spc_view.setWindowTitle("Pin SPC \u2013 drift of each pin")
+            self.spc_view.resize(900, 420)
+        self.spc_view.show()
+        self.spc_view.raise_()
+
+    def make_report(self) -> None:
+        """The shift report of a period, from the result log, as PDF or HTML (Line > Shift report)."""
+        store = self.service.results
+        if store is None:
+            QMessageBox.warning(self, "Shift report", "No result log is open: there is nothing to report.")
+            return
+        dialog = ReportDialog(store.url, self)
+        dialog.exec()
+        dialog.deleteLater()
+
     # -- sources ----------------------------------------------------------------------------------
     def open_source(self, spec: str) -> bool:
         try:
@@ -260,6 +286,8 @@ class MainWindow(QMainWindow):
                                 "left to the operating system.")
         if self.service.logging_close_message:  # results that could not be saved: the result log's problem
             QMessageBox.warning(self, "Inspection station – result log", self.service.logging_close_message)
+        if self.spc_view is not None:
+            self.spc_view.shutdown()
         self.settings.overlay_visible = self.live_view.overlay_box.isChecked()
         self.settings.overlay_opacity = self.live_view.opacity.value() / 100
         if self._save:
