@@ -29,6 +29,7 @@ class InspectionResult:
     class_probs: dict[str, float] | None = None
     message: str = ""  # why a frame could not be judged normally
     extra: dict[str, Any] = field(default_factory=dict)
+    pixel_map: np.ndarray | None = None  # (H, W) at the crop's resolution, from engines that map pixels
 
     def to_dict(self) -> dict[str, Any]:
         """The stable JSON contract of `station inspect`."""
@@ -79,7 +80,8 @@ class Inspector:
         flat = int(np.nanargmax(np.where(np.isfinite(out.cell_scores), out.cell_scores, np.inf)))
         timings = {"registration": (t1 - t0) * 1e3, "engine": (t2 - t1) * 1e3, "total": (t2 - t0) * 1e3}
         return InspectionResult(verdict, label, out.score, out.cell_scores, (flat % cols, flat // cols), timings,
-                                self.recipe.content_hash, registered, out.class_probs, extra=out.extra)
+                                self.recipe.content_hash, registered, out.class_probs, extra=out.extra,
+                                pixel_map=out.pixel_map)
 
     def _label(self, verdict: Verdict, probs: dict[str, float] | None) -> str:
         ok = self.recipe.doc.ok_class
