@@ -91,13 +91,27 @@ def cmd_train(args) -> int:
     from station.core.resources import demo_dir
     from station.core.teach import Setup
     from station.core.engines import engine_class
-    from station.core.training import labelled_images, one_camera, read_images, teach_for, train_recipe
+    from station.core.training import (free_form_choice, labelled_images, needs_cells, one_camera, read_images,
+                                       teach_for, train_recipe)
 
-    engine_class(args.engine)  # an unknown engine is said before any image is read
+    if args.engine != "auto":
+        engine_class(args.engine)  # an unknown engine is said before any image is read
     data_root = Path(args.data) if args.data else demo_dir()
     data = load_dataset(data_root, "train").sample_per_class(args.max_per_class, args.seed)
-    setup, setup_paths, images = None, {}, None
-    if args.region == "blob":
+    setup, setup_paths, images, region_mode, auto_config = None, {}, None, args.region, {}
+    free_form = args.engine == "auto" and not needs_cells(data, bool(args.grid or args.setup or args.region == "blob"))
+    if args.engine == "auto" and not free_form:
+        args.engine = "rt"
+    if free_form:  # good images only and no cells given: the whole frame is resized to the crop
+        images = read_images(data)
+        args.engine, auto_config, grid, share = free_form_choice(
+            [im for im, s in zip(images, data.samples) if s.label == "good"], args.cell_px)
+        region_mode = "full"
+        print(f"station: no --engine given; good images only: the {args.engine} engine with a pixel map on a "
+              f"{grid.size[0]}x{grid.size[1]} crop of the whole frame ({share:.0%} of the grey-level variance "
+              f"left at a fixed position: {'aligned' if args.engine == 'rt' else 'a texture or unaligned view'})",
+              file=sys.stderr)
+    elif args.region == "blob":
         grid = CellGrid.parse(args.grid or "3x9", args.cell_px or 24)
     elif args.setup:
         if args.grid or args.cell_px:
@@ -123,6 +137,7 @@ def cmd_train(args) -> int:
     config = json.loads(args.config) if args.config else {}
     if not isinstance(config, dict):
         raise StationError("--config must be a JSON object")
+    config = {**auto_config, **config}
     if args.engine == "vit":  # run settings of the learned engine; checkpoints and curves go beside the recipe
         if args.epochs is not None:
             config["epochs"] = args.epochs
@@ -141,7 +156,7 @@ def cmd_train(args) -> int:
 
     recipe, stats = train_recipe(data, args.engine, grid, args.name or Path(args.out).name, seed=args.seed,
                                  engine_config=config, provenance={"command": command}, progress=progress,
-                                 refine=args.registration, setup=setup, region_mode=args.region,
+                                 refine=args.registration, setup=setup, region_mode=region_mode,
                                  cell_px=args.cell_px, images=images)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only the first process writes the recipe
         return 0
@@ -277,7 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=cmd_bench)
 
     t = sub.add_parser("train", help="fit an engine on a dataset and save a recipe")
-    t.add_argument("--engine", default="rt")
+    t.add_argument("--engine", default="auto",
+                   help="rt, rt-attention, vit, patch, or auto (default): rt where cells are known; with good "
+                   "images only, rt per 8x8 patch for aligned parts, else patch (both with a pixel map)")
     t.add_argument("--data", help="dataset folder (default: the bundled demo train split)")
     t.add_argument("--out", required=True, help="recipe folder to write")
     t.add_argument("--setup", help="a taught setup folder (station teach): region, grid and golden frame")

@@ -1,11 +1,11 @@
 """The patch-memory engine: a memory of local descriptors of good crops, and a pixel-level anomaly map.
 
 PatchCore's idea (Roth et al. 2022) without pretrained weights: every 4 x 4 px step of the crop gets a
-descriptor from a seeded, untrained convolutional stack (patch_features.py); the descriptors of the good
-training crops are thinned to a memory by greedy k-centre selection; a crop's anomaly map is each
-descriptor's distance to its nearest memory descriptor, brought to the crop's resolution and smoothed.
-The image score is the map's maximum. Good images held out of the memory set the thresholds.
-Position-free, so it holds for textures and for parts that are not aligned.
+hand-made descriptor (its pixels at three scales, patch_features.py); the descriptors of the good training
+crops are thinned to a memory by greedy k-centre selection; a crop's anomaly map is each descriptor's
+distance to its nearest memory descriptor, brought to the crop's resolution and smoothed. The image score
+is the map's maximum. Good images held out of the memory set the thresholds. The memory forgets where a
+descriptor was seen, so it holds for textures and for views that are not aligned.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from station.core.engines.base import Engine, EngineOutput, FitReport, Progress, TrainingSet
 from station.core.engines.patch_features import (FEATURE_DIM, Descriptor, greedy_coreset, nearest_distance,
-                                                 principal_axes, random_filters)
+                                                 principal_axes, raw_descriptors)
 from station.core.errors import EngineError
 from station.core.grid import CellGrid
 from station.core.verdict import calibrate_thresholds
@@ -40,14 +40,13 @@ class PatchMemoryEngine(Engine):
 
     @classmethod
     def default_config(cls) -> dict[str, Any]:
-        return {"memory": 4096, "candidates": 20000, "dims": 48, "holdout": 0.15, "sigma_px": 4.0, "filter_seed": 0}
+        return {"memory": 8192, "candidates": 40000, "dims": 48, "holdout": 0.15, "sigma_px": 4.0}
 
     def __init__(self, grid: CellGrid, config: dict[str, Any] | None = None) -> None:
         super().__init__(grid, config)
         c = self.config
         _whole(c["memory"], 16, MAX_MEMORY, "memory")
         _whole(c["candidates"], 16, 10_000_000, "candidates")
-        _whole(c["filter_seed"], 0, 2**31 - 1, "filter_seed")
         _whole(c["dims"], 2, FEATURE_DIM, "dims")
         if not (isinstance(c["holdout"], (int, float)) and 0.0 < float(c["holdout"]) < 0.5):
             raise EngineError(f"holdout must be a fraction between 0 and 0.5, not {c['holdout']!r}")
@@ -72,22 +71,22 @@ class PatchMemoryEngine(Engine):
             up = np.stack([cv2.GaussianBlur(m, (0, 0), sigma) for m in up])
         return up.astype(np.float32)
 
-    def _candidates(self, crops: np.ndarray, n: int, rng: np.random.Generator, batch: int = 8) -> torch.Tensor:
-        """About `n` raw descriptors drawn evenly from the crops (never all of them in memory at once)."""
-        per_image = max(1, int(np.ceil(n / len(crops))))
-        rows = []
-        for i in range(0, len(crops), batch):
-            f = self.descriptor.raw(crops[i:i + batch])
-            for one in f.reshape(f.shape[0], -1, f.shape[-1]):
-                pick = rng.choice(one.shape[0], min(per_image, one.shape[0]), replace=False)
-                rows.append(one[torch.from_numpy(pick)])
-        return torch.cat(rows)
-
     def _output(self, pixel_map: np.ndarray) -> EngineOutput:
         g = self.grid
         p = g.cell_px
         cells = pixel_map[: g.rows * p, : g.cols * p].reshape(g.rows, p, g.cols, p).max(axis=(1, 3))
         return EngineOutput(float(pixel_map.max()), cells.astype(np.float64), pixel_map=pixel_map)
+
+    def _candidates(self, crops: np.ndarray, n: int, rng: np.random.Generator, batch: int = 8) -> torch.Tensor:
+        """About `n` raw descriptors drawn evenly from the crops (never all of them in memory at once)."""
+        per_image = max(1, int(np.ceil(n / len(crops))))
+        rows = []
+        for i in range(0, len(crops), batch):
+            f = raw_descriptors(crops[i:i + batch])
+            for one in f.reshape(f.shape[0], -1, f.shape[-1]):
+                pick = rng.choice(one.shape[0], min(per_image, one.shape[0]), replace=False)
+                rows.append(one[torch.from_numpy(pick)])
+        return torch.cat(rows)
 
     # -- Engine ---------------------------------------------------------------------------------
     def fit(self, data: TrainingSet, seed: int = 0, progress: Progress | None = None) -> FitReport:
@@ -95,27 +94,22 @@ class PatchMemoryEngine(Engine):
         if len(good_idx) < MIN_GOOD:
             raise EngineError(f"the patch engine needs at least {MIN_GOOD} '{data.ok_class}' images, "
                               f"got {len(good_idx)}")
-        torch.manual_seed(seed)
         rng = np.random.default_rng(seed)
         order = rng.permutation(good_idx)
         n_hold = max(2, int(round(len(order) * float(self.config["holdout"]))))
         held, kept = order[:n_hold], order[n_hold:]
         crops = data.crops
-        good = crops[kept].reshape(-1, 3).astype(np.float32) / 255.0
-        filters = random_filters(int(self.config["filter_seed"]))
-        self.descriptor = Descriptor(filters, good.mean(axis=0), good.std(axis=0))
         if progress:
             progress("describing the good images", 0.1)
         cand = self._candidates(crops[kept], int(self.config["candidates"]), rng)
-        mean, std = cand.mean(dim=0), cand.std(dim=0).clamp_min(1e-4)
+        mean, std = cand.mean(dim=0), cand.std(dim=0).clamp_min(1e-3)
         cand = (cand - mean) / std
         axes = principal_axes(cand, int(self.config["dims"]))
-        self.descriptor = Descriptor(filters, self.descriptor.pixel_mean, self.descriptor.pixel_std,
-                                     mean.numpy(), std.numpy(), axes)
+        self.descriptor = Descriptor(mean.numpy(), std.numpy(), axes)
         cand = cand @ torch.from_numpy(axes)
         if progress:
             progress("choosing the memory (k-centre coreset)", 0.3)
-        chosen = greedy_coreset(cand, int(self.config["memory"]), seed, proj_dim=min(32, cand.shape[1]))
+        chosen = greedy_coreset(cand, int(self.config["memory"]), seed)
         self.memory = cand[torch.from_numpy(chosen)].contiguous()
         if progress:
             progress("scoring held-out good images", 0.8)
@@ -145,30 +139,16 @@ class PatchMemoryEngine(Engine):
     def arrays(self) -> dict[str, np.ndarray]:
         if self.memory is None or self.descriptor is None:
             raise EngineError("the patch engine has not been fitted")
-        d = self.descriptor
-        return {**{f"filters.{k}": v.numpy() for k, v in d.filters.items()},
-                "pixel_mean": d.pixel_mean, "pixel_std": d.pixel_std,
-                "feat_mean": d.feat_mean.numpy(), "feat_std": d.feat_std.numpy(), "projection": d.projection.numpy(),
-                "memory": self.memory.numpy().astype(np.float16)}
+        return {**self.descriptor.arrays(), "memory": self.memory.numpy().astype(np.float16)}
 
     def load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
-        need = ("pixel_mean", "pixel_std", "feat_mean", "feat_std", "projection", "memory")
-        missing = [k for k in need if k not in arrays]
+        missing = [k for k in ("feat_mean", "feat_std", "projection", "memory") if k not in arrays]
         if missing:
             raise EngineError(f"patch engine arrays {', '.join(missing)} are missing")
-        memory, projection = np.asarray(arrays["memory"]), np.asarray(arrays["projection"])
-        dims = int(self.config["dims"])
-        if projection.shape != (FEATURE_DIM, dims):
-            raise EngineError(f"patch projection has shape {projection.shape}, expected {(FEATURE_DIM, dims)}")
-        if memory.ndim != 2 or memory.shape[1] != dims or not 1 <= memory.shape[0] <= MAX_MEMORY:
-            raise EngineError(f"patch memory has shape {memory.shape}, expected (n <= {MAX_MEMORY}, {dims})")
-        for k in ("feat_mean", "feat_std"):
-            if np.asarray(arrays[k]).shape != (FEATURE_DIM,):
-                raise EngineError(f"patch engine array {k} has the wrong shape")
-        for k in ("pixel_mean", "pixel_std"):
-            if np.asarray(arrays[k]).shape != (3,):
-                raise EngineError(f"patch engine array {k} has the wrong shape")
-        filters = {k.split(".", 1)[1]: np.asarray(v) for k, v in arrays.items() if k.startswith("filters.")}
-        self.descriptor = Descriptor(filters, arrays["pixel_mean"], arrays["pixel_std"],
-                                     arrays["feat_mean"], arrays["feat_std"], projection)
+        descriptor = Descriptor(arrays["feat_mean"], arrays["feat_std"], arrays["projection"])
+        memory = np.asarray(arrays["memory"])
+        if memory.ndim != 2 or memory.shape[1] != descriptor.dims or not 1 <= memory.shape[0] <= MAX_MEMORY:
+            raise EngineError(f"patch memory has shape {memory.shape}, expected (n <= {MAX_MEMORY}, "
+                              f"{descriptor.dims})")
+        self.descriptor = descriptor
         self.memory = torch.from_numpy(memory.astype(np.float32))

@@ -1,7 +1,8 @@
-"""Local descriptors of a crop without pretrained weights: a small convolutional stack whose filters are
-drawn from a seeded generator (never trained, never downloaded), read at two depths, averaged over a
-3 x 3 neighbourhood, and standardised with statistics of the good images. Also the greedy k-centre
-coreset that keeps a memory of such descriptors small (PatchCore's subsampling).
+"""Local descriptors of a crop without any learned weights: at every 4 x 4 px step, the pixels of a 4 x 4
+window of the crop at three scales (1, 1/2 and 1/4: 4, 8 and 16 px of the crop around the step), colour
+kept; standardised and projected on the good images' leading principal directions. Also the greedy
+k-centre coreset that keeps a memory of such descriptors small (PatchCore's subsampling) and the
+nearest-neighbour distance to that memory.
 """
 
 from __future__ import annotations
@@ -12,66 +13,51 @@ import torch.nn.functional as F
 
 from station.core.errors import EngineError
 
-WIDTHS = (32, 64, 128)  # channels of the three stages; stages 2 and 3 are read
-FEATURE_DIM = WIDTHS[1] + WIDTHS[2]
 STRIDE = 4  # descriptor grid step, in crop pixels
+WINDOW = 4  # pixels a side of each scale's window
+SCALES = ((1, (0, 0, 0, 0)), (2, (1, 1, 1, 1)), (4, (1, 2, 1, 2)))  # (downscale, padding to keep the grid)
+FEATURE_DIM = 3 * WINDOW * WINDOW * len(SCALES)
 
 
-def random_filters(seed: int) -> dict[str, np.ndarray]:
-    """He-scaled Gaussian filters of the three 3 x 3 stages, zero-mean per output filter (so a flat patch
-    gives no response and the descriptors see structure, not brightness alone), from `seed`."""
-    rng = np.random.default_rng(seed)
-    out, cin = {}, 3
-    for i, cout in enumerate(WIDTHS):
-        w = rng.standard_normal((cout, cin, 3, 3)).astype(np.float32) * np.sqrt(2.0 / (cin * 9))
-        if i > 0:
-            w -= w.mean(axis=(1, 2, 3), keepdims=True)
-        out[f"conv{i}"] = w
-        cin = cout
-    return out
+def raw_descriptors(crops: np.ndarray) -> torch.Tensor:
+    """(N, H, W, 3) uint8 crops, sides multiples of 8, to (N, H/4, W/4, FEATURE_DIM) float32 in 0..1."""
+    n, h, w = crops.shape[:3]
+    if h % 8 or w % 8:
+        raise EngineError(f"descriptor crops need sides that are multiples of 8 px, not {w}x{h}")
+    x = torch.from_numpy(np.ascontiguousarray(crops, dtype=np.float32) / 255.0).permute(0, 3, 1, 2)
+    out = []
+    for s, pad in SCALES:
+        xs = F.avg_pool2d(x, s) if s > 1 else x
+        cols = F.unfold(F.pad(xs, pad, mode="replicate"), WINDOW, stride=STRIDE // s)
+        out.append(cols.reshape(n, -1, h // STRIDE, w // STRIDE))
+    return torch.cat(out, 1).permute(0, 2, 3, 1).contiguous()
 
 
 class Descriptor:
-    """Crops (N, H, W, 3) uint8 to descriptors (N, H/4, W/4, D) float32: FEATURE_DIM channels, standardised,
-    then projected on the good images' leading principal directions when a projection is set."""
+    """Crops to standardised, projected descriptors (N, H/4, W/4, D)."""
 
-    def __init__(self, filters: dict[str, np.ndarray], pixel_mean: np.ndarray, pixel_std: np.ndarray,
-                 feat_mean: np.ndarray | None = None, feat_std: np.ndarray | None = None,
-                 projection: np.ndarray | None = None) -> None:
-        for i, cout in enumerate(WIDTHS):
-            w = filters.get(f"conv{i}")
-            cin = 3 if i == 0 else WIDTHS[i - 1]
-            if w is None or w.shape != (cout, cin, 3, 3):
-                raise EngineError(f"descriptor filter conv{i} is missing or has the wrong shape")
-        self.filters = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in filters.items()}
-        self.pixel_mean = np.asarray(pixel_mean, np.float32).reshape(3)
-        self.pixel_std = np.maximum(np.asarray(pixel_std, np.float32).reshape(3), 1e-3)
-        self.feat_mean = None if feat_mean is None else torch.from_numpy(np.asarray(feat_mean, np.float32))
-        self.feat_std = None if feat_std is None else torch.from_numpy(np.asarray(feat_std, np.float32))
-        self.projection = None if projection is None else torch.from_numpy(np.asarray(projection, np.float32))
+    def __init__(self, mean: np.ndarray, std: np.ndarray, projection: np.ndarray) -> None:
+        mean, std, projection = (np.asarray(a, np.float32) for a in (mean, std, projection))
+        if mean.shape != (FEATURE_DIM,) or std.shape != (FEATURE_DIM,):
+            raise EngineError(f"descriptor statistics must have {FEATURE_DIM} values")
+        if projection.ndim != 2 or projection.shape[0] != FEATURE_DIM or not 1 <= projection.shape[1] <= FEATURE_DIM:
+            raise EngineError(f"descriptor projection has shape {projection.shape}, expected ({FEATURE_DIM}, d)")
+        if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(projection)) and np.all(std > 0)):
+            raise EngineError("descriptor statistics are not finite and positive")
+        self.mean, self.std, self.projection = (torch.from_numpy(a) for a in (mean, std, projection))
 
-    @torch.no_grad()
-    def raw(self, crops: np.ndarray) -> torch.Tensor:
-        x = torch.from_numpy(np.ascontiguousarray(crops, dtype=np.float32)).permute(0, 3, 1, 2)
-        x = (x - torch.from_numpy(self.pixel_mean * 255)[None, :, None, None]) / torch.from_numpy(
-            self.pixel_std * 255)[None, :, None, None]
-        h1 = F.avg_pool2d(F.relu(F.conv2d(x, self.filters["conv0"], padding=1)), 2)
-        h2 = F.avg_pool2d(F.relu(F.conv2d(h1, self.filters["conv1"], padding=1)), 2)
-        h3 = F.avg_pool2d(F.relu(F.conv2d(h2, self.filters["conv2"], padding=1)), 2)
-        up = F.interpolate(h3, size=h2.shape[-2:], mode="bilinear", align_corners=False)
-        f = torch.cat([h2, up], dim=1)
-        f = F.avg_pool2d(f, 3, stride=1, padding=1, count_include_pad=False)  # the patch's neighbourhood
-        return f.permute(0, 2, 3, 1).contiguous()
+    @property
+    def dims(self) -> int:
+        return int(self.projection.shape[1])
 
     @torch.no_grad()
     def __call__(self, crops: np.ndarray, batch: int = 16) -> torch.Tensor:
-        parts = [self.raw(crops[i:i + batch]) for i in range(0, len(crops), batch)]
-        f = torch.cat(parts)
-        if self.feat_mean is not None:
-            f = (f - self.feat_mean) / self.feat_std
-        if self.projection is not None:
-            f = f @ self.projection
-        return f
+        parts = [((raw_descriptors(crops[i:i + batch]) - self.mean) / self.std) @ self.projection
+                 for i in range(0, len(crops), batch)]
+        return torch.cat(parts)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"feat_mean": self.mean.numpy(), "feat_std": self.std.numpy(), "projection": self.projection.numpy()}
 
 
 def principal_axes(rows: torch.Tensor, k: int) -> np.ndarray:
@@ -81,7 +67,7 @@ def principal_axes(rows: torch.Tensor, k: int) -> np.ndarray:
     return vectors[:, -k:].flip(1).float().numpy()
 
 
-def greedy_coreset(features: torch.Tensor, size: int, seed: int = 0, proj_dim: int = 64) -> np.ndarray:
+def greedy_coreset(features: torch.Tensor, size: int, seed: int = 0, proj_dim: int = 32) -> np.ndarray:
     """Indices of `size` rows chosen by greedy k-centre selection (each next row the one farthest from those
     chosen), on a random projection of the rows to `proj_dim` dimensions as in PatchCore."""
     n = features.shape[0]

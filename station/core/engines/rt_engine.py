@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import cv2
 import numpy as np
 
 from station.core.engines.base import Engine, EngineOutput, FitReport, Progress, TrainingSet
@@ -41,7 +42,10 @@ class RTEngine(Engine):
 
     @classmethod
     def default_config(cls) -> dict[str, Any]:
-        return {"metrics": "soart", "search_px": "auto", "ridge": 1e-3, "folds": 5}
+        return {"metrics": "soart", "search_px": "auto", "ridge": 1e-3, "folds": 5, "pixel_map": False}
+
+    #: recipes saved before the pixel map drew their cells only
+    saved_before = {"pixel_map": False}
 
     scaled_px = {"search_px": 1}  # the local search, measured at 24 px cells; other cells scale it
 
@@ -50,6 +54,8 @@ class RTEngine(Engine):
         sp = self.config["search_px"]
         if not (isinstance(sp, int) and not isinstance(sp, bool) and 0 <= sp <= 32):
             raise EngineError(f"search_px must be 'auto' or a whole number of px from 0 to 32, not {sp!r}")
+        if not isinstance(self.config["pixel_map"], bool):
+            raise EngineError(f"pixel_map must be true or false, not {self.config['pixel_map']!r}")
         if self.config["metrics"] not in METRIC_SETS:
             raise EngineError(f"unknown RT metric set {self.config['metrics']!r}; use one of {sorted(METRIC_SETS)}")
         self.unit_space: UnitSpace | None = None
@@ -113,7 +119,14 @@ class RTEngine(Engine):
             raise EngineError("the RT engine has not been fitted")
         d2 = self._score(self.unit_space, self._scaled(crop))
         d2 = np.nan_to_num(d2, nan=np.inf)
-        return EngineOutput(float(d2.max()), d2.reshape(self.grid.rows, self.grid.cols))
+        cells = d2.reshape(self.grid.rows, self.grid.cols)
+        return EngineOutput(float(d2.max()), cells, pixel_map=self._pixel_map(cells) if self.config["pixel_map"] else None)
+
+    def _pixel_map(self, cells: np.ndarray) -> np.ndarray:
+        """The cells' RT distances at the crop's resolution (each cell's value at its centre, linear between
+        centres, so its maximum is at most the image score): free-form parts get a map, not a grid of blocks."""
+        finite = np.nan_to_num(cells, posinf=np.finfo(np.float32).max / 4).astype(np.float32)
+        return cv2.resize(finite, self.grid.size, interpolation=cv2.INTER_LINEAR)
 
     def arrays(self) -> dict[str, np.ndarray]:
         if self.unit_space is None:
