@@ -91,26 +91,25 @@ def cmd_train(args) -> int:
     from station.core.resources import demo_dir
     from station.core.teach import Setup
     from station.core.engines import engine_class
-    from station.core.training import (free_form_choice, labelled_images, needs_cells, one_camera, read_images,
-                                       teach_for, train_recipe)
+    from station.core.freeform import choose_free_form
+    from station.core.training import labelled_images, needs_cells, one_camera, read_images, teach_for, train_recipe
 
     if args.engine != "auto":
         engine_class(args.engine)  # an unknown engine is said before any image is read
     data_root = Path(args.data) if args.data else demo_dir()
     data = load_dataset(data_root, "train").sample_per_class(args.max_per_class, args.seed)
-    setup, setup_paths, images, region_mode, auto_config = None, {}, None, args.region, {}
+    setup, setup_paths, images, region_mode, auto_config, choice = None, {}, None, args.region, {}, {}
     free_form = args.engine == "auto" and not needs_cells(data, bool(args.grid or args.setup or args.region == "blob"))
     if args.engine == "auto" and not free_form:
         args.engine = "rt"
     if free_form:  # good images only and no cells given: the whole frame is resized to the crop
         images = read_images(data)
-        args.engine, auto_config, grid, share = free_form_choice(
-            [im for im, s in zip(images, data.samples) if s.label == "good"], args.cell_px)
+        args.engine, auto_config, grid, choice = choose_free_form(
+            [im for im, s in zip(images, data.samples) if s.label == "good"], args.cell_px, args.seed)
         region_mode = "full"
         print(f"station: no --engine given; good images only: the {args.engine} engine with a pixel map on a "
-              f"{grid.size[0]}x{grid.size[1]} crop of the whole frame ({share:.0%} of the grey-level variance "
-              f"left at a fixed position: {'aligned' if args.engine == 'rt' else 'a texture or unaligned view'})",
-              file=sys.stderr)
+              f"{grid.size[0]}x{grid.size[1]} crop of the whole frame, chosen by {choice['chosen_by']} "
+              f"{choice.get('synthetic_auroc', '')}", file=sys.stderr)
     elif args.region == "blob":
         grid = CellGrid.parse(args.grid or "3x9", args.cell_px or 24)
     elif args.setup:
@@ -155,7 +154,8 @@ def cmd_train(args) -> int:
             print(f"[{fraction:4.0%}] {message}", file=sys.stderr)
 
     recipe, stats = train_recipe(data, args.engine, grid, args.name or Path(args.out).name, seed=args.seed,
-                                 engine_config=config, provenance={"command": command}, progress=progress,
+                                 engine_config=config, progress=progress,
+                                 provenance={"command": command, **({"engine_choice": choice} if choice else {})},
                                  refine=args.registration, setup=setup, region_mode=region_mode,
                                  cell_px=args.cell_px, images=images)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only the first process writes the recipe

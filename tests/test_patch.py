@@ -16,7 +16,8 @@ from station.core.grid import CellGrid
 from station.core.inspector import Inspector
 from station.core.overlay import DEFECT_RGBA, OverlayRenderer
 from station.core.recipe import Recipe
-from station.core.training import free_form_choice, needs_cells, patch_grid, position_variance_share
+from station.core.freeform import choose_free_form, patch_grid, position_variance_share, synthetic_defect
+from station.core.training import needs_cells
 
 GRID = CellGrid(8, 8, 8)  # a 64 x 64 crop
 
@@ -80,14 +81,25 @@ def test_free_form_choice_follows_alignment():
     rng = np.random.default_rng(1)
     part = np.full((96, 96, 3), 60, np.uint8)
     cv2.rectangle(part, (24, 12), (72, 84), (200, 200, 200), -1)
-    aligned = [np.clip(part + rng.normal(0, 4, part.shape), 0, 255).astype(np.uint8) for _ in range(12)]
+    aligned = [np.clip(part + rng.normal(0, 4, part.shape), 0, 255).astype(np.uint8) for _ in range(8)]
     assert position_variance_share(aligned) < 0.1
-    engine, config, grid, _ = free_form_choice(aligned)
-    assert (engine, config, grid.size) == ("rt", {"pixel_map": True}, (128, 128))
-    tiles = list(texture(rng, 12))
+    engine, config, grid, info = choose_free_form(aligned)  # too few to measure: the variance decides
+    assert (engine, config, grid.size) == ("rt", {"pixel_map": True, "search_px": 0}, (128, 128))
+    assert "too few" in info["chosen_by"]
+    tiles = list(texture(rng, 8))
     assert position_variance_share(tiles) > 0.5
-    engine, config, grid, _ = free_form_choice(tiles)
+    engine, config, grid, _ = choose_free_form(tiles)
     assert (engine, config, grid.size) == ("patch", {}, (64, 64))
+
+
+def test_free_form_choice_measures_on_synthetic_defects():
+    rng = np.random.default_rng(6)
+    tiles = list(texture(rng, 40))
+    faulty = synthetic_defect(tiles[0], tiles[1], rng)
+    assert faulty.shape == tiles[0].shape and np.abs(faulty.astype(int) - tiles[0]).max() > 30
+    engine, _, _, info = choose_free_form(tiles)
+    assert info["chosen_by"].startswith("synthetic") and set(info["synthetic_auroc"]) == {"rt", "patch"}
+    assert engine == max(info["synthetic_auroc"], key=info["synthetic_auroc"].get)
 
 
 def test_rt_pixel_map_is_off_for_saved_recipes_and_peaks_at_the_worst_cell():

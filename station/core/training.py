@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from station.core.dataset import Dataset, Sample
@@ -15,7 +14,7 @@ from station.core.engines import TrainingSet, engine_class
 from station.core.engines.base import Progress
 from station.core.errors import DatasetError, RegistrationError
 from station.core.grid import CellGrid
-from station.core.imageio import read_image, to_gray
+from station.core.imageio import read_image
 from station.core.recipe import Recipe
 from station.core.registration import Region, Registrar, fit_region
 from station.core.teach import Setup, cell_size, fit_pattern_region, propose_setup
@@ -77,46 +76,10 @@ def full_frame_grid(goods: list[np.ndarray], grid: CellGrid | tuple[int, int] | 
     return CellGrid(cols, rows, cell_px or cell_size(side / max(cols, rows), cols * rows))
 
 
-PATCH_SIDE = 256  # the crop side of the patch engine: detail for small defects at a CPU's pace
-RT_PATCHES = CellGrid(16, 16, 8)  # RT per 8 x 8 patch of a 128 px crop: aligned free-form parts
-#: below this share of the grey-level variance left at a fixed position, the good frames are aligned
-ALIGNED_BELOW = 0.5
-
-
-def position_variance_share(images: list[np.ndarray], side: int = 32) -> float:
-    """How much of the good frames' grey-level variance remains at a fixed position (each frame resized to
-    `side` px): near 0 when every frame shows the same thing at the same place (an aligned part), near 1
-    for textures and views that are not aligned."""
-    grey = np.stack([cv2.resize(to_gray(im) if im.ndim == 3 else im, (side, side), interpolation=cv2.INTER_AREA)
-                     for im in images]).astype(np.float64)
-    total = grey.var()
-    return float(grey.var(axis=0).mean() / total) if total > 0 else 0.0
-
-
 def needs_cells(data: Dataset, cells_given: bool) -> bool:
     """Whether `station train` keeps the cell grid: one was given (grid, setup, blob region), or the data
     has defect classes or labelled cells to learn from (the pin products)."""
     return cells_given or any(s.label != "good" or s.cell is not None for s in data.samples)
-
-
-def free_form_choice(goods: list[np.ndarray], cell_px: int | None = None) -> tuple[str, dict[str, Any], CellGrid, float]:
-    """Engine, settings and grid for a product given by good images only, the whole frame resized to the
-    crop: aligned parts (little variance left at a fixed position) get the RT method per 8 x 8 patch with
-    its map; textures and unaligned views the patch memory on a 256 px crop. Also the measured share."""
-    share = position_variance_share(goods)
-    if share < ALIGNED_BELOW:
-        grid = RT_PATCHES if cell_px is None else CellGrid(RT_PATCHES.cols, RT_PATCHES.rows, cell_px)
-        return "rt", {"pixel_map": True}, grid, share
-    return "patch", {}, patch_grid(goods, cell_px), share
-
-
-def patch_grid(goods: list[np.ndarray], cell_px: int | None = None) -> CellGrid:
-    """8 x 8 cells over the whole frame resized to a square crop of PATCH_SIDE px (smaller frames: their
-    median side, in steps of 64 px, at least 64)."""
-    side = float(np.median([np.sqrt(im.shape[0] * im.shape[1]) for im in goods]))
-    crop = PATCH_SIDE if side >= PATCH_SIDE else max(64, int(side // 64) * 64)
-    cols, rows = FULL_FRAME_GRID
-    return CellGrid(cols, rows, cell_px or crop // cols)
 
 
 def teach_for(data: Dataset, goods: list[np.ndarray], grid: CellGrid | tuple[int, int] | None,
