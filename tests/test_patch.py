@@ -84,7 +84,7 @@ def test_free_form_choice_follows_alignment():
     aligned = [np.clip(part + rng.normal(0, 4, part.shape), 0, 255).astype(np.uint8) for _ in range(8)]
     assert position_variance_share(aligned) < 0.1
     engine, config, grid, info = choose_free_form(aligned)  # too few to measure: the variance decides
-    assert (engine, config, grid.size) == ("rt", {"pixel_map": True, "search_px": 0}, (128, 128))
+    assert (engine, config, grid.size) == ("rt", {"pixel_map": True, "search_px": 0, "calibration": "robust"}, (128, 128))
     assert "too few" in info["chosen_by"]
     tiles = list(texture(rng, 8))
     assert position_variance_share(tiles) > 0.5
@@ -182,3 +182,15 @@ def test_overlay_draws_the_pixel_map_and_the_defect_outline(tmp_path):
     ys, xs = np.nonzero(outline)
     assert ys.size > 0  # the spot at (16, 40) in the 64 px tile, (32, 80) in the frame, is outlined
     assert abs(np.median(xs) - 32) < 12 and abs(np.median(ys) - 80) < 12
+
+
+def test_one_odd_good_image_does_not_set_the_thresholds():
+    from station.core.engines.calibration import without_outliers
+
+    rng = np.random.default_rng(7)
+    scores = np.exp(rng.normal(2.0, 0.2, 60))
+    kept, aside = without_outliers(np.append(scores, 180.0))
+    assert aside == 1 and kept.max() < 20
+    kept, aside = without_outliers(scores)
+    assert aside == 0 and kept.size == 60
+    assert without_outliers(np.array([1.0, 500.0]))[1] == 0  # too few to judge

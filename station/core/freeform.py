@@ -88,7 +88,8 @@ def choose_free_form(goods: list[np.ndarray], cell_px: int | None = None,
                      seed: int = 0) -> tuple[str, dict[str, Any], CellGrid, dict[str, Any]]:
     """(engine, settings, grid, what was measured) for a product given by good RGB frames only."""
     rt_grid = RT_PATCHES if cell_px is None else CellGrid(RT_PATCHES.cols, RT_PATCHES.rows, cell_px)
-    rt = ("rt", {"pixel_map": True, "search_px": 0}, rt_grid)  # the camera aligns: no local search
+    # the camera aligns: no local search; hundreds of good images: one odd one must not set the thresholds
+    rt = ("rt", {"pixel_map": True, "search_px": 0, "calibration": "robust"}, rt_grid)
     patch = ("patch", {}, patch_grid(goods, cell_px))
     info: dict[str, Any] = {"position_variance_share": round(position_variance_share(goods), 4)}
     rng = np.random.default_rng(seed)

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from station.core.engines.base import Engine, EngineOutput, FitReport, Progress, TrainingSet
+from station.core.engines.calibration import without_outliers
 from station.core.engines.patch_features import (FEATURE_DIM, Descriptor, greedy_coreset, nearest_distance,
                                                  principal_axes, raw_descriptors)
 from station.core.errors import EngineError
@@ -117,12 +118,14 @@ class PatchMemoryEngine(Engine):
         defect_idx = np.array([i for i, lab in enumerate(data.labels) if lab != data.ok_class], dtype=int)
         defect_scores = np.array([self._output(m).score for m in self._maps(crops[defect_idx])]) \
             if defect_idx.size else np.array([])
+        held_out, set_aside = without_outliers(held_out)
         thresholds = calibrate_thresholds(held_out, defect_scores)
         if progress:
             progress("memory ready", 1.0)
         return FitReport(thresholds, {
             "memory_images": int(len(kept)), "memory_size": int(self.memory.shape[0]),
             "held_out_good_images": int(len(held)), "held_out_good_max": float(held_out.max()),
+            "held_out_good_set_aside": set_aside,
             "defect_min": float(defect_scores.min()) if defect_scores.size else None,
         })
 
