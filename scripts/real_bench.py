@@ -161,15 +161,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "docs" / "photographs-table.md")
     args = ap.parse_args(argv)
     split = "dev" if args.dev else "final"
-    rows = {}
+    saved = args.out.with_suffix(".json")
+    rows = json.loads(saved.read_text()) if saved.is_file() else {}  # sets run before keep their rows
     for name in args.sets:
         root = args.cache / name / split
         if not root.is_dir():
             raise SystemExit(f"real_bench: {root} is missing; run scripts/real_sets.py {name}")
         rows[name] = {**baselines(root), "station": station_run(root, args.work / split / name)}
         log.info("%s station: %s", name, rows[name]["station"])
+    rows = {name: rows[name] for name in KINDS if name in rows}
     args.out.write_text(table(rows, split))
-    args.out.with_suffix(".json").write_text(json.dumps(rows, indent=1))
+    saved.write_text(json.dumps(rows, indent=1))
     print(table(rows, split))
     return 0
 

@@ -89,8 +89,10 @@ class OverlayRenderer:
         coloured = self.lut[idx]  # (rows, cols, 4) or (gh, gw, 4)
         if pixel_map is None:
             canon = cv2.resize(coloured, (gw, gh), interpolation=cv2.INTER_NEAREST)
-        else:
+        else:  # a map over the whole part: clear where it is well below review, so the part stays visible
+            fade = np.clip((norm - 0.5 * self.review_frac) / (0.5 * self.review_frac), 0.0, 1.0)
             canon = np.ascontiguousarray(coloured)
+            canon[..., 3] = (canon[..., 3] * fade).astype(np.uint8)
         flags = cv2.INTER_NEAREST if pixel_map is None else cv2.INTER_LINEAR
         heat = cv2.warpAffine(canon, reg.matrix.astype(np.float64), (w, h), flags=flags,
                               borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-OUTLIER_MADS = 6.0  # robust z beyond which a held-out good score is set aside (log scale)
+OUTLIER_MADS = 3.0  # robust z beyond which a held-out good score is set aside (log scale)
 
 
 def without_outliers(scores: np.ndarray, min_kept: int = 10) -> tuple[np.ndarray, int]:
