@@ -226,7 +226,8 @@ def test_the_golden_image_is_the_one_the_region_was_found_on():
 
 
 def test_an_mvtec_set_without_grid_or_labels_is_taught_and_trained(tmp_path, capsys):
-    """Good images only, no grid, masks for the test: the station proposes a setup itself and inspects."""
+    """Good images only, no grid, masks for the test: the station chooses a free-form engine itself (the whole
+    frame, a pixel map) and inspects; eval reports the pixel AUROC from the masks."""
     import cv2
 
     rng = np.random.default_rng(7)
@@ -249,6 +250,7 @@ def test_an_mvtec_set_without_grid_or_labels_is_taught_and_trained(tmp_path, cap
     assert code == 0, err
     result = json.loads(out)
     assert result["auroc"] > 0.9 and result["registration"]["part_not_found"] == 0
+    assert result["pixel_auroc"] is not None and result["n_pixel_maps"] == 12
 
 
 def test_tiles_of_different_sizes_are_resized_not_registered(tmp_path, capsys):
