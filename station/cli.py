@@ -140,12 +140,14 @@ def cmd_train(args) -> int:
     from station.core.resources import demo_dir
     from station.core.teach import Setup
     from station.core.engines import engine_class
+    from station.core.freeform import choose_free_form
     from station.core.outfolder import check_not_over, check_out_folder
     from station.core.teach import SETUP_FILES
-    from station.core.training import (RECIPE_FILES, labelled_images, one_camera, read_training_images, teach_for,
-                                       train_recipe)
+    from station.core.training import (RECIPE_FILES, labelled_images, needs_cells, one_camera, read_training_images,
+                                       teach_for, train_recipe)
 
-    engine_class(args.engine)  # an unknown engine is said before any image is read
+    if args.engine != "auto":
+        engine_class(args.engine)  # an unknown engine is said before any image is read
     data_root = Path(args.data) if args.data else demo_dir()
     # nothing the station did not make is replaced: checked before the first image is read
     out = check_out_folder(args.out, RECIPE_FILES, "recipe", data_root)
@@ -156,8 +158,18 @@ def cmd_train(args) -> int:
     data = load_dataset(data_root, "train").sample_per_class(args.max_per_class, args.seed)
     data, images, skipped = read_training_images(data)  # read once: the proposal and the training share them
     _report_skipped(skipped)
-    setup, setup_paths = None, {}
-    if args.region == "blob":
+    setup, setup_paths, region_mode, auto_config, choice = None, {}, args.region, {}, {}
+    free_form = args.engine == "auto" and not needs_cells(data, bool(args.grid or args.setup or args.region == "blob"))
+    if args.engine == "auto" and not free_form:
+        args.engine = "rt"
+    if free_form:  # good images only and no cells given: the whole frame is resized to the crop
+        args.engine, auto_config, grid, choice = choose_free_form(
+            [im for im, s in zip(images, data.samples) if s.label == "good"], args.cell_px, args.seed)
+        region_mode = "full"
+        print(f"station: no --engine given; good images only: the {args.engine} engine with a pixel map on a "
+              f"{grid.size[0]}x{grid.size[1]} crop of the whole frame, chosen by {choice['chosen_by']} "
+              f"{choice.get('synthetic_auroc', '')}", file=sys.stderr)
+    elif args.region == "blob":
         grid = CellGrid.parse(args.grid or "3x9", args.cell_px or 24)
     elif args.setup:
         if args.grid or args.cell_px:
@@ -179,6 +191,7 @@ def cmd_train(args) -> int:
                 setup_paths = setup.save(setup_out, goods[:8])
                 print(f"station: no --setup given; proposed grid {grid.cols}x{grid.rows} of {grid.cell_px} px "
                       f"cells, see {setup_paths.get('preview', setup_paths['setup'])}", file=sys.stderr)
+    config = {**auto_config, **config}
     if engine_class(args.engine).capabilities.trainable:  # a training run: checkpoints and curves beside the recipe
         if args.epochs is not None:
             config["epochs"] = args.epochs
@@ -200,8 +213,9 @@ def cmd_train(args) -> int:
             print(f"[{fraction:4.0%}] {message}", file=sys.stderr)
 
     recipe, stats = train_recipe(data, args.engine, grid, args.name or Path(args.out).name, seed=args.seed,
-                                 engine_config=config, provenance={"command": command}, progress=progress,
-                                 refine=args.registration, setup=setup, region_mode=args.region,
+                                 engine_config=config, progress=progress,
+                                 provenance={"command": command, **({"engine_choice": choice} if choice else {})},
+                                 refine=args.registration, setup=setup, region_mode=region_mode,
                                  cell_px=args.cell_px, images=images)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only the first process writes the recipe
         return 0
@@ -405,7 +419,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=cmd_bench)
 
     t = sub.add_parser("train", help="fit an engine on a dataset and save a recipe")
-    t.add_argument("--engine", default="rt")
+    t.add_argument("--engine", default="auto",
+                   help="rt, rt-attention, vit, patch, or auto (default): rt where cells are known; with good "
+                   "images only, rt per 8x8 patch for aligned parts, else patch (both with a pixel map)")
     t.add_argument("--data", help="dataset folder (default: the bundled demo train split)")
     t.add_argument("--out", required=True, help="recipe folder to write")
     t.add_argument("--setup", help="a taught setup folder (station teach): region, grid and golden frame")

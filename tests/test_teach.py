@@ -226,7 +226,8 @@ def test_the_golden_image_is_the_one_the_region_was_found_on():
 
 
 def test_an_mvtec_set_without_grid_or_labels_is_taught_and_trained(tmp_path, capsys):
-    """Good images only, no grid, masks for the test: the station proposes a setup itself and inspects."""
+    """Good images only, no grid, masks for the test: the station chooses a free-form engine itself (the whole
+    frame, a pixel map) and inspects; eval reports the pixel AUROC from the masks."""
     import cv2
 
     rng = np.random.default_rng(7)
@@ -249,6 +250,7 @@ def test_an_mvtec_set_without_grid_or_labels_is_taught_and_trained(tmp_path, cap
     assert code == 0, err
     result = json.loads(out)
     assert result["auroc"] > 0.9 and result["registration"]["part_not_found"] == 0
+    assert result["pixel_auroc"] is not None and result["n_pixel_maps"] == 12
 
 
 def test_tiles_of_different_sizes_are_resized_not_registered(tmp_path, capsys):
@@ -265,7 +267,9 @@ def test_tiles_of_different_sizes_are_resized_not_registered(tmp_path, capsys):
             if "stain" in split:
                 cv2.circle(tile, (w // 2, h // 2), 18, 30, -1)
             cv2.imwrite(str(root / split / f"{i:03d}.png"), tile)
-    code = main(["train", "--data", str(root), "--out", str(tmp_path / "r"), "--quiet"])
+    # the RT engine named: its grid over the resized frames (with no engine named, good images only make a
+    # free-form product: test_patch.py)
+    code = main(["train", "--engine", "rt", "--data", str(root), "--out", str(tmp_path / "r"), "--quiet"])
     _, err = capsys.readouterr()
     assert code == 0, err
     assert "differ in size" in err

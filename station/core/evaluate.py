@@ -6,6 +6,7 @@ import statistics
 import time
 from typing import Any
 
+import cv2
 import numpy as np
 
 from station.core.engines.base import ok_first
@@ -29,6 +30,52 @@ def auroc(good_scores, defect_scores) -> float | None:
     greater = (d[:, None] > g[None, :]).sum()
     ties = (d[:, None] == g[None, :]).sum()
     return float((greater + 0.5 * ties) / (g.size * d.size))
+
+
+def ranked_auroc(scores: np.ndarray, positive: np.ndarray) -> float | None:
+    """AUROC of many scores (pixels) by ranks, O(n log n); ties get their average rank."""
+    scores = np.nan_to_num(np.asarray(scores, dtype=np.float64).ravel(), nan=np.finfo(float).max,
+                           posinf=np.finfo(float).max)
+    positive = np.asarray(positive, dtype=bool).ravel()
+    n_pos = int(positive.sum())
+    n_neg = positive.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return None
+    order = np.argsort(scores, kind="mergesort")
+    sorted_scores = scores[order]
+    ranks = np.empty(scores.size, dtype=np.float64)
+    ranks[order] = np.arange(1, scores.size + 1)
+    # average ranks over ties
+    _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
+    if counts.max() > 1:
+        mean_rank = first + (counts + 1) / 2.0
+        ranks[order] = np.repeat(mean_rank, counts)
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def pro_score(maps: list[np.ndarray], masks: list[np.ndarray], max_fpr: float = 0.3, steps: int = 200) -> float | None:
+    """Per-region overlap (Bergmann et al. 2020): the area under the curve of the mean overlap of each
+    connected defect region (each counts once, whatever its size) against the false positive rate on
+    good pixels, up to `max_fpr`, divided by `max_fpr` (1.0 is perfect)."""
+    regions = []
+    for i, m in enumerate(masks):
+        n, labels = cv2.connectedComponents(m.astype(np.uint8))
+        regions.extend((i, labels == k) for k in range(1, n))
+    normal = np.concatenate([mp[~m] for mp, m in zip(maps, masks)]) if maps else np.array([])
+    if not regions or normal.size == 0:
+        return None
+    values = np.concatenate([mp.ravel() for mp in maps])
+    thresholds = np.unique(np.quantile(values, np.linspace(0.0, 1.0, steps)))
+    points = [(0.0, 0.0)]
+    for t in np.append(thresholds, np.inf):
+        points.append((float((normal >= t).mean()), float(np.mean([(maps[i][r] >= t).mean() for i, r in regions]))))
+    points.sort()
+    fpr, pro = np.array(points).T
+    keep = fpr <= max_fpr
+    end = float(np.interp(max_fpr, fpr, np.maximum.accumulate(pro)))
+    fpr = np.append(fpr[keep], max_fpr)
+    pro = np.append(np.maximum.accumulate(pro)[keep], end)
+    return float(np.sum((fpr[1:] - fpr[:-1]) * (pro[1:] + pro[:-1]) / 2.0) / max_fpr)
 
 
 def summarize(labels: list[str], predicted: list[str], verdicts: list[Verdict], scores: list[float],
@@ -78,6 +125,7 @@ def evaluate(recipe: Recipe, data: Dataset) -> dict[str, Any]:
     ok = recipe.doc.ok_class
     labels, predicted, verdicts, scores, top_cells, true_cells, ms = [], [], [], [], [], [], []
     residuals, no_part = [], 0
+    maps, masks = [], []  # pixel maps and ground truth in crop coordinates, where both exist
     template = recipe.region.crop_template
     for sample in data.samples:
         image = read_image(sample.path)
@@ -90,11 +138,20 @@ def evaluate(recipe: Recipe, data: Dataset) -> dict[str, Any]:
         scores.append(result.score)
         top_cells.append(result.top_cell)
         true_cells.append(true_cell(inspector, sample, result))
+        truth = crop_mask(inspector, sample, result, ok)
+        if truth is not None:
+            maps.append(small(result.pixel_map))
+            masks.append(small(truth.astype(np.float32)) >= 0.5)
         if result.registered is None:
             no_part += 1
         elif template is not None and sample.label == ok:
             residuals.append(np.hypot(*cell_offsets(result.registered.crop, template, recipe.grid).T))
     out = summarize(labels, predicted, verdicts, scores, ok, top_cells, true_cells)
+    if any(m.any() for m in masks):
+        out["pixel_auroc"] = ranked_auroc(np.concatenate([m.ravel() for m in maps]),
+                                          np.concatenate([m.ravel() for m in masks]))
+        out["pro"] = pro_score(maps, masks)
+        out["n_pixel_maps"] = len(maps)
     review, ng = recipe.thresholds
     out.update({
         "engine": recipe.doc.engine.name,
@@ -108,6 +165,35 @@ def evaluate(recipe: Recipe, data: Dataset) -> dict[str, Any]:
         "registration": _residual_summary(residuals, no_part),
     })
     return out
+
+
+PIXEL_EVAL_SIDE = 128  # maps and masks are compared at most this many px a side (memory stays bounded)
+
+
+def small(image: np.ndarray) -> np.ndarray:
+    h, w = image.shape[:2]
+    f = min(1.0, PIXEL_EVAL_SIDE / max(h, w))
+    if f >= 1.0:
+        return image.astype(np.float32)
+    size = (max(1, round(w * f)), max(1, round(h * f)))
+    return cv2.resize(image.astype(np.float32), size, interpolation=cv2.INTER_AREA)
+
+
+def crop_mask(inspector: Inspector, sample, result, ok_class: str) -> np.ndarray | None:
+    """The ground-truth mask in the crop's coordinates (all clear for a good part), where the engine gave
+    a pixel map and the truth is known: a good sample, or a defect with its MVTec mask."""
+    if result.pixel_map is None or result.registered is None:
+        return None
+    h, w = result.pixel_map.shape
+    if sample.label == ok_class:
+        return np.zeros((h, w), bool)
+    if sample.mask is None:
+        return None
+    mask = read_image(sample.mask)[:, :, 0]
+    warped = inspector.registrar.warp(np.dstack([mask] * 3), result.registered.matrix)[:, :, 0]
+    if warped.shape != (h, w):
+        warped = cv2.resize(warped, (w, h), interpolation=cv2.INTER_NEAREST)
+    return warped > 127
 
 
 def _residual_summary(residuals: list[np.ndarray], no_part: int) -> dict[str, Any]:

@@ -33,6 +33,7 @@ class InspectionResult:
     #: a line of several recipes: each one's own result, by name (station/core/multi.py); empty for one recipe
     engines: dict[str, InspectionResult] = field(default_factory=dict)
     disagreement: str = ""  # where the engines disagree ("" when they agree or there is one engine)
+    pixel_map: np.ndarray | None = None  # (H, W) at the crop's resolution, from engines that map pixels
 
     def to_dict(self) -> dict[str, Any]:
         """The stable JSON contract of `station inspect`."""
@@ -109,7 +110,8 @@ class Inspector:
         flat = int(np.nanargmax(np.where(np.isfinite(out.cell_scores), out.cell_scores, np.inf)))
         timings = {"registration": registration_ms, "engine": engine_ms, "total": registration_ms + engine_ms}
         return InspectionResult(verdict, label, out.score, out.cell_scores, (flat % cols, flat // cols), timings,
-                                self.recipe.content_hash, registered, out.class_probs, extra=out.extra)
+                                self.recipe.content_hash, registered, out.class_probs, extra=out.extra,
+                                pixel_map=out.pixel_map)
 
     def _label(self, verdict: Verdict, probs: dict[str, float] | None) -> str:
         ok = self.recipe.doc.ok_class

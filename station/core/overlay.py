@@ -29,6 +29,7 @@ _NG_RGB = (230, 30, 30)
 _FAR_RGB = (200, 0, 40)  # still red: far beyond the threshold is no less NG
 
 OUTLINE_RGBA = (0, 220, 255, 255)
+DEFECT_RGBA = (255, 0, 200, 255)  # the outline of where a pixel map is at or above the NG threshold
 GRID_RGBA = (255, 255, 255, 110)
 MARK_RGBA = (255, 40, 40, 255)
 
@@ -91,16 +92,27 @@ class OverlayRenderer:
             return Overlay(None, None)
         h, w = frame_shape[:2]
         gw, gh = self.grid.size
-        norm = normalise(result.cell_scores, self.ng)
-        if self.cell_scale == "share":
+        pixel_map = result.pixel_map
+        if pixel_map is not None and pixel_map.shape != (gh, gw):
+            pixel_map = None  # a map of another size cannot be placed; the cells are drawn instead
+        norm = normalise(result.cell_scores if pixel_map is None else pixel_map, self.ng)
+        if self.cell_scale == "share" and pixel_map is None:
             norm = share_map(result.cell_scores, normalise(np.array(result.score), self.ng).item())
         idx = np.rint(norm / SCALE_MAX * (len(self.lut) - 1)).astype(np.intp)
-        cells = self.lut[idx]  # (rows, cols, 4)
-        canon = cv2.resize(cells, (gw, gh), interpolation=cv2.INTER_NEAREST)
-        heat = cv2.warpAffine(canon, reg.matrix.astype(np.float64), (w, h), flags=cv2.INTER_NEAREST,
+        coloured = self.lut[idx]  # (rows, cols, 4) or (gh, gw, 4)
+        if pixel_map is None:
+            canon = cv2.resize(coloured, (gw, gh), interpolation=cv2.INTER_NEAREST)
+        else:  # a map over the whole part: clear where it is well below review, so the part stays visible
+            fade = np.clip((norm - 0.5 * self.review_frac) / (0.5 * self.review_frac), 0.0, 1.0)
+            canon = np.ascontiguousarray(coloured)
+            canon[..., 3] = (canon[..., 3] * fade).astype(np.uint8)
+        flags = cv2.INTER_NEAREST if pixel_map is None else cv2.INTER_LINEAR
+        heat = cv2.warpAffine(canon, reg.matrix.astype(np.float64), (w, h), flags=flags,
                               borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0))
         marks = np.zeros((h, w, 4), np.uint8)
         thick = max(1, round(min(h, w) / 300))
+        if pixel_map is not None:
+            self._defect_outline(marks, reg, norm >= 1.0, thick + 1)
         for c in range(1, self.grid.cols):
             self._line(marks, reg, (c * self.grid.cell_px, 0), (c * self.grid.cell_px, gh), GRID_RGBA, 1)
         for r in range(1, self.grid.rows):
@@ -116,6 +128,16 @@ class OverlayRenderer:
             pts = np.rint(reg.to_frame(box)).astype(np.int32)
             cv2.polylines(marks, [pts], True, MARK_RGBA, thick + 2, cv2.LINE_AA)
         return Overlay(heat, marks)
+
+    @staticmethod
+    def _defect_outline(marks: np.ndarray, reg, above: np.ndarray, thickness: int) -> None:
+        """The outline of the pixels at or above the NG threshold, drawn in frame coordinates."""
+        if not above.any():
+            return
+        contours, _ = cv2.findContours(above.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        polys = [np.rint(reg.to_frame(c[:, 0, :].astype(np.float64))).astype(np.int32) for c in contours if len(c) >= 3]
+        if polys:
+            cv2.polylines(marks, polys, True, DEFECT_RGBA, thickness, cv2.LINE_AA)
 
     @staticmethod
     def _line(img, reg, a, b, colour, thickness) -> None:

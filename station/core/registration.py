@@ -153,9 +153,8 @@ class Registrar:
     def initial(self, rgb: np.ndarray) -> np.ndarray:
         """First canonical->frame matrix, from the blob (or the whole frame)."""
         h, w = rgb.shape[:2]
-        cw, chh = self.grid.size
         if self.region.mode == "full":
-            return np.array([[w / cw, 0, 0], [0, h / chh, 0]], dtype=np.float64)
+            return self.initial_full(w, h)
         gray = to_gray(rgb)
         small, scale = _work_size(gray)
         contour, frac = _blob(small, self.region.polarity)
@@ -169,8 +168,17 @@ class Registrar:
         return matrix
 
     def warp(self, rgb: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+        h, w = rgb.shape[:2]
+        if self.region.mode == "full" and np.allclose(matrix, self.initial_full(w, h)):
+            # the whole frame shrunk to the crop: area averaging, not point samples that alias fine texture
+            return cv2.resize(rgb, self.grid.size, interpolation=cv2.INTER_AREA)
         return cv2.warpAffine(rgb, matrix, self.grid.size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                               borderMode=cv2.BORDER_REPLICATE)
+
+    def initial_full(self, w: int, h: int) -> np.ndarray:
+        """The canonical->frame matrix of a whole frame of w x h px resized to the crop."""
+        cw, ch = self.grid.size
+        return np.array([[w / cw, 0, 0], [0, h / ch, 0]], dtype=np.float64)
 
     def register(self, frame: np.ndarray) -> Registered:
         """The part found in `frame` and warped to the canonical crop; RegistrationError (one line) if it cannot

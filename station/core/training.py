@@ -86,6 +86,12 @@ def full_frame_grid(goods: list[np.ndarray], grid: CellGrid | tuple[int, int] | 
     return CellGrid(cols, rows, cell_px or cell_size(side / max(cols, rows), cols * rows))
 
 
+def needs_cells(data: Dataset, cells_given: bool) -> bool:
+    """Whether `station train` keeps the cell grid: one was given (grid, setup, blob region), or the data
+    has defect classes or labelled cells to learn from (the pin products)."""
+    return cells_given or any(s.label != "good" or s.cell is not None for s in data.samples)
+
+
 def teach_for(data: Dataset, goods: list[np.ndarray], grid: CellGrid | tuple[int, int] | None,
               cell_px: int | None = None, labelled: list[tuple[np.ndarray, tuple[int, int]]] | None = None) -> Setup:
     """The setup `station train` assumes when none was taught: the proposal from the good images (and the

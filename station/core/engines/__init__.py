@@ -12,6 +12,7 @@ _ENGINES = {
     "rt": "station.core.engines.rt_engine:RTEngine",
     "vit": "station.core.engines.vit_engine:ViTEngine",
     "rt-attention": "station.core.engines.rt_attention:RTAttentionEngine",
+    "patch": "station.core.engines.patch_engine:PatchMemoryEngine",
 }
 
 

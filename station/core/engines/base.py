@@ -98,6 +98,8 @@ class EngineOutput:
     cell_scores: np.ndarray  # (rows, cols), same direction as score, on the engine's capabilities.cell_scale
     class_probs: dict[str, float] | None = None  # engines that name the defect
     extra: dict[str, Any] = field(default_factory=dict)
+    #: (H, W) float32 anomaly map at the crop's resolution, same scale as score; engines that map pixels
+    pixel_map: np.ndarray | None = None
 
 
 @dataclass

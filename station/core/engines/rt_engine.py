@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import cv2
 import numpy as np
 
 from station.core.engines.base import Capabilities, Engine, EngineOutput, FitReport, Progress, TrainingSet
+from station.core.engines.calibration import without_outliers
 from station.core.engines.settings import RTSettings
 from station.core.errors import EngineError
 from station.core.grid import CellGrid
@@ -44,7 +46,11 @@ class RTEngine(Engine):
 
     @classmethod
     def default_config(cls) -> dict[str, Any]:
-        return {"metrics": "soart", "search_px": "auto", "ridge": 1e-3, "folds": 5}
+        return {"metrics": "soart", "search_px": "auto", "ridge": 1e-3, "folds": 5, "pixel_map": False,
+                "calibration": "max"}
+
+    #: recipes saved before the pixel map drew their cells only and calibrated on every held-out good score
+    saved_before = {"pixel_map": False, "calibration": "max"}
 
     scaled_px = {"search_px": 1}  # the local search, measured at 24 px cells; other cells scale it
 
@@ -53,6 +59,10 @@ class RTEngine(Engine):
         sp = self.config["search_px"]
         if not (isinstance(sp, int) and not isinstance(sp, bool) and 0 <= sp <= 32):
             raise EngineError(f"search_px must be 'auto' or a whole number of px from 0 to 32, not {sp!r}")
+        if self.config["calibration"] not in ("max", "robust"):
+            raise EngineError(f"calibration must be 'max' or 'robust', not {self.config['calibration']!r}")
+        if not isinstance(self.config["pixel_map"], bool):
+            raise EngineError(f"pixel_map must be true or false, not {self.config['pixel_map']!r}")
         if self.config["metrics"] not in METRIC_SETS:
             raise EngineError(f"unknown RT metric set {self.config['metrics']!r}; use one of {sorted(METRIC_SETS)}")
         self.unit_space: UnitSpace | None = None
@@ -101,6 +111,9 @@ class RTEngine(Engine):
             held_out = np.array([self._score(self.unit_space, s).max() for s in good])
         defect_idx = np.array([i for i, lab in enumerate(data.labels) if lab != data.ok_class], dtype=int)
         defect_scores = np.array([self._score(self.unit_space, scaled[i]).max() for i in defect_idx])
+        set_aside = 0
+        if self.config["calibration"] == "robust":
+            held_out, set_aside = without_outliers(held_out)
         thresholds = calibrate_thresholds(held_out, defect_scores)
         if progress:
             progress("unit space fitted", 1.0)
@@ -108,6 +121,7 @@ class RTEngine(Engine):
             "unit_space_images": int(len(good_idx)),
             "held_out_good_scores": "cross-validated" if can_cross_validate else "in-sample",
             "held_out_good_max": float(held_out.max()),
+            "held_out_good_set_aside": set_aside,
             "defect_min": float(defect_scores.min()) if defect_scores.size else None,
         })
 
@@ -116,7 +130,14 @@ class RTEngine(Engine):
             raise EngineError("the RT engine has not been fitted")
         d2 = self._score(self.unit_space, self._scaled(crop))
         d2 = np.nan_to_num(d2, nan=np.inf)
-        return EngineOutput(float(d2.max()), d2.reshape(self.grid.rows, self.grid.cols))
+        cells = d2.reshape(self.grid.rows, self.grid.cols)
+        return EngineOutput(float(d2.max()), cells, pixel_map=self._pixel_map(cells) if self.config["pixel_map"] else None)
+
+    def _pixel_map(self, cells: np.ndarray) -> np.ndarray:
+        """The cells' RT distances at the crop's resolution (each cell's value at its centre, linear between
+        centres, so its maximum is at most the image score): free-form parts get a map, not a grid of blocks."""
+        finite = np.nan_to_num(cells, posinf=np.finfo(np.float32).max / 4).astype(np.float32)
+        return cv2.resize(finite, self.grid.size, interpolation=cv2.INTER_LINEAR)
 
     def arrays(self) -> dict[str, np.ndarray]:
         if self.unit_space is None:

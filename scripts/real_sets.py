@@ -1,0 +1,193 @@
+"""Rebuild the photographed inspection sets used for development, in the MVTec AD layout.
+
+Each set is read from a public GitHub repository at a pinned commit (a snapshot fetched into
+/work/.mirror, or any clone given with --mirror NAME=PATH) and written to
+~/.cache/station/real-sets/<set>/{dev,final}/: train/good, test/<class>, ground_truth/<class>/*_mask.png.
+The test images are split in two halves by a hash of their name: `dev` for development, `final` to be
+evaluated once at the end. Both halves share the same training images. Nothing here is committed.
+
+    python scripts/real_sets.py            # every set
+    python scripts/real_sets.py bottle     # one set
+
+Sets (licences as their sources state them):
+  bottle         MVTec AD "bottle" (object, 900 x 900, masks), CC BY-NC-SA 4.0 (research use),
+                 as committed in doanthai161/Bottle-Anomaly-Detection.
+  magnetic-tile  Magnetic tile surface defects (texture: tiles of varying size, masks), Huang et al. 2018,
+                 abin24/Magnetic-tile-defect-datasets. ("use welcomed, cite the paper"; no licence file).
+  deeppcb        DeepPCB (printed circuit board, repeating tracks; 640 x 640 binarised), MIT licence,
+                 tangsanli5201/DeepPCB. Defect boxes are drawn as filled rectangles for masks (coarse).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+log = logging.getLogger("real_sets")
+CACHE = Path.home() / ".cache" / "station" / "real-sets"
+MIRRORS = Path("/work/.mirror")
+MAX_BLOB_BYTES = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Source:
+    repo: str
+    commit: str
+
+    def git_dir(self, overrides: dict[str, Path]) -> Path:
+        if self.repo in overrides:
+            return overrides[self.repo]
+        return MIRRORS / self.repo.replace("/", "+") / "repo"
+
+
+SOURCES = {
+    "bottle": Source("doanthai161/Bottle-Anomaly-Detection", "ff4e8f31ed4dfbdb522fa9e50f32787510054c74"),
+    "magnetic-tile": Source("abin24/Magnetic-tile-defect-datasets.", "cc4eb530b57b9cb7225bf76023873043ffd50655"),
+    "deeppcb": Source("tangsanli5201/DeepPCB", "08e98c4db5922613fb97176eb3d6497d48260cb1"),
+}
+
+
+class Repo:
+    """Files of one pinned commit, read straight from the git objects (no work tree)."""
+
+    def __init__(self, git_dir: Path, commit: str) -> None:
+        if not git_dir.is_dir():
+            raise SystemExit(f"real_sets: no snapshot at {git_dir}; fetch github:{git_dir.parent.name.replace('+', '/')}")
+        self.git_dir, self.commit = git_dir, commit
+        subprocess.run(["git", "--git-dir", str(git_dir), "cat-file", "-e", f"{commit}^{{commit}}"], check=True)
+
+    def ls(self, prefix: str) -> list[str]:
+        out = subprocess.run(["git", "--git-dir", str(self.git_dir), "ls-tree", "-r", "--name-only", self.commit,
+                              prefix], check=True, capture_output=True, text=True).stdout
+        return sorted(line for line in out.splitlines() if line)
+
+    def read(self, path: str) -> bytes:
+        data = subprocess.run(["git", "--git-dir", str(self.git_dir), "show", f"{self.commit}:{path}"],
+                              check=True, capture_output=True).stdout
+        if len(data) > MAX_BLOB_BYTES:
+            raise SystemExit(f"real_sets: {path} is larger than {MAX_BLOB_BYTES} bytes")
+        return data
+
+    def image(self, path: str, flags: int = cv2.IMREAD_COLOR) -> np.ndarray:
+        img = cv2.imdecode(np.frombuffer(self.read(path), np.uint8), flags)
+        if img is None:
+            raise SystemExit(f"real_sets: {path} is not a readable image")
+        return img
+
+
+def is_dev(name: str) -> bool:
+    """The deterministic half of the test images used for development."""
+    return hashlib.sha1(name.encode()).digest()[0] % 2 == 0
+
+
+def in_train(name: str, fraction: float) -> bool:
+    return hashlib.sha1(b"train:" + name.encode()).digest()[1] < fraction * 256
+
+
+class Writer:
+    def __init__(self, root: Path) -> None:
+        if root.exists():
+            shutil.rmtree(root)  # our own cache folder, rebuilt from the pinned commit
+        self.root = root
+        self.counts: dict[str, int] = {}
+
+    def put(self, rel: str, image: np.ndarray) -> None:
+        path = self.root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not cv2.imwrite(str(path), image):
+            raise SystemExit(f"real_sets: cannot write {path}")
+        key = "/".join(rel.split("/")[:2])
+        self.counts[key] = self.counts.get(key, 0) + 1
+
+    def train(self, name: str, image: np.ndarray) -> None:
+        for split in ("dev", "final"):
+            self.put(f"{split}/train/good/{name}.png", image)
+
+    def test(self, cls: str, name: str, image: np.ndarray, mask: np.ndarray | None = None) -> None:
+        split = "dev" if is_dev(f"{cls}/{name}") else "final"
+        self.put(f"{split}/test/{cls}/{name}.png", image)
+        if mask is not None:
+            self.put(f"{split}/ground_truth/{cls}/{name}_mask.png", np.where(mask > 127, 255, 0).astype(np.uint8))
+
+
+def build_bottle(repo: Repo, out: Writer) -> None:
+    base = "data/bottle/bottle"
+    for path in repo.ls(f"{base}/train/good"):
+        out.train(Path(path).stem, repo.image(path))
+    for path in repo.ls(f"{base}/test"):
+        cls, stem = path.split("/")[-2], Path(path).stem
+        mask = None if cls == "good" else repo.image(f"{base}/ground_truth/{cls}/{stem}_mask.png", cv2.IMREAD_GRAYSCALE)
+        out.test(cls, stem, repo.image(path), mask)
+
+
+def build_magnetic_tile(repo: Repo, out: Writer) -> None:
+    for path in repo.ls("MT_Free/Imgs"):
+        if path.endswith(".jpg"):
+            stem = Path(path).stem
+            if in_train(stem, 0.8):
+                out.train(stem, repo.image(path))
+            else:
+                out.test("good", stem, repo.image(path))
+    for folder in ("MT_Blowhole", "MT_Break", "MT_Crack", "MT_Fray", "MT_Uneven"):
+        cls = folder[3:].lower()
+        for path in repo.ls(f"{folder}/Imgs"):
+            if path.endswith(".jpg"):
+                mask = repo.image(path[:-4] + ".png", cv2.IMREAD_GRAYSCALE)
+                out.test(cls, Path(path).stem, repo.image(path), mask)
+
+
+def build_deeppcb(repo: Repo, out: Writer, n_train: int = 400, n_test: int = 120) -> None:
+    """Templates are defect-free boards, test images carry boxed defects. Pairs are split, so no test board
+    region has its template among the training images."""
+    pairs = [p[: -len("_temp.jpg")] for p in repo.ls("PCBData") if p.endswith("_temp.jpg")]
+    order = sorted(pairs, key=lambda p: hashlib.sha1(p.encode()).hexdigest())
+    train, test_good, test_bad = order[:n_train], order[n_train:n_train + n_test], order[n_train + n_test:][:n_test]
+    for p in train:
+        out.train(Path(p).name, repo.image(p + "_temp.jpg"))
+    for p in test_good:
+        out.test("good", Path(p).name, repo.image(p + "_temp.jpg"))
+    for p in test_bad:
+        image = repo.image(p + "_test.jpg")
+        folder, stem = Path(p).parent, Path(p).name
+        boxes = repo.read(f"{folder.as_posix()}_not/{stem}.txt").decode().split("\n")
+        mask = np.zeros(image.shape[:2], np.uint8)
+        for line in boxes:
+            vals = line.replace(",", " ").split()
+            if len(vals) >= 4:
+                x1, y1, x2, y2 = (int(float(v)) for v in vals[:4])
+                cv2.rectangle(mask, (x1, y1), (x2, y2), 255, -1)
+        out.test("defect", stem, image, mask)
+
+
+BUILDERS = {"bottle": build_bottle, "magnetic-tile": build_magnetic_tile, "deeppcb": build_deeppcb}
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("sets", nargs="*", default=list(BUILDERS), help=f"which sets ({', '.join(BUILDERS)})")
+    ap.add_argument("--out", type=Path, default=CACHE)
+    ap.add_argument("--mirror", action="append", default=[], help="OWNER/NAME=GIT_DIR, a clone to read instead")
+    args = ap.parse_args(argv)
+    overrides = dict((k, Path(v)) for k, _, v in (m.partition("=") for m in args.mirror))
+    for name in args.sets:
+        if name not in BUILDERS:
+            ap.error(f"unknown set {name!r}")
+        src = SOURCES[name]
+        writer = Writer(args.out / name)
+        BUILDERS[name](Repo(src.git_dir(overrides), src.commit), writer)
+        log.info("%s (%s@%s): %s", name, src.repo, src.commit[:10], writer.counts)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,25 @@
+"""Held-out good scores for calibration, with the far outliers set aside: one odd good image among
+hundreds (a smudge on the lens, a part photographed twice) must not lift the thresholds above every defect."""
+
+from __future__ import annotations
+
+import numpy as np
+
+OUTLIER_MADS = 3.0  # robust z beyond which a held-out good score is set aside (log scale)
+
+
+def without_outliers(scores: np.ndarray, min_kept: int = 10) -> tuple[np.ndarray, int]:
+    """(the scores within OUTLIER_MADS robust deviations of their median in log scale, how many were set
+    aside); all of them when there are too few to judge or the spread is nil."""
+    s = np.asarray(scores, dtype=float)
+    finite = s[np.isfinite(s) & (s > 0)]
+    if finite.size < min_kept:
+        return s, 0
+    logs = np.log(finite)
+    med = float(np.median(logs))
+    mad = float(np.median(np.abs(logs - med))) * 1.4826
+    if mad <= 0:
+        return s, 0
+    bound = float(np.exp(med + OUTLIER_MADS * mad))
+    far = np.isfinite(s) & (s > bound)
+    return s[~far], int(far.sum())

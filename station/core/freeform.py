@@ -1,0 +1,111 @@
+"""Which engine fits a free-form product given by good images only, measured rather than guessed.
+
+Two candidates, each on the whole frame resized to its crop: the RT method per 8 x 8 patch of a 128 px crop
+(one unit space per position: aligned parts) and the patch memory on a 256 px crop (position-free:
+textures and views that are not aligned). Both are fitted on most of the good images and asked to tell
+the rest from copies of them with synthetic defects (dark or bright spots, scratches, a patch cut from
+another good image and pasted elsewhere, as in CutPaste); the one with the higher AUROC is chosen.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import cv2
+import numpy as np
+
+from station.core.engines import TrainingSet, engine_class
+from station.core.evaluate import auroc
+from station.core.grid import CellGrid
+from station.core.imageio import to_gray
+
+log = logging.getLogger(__name__)
+
+PATCH_SIDE = 256  # the crop side of the patch engine: detail for small defects at a CPU's pace
+RT_PATCHES = CellGrid(16, 16, 8)  # RT per 8 x 8 patch of a 128 px crop
+CHOICE_TRAIN = 160  # good images the candidates are fitted on while choosing (at most)
+CHOICE_HELD = 30  # good images held out, each also given a synthetic defect (at most)
+PATCH_TRIAL = {"memory": 2048, "candidates": 12000}  # a lighter memory while choosing
+
+
+def position_variance_share(images: list[np.ndarray], side: int = 32) -> float:
+    """How much of the good frames' grey-level variance remains at a fixed position (each frame resized to
+    `side` px): near 0 when every frame shows the same thing at the same place, near 1 for textures."""
+    grey = np.stack([cv2.resize(to_gray(im) if im.ndim == 3 else im, (side, side), interpolation=cv2.INTER_AREA)
+                     for im in images]).astype(np.float64)
+    total = grey.var()
+    return float(grey.var(axis=0).mean() / total) if total > 0 else 0.0
+
+
+def patch_grid(goods: list[np.ndarray], cell_px: int | None = None) -> CellGrid:
+    """8 x 8 cells over the whole frame resized to a square crop of PATCH_SIDE px (smaller frames: their
+    median side, in steps of 64 px, at least 64)."""
+    side = float(np.median([np.sqrt(im.shape[0] * im.shape[1]) for im in goods]))
+    crop = PATCH_SIDE if side >= PATCH_SIDE else max(64, int(side // 64) * 64)
+    return CellGrid(8, 8, cell_px or crop // 8)
+
+
+def synthetic_defect(image: np.ndarray, donor: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A copy of a good RGB frame with one synthetic defect of a few per cent of its side."""
+    out = image.astype(np.float32)
+    h, w = out.shape[:2]
+    side = min(h, w)
+    kind = rng.integers(3)
+    mask = np.zeros((h, w), np.float32)
+    if kind == 0:  # a spot
+        centre = (int(rng.integers(w // 8, w - w // 8)), int(rng.integers(h // 8, h - h // 8)))
+        axes = (max(2, int(side * rng.uniform(0.02, 0.06))), max(2, int(side * rng.uniform(0.02, 0.06))))
+        cv2.ellipse(mask, centre, axes, float(rng.uniform(0, 180)), 0, 360, 1.0, -1)
+    elif kind == 1:  # a scratch
+        pts = np.cumsum(rng.normal(0, side * 0.06, (5, 2)), axis=0) + [rng.uniform(0.2, 0.8) * w, rng.uniform(0.2, 0.8) * h]
+        cv2.polylines(mask, [pts.astype(np.int32)], False, 1.0, max(1, side // 120))
+    if kind < 2:
+        mask = cv2.GaussianBlur(mask, (0, 0), max(0.7, side / 400))[..., None]
+        shift = float(rng.choice([-1, 1]) * rng.uniform(50, 100))
+        out = out + mask * shift
+    else:  # CutPaste: a rectangle of another good frame, somewhere else
+        donor = cv2.resize(donor, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32)
+        pw, ph = max(2, int(w * rng.uniform(0.05, 0.15))), max(2, int(h * rng.uniform(0.05, 0.15)))
+        sx, sy = int(rng.integers(0, w - pw)), int(rng.integers(0, h - ph))
+        dx, dy = int(rng.integers(0, w - pw)), int(rng.integers(0, h - ph))
+        out[dy:dy + ph, dx:dx + pw] = np.rot90(donor[sy:sy + ph, sx:sx + pw], 2)
+    return out.clip(0, 255).astype(np.uint8)
+
+
+def _trial(name: str, config: dict[str, Any], grid: CellGrid, train: list[np.ndarray], held: list[np.ndarray],
+           faulty: list[np.ndarray], seed: int) -> float:
+    size = grid.size
+    crops = lambda ims: np.stack([cv2.resize(im, size, interpolation=cv2.INTER_AREA) for im in ims])  # noqa: E731
+    engine = engine_class(name)(grid, config)
+    engine.fit(TrainingSet(crops(train), ["good"] * len(train), [None] * len(train), grid), seed=seed)
+    good = [o.score for o in engine.infer_batch(crops(held))]
+    bad = [o.score for o in engine.infer_batch(crops(faulty))]
+    return float(auroc(good, bad))
+
+
+def choose_free_form(goods: list[np.ndarray], cell_px: int | None = None,
+                     seed: int = 0) -> tuple[str, dict[str, Any], CellGrid, dict[str, Any]]:
+    """(engine, settings, grid, what was measured) for a product given by good RGB frames only."""
+    rt_grid = RT_PATCHES if cell_px is None else CellGrid(RT_PATCHES.cols, RT_PATCHES.rows, cell_px)
+    # the camera aligns: no local search; hundreds of good images: one odd one must not set the thresholds
+    rt = ("rt", {"pixel_map": True, "search_px": 0, "calibration": "robust"}, rt_grid)
+    patch = ("patch", {}, patch_grid(goods, cell_px))
+    info: dict[str, Any] = {"position_variance_share": round(position_variance_share(goods), 4)}
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(goods))
+    n_held = min(CHOICE_HELD, len(goods) // 4)
+    if n_held < 3 or len(goods) - n_held < 8:  # too few to measure: per-position statistics need alignment
+        choice = rt if info["position_variance_share"] < 0.5 else patch
+        return (*choice, {**info, "chosen_by": "position variance (too few images to measure)"})
+    held = [goods[i] for i in order[:n_held]]
+    train = [goods[i] for i in order[n_held:][:CHOICE_TRAIN]]
+    faulty = [synthetic_defect(im, goods[order[(k + 1) % len(order)]], rng) for k, im in enumerate(held)]
+    scores = {}
+    for name, config, grid in (rt, patch):
+        trial = {**config, **PATCH_TRIAL} if name == "patch" else config
+        scores[name] = _trial(name, trial, grid, train, held, faulty, seed)
+    log.info("free-form choice: synthetic-defect AUROC %s", scores)
+    choice = patch if scores["patch"] > scores["rt"] else rt
+    return (*choice, {**info, "chosen_by": "synthetic defects on held-out good images",
+                      "synthetic_auroc": {k: round(v, 4) for k, v in scores.items()}})

@@ -1,0 +1,196 @@
+"""The patch-memory engine and pixel-level figures: a map at the crop's resolution, pixel AUROC and PRO where
+masks exist, the defect outline drawn over the frame, and `station train` choosing the engine itself."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from station.cli import main
+from station.core.dataset import load_dataset
+from station.core.engines import TrainingSet, engine_class
+from station.core.errors import EngineError
+from station.core.evaluate import auroc, pro_score, ranked_auroc
+from station.core.grid import CellGrid
+from station.core.inspector import Inspector
+from station.core.overlay import DEFECT_RGBA, OverlayRenderer
+from station.core.recipe import Recipe
+from station.core.freeform import choose_free_form, patch_grid, position_variance_share, synthetic_defect
+from station.core.training import needs_cells
+
+GRID = CellGrid(8, 8, 8)  # a 64 x 64 crop
+
+
+def texture(rng, n, side=64):
+    """Woven-looking tiles: stripes at a random phase plus noise (a texture: no fixed position)."""
+    yy, xx = np.mgrid[:side, :side]
+    out = []
+    for _ in range(n):
+        phase = rng.uniform(0, 2 * np.pi)
+        g = 128 + 40 * np.sin(xx / 3.0 + phase) * np.sin(yy / 3.0) + rng.normal(0, 6, (side, side))
+        out.append(np.dstack([g.clip(0, 255).astype(np.uint8)] * 3))
+    return np.stack(out)
+
+
+def with_spot(img, at=(20, 36), r=6):
+    out = img.copy()
+    cv2.circle(out, at, r, (250, 250, 250), -1)
+    mask = np.zeros(img.shape[:2], np.uint8)
+    cv2.circle(mask, at, r, 255, -1)
+    return out, mask
+
+
+def write_mvtec(root, rng, n_train=24, n_good=6, n_bad=6, side=64):
+    for i, img in enumerate(texture(rng, n_train, side)):
+        p = root / "train" / "good" / f"{i:03d}.png"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(p), img)
+    for i, img in enumerate(texture(rng, n_good, side)):
+        p = root / "test" / "good" / f"{i:03d}.png"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(p), img)
+    for i, img in enumerate(texture(rng, n_bad, side)):
+        bad, mask = with_spot(img, (16 + 4 * i, 40 - 2 * i))
+        for sub, arr, name in (("test/spot", bad, f"{i:03d}.png"), ("ground_truth/spot", mask, f"{i:03d}_mask.png")):
+            p = root / sub / name
+            p.parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(p), arr)
+    return root
+
+
+def test_patch_engine_maps_a_spot_where_it_is_and_round_trips(tmp_path):
+    rng = np.random.default_rng(0)
+    good = texture(rng, 20)
+    engine = engine_class("patch")(GRID, {"memory": 512, "candidates": 4000})
+    report = engine.fit(TrainingSet(good, ["good"] * 20, [None] * 20, GRID), seed=0)
+    clean = texture(rng, 4)
+    bad, mask = with_spot(clean[0])
+    outs = engine.infer_batch(np.concatenate([clean, bad[None]]))
+    assert outs[-1].pixel_map.shape == (64, 64) and outs[-1].pixel_map.dtype == np.float32
+    assert outs[-1].score > max(o.score for o in outs[:-1])
+    assert outs[-1].score >= report.thresholds[1]
+    m = outs[-1].pixel_map
+    assert m[mask > 0].mean() > 2 * m[mask == 0].mean()  # the map is high where the spot is
+    again = engine_class("patch").from_saved(GRID, dict(engine.config))
+    again.load_arrays(engine.arrays())
+    np.testing.assert_allclose(again.infer(bad).pixel_map, m, rtol=1e-2, atol=1e-2)  # memory kept as float16
+
+
+def test_free_form_choice_follows_alignment():
+    rng = np.random.default_rng(1)
+    part = np.full((96, 96, 3), 60, np.uint8)
+    cv2.rectangle(part, (24, 12), (72, 84), (200, 200, 200), -1)
+    aligned = [np.clip(part + rng.normal(0, 4, part.shape), 0, 255).astype(np.uint8) for _ in range(8)]
+    assert position_variance_share(aligned) < 0.1
+    engine, config, grid, info = choose_free_form(aligned)  # too few to measure: the variance decides
+    assert (engine, config, grid.size) == ("rt", {"pixel_map": True, "search_px": 0, "calibration": "robust"}, (128, 128))
+    assert "too few" in info["chosen_by"]
+    tiles = list(texture(rng, 8))
+    assert position_variance_share(tiles) > 0.5
+    engine, config, grid, _ = choose_free_form(tiles)
+    assert (engine, config, grid.size) == ("patch", {}, (64, 64))
+
+
+def test_free_form_choice_measures_on_synthetic_defects():
+    rng = np.random.default_rng(6)
+    tiles = list(texture(rng, 40))
+    faulty = synthetic_defect(tiles[0], tiles[1], rng)
+    assert faulty.shape == tiles[0].shape and np.abs(faulty.astype(int) - tiles[0]).max() > 30
+    engine, _, _, info = choose_free_form(tiles)
+    assert info["chosen_by"].startswith("synthetic") and set(info["synthetic_auroc"]) == {"rt", "patch"}
+    assert engine == max(info["synthetic_auroc"], key=info["synthetic_auroc"].get)
+
+
+def test_rt_pixel_map_is_off_for_saved_recipes_and_peaks_at_the_worst_cell():
+    from station.core.engines.rt_engine import RTEngine
+
+    assert RTEngine.from_saved(GRID, {"metrics": "soart", "search_px": 0, "ridge": 1e-3, "folds": 5}).config[
+        "pixel_map"] is False  # recipes of earlier versions keep drawing their cells
+    rng = np.random.default_rng(5)
+    good = np.clip(rng.normal(120, 8, (12, 64, 64, 3)), 0, 255).astype(np.uint8)
+    engine = RTEngine(GRID, {"pixel_map": True, "search_px": 0})
+    engine.fit(TrainingSet(good, ["good"] * 12, [None] * 12, GRID))
+    bad = good[0].copy()
+    bad[40:48, 8:16] = 255
+    out = engine.infer(bad)
+    assert out.pixel_map.shape == (64, 64)
+    assert 0.7 * out.score <= out.pixel_map.max() <= out.score  # linear between cell centres
+    y, x = np.unravel_index(np.argmax(out.pixel_map), out.pixel_map.shape)
+    assert 40 <= y < 48 and 8 <= x < 16
+    with pytest.raises(EngineError, match="pixel_map"):
+        RTEngine(GRID, {"pixel_map": "yes"})
+
+
+def test_patch_engine_refuses_bad_settings_and_arrays():
+    with pytest.raises(EngineError, match="holdout"):
+        engine_class("patch")(GRID, {"holdout": 0.9})
+    with pytest.raises(EngineError, match="memory"):
+        engine_class("patch")(GRID, {"memory": 10**9})
+    engine = engine_class("patch")(GRID)
+    with pytest.raises(EngineError, match="missing"):
+        engine.load_arrays({})
+    with pytest.raises(EngineError, match="not been fitted"):
+        engine.infer(np.zeros((64, 64, 3), np.uint8))
+
+
+def test_ranked_auroc_agrees_with_pairwise_and_pro_counts_regions():
+    rng = np.random.default_rng(2)
+    s = rng.normal(size=300).round(1)  # ties on purpose
+    y = rng.random(300) < 0.3
+    assert ranked_auroc(s, y) == pytest.approx(auroc(s[~y], s[y]))
+    assert ranked_auroc(s, np.zeros(300, bool)) is None
+    maps = [np.zeros((20, 20), np.float32) for _ in range(2)]
+    masks = [np.zeros((20, 20), bool) for _ in range(2)]
+    masks[0][2:5, 2:5] = True
+    masks[1][10:18, 10:18] = True
+    maps[0][2:5, 2:5] = 1.0  # the small region found, the large one missed
+    half = pro_score(maps, masks)
+    assert 0.45 < half < 0.7
+    maps[1][10:18, 10:18] = 1.0
+    assert pro_score(maps, masks) == pytest.approx(1.0, abs=0.02) and half < 0.7
+
+
+def test_train_picks_patch_on_good_only_data_and_eval_reports_pixel_auroc(tmp_path, capsys):
+    data = write_mvtec(tmp_path / "set", np.random.default_rng(3))
+    assert not needs_cells(load_dataset(data, "train"), cells_given=False)
+    assert patch_grid([np.zeros((64, 64, 3), np.uint8)]).size == (64, 64)
+    assert patch_grid([np.zeros((900, 900, 3), np.uint8)]).size == (256, 256)
+    recipe = tmp_path / "r"
+    assert main(["train", "--data", str(data), "--out", str(recipe), "--quiet",
+                 "--config", json.dumps({"memory": 512, "candidates": 4000})]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["engine"] == "patch" and "patch engine" in err
+    assert main(["eval", "--recipe", str(recipe), "--data", str(data), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["auroc"] == 1.0
+    assert result["pixel_auroc"] > 0.9 and result["pro"] is not None and result["n_pixel_maps"] == 12
+
+
+def test_overlay_draws_the_pixel_map_and_the_defect_outline(tmp_path):
+    data = write_mvtec(tmp_path / "set", np.random.default_rng(4))
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "r"), "--quiet",
+                 "--config", json.dumps({"memory": 512, "candidates": 4000})]) == 0
+    recipe = Recipe.load(tmp_path / "r")
+    bad = cv2.cvtColor(cv2.imread(str(data / "test" / "spot" / "000.png")), cv2.COLOR_BGR2RGB)
+    frame = cv2.resize(bad, (128, 128))  # the frame is larger than the crop: the map is warped onto it
+    result = Inspector(recipe).inspect(frame)
+    assert result.pixel_map is not None
+    overlay = OverlayRenderer(recipe.grid, recipe.thresholds).render(result, frame.shape)
+    assert overlay.heat.shape == (128, 128, 4)
+    outline = np.all(overlay.marks == np.array(DEFECT_RGBA, np.uint8), axis=-1)
+    ys, xs = np.nonzero(outline)
+    assert ys.size > 0  # the spot at (16, 40) in the 64 px tile, (32, 80) in the frame, is outlined
+    assert abs(np.median(xs) - 32) < 12 and abs(np.median(ys) - 80) < 12
+
+
+def test_one_odd_good_image_does_not_set_the_thresholds():
+    from station.core.engines.calibration import without_outliers
+
+    rng = np.random.default_rng(7)
+    scores = np.exp(rng.normal(2.0, 0.2, 60))
+    kept, aside = without_outliers(np.append(scores, 180.0))
+    assert aside == 1 and kept.max() < 20
+    kept, aside = without_outliers(scores)
+    assert aside == 0 and kept.size == 60
+    assert without_outliers(np.array([1.0, 500.0]))[1] == 0  # too few to judge
