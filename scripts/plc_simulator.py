@@ -147,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--poll", type=float, default=0.005, help="seconds between the PLC's status reads")
     ap.add_argument("--fps", type=float, default=30.0, help="the demo line's frame rate (station started here)")
     ap.add_argument("--out", help="folder for the result log of the station started here")
+    ap.add_argument("--db", help="the result log's database URL instead of a SQLite file in --out "
+                                 "(e.g. postgresql://user@127.0.0.1:5432/results, an empty database)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     registers = RegisterMap(args.status_address, args.command_address)
@@ -175,7 +177,8 @@ def _with_station(args, registers: RegisterMap) -> int:
     from station.core.live import LivePipeline
     from station.core.recipe import Recipe
     from station.core.resources import bundled_recipe
-    from station.core.results import ResultStore
+    from station.core.database import engine_url
+    from station.core.results import ResultStore, shown_url
     from station.core.sources import make_source
     from station.core.trigger import ExternalTrigger, TriggerMode
     from station.plc.service import PlcService
@@ -183,9 +186,12 @@ def _with_station(args, registers: RegisterMap) -> int:
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="plc-sim-"))
     out.mkdir(parents=True, exist_ok=True)
     db = out / "results.db"
-    if db.exists():
+    if args.db:  # the same run into another database (a PostgreSQL URL); it must hold no rows yet
+        url = args.db
+    elif db.exists():
         raise SystemExit(f"{db} exists: give an empty --out folder")
-    url = f"sqlite:///{db}"
+    else:
+        url = f"sqlite:///{db}"
     store = ResultStore(url, archive_dir=out / "archive", archive="ng")
     recipe = Recipe.load(bundled_recipe())
     pipeline = LivePipeline(make_source("demo", fps=args.fps), Inspector(recipe), store=store,
@@ -203,14 +209,14 @@ def _with_station(args, registers: RegisterMap) -> int:
         service.stop()
         closed = store.close(timeout=30)
     parts = report.pop("_parts")
-    with create_engine(url).connect() as conn:
+    with create_engine(engine_url(url)).connect() as conn:
         rows = conn.execute(text("SELECT part_id, trigger_time FROM inspections")).all()
     ids = [r[0] for r in rows]
     want = {str(p) for p in parts}
     station_lat = np.array(service.link.latencies_ms or [np.nan])
     report.update({
         "station": {"minutes": args.minutes, "period_s": args.period, "demo_fps": args.fps, "recipe": recipe.doc.name,
-                    "log": str(db), "log_closed_clean": closed},
+                    "log": shown_url(url), "log_closed_clean": closed},
         "rows": len(rows), "rows_with_plc_part_id": sum(i in want for i in ids),
         "triggers_without_row": len(want - set(ids)), "duplicate_part_ids": len(ids) - len(set(ids)),
         "rows_without_trigger_time": sum(r[1] is None for r in rows),
