@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 
+import numpy as np
 import pytest
 
 pytest.importorskip("PySide6")
@@ -330,3 +331,23 @@ def test_garbage_is_collected_in_the_gui_thread_while_a_window_is_open(qtbot, sy
     finally:
         collector.stop()
     assert gc.isenabled()
+
+
+@pytest.mark.parametrize("pixel_map, unit", [(None, "pin col 8, row 6"), (np.zeros((8, 8), np.float32),
+                                                                          "cell col 8, row 6")])
+def test_an_ng_names_a_pin_on_a_pin_product_and_a_cell_on_a_free_form_one(qtbot, pixel_map, unit):
+    from station.core.inspector import InspectionResult
+    from station.core.live import LiveResult
+    from station.core.sources import Frame, make_source
+    from station.core.verdict import Verdict
+    from station.ui.live_service import LiveService
+    from station.ui.verdict_panel import VerdictPanel
+
+    service = LiveService(make_source("demo"), None)  # never started: the panel only reads it
+    panel = VerdictPanel(service)
+    qtbot.addWidget(panel)
+    result = InspectionResult(Verdict.NG, "defect", 9.0, np.zeros((8, 10)), (7, 5), {}, "sha256:x",
+                              pixel_map=pixel_map)
+    panel.show_result(LiveResult(1, Frame(None, 0, 0.0, "a.png"), result, None, None, {}, 0.0))
+    assert unit in panel.detail_label.text()
+    service.shutdown()

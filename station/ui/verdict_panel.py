@@ -113,7 +113,8 @@ class VerdictPanel(QWidget):
             elif result.label == BAD_FRAME:
                 self._show("NG", "NG", result.message)
             else:
-                where = f" \u00b7 pin col {result.top_cell[0] + 1}, row {result.top_cell[1] + 1}" if result.top_cell else ""
+                unit = "pin" if result.pixel_map is None else "cell"  # a free-form part has no pins, only areas
+                where = f" \u00b7 {unit} col {result.top_cell[0] + 1}, row {result.top_cell[1] + 1}" if result.top_cell else ""
                 self._show("NG", "NG", f"{result.label}{where}{agreed(result)}")
         else:
             self._show("REVIEW", "REVIEW", "check this part by hand")
