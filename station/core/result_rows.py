@@ -7,6 +7,8 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
+import numpy as np
+
 from sqlalchemy import DateTime, Float, Index, Integer, String, Text, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -74,3 +76,28 @@ def use_wal(engine: Engine) -> None:
             cursor.execute("PRAGMA busy_timeout=5000")
         finally:
             cursor.close()
+
+
+def cell_scores_json(cells: np.ndarray | None) -> str | None:
+    """Per-cell scores as JSON rows (4 significant digits; null for a score that is not finite), or None for
+    no cells or a grid too large to keep in every row."""
+    if cells is None:
+        return None
+    import json
+
+    cells = np.asarray(cells, dtype=float)
+    if cells.ndim != 2 or cells.size > 1024:
+        return None
+    text = json.dumps([[float(f"{v:.4g}") if np.isfinite(v) else None for v in row] for row in cells],
+                      separators=(",", ":"))
+    return text if len(text) <= LIMITS["cell_scores"] else None
+
+
+def timings_json(timings: dict[str, float]) -> str:
+    import json
+
+    return json.dumps({str(k): round(float(v), 3) for k, v in timings.items() if np.isfinite(v)})
+
+
+def note_on(message: str, note: str) -> str:
+    return f"{message}; {note}" if message else note

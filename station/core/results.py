@@ -12,32 +12,28 @@ unreachable", "name not encodable") that the window shows in red until the log i
 
 from __future__ import annotations
 
-import errno
 import logging
-import os
 import queue
 import threading
 import time
 import uuid
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-import cv2
 import numpy as np
-from sqlalchemy import make_url, select, update
+from sqlalchemy import make_url, select
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from station.core.errors import StationError
-from station.core.imageio import to_rgb
 from station.core.inspector import InspectionResult
 from station.core.live import Signal
 from station.core.log_ticket import LogTicket, cause_of, is_data_error
 from station.core.database import open_engine
-from station.core.result_rows import LIMITS, InspectionRow, safe_text
+from station.core.result_archive import ImageArchive, Pending
+from station.core.result_rows import LIMITS, InspectionRow, cell_scores_json, note_on, safe_text, timings_json
 from station.core.retention import Retention, RetentionPolicy
 from station.core.spool import Spool, encode_row
 
@@ -48,13 +44,6 @@ ON_FAILURE_CHOICES = ("stop", "continue")
 __all__ = ["ARCHIVE_CHOICES", "ON_FAILURE_CHOICES", "InspectionRow", "LogTicket", "ResultStore", "cause_of"]
 
 
-@dataclass
-class _Pending:
-    row: dict
-    image: np.ndarray | None
-    ticket: LogTicket
-
-
 def shown_url(url: str) -> str:
     """The database URL as it may be shown or logged: its password hidden."""
     try:
@@ -63,7 +52,7 @@ def shown_url(url: str) -> str:
         return "(an unreadable database URL)"
 
 
-class ResultStore:
+class ResultStore(ImageArchive):
     """Rows in, written in the background; `problem` is "" while every row reaches the database."""
 
     def __init__(self, url: str, archive_dir: str | Path | None = None, archive: str = "ng",
@@ -97,9 +86,9 @@ class ResultStore:
         if on_problem is not None:
             self.problem_changed.connect(on_problem)
         self.retention = Retention(retention, self._engine, self.archive_dir) if retention else None
-        self._queue: queue.Queue[_Pending | None] = queue.Queue(maxsize=queue_size)
+        self._queue: queue.Queue[Pending | None] = queue.Queue(maxsize=queue_size)
         self._put_timeout = put_timeout_s
-        self._held: deque[_Pending] = deque()  # rows neither the database nor the spool took
+        self._held: deque[Pending] = deque()  # rows neither the database nor the spool took
         self._memory_rows, self._retry_s = memory_rows, retry_s
         self._image_budget = int(image_budget_mb * 1e6)
         self._image_bytes = 0
@@ -117,7 +106,7 @@ class ResultStore:
         self.close_message = ""
         self._db_retry_at = 0.0
         self._closed = False
-        self._images: queue.Queue[_Pending | None] = queue.Queue()  # bounded in bytes by add()
+        self._images: queue.Queue[Pending | None] = queue.Queue()  # bounded in bytes by add()
         self._archiver = threading.Thread(target=self._run_archiver, name="result-archiver", daemon=True)
         self._archiver.start()
         self._thread = threading.Thread(target=self._run, name="result-writer", daemon=True)
@@ -137,7 +126,7 @@ class ResultStore:
             "top_cell": None if result.top_cell is None else f"{result.top_cell[0]},{result.top_cell[1]}",
             "recipe_name": safe_text(source or "", LIMITS["recipe_name"]),
             "recipe_hash": safe_text(result.recipe_hash, LIMITS["recipe_hash"]),
-            "timings": safe_text(_timings_json(result.timings_ms)), "image_path": None,
+            "timings": safe_text(timings_json(result.timings_ms)), "image_path": None,
             "message": safe_text(result.message), "cell_scores": cell_scores_json(result.cell_scores),
             "part_id": None if part_id is None else safe_text(str(part_id), LIMITS["part_id"]),
             "trigger_time": trigger_time,
@@ -149,10 +138,10 @@ class ResultStore:
                 if self._image_bytes + image.nbytes > self._image_budget:
                     keep = False
                     self.images_dropped += 1
-                    row["message"] = _note(row["message"], "image not archived: the archive cannot keep up")
+                    row["message"] = note_on(row["message"], "image not archived: the archive cannot keep up")
                 else:
                     self._image_bytes += image.nbytes
-        item = _Pending(row, image if keep else None, ticket)
+        item = Pending(row, image if keep else None, ticket)
         try:
             self._queue.put(item, timeout=self._put_timeout)
         except queue.Full:
@@ -272,7 +261,7 @@ class ResultStore:
                 time.sleep(0.2)
 
     def _step(self, stopping: bool) -> bool:
-        batch: list[_Pending] = []
+        batch: list[Pending] = []
         try:
             first = self._queue.get(timeout=0 if stopping else 0.25)
         except queue.Empty:
@@ -324,7 +313,7 @@ class ResultStore:
     def _db_due(self) -> bool:
         return not self.db_cause or time.monotonic() >= self._db_retry_at
 
-    def _settle_batch(self, batch: list[_Pending]) -> None:
+    def _settle_batch(self, batch: list[Pending]) -> None:
         """Rows first, images after: a verdict is told as soon as its row is committed, not after its
         image is encoded (hundreds of ms at 2048 px); the row then gets the image's path."""
         imaged = [p for p in batch if p.image is not None]
@@ -338,31 +327,6 @@ class ResultStore:
         finally:
             self._release_images(imaged)
         self._spool_or_hold(batch)
-
-    def _run_archiver(self) -> None:
-        """The archive thread: encode and write images of committed rows, then record their paths."""
-        while True:
-            item = self._images.get()
-            if item is None:
-                return
-            try:
-                self._archive_images([item])
-                self._record_images([item])
-            except Exception as exc:  # noqa: BLE001 - the archiver never dies either
-                logger.exception("image archiver: unexpected error; it carries on")
-                self.writer_error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            finally:
-                self._release_images([item])
-
-    def _record_images(self, items: list[_Pending]) -> None:
-        try:
-            with Session(self._engine) as s, s.begin():
-                for item in items:
-                    s.execute(update(InspectionRow).where(InspectionRow.uid == item.row["uid"])
-                              .values(image_path=item.row["image_path"], message=item.row["message"]))
-        except (SQLAlchemyError, OSError) as exc:
-            logger.error("result log: %d archived images could not be recorded in their rows (%s): %s", len(items),
-                         cause_of(exc), ", ".join(str(i.row["image_path"]) for i in items))
 
     def _insert(self, rows: list[dict], dedupe: bool = False) -> bool:
         """Commit rows in one transaction; False (and db_cause set) when the database did not take them."""
@@ -410,7 +374,7 @@ class ResultStore:
             except OSError as write_exc:
                 logger.error("the refused row could not be kept on disk either: %s", write_exc)
 
-    def _spool_or_hold(self, batch: list[_Pending]) -> None:
+    def _spool_or_hold(self, batch: list[Pending]) -> None:
         if self.spool is not None:
             try:
                 self.spool_append([p.row for p in batch])
@@ -425,7 +389,7 @@ class ResultStore:
     def spool_append(self, rows: list[dict]) -> None:
         self.spool.append(rows)
 
-    def _hold(self, batch: list[_Pending]) -> None:
+    def _hold(self, batch: list[Pending]) -> None:
         with self._lock:
             for item in batch:
                 if item.image is not None:
@@ -460,91 +424,14 @@ class ResultStore:
         self.spool.clear()
         logger.info("result log: %d spooled results moved to the database", moved)
 
-    def _settle(self, batch: list[_Pending], state: str) -> None:
+    def _settle(self, batch: list[Pending], state: str) -> None:
         for item in batch:
             item.ticket.settle(state)
             self._latencies.append((item.ticket.done_at - item.ticket.added_at) * 1e3)
         self.committed.emit([item.ticket for item in batch])
-
-    # -- the image archive -------------------------------------------------------------------------
-    def _release_images(self, batch: list[_Pending]) -> None:
-        with self._lock:
-            for item in batch:
-                if item.image is not None:
-                    self._image_bytes -= item.image.nbytes
-                    item.image = None
-
-    def _archive_images(self, batch: list[_Pending]) -> None:
-        for item in batch:
-            if item.image is None:
-                continue
-            try:
-                path, nbytes = self._archive(item)
-            except (OSError, StationError, cv2.error) as exc:
-                cause = cause_of(exc) if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT) \
-                    else "archive not writable"
-                if cause != self.archive_cause:
-                    logger.error("result log: image not archived (%s): %s", cause, exc)
-                self.archive_cause = cause
-                self.images_dropped += 1
-                item.row["message"] = _note(item.row["message"], f"image not archived: {cause}")
-                continue
-            item.row["image_path"] = safe_text(str(path), LIMITS["image_path"])
-            self.archive_cause = ""
-            if self.retention is not None:
-                self.retention.archived(nbytes)
-
-    def _archive(self, item: _Pending) -> tuple[Path, int]:
-        stamp = item.row["time"]
-        folder = self.archive_dir / stamp.strftime("%Y%m%d") / item.row["verdict"]
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{stamp.strftime('%H%M%S_%f')}_{item.ticket.uid[:8]}.png"
-        ok, encoded = cv2.imencode(".png", cv2.cvtColor(to_rgb(item.image), cv2.COLOR_RGB2BGR))
-        if not ok:
-            raise StationError("the image could not be encoded as PNG")
-        data = encoded.tobytes()
-        self.write_archive_file(path, data)
-        return path, len(data)
-
-    @staticmethod
-    def write_archive_file(path: Path, data: bytes) -> None:
-        """Atomic: a temporary file, then a rename; a failed write leaves no half file behind."""
-        tmp = path.with_name(f".{path.name}.tmp")
-        try:
-            with open(tmp, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
-        except OSError:
-            tmp.unlink(missing_ok=True)
-            raise
 
     def _run_retention(self) -> None:
         try:
             self.disk_warning = self.retention.run()
         except (SQLAlchemyError, OSError) as exc:
             logger.warning("retention pass failed (%s); the next one tries again", cause_of(exc))
-
-
-def cell_scores_json(cells: np.ndarray | None) -> str | None:
-    """Per-cell scores as JSON rows (4 significant digits; null for a score that is not finite), or None for
-    no cells or a grid too large to keep in every row."""
-    if cells is None:
-        return None
-    import json
-
-    cells = np.asarray(cells, dtype=float)
-    if cells.ndim != 2 or cells.size > 1024:
-        return None
-    text = json.dumps([[float(f"{v:.4g}") if np.isfinite(v) else None for v in row] for row in cells],
-                      separators=(",", ":"))
-    return text if len(text) <= LIMITS["cell_scores"] else None
-
-
-def _timings_json(timings: dict[str, float]) -> str:
-    import json
-
-    return json.dumps({str(k): round(float(v), 3) for k, v in timings.items() if np.isfinite(v)})
-
-
-def _note(message: str, note: str) -> str:
-    return f"{message}; {note}" if message else note
