@@ -7,7 +7,7 @@ option, then `station eval --recipe R --data SET --json`), and two baselines com
          channel over the good training images); the map is the squared z-score summed over channels,
          smoothed (sigma 2 px); the image score is its maximum.
   rt8    Taguchi's RT method per 8 x 8 patch: the grey image resized to 128 x 128, one unit space per patch
-         position (16 x 16 positions; station.core.rt, SOART metrics); the image score is the largest RT
+         position (16 x 16 positions; station.core.engines.rt, SOART metrics); the image score is the largest RT
          distance, the map the patch distances.
 
 Writes a markdown table (image AUROC, pixel AUROC where masks exist, fit time, ms per image) to
@@ -34,7 +34,7 @@ import numpy as np
 from station.core.dataset import load_dataset
 from station.core.evaluate import auroc, ranked_auroc
 from station.core.imageio import read_image, to_gray
-from station.core.rt import UnitSpace, cell_vectors, scale_pixels
+from station.core.engines.rt import UnitSpace, cell_vectors, scale_pixels
 
 log = logging.getLogger("real_bench")
 CACHE = Path.home() / ".cache" / "station" / "real-sets"

@@ -6,7 +6,7 @@ import pytest
 from station.core.engines import TrainingSet, engine_class
 from station.core.errors import EngineError
 from station.core.grid import CellGrid
-from station.core.rt import UnitSpace, cell_vectors, rt_metrics, scale_pixels
+from station.core.engines.rt import UnitSpace, cell_vectors, rt_metrics, scale_pixels
 
 
 def test_rt_metrics_match_the_formulas_by_hand():

@@ -13,7 +13,7 @@ from station.core.engines import TrainingSet, engine_class
 from station.core.engines.rt_attention import ODDS_CLIP, RTAttentionEngine
 from station.core.errors import EngineError
 from station.core.grid import CellGrid
-from station.core.rt import METRIC_SETS, UnitSpace
+from station.core.engines.rt import METRIC_SETS, UnitSpace
 
 GRID = CellGrid(3, 9)
 
@@ -265,7 +265,7 @@ def test_shift_token_finds_how_far_a_cell_moved(dx, dy):
 
 
 def test_shift_search_inside_the_crop_never_matches_replicated_edge_pixels():
-    from station.core.displacement import cell_shifts
+    from station.core.engines.displacement import cell_shifts
 
     rng = np.random.default_rng(2)
     crop = rng.random((216, 72)).astype(np.float32) + 0.1
@@ -307,7 +307,7 @@ def test_shift_head_names_the_class_whose_reference_moved_alike():
 
 def test_contrast_token_by_hand():
     """The contrast part of a token: the cell's standard deviation change and its halves' brightness change."""
-    from station.core.displacement import cell_contrast
+    from station.core.engines.displacement import cell_contrast
 
     c = GRID.cell_px
     rng = np.random.default_rng(0)
@@ -402,7 +402,7 @@ def test_contrast_token_fits_saves_and_is_validated():
 
 
 def test_chroma_is_red_minus_blue_and_zero_for_grey():
-    from station.core.displacement import chroma
+    from station.core.engines.displacement import chroma
 
     crop = np.zeros((2, 2, 3), np.uint8)
     crop[0, 0] = (200, 100, 50)
@@ -427,7 +427,7 @@ def test_chroma_token_fits_saves_and_is_validated():
     assert again.infer(crop).class_probs == pytest.approx(engine.infer(crop).class_probs)
     # the token at the top cell reads the crop's colour: a grey copy of the crop gives another one
     scaled, cell = engine._rt._scaled(crop), GRID.index(1, 6)
-    from station.core.displacement import chroma
+    from station.core.engines.displacement import chroma
     assert not np.allclose(engine.shift_token(scaled, cell, chroma(crop))[6:], engine.shift_token(scaled, cell)[6:])
     del arrays["shift.chroma"]
     with pytest.raises(EngineError, match="chroma"):
@@ -435,7 +435,7 @@ def test_chroma_token_fits_saves_and_is_validated():
 
 
 def test_better_match_takes_each_cells_channel_of_higher_correlation():
-    from station.core.displacement import better_match
+    from station.core.engines.displacement import better_match
 
     grey = np.array([[1.0, 2.0, 0.9], [0.5, 0.0, 0.4], [3.0, 1.0, 0.7]])
     tinted = np.array([[4.0, 4.0, 0.6], [2.0, 3.0, 0.95], [-1.0, 0.0, 0.7]])
@@ -445,7 +445,7 @@ def test_better_match_takes_each_cells_channel_of_higher_correlation():
 def test_best_channel_token_fits_saves_and_reads_the_better_match():
     """shift_token "contrast+best": (dx, dy, r) of whichever channel, grey or chroma, matches the cell better,
     then the contrast changes; the chroma standard is saved and required as for "contrast+chroma"."""
-    from station.core.displacement import cell_shifts, chroma
+    from station.core.engines.displacement import cell_shifts, chroma
 
     config = {"shift_token": "contrast+best"}
     engine = RTAttentionEngine(GRID, config)

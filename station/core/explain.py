@@ -19,7 +19,7 @@ from station.core.errors import EngineError
 from station.core.imageio import write_image
 from station.core.inspector import Inspector
 from station.core.recipe import Recipe
-from station.core.rt import METRIC_SETS
+from station.core.engines.rt import METRIC_SETS
 
 
 @dataclass

@@ -13,7 +13,7 @@ from station.core.engines.settings import RTSettings
 from station.core.errors import EngineError
 from station.core.grid import CellGrid
 from station.core.imageio import to_gray
-from station.core.rt import METRIC_SETS, UnitSpace, cell_vectors, scale_pixels
+from station.core.engines.rt import METRIC_SETS, UnitSpace, cell_vectors, scale_pixels
 from station.core.verdict import calibrate_thresholds
 
 

@@ -16,7 +16,7 @@ import torch
 from station.core.errors import EngineError
 from station.core.grid import CellGrid
 from station.core.imageio import to_gray
-from station.core.rt import cell_vectors, rt_metrics, scale_pixels
+from station.core.engines.rt import cell_vectors, rt_metrics, scale_pixels
 
 INPUTS = {"rgb": 3, "rgb+soart": 7}
 RGB_MEAN, RGB_STD = 0.45, 0.25

@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from station.core.displacement import better_match, cell_contrast, cell_shifts, chroma
-from station.core.engines.rt_attention_math import logsumexp
+from station.core.engines.displacement import better_match, cell_contrast, cell_shifts, chroma
+from station.core.engines.rt_attention.maths import logsumexp
 from station.core.errors import EngineError
 
 CHROMA_TOKENS = ("contrast+chroma", "contrast+best")  # the shift_token settings that read the chroma channel

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from station.core.engines.rt_attention_math import ModeSpace
-from station.core.engines.rt_attention_shift import CHROMA_TOKENS
-from station.core.engines.rt_attention_tokens import CONTEXT
+from station.core.engines.rt_attention.maths import ModeSpace
+from station.core.engines.rt_attention.shift import CHROMA_TOKENS
+from station.core.engines.rt_attention.tokens import CONTEXT
 from station.core.errors import EngineError
-from station.core.rt import METRIC_SETS, UnitSpace
+from station.core.engines.rt import METRIC_SETS, UnitSpace
 
 
 class RecipeArrays:

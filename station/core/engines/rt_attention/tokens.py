@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from station.core.engines.rt_attention_math import logsumexp
+from station.core.engines.rt_attention.maths import logsumexp
 from station.core.errors import EngineError
-from station.core.rt import METRIC_SETS, rt_metrics
+from station.core.engines.rt import METRIC_SETS, rt_metrics
 
 CONTEXT = {"cell": [(0, 0)], "column": [(0, -1), (0, 0), (0, 1)],
            "neighbours": [(dc, dr) for dr in (-1, 0, 1) for dc in (-1, 0, 1)]}

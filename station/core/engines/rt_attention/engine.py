@@ -13,17 +13,17 @@ from typing import Any
 
 import numpy as np
 
-from station.core.displacement import chroma
+from station.core.engines.displacement import chroma
 from station.core.engines.base import Capabilities, Engine, EngineOutput, FitReport, Progress, TrainingSet
-from station.core.engines.rt_attention_arrays import RecipeArrays
-from station.core.engines.rt_attention_math import ModeSpace, cell_kinship, spread_to_classes, whitener
-from station.core.engines.rt_attention_shift import (CHROMA_TOKENS, CONFUSION_PRIOR, CONTRAST_TOKENS, ODDS_CLIP,
+from station.core.engines.rt_attention.arrays import RecipeArrays
+from station.core.engines.rt_attention.maths import ModeSpace, cell_kinship, spread_to_classes, whitener
+from station.core.engines.rt_attention.shift import (CHROMA_TOKENS, CONFUSION_PRIOR, CONTRAST_TOKENS, ODDS_CLIP,
                                                     DisplacementHead)
-from station.core.engines.rt_attention_tokens import CONTEXT, RTTokenHead
+from station.core.engines.rt_attention.tokens import CONTEXT, RTTokenHead
 from station.core.engines.rt_engine import RTEngine
 from station.core.engines.settings import RTAttentionSettings
 from station.core.errors import EngineError
-from station.core.rt import METRIC_SETS, UnitSpace, cell_vectors, rt_metrics
+from station.core.engines.rt import METRIC_SETS, UnitSpace, cell_vectors, rt_metrics
 from station.core.verdict import calibrate_thresholds
 
 # the names other code imports from here, wherever they are defined now
