@@ -28,6 +28,8 @@ from station.core.workbench._fs import describe, fsync_dir, read_json, write_byt
 from station.core.workbench.audit import AuditLog
 from station.core.workbench.errors import AuditError, CaptureError
 
+logger = logging.getLogger(__name__)
+
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
@@ -327,8 +329,8 @@ class DatasetFolder:
             index["images"] = [i for i in index["images"] if i["file"] != trash_name]
             try:
                 self._write_manifest(index, trash / TRASH_INDEX)
-            except OSError:
-                pass  # a stale trash entry whose file is gone is not listed by trash_items
+            except OSError as exc:  # a stale trash entry whose file is gone is not listed by trash_items
+                logger.warning("the trash index of %s could not be updated: %s", trash, exc)
             return DatasetItem(target, label, cell)
 
     def _move_with_manifest(self, source: Path, target: Path, doc: dict[str, Any], what: str) -> None:

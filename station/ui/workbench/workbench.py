@@ -55,8 +55,8 @@ class Workbench(QObject):
                                      audit=self.audit, actor=self._actor)
         try:  # the capture folder is made once here; one that vanishes later is reported, not re-made
             self.dataset.root.mkdir(parents=True, exist_ok=True)
-        except OSError:
-            pass  # DatasetFolder says why on the first capture
+        except OSError as exc:  # DatasetFolder says why on the first capture
+            log.warning("the capture folder %s cannot be made: %s", self.dataset.root, exc)
         self.candidate: Recipe | None = None
         self.candidate_info: dict[str, Any] = {}
         # Session listeners run in the thread that changed the role: hand the change over as a signal
