@@ -22,24 +22,18 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="docs/screenshots")
     args = p.parse_args(argv)
-    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     scratch = Path(tempfile.mkdtemp(prefix="station-engine-shots-"))
     os.environ.setdefault("STATION_CONFIG_DIR", str(scratch / "config"))
     os.environ.setdefault("STATION_DATA_DIR", str(scratch / "data"))
-    from PySide6.QtCore import qInstallMessageHandler
-    from PySide6.QtWidgets import QApplication
 
     from station.core.dataset import load_dataset
     from station.core.imageio import read_image
     from station.core.resources import demo_dir
     from station.core.settings import StationSettings
     from station.ui.app import create_window
-    from station.ui.bench import _quiet_offscreen
+    from station.ui.bench import offscreen_app
 
-    qInstallMessageHandler(_quiet_offscreen)
-    app = QApplication.instance() or QApplication(sys.argv[:1])
-    app.setStyle("Fusion")
+    app = offscreen_app()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 

@@ -27,23 +27,19 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="docs/screenshots")
     args = p.parse_args(argv)
-    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     home = Path(tempfile.mkdtemp(prefix="station-first-run-"))
     for name in ("CONFIG", "DATA", "WORKBENCH", "KEY"):  # a PC the station has never run on
         os.environ[f"STATION_{name}_DIR"] = str(home / name.lower())
-    from PySide6.QtCore import QPoint, qInstallMessageHandler
-    from PySide6.QtWidgets import QApplication, QMessageBox
+    from PySide6.QtCore import QPoint
+    from PySide6.QtWidgets import QMessageBox
 
     from station.core.logs import setup_logging
     from station.ui.app import open_station
-    from station.ui.bench import _quiet_offscreen
+    from station.ui.bench import offscreen_app
     from station.ui.doctor_dialog import DoctorDialog
 
-    qInstallMessageHandler(_quiet_offscreen)
+    app = offscreen_app()
     setup_logging()
-    app = QApplication.instance() or QApplication(sys.argv[:1])
-    app.setStyle("Fusion")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     window = open_station()

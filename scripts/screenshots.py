@@ -9,7 +9,6 @@ pauses and grabs itself, so the picture is what an operator would see at that mo
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -23,18 +22,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", default="1280x800")
     p.add_argument("--timeout", type=float, default=30.0)
     args = p.parse_args(argv)
-    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from PySide6.QtCore import qInstallMessageHandler
-    from PySide6.QtWidgets import QApplication
 
     from station.core.settings import StationSettings
     from station.ui.app import create_window
-    from station.ui.bench import _quiet_offscreen
+    from station.ui.bench import offscreen_app
 
-    qInstallMessageHandler(_quiet_offscreen)
-    app = QApplication.instance() or QApplication(sys.argv[:1])
-    app.setStyle("Fusion")
+    app = offscreen_app()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     window = create_window(args.source, args.recipe, StationSettings(demo_fps=10), save_settings=False)

@@ -29,14 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="docs/screenshots")
     p.add_argument("--fps", type=float, default=60.0)
     args = p.parse_args(argv)
-    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     scratch = Path(tempfile.mkdtemp(prefix="station-spc-shots-"))
     os.environ.setdefault("STATION_CONFIG_DIR", str(scratch / "config"))
     os.environ.setdefault("STATION_DATA_DIR", str(scratch / "data"))
     import pymupdf
-    from PySide6.QtCore import qInstallMessageHandler
-    from PySide6.QtWidgets import QApplication
 
     from spc_demo import publish_with_metrics
     from station.core.drift_source import DriftingPinSource
@@ -45,12 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     from station.core.resources import bundled_recipe
     from station.core.settings import StationSettings
     from station.ui.app import create_window
-    from station.ui.bench import _quiet_offscreen
+    from station.ui.bench import offscreen_app
     from station.ui.report_pdf import write_pdf
 
-    qInstallMessageHandler(_quiet_offscreen)
-    app = QApplication.instance() or QApplication(sys.argv[:1])
-    app.setStyle("Fusion")
+    app = offscreen_app()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 

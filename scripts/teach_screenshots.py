@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,15 +28,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="how far the engineer drags the region's top side down, in px of the view on screen")
     p.add_argument("--size", default="1400x940")
     args = p.parse_args(argv)
-    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     os.environ.setdefault("STATION_CONFIG_DIR", tempfile.mkdtemp(prefix="station-shots-config-"))
-    from PySide6.QtCore import QObject, QPoint, QPointF, Qt, Signal, qInstallMessageHandler
+    from PySide6.QtCore import QObject, QPoint, QPointF, Qt, Signal
     from PySide6.QtTest import QTest
-    from PySide6.QtWidgets import QApplication
 
     from station.core.resources import demo_split
-    from station.ui.bench import _quiet_offscreen
+    from station.ui.bench import offscreen_app
     from station.ui.workbench.teach_dialog import TeachDialog
     from station.ui.workbench.workbench import Workbench
 
@@ -46,9 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         recipe_changed = Signal()
         recipe = None
 
-    qInstallMessageHandler(_quiet_offscreen)
-    app = QApplication.instance() or QApplication(sys.argv[:1])
-    app.setStyle("Fusion")
+    app = offscreen_app()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     data = Path(args.data) if args.data else Path(demo_split("train"))

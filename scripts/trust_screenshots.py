@@ -27,13 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="docs/screenshots")
     p.add_argument("--size", default="1280x800")
     args = p.parse_args(argv)
-    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     scratch = Path(tempfile.mkdtemp(prefix="station-trust-shots-"))
     os.environ.setdefault("STATION_CONFIG_DIR", str(scratch / "config"))
     os.environ.setdefault("STATION_DATA_DIR", str(scratch / "data"))
-    from PySide6.QtCore import qInstallMessageHandler
-    from PySide6.QtWidgets import QApplication
     from sqlalchemy.exc import OperationalError
 
     from station.core.imageio import read_image
@@ -41,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     from station.core.settings import StationSettings
     from station.core.sources import Frame, Source, SourceState
     from station.ui.app import create_window
-    from station.ui.bench import _quiet_offscreen
+    from station.ui.bench import offscreen_app
 
     class HangingCamera(Source):
         """A live camera that sends demo images until `hang` is set; then its read() blocks in the driver."""
@@ -62,9 +58,7 @@ def main(argv: list[str] | None = None) -> int:
             image = self.images[self._index % len(self.images)]
             return self._frame(image.copy(), f"camera 0 #{self._index}")
 
-    qInstallMessageHandler(_quiet_offscreen)
-    app = QApplication.instance() or QApplication(sys.argv[:1])
-    app.setStyle("Fusion")
+    app = offscreen_app()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     w, h = (int(v) for v in args.size.split("x"))
@@ -85,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     window.resize(w, h)
     window.show()
     camera = HangingCamera(good)
+    store, healthy = None, ()
     window.service.set_source(camera)
     window.service.start()
     try:
@@ -111,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         def spool_full(_rows):
             raise OSError(errno.ENOSPC, "No space left on device")
 
+        healthy = store._insert_rows, store.spool_append
         store._insert_rows, store.spool_append = full, spool_full  # a simulated full disk
         if pump(lambda: "held in memory" in window.verdict_panel.log_label.text()
                 and not window.status.results_label.isHidden()):
@@ -121,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
             print("the window did not show the failing result log", file=sys.stderr)
     finally:
         camera.release.set()
+        if store is not None and healthy:  # space comes back: the held rows are logged, no box at closing
+            store._insert_rows, store.spool_append = healthy
         window.close()
     for path in saved:
         print(path)

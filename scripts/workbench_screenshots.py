@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,22 +25,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=12, help="ViT epochs for the training view")
     p.add_argument("--size", default="1400x860")
     args = p.parse_args(argv)
-    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     os.environ.setdefault("STATION_CONFIG_DIR", tempfile.mkdtemp(prefix="station-shots-config-"))
-    from PySide6.QtCore import qInstallMessageHandler
-    from PySide6.QtWidgets import QApplication
 
     from station.core.dataset import load_dataset
     from station.core.resources import demo_split
     from station.core.settings import StationSettings
     from station.ui.app import create_window
-    from station.ui.bench import _quiet_offscreen
+    from station.ui.bench import offscreen_app
     from station.ui.workbench import install_workbench
 
-    qInstallMessageHandler(_quiet_offscreen)
-    app = QApplication.instance() or QApplication(sys.argv[:1])
-    app.setStyle("Fusion")
+    app = offscreen_app()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     demo = Path(demo_split("test"))

@@ -44,19 +44,12 @@ class StallMeter:
 def run_gui_bench(source: str, recipe: str | list[str] | None, seconds: float, fps: float, warmup_s: float = 3.0,
                   combine: str | None = None) -> dict:
     """Measure the window on `recipe` (one folder or several; None: the window's default line)."""
-    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    app = offscreen_app()
     from PySide6.QtCore import QTimer
-    from PySide6.QtWidgets import QApplication
 
     from station.core.settings import make_settings
     from station.ui.app import create_window
 
-    from PySide6.QtCore import qInstallMessageHandler
-
-    qInstallMessageHandler(_quiet_offscreen)
-    app = QApplication.instance() or QApplication(sys.argv[:1])
-    app.setStyle("Fusion")
     window = create_window(source, recipe, make_settings(demo_fps=fps), save_settings=False, start=False,
                            combine=combine)
     window.show()
@@ -102,6 +95,20 @@ def run_gui_bench(source: str, recipe: str | list[str] | None, seconds: float, f
     window.deleteLater()
     app.processEvents()
     return report
+
+
+def offscreen_app():
+    """The QApplication of a bench or a screenshot script: offscreen where there is no display, without the
+    offscreen plugin's noise, in the Fusion style the window is drawn in."""
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtCore import qInstallMessageHandler
+    from PySide6.QtWidgets import QApplication
+
+    qInstallMessageHandler(_quiet_offscreen)
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setStyle("Fusion")
+    return app
 
 
 def _quiet_offscreen(mode, context, message: str) -> None:

@@ -49,6 +49,14 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=lambda v: v.item() if hasattr(v, "item") else str(v)))
 
 
+def _parse_entry(line: bytes | str) -> dict[str, Any]:
+    """One audit line as its entry; ValueError when it is not JSON or lacks a field every entry has."""
+    entry = json.loads(line)
+    if not isinstance(entry, dict) or any(k not in entry for k in REQUIRED):
+        raise ValueError("missing fields")
+    return entry
+
+
 def _entry_seal(entry: dict[str, Any], key: bytes | None = None) -> str:
     return trust.seal(DOMAIN, trust.canonical({k: v for k, v in entry.items() if k != "seal"}), key)
 
@@ -190,9 +198,7 @@ class AuditLog:
             if not line.strip():
                 continue
             try:
-                entry = json.loads(line)
-                if not isinstance(entry, dict) or any(k not in entry for k in REQUIRED):
-                    raise ValueError("missing fields")
+                entry = _parse_entry(line)
             except ValueError:
                 if i == len(lines) - 1:  # no newline after it: a write that never finished
                     break
@@ -245,9 +251,7 @@ class AuditLog:
             if not line.strip():
                 continue
             try:
-                entry = json.loads(line)
-                if not isinstance(entry, dict) or any(k not in entry for k in REQUIRED):
-                    raise ValueError("missing fields")
+                entry = _parse_entry(line)
             except ValueError:
                 if i == len(lines) - 1:
                     break  # a torn write (no newline after it): the next record cuts it off
