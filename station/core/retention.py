@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import shutil
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -91,21 +92,25 @@ class Retention:
         self.deleted_rows = 0
         self.free_mb: float | None = None
         self._last = -1e9
+        self._bytes_lock = threading.Lock()  # archived() runs in the archiver thread, passes in the writer's
 
     def due(self, gap_s: float | None = None) -> bool:
         """A pass is due: `gap_s` (default: the policy's interval) since the last one."""
         return time.monotonic() - self._last >= (self.policy.interval_s if gap_s is None else gap_s)
 
     def archived(self, nbytes: int) -> None:
-        if self.archive_bytes is not None:
-            self.archive_bytes += nbytes
+        with self._bytes_lock:
+            if self.archive_bytes is not None:
+                self.archive_bytes += nbytes
 
     def run(self) -> str:
         """One pass; returns a warning for the operator ("" when the limits hold)."""
         self._last = time.monotonic()
         p = self.policy
         if self.archive_dir is not None and self.archive_bytes is None:
-            self.archive_bytes = archive_size(self.archive_dir)
+            counted = archive_size(self.archive_dir)
+            with self._bytes_lock:
+                self.archive_bytes = counted
         budget = MAX_PER_PASS
         if p.archive_keep_days and self.archive_dir is not None:
             budget -= self._drop_images(budget, older_than=_cutoff(p.archive_keep_days))
@@ -189,8 +194,9 @@ class Retention:
             logger.warning("retention: cannot remove %s: %s", path, exc)
             return
         self.deleted_images += 1
-        if self.archive_bytes is not None:
-            self.archive_bytes = max(0, self.archive_bytes - size)
+        with self._bytes_lock:
+            if self.archive_bytes is not None:
+                self.archive_bytes = max(0, self.archive_bytes - size)
         for folder in (path.parent, path.parent.parent):  # the verdict and day folders the station made
             try:
                 folder.rmdir()
