@@ -24,7 +24,7 @@ from station.core.engines.rt_engine import RTEngine
 from station.core.engines.settings import RTAttentionSettings
 from station.core.errors import EngineError
 from station.core.engines.rt import METRIC_SETS, UnitSpace, cell_vectors, rt_metrics
-from station.core.verdict import calibrate_thresholds
+from station.core.verdict import NG_PLACEMENTS, calibrate_thresholds
 
 # the names other code imports from here, wherever they are defined now
 __all__ = ["CHROMA_TOKENS", "CONFUSION_PRIOR", "CONTEXT", "CONTRAST_TOKENS", "MIN_CHROMA_SPREAD", "ODDS_CLIP",
@@ -75,6 +75,10 @@ OPTIONS = {
     "join": ("product", "confusion"),
     # the displacement search at the crop's border: over replicated edge pixels, or inside the crop only
     "shift_edge": ("replicate", "inside"),
+    # where the NG threshold sits between the held-out good and defect scores: halfway between the highest
+    # good and the lowest defect (log scale), or where the two are equally many of their class's standard
+    # deviations away ("balanced", `balanced_ng` in station/core/verdict.py): the tails a new part comes from
+    "ng_placement": NG_PLACEMENTS,
 }
 MIN_CHROMA_SPREAD = 0.01  # below it (spread of the good images' mean chroma) the images count as grey
 
@@ -86,10 +90,10 @@ class RTAttentionEngine(RTTokenHead, DisplacementHead, RecipeArrays, Engine):
     capabilities = Capabilities(names_classes=True, map_name="RT-attention cell score", summary="RT-attention: refit in seconds; names the defect from labelled cells")
     # what a recipe saved before a setting existed meant by it (a key absent from its config): the fourth
     # round's RT distance alone as the score and heads joined as a product, ..., the sixth round's one
-    # bandwidth for every token dimension
+    # bandwidth for every token dimension, NG halfway between the highest good and the lowest defect score
     saved_before = {"odds_weight": 0.0, "join": "product", "shift_bandwidth": "fixed", "shift_edge": "replicate",
                     "shift_token": "displacement", "shift_density": "kernel", "review_z": 0.0,
-                    "shift_contrast_bw": None}
+                    "shift_contrast_bw": None, "ng_placement": "midpoint"}
 
     scaled_px = {"search_px": 2, "shift_px": 5}  # measured at 24 px cells; other cells scale them
 
@@ -104,7 +108,7 @@ class RTAttentionEngine(RTTokenHead, DisplacementHead, RecipeArrays, Engine):
                 "shift_bandwidth": "pooled", "join": "product", "shift_edge": "replicate",
                 "shift_token": "contrast+best", "shift_density": "kernel+gauss", "shift_pooled_bw": 0.3,
                 "shift_contrast_bw": 0.6,
-                "review_z": 2.58}
+                "review_z": 2.58, "ng_placement": "balanced"}
 
     def __init__(self, grid, config: dict[str, Any] | None = None) -> None:
         super().__init__(grid, config)
@@ -328,7 +332,8 @@ class RTAttentionEngine(RTTokenHead, DisplacementHead, RecipeArrays, Engine):
             out = self._infer_scaled(scaled[i], None if colours is None else colours[i])
             scores[i] = out.score
         good = labels == 0
-        thresholds = calibrate_thresholds(scores[good], scores[~good], review_z=float(self.config["review_z"]))
+        thresholds = calibrate_thresholds(scores[good], scores[~good], review_z=float(self.config["review_z"]),
+                                          ng_placement=self.config["ng_placement"], defect_labels=labels[~good])
         labelled = (given >= 0) & ~good
         held = predicted >= 0
         known = labelled & held
