@@ -90,10 +90,11 @@ class RTAttentionEngine(RTTokenHead, DisplacementHead, RecipeArrays, Engine):
     capabilities = Capabilities(names_classes=True, map_name="RT-attention cell score", summary="RT-attention: refit in seconds; names the defect from labelled cells")
     # what a recipe saved before a setting existed meant by it (a key absent from its config): the fourth
     # round's RT distance alone as the score and heads joined as a product, ..., the sixth round's one
-    # bandwidth for every token dimension, NG halfway between the highest good and the lowest defect score
+    # bandwidth for every token dimension, NG halfway between the highest good and the lowest defect score,
+    # the heads read at the most distant cell only
     saved_before = {"odds_weight": 0.0, "join": "product", "shift_bandwidth": "fixed", "shift_edge": "replicate",
                     "shift_token": "displacement", "shift_density": "kernel", "review_z": 0.0,
-                    "shift_contrast_bw": None, "ng_placement": "midpoint"}
+                    "shift_contrast_bw": None, "ng_placement": "midpoint", "top_cells": 1}
 
     scaled_px = {"search_px": 2, "shift_px": 5}  # measured at 24 px cells; other cells scale them
 
@@ -108,7 +109,7 @@ class RTAttentionEngine(RTTokenHead, DisplacementHead, RecipeArrays, Engine):
                 "shift_bandwidth": "pooled", "join": "product", "shift_edge": "replicate",
                 "shift_token": "contrast+best", "shift_density": "kernel+gauss", "shift_pooled_bw": 0.3,
                 "shift_contrast_bw": 0.6,
-                "review_z": 2.58, "ng_placement": "balanced"}
+                "review_z": 2.58, "ng_placement": "balanced", "top_cells": 2}
 
     def __init__(self, grid, config: dict[str, Any] | None = None) -> None:
         super().__init__(grid, config)
@@ -145,6 +146,10 @@ class RTAttentionEngine(RTTokenHead, DisplacementHead, RecipeArrays, Engine):
         if self.config["shift_contrast_bw"] is not None:
             self._number("shift_contrast_bw", 0, "null (as shift_pooled_bw) or a number above 0 and at most 10",
                          above=True)
+        k = self.config["top_cells"]
+        if not (isinstance(k, int) and not isinstance(k, bool) and 1 <= k <= grid.n_cells):
+            raise EngineError(f"rt-attention: top_cells must be a whole number of cells from 1 to {grid.n_cells}, "
+                              f"not {k!r}")
         self._number("review_z", 0, "a number from 0 (REVIEW just above the highest held-out good score) to 10")
         tau = self.config["temperature"]
         if not isinstance(tau, (int, float)) or not np.isfinite(tau) or tau <= 0:
@@ -394,7 +399,7 @@ class RTAttentionEngine(RTTokenHead, DisplacementHead, RecipeArrays, Engine):
             for i in np.flatnonzero(test):
                 colour = None if colours is None else colours[i]
                 if blocks:
-                    d2, top[i], rt, shift = sub._top_heads(scaled[i], colour=colour)
+                    d2, top[i], rt, shift, _ = sub._top_heads(scaled[i], colour=colour)
                     heads[i] = (float(d2[top[i]]), spread_to_classes(rt, present, n_classes),
                                 None if shift is None else spread_to_classes(shift, present, n_classes))
                     continue
@@ -488,10 +493,10 @@ class RTAttentionEngine(RTTokenHead, DisplacementHead, RecipeArrays, Engine):
     def _infer_blocks(self, scaled: np.ndarray, vectors: np.ndarray, colour: np.ndarray | None = None) -> EngineOutput:
         """Where and how defective from the block RT distance; what from the configured queries at the
         top cell, joined with the displacement head. The cells show the RT distance."""
-        d2, top, rt, shift = self._top_heads(scaled, vectors, colour)
+        d2, top, rt, shift, scored = self._top_heads(scaled, vectors, colour)
         top_probs = self._join(rt, shift)
         score, odds = self._score(d2[top], top_probs)
-        return EngineOutput(score, d2.reshape(self.grid.rows, self.grid.cols),
+        return EngineOutput(score, self._cell_map(d2, scored).reshape(self.grid.rows, self.grid.cols),
                             {name: float(p) for name, p in zip(self.classes, np.exp(top_probs))},
                             {"rt_distance": float(d2[top]), "top_odds": odds})
 

@@ -173,14 +173,35 @@ class DisplacementHead:
         return float(d2_top) * float(np.exp(w * np.clip(np.nan_to_num(odds), -ODDS_CLIP, ODDS_CLIP))), odds
 
     def _top_heads(self, scaled: np.ndarray, vectors: np.ndarray | None = None, colour: np.ndarray | None = None):
-        """The block detector's cell distances (n,), its top cell, and the two heads' class
-        log-probabilities there (the displacement head's None when it is off)."""
+        """The block detector's cell distances (n,), the top cell, the two heads' class log-probabilities
+        there (the displacement head's None when it is off), and the verdict score of each cell whose heads
+        were read {cell: score}. The heads are read at the `top_cells` cells of largest distance and the top
+        cell is the one of highest verdict score: a tilted pin's top leaning into the next cell can make
+        that cell the more distant one, while the heads, fitted on the labelled cells, know the pin's own."""
         vectors = self.vectors(scaled) if vectors is None else vectors
         d2 = np.nan_to_num(self.detect(scaled, vectors), nan=np.inf)
-        top = int(np.argmax(d2))
         kind = self.config["queries"]
-        rt = self._attend(self._top_query(vectors, top, kind), kind, cells=np.array([top]))[0][0]
-        return d2, top, rt, self._shift_head(scaled, top, colour)
+        best, scored = None, {}
+        for cell in np.argsort(-d2, kind="stable")[: int(self.config["top_cells"])]:
+            cell = int(cell)
+            rt = self._attend(self._top_query(vectors, cell, kind), kind, cells=np.array([cell]))[0][0]
+            shift = self._shift_head(scaled, cell, colour)
+            scored[cell] = self._score(d2[cell], self._join(rt, shift))[0]
+            if best is None or scored[cell] > scored[best[0]]:  # a tie keeps the more distant cell
+                best = (cell, rt, shift)
+        top, rt, shift = best
+        return d2, top, rt, shift, scored
+
+    def _cell_map(self, d2: np.ndarray, scored: dict[int, float]) -> np.ndarray:
+        """The cells' scores: with the heads read at one cell, the RT distance; at several, each of those
+        cells' verdict score and every other cell's distance as if the heads said good there (the least
+        the heads can make of it), so the map peaks at the top cell with the image's score."""
+        if int(self.config["top_cells"]) == 1:
+            return d2
+        cells = d2 * float(np.exp(-float(self.config["odds_weight"]) * ODDS_CLIP))
+        for cell, score in scored.items():
+            cells[cell] = score
+        return cells
 
     def fit_confusion(self, labels: np.ndarray, rt: np.ndarray, shift: np.ndarray) -> None:
         """Each head's confusion matrix from held-out log-probabilities (N, C) of images of known class:
