@@ -1,13 +1,17 @@
-"""RT-attention's top cell (the pin it names): the heads are read at the `top_cells` cells of largest distance
-and the cell of highest verdict score is the top, so a pin leaning into the next cell is named at its own."""
+"""RT-attention's pin: the heads are read at the `top_cells` cells of largest distance and the cell where they
+find the defect likeliest is the pin named, so a pin leaning into the next cell is named at its own; the score
+and the map stay the RT distance's, and the station takes the pin the engine names."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from station.core.engines.base import EngineOutput
 from station.core.engines.rt_attention import RTAttentionEngine
 from station.core.errors import EngineError
+from station.core.grid import CellGrid
+from station.core.inspector import top_cell
 
 from test_rt_attention import GRID, draw_crop, training_set
 
@@ -25,7 +29,7 @@ def _with(engine: RTAttentionEngine, **config) -> RTAttentionEngine:
     return twin
 
 
-def test_the_top_cell_is_the_one_of_highest_score_among_the_most_distant(fitted, monkeypatch):
+def test_the_top_cell_is_where_the_heads_find_the_defect_among_the_most_distant(fitted, monkeypatch):
     assert fitted.config["top_cells"] == 2
     crop = draw_crop(np.random.default_rng(5), "tilted", (1, 4))
     own, beside = GRID.index(1, 4), GRID.index(2, 4)
@@ -40,21 +44,37 @@ def test_the_top_cell_is_the_one_of_highest_score_among_the_most_distant(fitted,
         monkeypatch.setattr(engine, "detect", lambda scaled, vectors=None: fake)
         outs[k] = engine.infer(crop)
     one, two = outs[1], outs[2]
+    for out in (one, two):  # the map is the RT distance either way
+        np.testing.assert_allclose(out.cell_scores.ravel(), fake)
     # heads at the most distant cell only (recipes before the setting): the next cell is named
-    assert int(np.argmax(one.cell_scores)) == beside
-    np.testing.assert_allclose(one.cell_scores.ravel(), fake)
+    assert top_cell(one) == (2, 4)
     # heads at the two most distant cells: the heads, fitted on the labelled cells, name the pin's own
-    assert int(np.argmax(two.cell_scores)) == own
-    assert two.score == pytest.approx(float(two.cell_scores.max()))  # the map peaks with the image's score
+    assert top_cell(two) == (1, 4)
     assert max((c for c in two.class_probs if c != "good"), key=two.class_probs.get) == "tilted"
-    assert two.score >= one.score  # the verdict score is the highest of the scores read
+    # the score is the most distant cell's either way: how unlike good the part is does not hang on the heads
+    assert two.score == pytest.approx(one.score) and two.extra["rt_distance"] == pytest.approx(fake[beside])
+
+
+def test_the_station_takes_the_pin_the_engine_names():
+    scores = np.zeros((9, 3))
+    scores[4, 2] = 5.0
+    assert top_cell(EngineOutput(1.0, scores)) == (2, 4)  # no pin named: the highest cell score
+    assert top_cell(EngineOutput(1.0, scores, top_cell=(1, 4))) == (1, 4)
+    scores[0, 0] = np.nan  # a cell whose score is not finite counts as the highest
+    assert top_cell(EngineOutput(1.0, scores)) == (0, 0)
+    with pytest.raises(EngineError, match="outside"):
+        top_cell(EngineOutput(1.0, scores, top_cell=(3, 0)))
 
 
 def test_top_cells_is_saved_and_validated(fitted):
     assert RTAttentionEngine.from_saved(GRID, {}).config["top_cells"] == 1  # a recipe without the key
     again = _with(fitted)
     crop = draw_crop(np.random.default_rng(6), "pushed", (0, 2))
-    np.testing.assert_allclose(again.infer(crop).cell_scores, fitted.infer(crop).cell_scores)
-    for bad in (0, GRID.n_cells + 1, True, "2", 1.5):
+    out, expect = again.infer(crop), fitted.infer(crop)
+    np.testing.assert_allclose(out.cell_scores, expect.cell_scores)
+    assert top_cell(out) == top_cell(expect) == (0, 2)
+    one_cell = CellGrid(1, 1, 24)  # more cells asked for than the grid has: every cell is read
+    assert RTAttentionEngine(one_cell, {"top_cells": 16, "detect_parts": [2, 2]}).config["top_cells"] == 16
+    for bad in (0, 17, True, "2", 1.5):
         with pytest.raises(EngineError, match="top_cells"):
             RTAttentionEngine(GRID, {"top_cells": bad})

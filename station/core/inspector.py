@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from station.core.errors import ImageError, RegistrationError, StationError
+from station.core.engines.base import EngineOutput
+from station.core.errors import EngineError, ImageError, RegistrationError, StationError
 from station.core.recipe import Recipe
 from station.core.registration import Registered, Registrar
 from station.core.verdict import Verdict, decide, decide_cells
@@ -106,10 +107,8 @@ class Inspector:
         else:
             verdict = decide_cells(out.cell_scores, *cell_thresholds)
         label = self._label(verdict, out.class_probs)
-        rows, cols = out.cell_scores.shape
-        flat = int(np.nanargmax(np.where(np.isfinite(out.cell_scores), out.cell_scores, np.inf)))
         timings = {"registration": registration_ms, "engine": engine_ms, "total": registration_ms + engine_ms}
-        return InspectionResult(verdict, label, out.score, out.cell_scores, (flat % cols, flat // cols), timings,
+        return InspectionResult(verdict, label, out.score, out.cell_scores, top_cell(out), timings,
                                 self.recipe.content_hash, registered, out.class_probs, extra=out.extra,
                                 pixel_map=out.pixel_map)
 
@@ -122,6 +121,19 @@ class Inspector:
             if defects:
                 return max(defects, key=defects.get)
         return "defect"
+
+
+def top_cell(out: EngineOutput) -> tuple[int, int]:
+    """(col, row) of the cell an engine's result names: the one it says, else its highest cell score (a cell
+    whose score is not finite counts as the highest)."""
+    rows, cols = out.cell_scores.shape
+    if out.top_cell is not None:
+        col, row = (int(v) for v in out.top_cell)
+        if not (0 <= col < cols and 0 <= row < rows):
+            raise EngineError(f"the engine named cell {(col, row)} outside its {cols}x{rows} grid")
+        return col, row
+    flat = int(np.nanargmax(np.where(np.isfinite(out.cell_scores), out.cell_scores, np.inf)))
+    return flat % cols, flat // cols
 
 
 def bad_frame_result(reason: str, recipe_hash: str) -> InspectionResult:

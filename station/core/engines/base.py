@@ -100,6 +100,9 @@ class EngineOutput:
     extra: dict[str, Any] = field(default_factory=dict)
     #: (H, W) float32 anomaly map at the crop's resolution, same scale as score; engines that map pixels
     pixel_map: np.ndarray | None = None
+    #: (col, row) of the cell the engine names as defective, where it is not always the highest cell score
+    #: (RT-attention: the heads pick among the most distant cells); None: the cell of highest score
+    top_cell: tuple[int, int] | None = None
 
 
 @dataclass

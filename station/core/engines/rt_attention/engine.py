@@ -80,6 +80,7 @@ OPTIONS = {
     # deviations away ("balanced", `balanced_ng` in station/core/verdict.py): the tails a new part comes from
     "ng_placement": NG_PLACEMENTS,
 }
+MAX_TOP_CELLS = 16  # the heads are read at up to this many of the most distant cells (each costs a head read)
 MIN_CHROMA_SPREAD = 0.01  # below it (spread of the good images' mean chroma) the images count as grey
 
 
@@ -147,8 +148,8 @@ class RTAttentionEngine(RTTokenHead, DisplacementHead, RecipeArrays, Engine):
             self._number("shift_contrast_bw", 0, "null (as shift_pooled_bw) or a number above 0 and at most 10",
                          above=True)
         k = self.config["top_cells"]
-        if not (isinstance(k, int) and not isinstance(k, bool) and 1 <= k <= grid.n_cells):
-            raise EngineError(f"rt-attention: top_cells must be a whole number of cells from 1 to {grid.n_cells}, "
+        if not (isinstance(k, int) and not isinstance(k, bool) and 1 <= k <= MAX_TOP_CELLS):
+            raise EngineError(f"rt-attention: top_cells must be a whole number of cells from 1 to {MAX_TOP_CELLS}, "
                               f"not {k!r}")
         self._number("review_z", 0, "a number from 0 (REVIEW just above the highest held-out good score) to 10")
         tau = self.config["temperature"]
@@ -379,7 +380,8 @@ class RTAttentionEngine(RTTokenHead, DisplacementHead, RecipeArrays, Engine):
         top = np.full(n, -1)
         n_classes = len(self.classes)
         blocks = self.config["detect"] != "tokens" and self.config["score"] == "distance"
-        heads: dict[int, tuple] = {}  # held-out image -> (top cell's distance, the two heads in this class order)
+        # held-out image -> (the most distant cell's distance, the two heads there and at the pin, in this class order)
+        heads: dict[int, tuple] = {}
         self.confusion = None
         for f in range(folds):
             test = fold_of == f
@@ -399,9 +401,9 @@ class RTAttentionEngine(RTTokenHead, DisplacementHead, RecipeArrays, Engine):
             for i in np.flatnonzero(test):
                 colour = None if colours is None else colours[i]
                 if blocks:
-                    d2, top[i], rt, shift, _ = sub._top_heads(scaled[i], colour=colour)
-                    heads[i] = (float(d2[top[i]]), spread_to_classes(rt, present, n_classes),
-                                None if shift is None else spread_to_classes(shift, present, n_classes))
+                    d2, most, rt, shift, top[i], pin_rt, pin_shift = sub._top_heads(scaled[i], colour=colour)
+                    heads[i] = (float(d2[most]), *(None if h is None else spread_to_classes(h, present, n_classes)
+                                                   for h in (rt, shift, pin_rt, pin_shift)))
                     continue
                 out = sub._infer_scaled(scaled[i], colour)
                 scores[i] = out.score
@@ -416,9 +418,9 @@ class RTAttentionEngine(RTTokenHead, DisplacementHead, RecipeArrays, Engine):
                 self.fit_confusion(labels[held], np.stack([heads[i][1] for i in held]),
                                    np.stack([heads[i][2] for i in held]))
             for i in held:  # scores and classes as this engine will give them, with its join
-                d2_top, rt, shift = heads[i]
-                log_probs = self._join(rt, shift)
-                scores[i] = self._score(d2_top, log_probs)[0]
+                d2_top, rt, shift, pin_rt, pin_shift = heads[i]
+                log_probs = self._join(pin_rt, pin_shift)  # the class named at the pin
+                scores[i] = self._score(d2_top, self._join(rt, shift))[0]
                 predicted[i] = int(np.argmax(log_probs))
         return scores, predicted, top
 
@@ -492,13 +494,13 @@ class RTAttentionEngine(RTTokenHead, DisplacementHead, RecipeArrays, Engine):
 
     def _infer_blocks(self, scaled: np.ndarray, vectors: np.ndarray, colour: np.ndarray | None = None) -> EngineOutput:
         """Where and how defective from the block RT distance; what from the configured queries at the
-        top cell, joined with the displacement head. The cells show the RT distance."""
-        d2, top, rt, shift, scored = self._top_heads(scaled, vectors, colour)
-        top_probs = self._join(rt, shift)
-        score, odds = self._score(d2[top], top_probs)
-        return EngineOutput(score, self._cell_map(d2, scored).reshape(self.grid.rows, self.grid.cols),
-                            {name: float(p) for name, p in zip(self.classes, np.exp(top_probs))},
-                            {"rt_distance": float(d2[top]), "top_odds": odds})
+        most distant cell, joined with the displacement head, make the score; the pin named and its class
+        are the heads' choice among the most distant cells (`_top_heads`). The cells show the RT distance."""
+        d2, top, rt, shift, pin, pin_rt, pin_shift = self._top_heads(scaled, vectors, colour)
+        score, odds = self._score(d2[top], self._join(rt, shift))
+        return EngineOutput(score, d2.reshape(self.grid.rows, self.grid.cols),
+                            {name: float(p) for name, p in zip(self.classes, np.exp(self._join(pin_rt, pin_shift)))},
+                            {"rt_distance": float(d2[top]), "top_odds": odds}, top_cell=self.grid.cell(pin))
 
     def infer(self, crop: np.ndarray) -> EngineOutput:
         if self._rt.unit_space is None:

@@ -173,35 +173,28 @@ class DisplacementHead:
         return float(d2_top) * float(np.exp(w * np.clip(np.nan_to_num(odds), -ODDS_CLIP, ODDS_CLIP))), odds
 
     def _top_heads(self, scaled: np.ndarray, vectors: np.ndarray | None = None, colour: np.ndarray | None = None):
-        """The block detector's cell distances (n,), the top cell, the two heads' class log-probabilities
-        there (the displacement head's None when it is off), and the verdict score of each cell whose heads
-        were read {cell: score}. The heads are read at the `top_cells` cells of largest distance and the top
-        cell is the one of highest verdict score: a tilted pin's top leaning into the next cell can make
-        that cell the more distant one, while the heads, fitted on the labelled cells, know the pin's own."""
+        """The block detector's cell distances (n,), the most distant cell and the two heads' class
+        log-probabilities there (the displacement head's None when it is off: they make the verdict score),
+        and the pin with the heads' log-probabilities there (they name the pin and its class).
+
+        The pin: the heads are read at the `top_cells` cells of largest distance and the pin is the one where
+        they find the defect likeliest (defect log-odds, unclipped): a tilted pin's top leaning into the next
+        cell can make that cell the more distant one, while the heads, fitted on the labelled cells, know the
+        pin's own. The score stays the most distant cell's, so a defect no reference resembles is still
+        judged by how unlike good it is."""
         vectors = self.vectors(scaled) if vectors is None else vectors
         d2 = np.nan_to_num(self.detect(scaled, vectors), nan=np.inf)
         kind = self.config["queries"]
-        best, scored = None, {}
+        read = []  # (cell, rt, shift, defect log-odds), the most distant first
         for cell in np.argsort(-d2, kind="stable")[: int(self.config["top_cells"])]:
             cell = int(cell)
             rt = self._attend(self._top_query(vectors, cell, kind), kind, cells=np.array([cell]))[0][0]
             shift = self._shift_head(scaled, cell, colour)
-            scored[cell] = self._score(d2[cell], self._join(rt, shift))[0]
-            if best is None or scored[cell] > scored[best[0]]:  # a tie keeps the more distant cell
-                best = (cell, rt, shift)
-        top, rt, shift = best
-        return d2, top, rt, shift, scored
-
-    def _cell_map(self, d2: np.ndarray, scored: dict[int, float]) -> np.ndarray:
-        """The cells' scores: with the heads read at one cell, the RT distance; at several, each of those
-        cells' verdict score and every other cell's distance as if the heads said good there (the least
-        the heads can make of it), so the map peaks at the top cell with the image's score."""
-        if int(self.config["top_cells"]) == 1:
-            return d2
-        cells = d2 * float(np.exp(-float(self.config["odds_weight"]) * ODDS_CLIP))
-        for cell, score in scored.items():
-            cells[cell] = score
-        return cells
+            odds = float(np.nan_to_num(self.defect_odds(self._join(rt, shift)), nan=-np.inf))
+            read.append((cell, rt, shift, odds))
+        pin = max(read, key=lambda r: r[3])  # a tie keeps the more distant cell
+        top = read[0]
+        return d2, top[0], top[1], top[2], pin[0], pin[1], pin[2]
 
     def fit_confusion(self, labels: np.ndarray, rt: np.ndarray, shift: np.ndarray) -> None:
         """Each head's confusion matrix from held-out log-probabilities (N, C) of images of known class:
