@@ -28,6 +28,7 @@ from station.core.engines import engine_class
 from station.core.evaluate import summarize
 from station.core.grid import CellGrid
 from station.core.imageio import read_image
+from station.core.inspector import top_cell
 from station.core.registration import Registrar, fit_region
 from station.core.teach import fit_pattern_region
 from station.core.training import labelled_images, teach_for
@@ -107,6 +108,10 @@ VARIANTS = [  # (axis, label, config overrides of the default)
     ("seventh round", "chroma (dx, dy, r) beside grey (the sixth round's token)", {"shift_token": "contrast+chroma"}),
     *[("seventh round", f"contrast bw {w}", {"shift_contrast_bw": w}) for w in (0.45, 0.9)],
     *[("seventh round", f"RT head weight {w}", {"rt_head_weight": w}) for w in (0.0, 0.3)],
+    # the eighth round: NG where the classes' tails meet, the pin where the heads find the defect; each taken back
+    ("eighth round", "NG halfway between the extremes (ng_placement midpoint, before)", {"ng_placement": "midpoint"}),
+    ("eighth round", "the pin at the most distant cell (top_cells 1, before)", {"top_cells": 1}),
+    ("eighth round", "the heads read at the three most distant cells", {"top_cells": 3}),
     ("previous default", "the fourth round's defaults", {"join": "product", "shift_scale": [1.0, 0.1],
                                                           "odds_weight": 0.0}),
 ]
@@ -135,13 +140,11 @@ def run(train, test, grid, config, seed):
             pred = max(defects, key=defects.get) if defects else "defect"
         else:
             pred = "defect"
-        rows, cols = out.cell_scores.shape
-        flat = int(np.argmax(out.cell_scores))
         labels.append(label)
         predicted.append(pred if verdict is not Verdict.REVIEW else "review")
         verdicts.append(verdict)
         scores.append(out.score)
-        top_cells.append((flat % cols, flat // cols))
+        top_cells.append(top_cell(out))  # the pin the engine names, as the station takes it
     result = summarize(labels, predicted, verdicts, scores, train.ok_class, top_cells, test.cells)
     result.update({"engine_fit_s": fit_s, "engine_ms_median": statistics.median(ms), "info": report.info})
     return result
