@@ -24,7 +24,8 @@ def to_qimage(array: np.ndarray) -> QImage:
 
 
 class ImageCanvas(QWidget):
-    """Paints a frame, its heat layer at `opacity` and its marks; the GUI thread only paints here."""
+    """Paints a frame, its heat layer at `opacity` and its marks; the GUI thread only paints here. A picture
+    composed elsewhere (`set_composed`: the live view's, made in the inference thread) is drawn as it is."""
 
     painted = Signal()
 
@@ -35,6 +36,7 @@ class ImageCanvas(QWidget):
         self._image: QImage | None = None
         self._heat: QImage | None = None
         self._marks: QImage | None = None
+        self._composed = False  # _image already has the overlay in it (set_composed)
         self.overlay_visible = True
         self.opacity = 0.55
         self._zoom = 1.0  # relative to "fit"
@@ -47,6 +49,13 @@ class ImageCanvas(QWidget):
         self._image = None if image is None else to_qimage(image)
         self._heat = to_qimage(overlay.heat) if overlay is not None and overlay.heat is not None else None
         self._marks = to_qimage(overlay.marks) if overlay is not None and overlay.marks is not None else None
+        self._composed = False
+        self.update()
+
+    def set_composed(self, image: QImage | None) -> None:
+        """Draw `image` as it is: the frame with its overlay already blended in (one drawImage, no conversion).
+        The overlay's visibility and opacity are then the composer's business, not this canvas's."""
+        self._image, self._heat, self._marks, self._composed = image, None, None, image is not None
         self.update()
 
     def set_overlay_visible(self, visible: bool) -> None:
@@ -96,7 +105,9 @@ class ImageCanvas(QWidget):
             p.end()
             return
         rect = self._target_rect()
-        p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, rect.width() < self._image.width())
+        # a composed picture carries anti-aliased marks: smooth at fit; zoomed in, the pixels as they are
+        smooth = rect.width() < self._image.width() or (self._composed and self._zoom == 1.0)
+        p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, smooth)
         p.drawImage(rect, self._image)
         if self.overlay_visible:
             if self._heat is not None and self.opacity > 0:

@@ -7,6 +7,7 @@ for the picture, every result for the strip). A slow GUI therefore never builds 
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
@@ -23,7 +24,9 @@ from station.core.errors import StationError
 from station.core.sources import Source, SourceState
 from station.core.trigger import TriggerMode
 from station.core.watchdog import CameraWatch
+from station.ui.display import ViewChoice, compose
 
+logger = logging.getLogger(__name__)
 
 def make_inspector(recipes: list[Recipe], combine: str = DEFAULT_RULE):
     """The line's inspector: None without a recipe, an Inspector for one, a MultiInspector for several."""
@@ -73,6 +76,8 @@ class LiveService(QObject):
         self._lock = threading.Lock()
         self._posted = False
         self._run_state = "stopped"
+        #: what the live view shows over the frame; the GUI replaces it whole, the inference thread reads it
+        self.view_choice = ViewChoice()
         # worker threads emit these private signals; Qt queues them to this object's (the GUI) thread
         self._notify.connect(self._on_notify, Qt.ConnectionType.QueuedConnection)
         self._state.connect(self._on_state, Qt.ConnectionType.QueuedConnection)
@@ -105,6 +110,10 @@ class LiveService(QObject):
         return self.results.problem
 
     def _from_worker_result(self, item: LiveResult) -> None:
+        try:  # the picture is composed here, beside the engines: the GUI thread only draws it
+            item.display = compose(item, self.view_choice)
+        except Exception:  # noqa: BLE001 - the verdict still goes out; the live view composes the picture itself
+            logger.exception("composing the live picture of %s failed", item.frame.name)
         with self._lock:
             self._pending.append(item)
             post, self._posted = not self._posted, True

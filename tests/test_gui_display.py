@@ -1,0 +1,108 @@
+"""The live view's picture and the window's per-frame work: the picture is composed in the inference thread
+(the GUI thread only draws it), follows the view's controls, and belongs to the result the verdict shows;
+what the window keeps per frame stays bounded."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+pytest.importorskip("PySide6")
+
+from station.core.overlay import Overlay, composite  # noqa: E402
+from station.core.settings import StationSettings  # noqa: E402
+from station.ui.app import create_window  # noqa: E402
+from station.ui.display import Display, blend, compose  # noqa: E402
+
+pytestmark = [pytest.mark.gui, pytest.mark.qt_log_ignore("does not support propagateSizeHints")]
+
+
+def _layers(h: int = 40, w: int = 50, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    frame = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    heat = rng.integers(0, 256, (h, w, 4), dtype=np.uint8)
+    marks = np.zeros((h, w, 4), np.uint8)
+    marks[5:8, :, :] = (255, 0, 200, 255)  # an opaque line
+    marks[20, :, :] = (255, 255, 255, 110)  # a faint one
+    return frame, Overlay(heat, marks)
+
+
+@pytest.mark.parametrize("opacity", [0.0, 0.3, 0.55, 1.0])
+def test_blend_is_the_overlay_composite_within_one_level(opacity):
+    frame, overlay = _layers()
+    fast = blend(frame, overlay, opacity).astype(int)
+    slow = composite(frame, overlay, opacity).astype(int)  # the float reference (thumbnails, saved images)
+    assert fast.shape == frame.shape and fast.dtype == int
+    assert np.abs(fast - slow).max() <= 2
+    assert np.array_equal(blend(frame, None, opacity), frame)
+
+
+def test_blend_takes_grey_and_rgba_frames_and_skips_a_layer_of_another_size():
+    frame, overlay = _layers()
+    grey = frame[..., 0]
+    out = blend(grey, Overlay(None, None), 0.5)
+    assert out.shape == (*grey.shape, 3) and np.array_equal(out[..., 1], grey)
+    rgba = np.dstack([frame, np.full(frame.shape[:2], 255, np.uint8)])
+    assert np.array_equal(blend(rgba, None, 0.5), frame)
+    small = Overlay(overlay.heat[:10, :10], None)
+    assert np.array_equal(blend(frame, small, 1.0), frame)
+
+
+@pytest.fixture
+def window(qtbot, synthetic_data, synthetic_recipe, tmp_path, monkeypatch):
+    monkeypatch.setenv("STATION_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("STATION_DATA_DIR", str(tmp_path / "data"))
+    w = create_window(f"demo:{synthetic_data / 'test'}", str(synthetic_recipe), StationSettings(demo_fps=30),
+                      save_settings=False, start=True)
+    qtbot.addWidget(w)
+    w.show()
+    yield w
+    w.close()
+
+
+def test_the_live_picture_is_composed_in_the_inference_thread_and_only_drawn_by_the_gui(qtbot, window):
+    view, service = window.live_view, window.service
+    gui = threading.get_ident()
+    qtbot.waitUntil(lambda: service.painted_count >= 5, timeout=10000)
+    item = view.current
+    assert isinstance(item.display, Display) and item.display.thread != gui
+    assert item.display.choice == service.view_choice == view.view_choice()
+    assert view.canvas._image is item.display.image  # drawn as it came: no conversion, no blend in the GUI
+    assert view.canvas._heat is None and view.canvas._marks is None
+    h, w = item.frame.image.shape[:2]
+    assert (view.canvas._image.width(), view.canvas._image.height()) == (w, h)
+    # the verdict on screen is the verdict of the picture on screen
+    assert window.verdict_panel._item is item
+
+
+def test_a_control_change_recomposes_the_frame_on_screen_and_the_next_frames(qtbot, window):
+    view, service = window.live_view, window.service
+    qtbot.waitUntil(lambda: service.painted_count >= 3, timeout=10000)
+    service.pause()
+    qtbot.wait(200)  # frames in flight arrive
+    item = view.current
+    shown_with_overlay = view.canvas._image
+    view.set_overlay_visible(False)
+    assert service.view_choice == view.view_choice() and not service.view_choice.overlay_visible
+    assert item.display.choice == service.view_choice and item.display.thread == threading.get_ident()
+    plain = compose(item, service.view_choice)
+    assert view.canvas._image is item.display.image and view.canvas._image == plain.image
+    assert shown_with_overlay != plain.image  # the synthetic parts have a map drawn over them
+    service.start()
+    painted = service.painted_count
+    qtbot.waitUntil(lambda: service.painted_count > painted + 2, timeout=10000)
+    newest = view.current
+    assert newest is not item and newest.display.choice.overlay_visible is False
+    assert newest.display.thread != threading.get_ident()
+
+
+def test_the_legend_is_repainted_only_when_its_scale_changes(qtbot, window):
+    legend = window.live_view.legend
+    calls = []
+    legend.update = lambda *a: calls.append(a)  # noqa: the widget's own update, counted
+    legend.set_review_frac(legend.review_frac)
+    assert calls == []
+    legend.set_review_frac(legend.review_frac / 2)
+    assert len(calls) == 1
