@@ -106,3 +106,42 @@ def test_the_legend_is_repainted_only_when_its_scale_changes(qtbot, window):
     assert calls == []
     legend.set_review_frac(legend.review_frac / 2)
     assert len(calls) == 1
+
+
+def test_the_not_yet_logged_badge_neither_moves_the_verdict_nor_restyles_for_every_part(qtbot):
+    """The badge comes and goes with every part at 30 parts a second: showing it must not lay the panel out
+    again (the big verdict was resized and repainted each time) nor parse a style sheet each time."""
+    from PySide6.QtWidgets import QApplication
+
+    from station.core.inspector import InspectionResult
+    from station.core.live import LiveResult
+    from station.core.log_ticket import LogTicket
+    from station.core.sources import Frame, make_source
+    from station.core.verdict import Verdict
+    from station.ui.live_service import LiveService
+    from station.ui.verdict_panel import VerdictPanel
+
+    service = LiveService(make_source("demo"), None)  # never started: the panel only reads it
+    panel = VerdictPanel(service)
+    qtbot.addWidget(panel)
+    panel.resize(400, 500)
+    panel.show()
+    styled = []
+    restyle = panel.log_label.setStyleSheet
+    panel.log_label.setStyleSheet = lambda sheet: (styled.append(sheet), restyle(sheet))
+    result = InspectionResult(Verdict.OK, "good", 0.1, np.zeros((2, 2)), None, {}, "sha256:x")
+    QApplication.processEvents()
+    settled = panel.verdict_label.geometry()
+    for i in range(5):
+        ticket = LogTicket(f"{i:032x}", "OK")
+        panel._item = LiveResult(i, Frame(None, 0, 0.0, "a.png"), result, None, None, {}, 0.0, log=ticket)
+        panel.refresh_log_state()
+        QApplication.processEvents()
+        assert panel.log_label.isVisibleTo(panel) and "not yet logged" in panel.log_label.text()
+        assert panel.verdict_label.geometry() == settled
+        ticket.settle("logged")
+        panel.refresh_log_state()
+        QApplication.processEvents()
+        assert not panel.log_label.isVisibleTo(panel) and panel.verdict_label.geometry() == settled
+    assert len(styled) <= 1
+    service.shutdown()
