@@ -56,7 +56,8 @@ def run_gui_bench(source: str, recipe: str | list[str] | None, seconds: float, f
     service, pipeline = window.service, window.service.pipeline
     pipeline.times = StageTimes(maxlen=bench_window(seconds))  # percentiles over the whole run
     stall, memory = StallMeter(), MemoryWatch()
-    state = {"t0": 0.0, "frames0": 0, "painted0": 0, "results0": 0, "measuring": False}
+    state = {"t0": 0.0, "frames0": 0, "painted0": 0, "results0": 0, "measuring": False, "gui_cpu0": 0.0,
+             "cpu0": 0.0}
     results = _ResultCount()
     service.results_ready.connect(results.add)
 
@@ -65,12 +66,15 @@ def run_gui_bench(source: str, recipe: str | list[str] | None, seconds: float, f
         stall.reset()
         memory.mark_baseline()
         state.update(t0=time.perf_counter(), frames0=pipeline.camera_rate_count, painted0=service.painted_count,
-                     results0=results.n, measuring=True)
+                     results0=results.n, measuring=True, gui_cpu0=time.thread_time(), cpu0=time.process_time())
 
     def sample() -> None:
         if state["measuring"]:
             memory.sample(time.perf_counter() - state["t0"])
             if time.perf_counter() - state["t0"] >= seconds or service.run_state == "stopped":
+                spent = time.perf_counter() - state["t0"]  # CPU read here: this is the GUI thread, still running
+                state["cpu"] = {"gui_thread": round(100 * (time.thread_time() - state["gui_cpu0"]) / spent, 1),
+                                "process": round(100 * (time.process_time() - state["cpu0"]) / spent, 1)}
                 app.quit()
 
     sampler = QTimer()
@@ -86,6 +90,9 @@ def run_gui_bench(source: str, recipe: str | list[str] | None, seconds: float, f
                           pipeline.camera_rate_count - state["frames0"], service.painted_count - state["painted0"],
                           round(stall.max_stall_ms, 2), memory, painted=True)
     report["stalls_over_50ms"] = stall.stalls_over_50
+    # percent of one core: how busy the GUI thread was (its own work, not waiting), and the whole process
+    report["cpu_pct"] = state.get("cpu")
+    report["load_average"] = [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
     report["qt_platform"] = app.platformName()
     report["engines"] = service.engine_names
     report["combine"] = service.combine if len(service.engine_names) > 1 else None
