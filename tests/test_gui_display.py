@@ -145,3 +145,21 @@ def test_the_not_yet_logged_badge_neither_moves_the_verdict_nor_restyles_for_eve
         assert not panel.log_label.isVisibleTo(panel) and panel.verdict_label.geometry() == settled
     assert len(styled) <= 1
     service.shutdown()
+
+
+def test_the_banner_stays_bounded_however_many_messages_and_drift_alarms_come(qtbot, window):
+    """Each drift alarm was appended to the banner: over a shift on the demo line (its drifting pin alarms
+    again and again) the text, the banner's height and the cost of laying it out grew without end."""
+    window.show_banner("start-up problem")
+    for i in range(300):
+        window.spc.alarm_raised.emit(f"pin 1,{i % 9} drifting toward NG (part {i})")
+        window.add_to_banner(f"camera stopped {i}")
+        window.add_to_banner("the same message")
+    text = window.banner.text()
+    assert text.startswith("start-up problem") and "camera stopped 299" in text
+    assert "part 299" in text and "300 drift alarms" in text and "part 298" not in text
+    assert "camera stopped 10 " not in text and text.count("the same message") == 1
+    assert len(text) < 600
+    window.hide_banner()
+    window.spc.alarm_raised.emit("pin 2,2 drifting toward NG (part 301)")
+    assert window.banner.text() == "pin 2,2 drifting toward NG (part 301)" and window._banner_row.isVisibleTo(window)
