@@ -71,8 +71,11 @@ def test_the_live_picture_is_composed_in_the_inference_thread_and_only_drawn_by_
     assert item.display.choice == service.view_choice == view.view_choice()
     assert view.canvas._image is item.display.image  # drawn as it came: no conversion, no blend in the GUI
     assert view.canvas._heat is None and view.canvas._marks is None
+    # composed at the size it is shown (the canvas fitted): drawn without scaling
+    fw, fh = view.canvas.fit_area()
     h, w = item.frame.image.shape[:2]
-    assert (view.canvas._image.width(), view.canvas._image.height()) == (w, h)
+    scale = min(fw / w, fh / h)
+    assert abs(view.canvas._image.width() - w * scale) <= 1 and abs(view.canvas._image.height() - h * scale) <= 1
     # the verdict on screen is the verdict of the picture on screen
     assert window.verdict_panel._item is item
 
@@ -163,3 +166,37 @@ def test_the_banner_stays_bounded_however_many_messages_and_drift_alarms_come(qt
     window.hide_banner()
     window.spc.alarm_raised.emit("pin 2,2 drifting toward NG (part 301)")
     assert window.banner.text() == "pin 2,2 drifting toward NG (part 301)" and window._banner_row.isVisibleTo(window)
+
+
+def test_a_picture_is_composed_at_the_size_it_is_shown_and_at_its_own_when_zoomed_in():
+    from types import SimpleNamespace
+
+    from station.ui.display import MAX_SIDE, ViewChoice, fitted
+
+    assert fitted((256, 256, 3), (700, 500)) == (500, 500)
+    assert fitted((100, 200, 3), (1000, 1000)) == (1000, 500)
+    assert fitted((256, 256, 3), (256, 900)) is None and fitted((256, 256, 3), None) is None
+    assert max(fitted((100, 100, 3), (10 ** 6, 10 ** 6))) == MAX_SIDE
+    frame, overlay = _layers(40, 50)
+    item = SimpleNamespace(frame=SimpleNamespace(image=frame), overlay=overlay, overlays={}, result=None)
+    shown = compose(item, ViewChoice(area=(200, 300), pixel_ratio=2.0)).image
+    assert (shown.width(), shown.height()) == (200, 160) and shown.devicePixelRatio() == 2.0
+    native = compose(item, ViewChoice()).image
+    assert (native.width(), native.height()) == (50, 40) and native.devicePixelRatio() == 1.0
+
+
+def test_zooming_in_composes_at_the_frames_size_and_kept_results_drop_their_pictures(qtbot, window):
+    view, service = window.live_view, window.service
+    qtbot.waitUntil(lambda: service.painted_count >= 3, timeout=10000)
+    assert service.view_choice.area == view.canvas.fit_area() is not None
+    view.zoom_in()
+    assert service.view_choice.area is None
+    painted = service.painted_count
+    qtbot.waitUntil(lambda: service.painted_count > painted + 2, timeout=10000)
+    h, w = view.current.frame.image.shape[:2]
+    assert (view.canvas._image.width(), view.canvas._image.height()) == (w, h)
+    view.canvas.fit()
+    assert service.view_choice.area == view.canvas.fit_area()
+    qtbot.waitUntil(lambda: window.recent.count() >= 3, timeout=10000)
+    kept = [window.recent.item(i).data(0x0100) for i in range(window.recent.count())]  # Qt.UserRole
+    assert all(item.display is None for item in kept if item is not view.current)

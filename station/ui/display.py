@@ -7,6 +7,8 @@ blend itself (integer numpy at the frame's size) runs beside the engines instead
 view's choices (overlay on, opacity, which engine's map) are read by the inference thread from a frozen
 `ViewChoice` that the GUI replaces whole; a frame composed just before a change is composed again in the GUI
 thread, so the picture on screen always shows what the controls say, and always the result it belongs to.
+While the view is fitted (not zoomed in) the picture is composed at the size it is shown, so the GUI draws it
+without scaling (0.1 ms instead of 1 ms for a smooth scaled draw of the demo's 256 px frame to 700 px).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from PySide6.QtGui import QImage
 from station.core.overlay import Overlay
 
 FOLLOW_VERDICT = ""  # the map choice that follows the engine the verdict came from
+MAX_SIDE = 4096  # the longest side a picture is composed at; a larger view scales it when it draws
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,8 @@ class ViewChoice:
     overlay_visible: bool = True
     opacity: float = 0.55
     engine: str = FOLLOW_VERDICT  # whose map; FOLLOW_VERDICT: the engine the verdict followed
+    area: tuple[int, int] | None = None  # device pixels the fitted picture may fill; None: the frame's own size
+    pixel_ratio: float = 1.0  # device pixels per logical pixel of the screen it is shown on
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,16 @@ def blend(frame: np.ndarray, overlay: Overlay | None, opacity: float) -> np.ndar
     return np.ascontiguousarray(out)
 
 
+def fitted(shape: tuple[int, ...], area: tuple[int, int] | None) -> tuple[int, int] | None:
+    """(width, height) of a frame of `shape` fitted into `area`, at most MAX_SIDE; None: as it is."""
+    if area is None:
+        return None
+    h, w = shape[:2]
+    scale = min(area[0] / w, area[1] / h, MAX_SIDE / max(w, h))
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return None if size == (w, h) else size
+
+
 def to_rgb32(rgb: np.ndarray) -> QImage:
     """An RGB uint8 array as a QImage in the raster engine's native RGB32 (drawn without a conversion)."""
     h, w = rgb.shape[:2]
@@ -89,4 +104,12 @@ def compose(item, choice: ViewChoice) -> Display | None:
     if image is None:
         return None
     overlay = overlay_of(item, choice.engine) if choice.overlay_visible else None
-    return Display(choice, to_rgb32(blend(image, overlay, choice.opacity)), threading.get_ident())
+    rgb = blend(image, overlay, choice.opacity)
+    size = fitted(rgb.shape, choice.area)
+    if size is not None:  # smooth like the painter's scaling, done here instead of in the GUI thread
+        shrink = size[0] < rgb.shape[1]
+        rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    picture = to_rgb32(rgb)
+    if choice.area is not None:
+        picture.setDevicePixelRatio(choice.pixel_ratio)
+    return Display(choice, picture, threading.get_ident())

@@ -77,6 +77,7 @@ class LiveView(QWidget):
         zoom_out.clicked.connect(self.zoom_out)
         fit.clicked.connect(self.canvas.fit)
         self.canvas.painted.connect(self._on_painted)
+        self.canvas.fit_area_changed.connect(self._on_view_changed)
         service.results_ready.connect(self.show_results)
         service.recipe_changed.connect(self._fill_map_choice)
         self.map_choice.currentIndexChanged.connect(self._on_map_choice)
@@ -96,7 +97,8 @@ class LiveView(QWidget):
 
     def view_choice(self) -> ViewChoice:
         """What the controls say is shown over the frame."""
-        return ViewChoice(self.overlay_box.isChecked(), self.opacity.value() / 100, self.map_choice.currentData() or "")
+        return ViewChoice(self.overlay_box.isChecked(), self.opacity.value() / 100, self.map_choice.currentData() or "",
+                          self.canvas.fit_area(), self.canvas.devicePixelRatioF())
 
     def _on_view_changed(self) -> None:
         """A control changed: the next frames are composed so, and the frame on screen is composed again now."""
@@ -181,14 +183,20 @@ class LiveView(QWidget):
                 if caps.cell_scale == "share" else "Each cell's score as a share of the recipe's NG threshold")
 
     def show_results(self, items: list[LiveResult]) -> None:
-        """Only the newest frame is drawn; older ones in the batch were superseded."""
-        for item in reversed(items):
-            if item.frame.image is not None:
-                self.current = self._unpainted = item
-                if not self.map_choice.currentData():
-                    self._update_legend(item)  # following the verdict: the legend follows the engine
-                self._draw(item)
-                return
+        """Only the newest frame is drawn; older ones in the batch were superseded. The recent strip and the NG
+        list keep results, not their full-size pictures: a picture goes when its result leaves the screen."""
+        newest = next((item for item in reversed(items) if item.frame.image is not None), None)
+        for item in items:
+            if item is not newest:
+                item.display = None
+        if newest is None:
+            return
+        if self.current is not None:
+            self.current.display = None
+        self.current = self._unpainted = newest
+        if not self.map_choice.currentData():
+            self._update_legend(newest)  # following the verdict: the legend follows the engine
+        self._draw(newest)
 
     def _on_painted(self) -> None:
         if self._unpainted is not None:
