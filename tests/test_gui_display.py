@@ -29,25 +29,34 @@ def _layers(h: int = 40, w: int = 50, seed: int = 0):
     return frame, Overlay(heat, marks)
 
 
+def _rgb(image) -> np.ndarray:
+    """A QImage's pixels as an RGB uint8 array."""
+    from PySide6.QtGui import QImage
+
+    image = image.convertToFormat(QImage.Format.Format_RGB888)
+    rows = np.frombuffer(image.constBits(), np.uint8).reshape(image.height(), image.bytesPerLine())
+    return rows[:, :image.width() * 3].reshape(image.height(), image.width(), 3).copy()
+
+
 @pytest.mark.parametrize("opacity", [0.0, 0.3, 0.55, 1.0])
-def test_blend_is_the_overlay_composite_within_one_level(opacity):
+def test_blend_is_the_overlay_composite_within_a_few_levels(opacity):
     frame, overlay = _layers()
-    fast = blend(frame, overlay, opacity).astype(int)
+    fast = _rgb(blend(frame, overlay, opacity)).astype(int)
     slow = composite(frame, overlay, opacity).astype(int)  # the float reference (thumbnails, saved images)
-    assert fast.shape == frame.shape and fast.dtype == int
-    assert np.abs(fast - slow).max() <= 2
-    assert np.array_equal(blend(frame, None, opacity), frame)
+    assert fast.shape == frame.shape
+    assert np.abs(fast - slow).max() <= 4 and np.abs(fast - slow).mean() < 1.0  # Qt blends in 8 bits, twice
+    assert np.array_equal(_rgb(blend(frame, None, opacity)), frame)
 
 
 def test_blend_takes_grey_and_rgba_frames_and_skips_a_layer_of_another_size():
     frame, overlay = _layers()
     grey = frame[..., 0]
-    out = blend(grey, Overlay(None, None), 0.5)
+    out = _rgb(blend(grey, Overlay(None, None), 0.5))
     assert out.shape == (*grey.shape, 3) and np.array_equal(out[..., 1], grey)
     rgba = np.dstack([frame, np.full(frame.shape[:2], 255, np.uint8)])
-    assert np.array_equal(blend(rgba, None, 0.5), frame)
+    assert np.array_equal(_rgb(blend(rgba, None, 0.5)), frame)
     small = Overlay(overlay.heat[:10, :10], None)
-    assert np.array_equal(blend(frame, small, 1.0), frame)
+    assert np.array_equal(_rgb(blend(frame, small, 1.0)), frame)
 
 
 @pytest.fixture
