@@ -1,15 +1,17 @@
 """The live view's picture, made in the inference thread: the frame with the shown engine's map blended in at
-the operator's opacity, as one QImage that the GUI thread only has to draw. The blend and the scaling are Qt's
-raster engine on QImages (reentrant: any thread may paint on its own QImage; never on a widget or a pixmap).
+the operator's opacity, as one QImage that the GUI thread only has to draw.
 
-Drawing the frame and two RGBA layers scaled, one at an opacity, cost the GUI thread about 1.6 ms a frame
-(three scaled drawImage calls, each converting its format); the same work is now done beside the engines,
-mostly outside the GIL, and the GUI thread draws one RGB32 image. The
-view's choices (overlay on, opacity, which engine's map) are read by the inference thread from a frozen
-`ViewChoice` that the GUI replaces whole; a frame composed just before a change is composed again in the GUI
-thread, so the picture on screen always shows what the controls say, and always the result it belongs to.
-While the view is fitted (not zoomed in) the picture is composed at the size it is shown, so the GUI draws it
-without scaling (0.1 ms instead of 1 ms for a smooth scaled draw of the demo's 256 px frame to 700 px).
+Drawing the frame and two RGBA layers scaled, one of them at an opacity, cost the GUI thread about 1.6 ms a
+frame (three scaled drawImage calls, each converting its format). The blend (0.15 ms at the demo's 256 px) and,
+while the view is fitted, the smooth scaling to the size it is shown (about 1 ms to 700 px) are now Qt's
+raster engine on QImages in the inference thread (QImage is reentrant: any thread may paint on its own; never
+on a widget or a pixmap), and the GUI thread blits one RGB32 image (0.1 ms). Zoomed in, the picture is composed
+at the frame's size and the painter scales it.
+
+The view's choices (overlay on, opacity, which engine's map, the area it fills) are read by the inference
+thread from a frozen `ViewChoice` that the GUI replaces whole; a frame composed just before a change is composed
+again in the GUI thread, so the picture on screen always shows what the controls say, and always the result the
+verdict beside it belongs to.
 """
 
 from __future__ import annotations
