@@ -209,3 +209,21 @@ def test_zooming_in_composes_at_the_frames_size_and_kept_results_drop_their_pict
     qtbot.waitUntil(lambda: window.recent.count() >= 3, timeout=10000)
     kept = [window.recent.item(i).data(0x0100) for i in range(window.recent.count())]  # Qt.UserRole
     assert all(item.display is None for item in kept if item is not view.current)
+
+
+def test_a_picture_that_cannot_be_composed_in_the_inference_thread_is_composed_by_the_view(qtbot, window,
+                                                                                           monkeypatch, caplog):
+    import station.ui.live_service as live_service
+
+    def broken(item, choice):
+        raise RuntimeError("no picture")
+
+    monkeypatch.setattr(live_service, "compose", broken)
+    service = window.service
+    painted = service.painted_count
+    with caplog.at_level("ERROR", logger="station.ui.live_service"):
+        qtbot.waitUntil(lambda: service.painted_count > painted + 2, timeout=10000)
+    item = window.live_view.current
+    assert item.display.thread == threading.get_ident() and window.live_view.canvas._image is item.display.image
+    assert window.verdict_panel._item is item and service.pipeline.state.value == "running"
+    assert "composing the live picture" in caplog.text
