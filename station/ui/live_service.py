@@ -222,7 +222,7 @@ class LiveService(QObject):
         old = self.pipeline.inspector
         self.pipeline.set_inspector(self._make_inspector())
         if old is not None and hasattr(old, "close") and not self.pipeline.running:
-            old.close()  # its engine threads (parallel); a running line may still be inside it, and they are daemons
+            old.close()  # its engine threads (parallel); one a running line may still be inside keeps them, idle
         self.recipe_changed.emit()
 
     def _make_inspector(self):
@@ -266,9 +266,10 @@ class LiveService(QObject):
         if self._shutdown_ok is not None:
             return self._shutdown_ok
         plc_ok = self.plc.stop() if self.plc is not None else True  # no trigger is taken for a closing line
-        ok = self.pipeline.stop() and plc_ok
+        stopped = self.pipeline.stop()
+        ok = stopped and plc_ok
         inspector = self.pipeline.inspector
-        if ok and hasattr(inspector, "close"):
+        if stopped and hasattr(inspector, "close"):
             inspector.close()  # the engines' threads of a parallel line; nothing is inside it any more
         for signal, slot in ((self.pipeline.result_ready, self._from_worker_result),
                              (self.pipeline.state_changed, self._from_worker_state),
