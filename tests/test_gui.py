@@ -196,6 +196,11 @@ def test_gui_bench_runs_offscreen(synthetic_data, synthetic_recipe):
     report = json.loads(out.stdout)
     assert report["displayed_fps"] > 5 and report["max_stall_ms"] is not None
     assert report["latency_ms"]["painted"]["p95"] > 0
+    longest = report["longest_stall"]
+    assert longest["ms"] == report["max_stall_ms"]
+    if sys.platform.startswith("linux"):  # what the GUI thread did during its longest stall
+        assert longest["gui_thread_running_ms"] >= 0 and longest["waiting_for_a_cpu_ms"] >= 0
+    assert set(report["cpu_pct"]) == {"gui_thread", "process"} and report["cpu_pct"]["gui_thread"] > 0
 
 
 def test_broken_settings_file_is_reported_in_the_window(qtbot, synthetic_data, synthetic_recipe, tmp_path,

@@ -178,3 +178,36 @@ def test_the_workbench_replaces_only_its_engines_recipe_on_a_line_of_several(qtb
     assert service.recipes == [rt, again]
     assert service.recipe_of("rt-attention") is again and service.recipe_of("vit") is None
     service.shutdown()
+
+
+def test_the_line_sets_torch_threads_and_runs_its_engines_on_threads_when_the_settings_say_so(qtbot):
+    """engine_threads and parallel_engines (station/core/settings.py) reach the line's inspector; the engines'
+    threads end with the line."""
+    import torch
+
+    from station.core.recipe import Recipe
+    from station.core.resources import bundled_recipe
+    from station.core.sources import make_source
+    from station.ui.live_service import LiveService
+
+    threads = torch.get_num_threads()
+    try:
+        vit, rta = Recipe.load(bundled_recipe("vit")), Recipe.load(bundled_recipe("rt-attention"))
+        service = LiveService(make_source("demo"), [vit, rta], parallel=True, engine_threads=1)
+        assert torch.get_num_threads() == 1
+        source = service.pipeline.source
+        source.open()
+        frame = None
+        for _ in range(200):
+            frame = frame or source.read()
+        source.close()
+        result = service.pipeline.inspector.inspect(frame.image)
+        assert set(result.engines) == {"vit", "rt-attention"}
+        assert any(t.name.startswith("station-engine") for t in threading.enumerate())
+        service.shutdown()
+        assert not any(t.name.startswith("station-engine") for t in threading.enumerate())
+        sequential = LiveService(make_source("demo"), [vit, rta], engine_threads=0)
+        assert sequential.pipeline.inspector._pool is None and torch.get_num_threads() == 1  # 0: left as it is
+        sequential.shutdown()
+    finally:
+        torch.set_num_threads(threads)

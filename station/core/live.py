@@ -132,6 +132,8 @@ class LiveResult:
     shot: Shot | None = None  # the part: its ID and trigger time (station/core/trigger.py)
     #: each engine's own map on a line of several recipes, by name (`overlay` is the one the verdict follows)
     overlays: dict[str, Overlay] = field(default_factory=dict)
+    #: the picture a GUI draws, made by its listener in the inference thread (station/ui/display.py); None: none
+    display: object | None = None
 
     @property
     def verdict(self) -> Verdict | None:

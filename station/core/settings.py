@@ -64,6 +64,12 @@ class StationSettings(BaseSettings):
     combine: str = Field("cross-check", max_length=MAX_TEXT, pattern="^(cross-check|either-ng|both-ng|only:.+)$",
                          description="how the recipes' verdicts combine: cross-check (disagreement gives REVIEW), "
                                      "either-ng, both-ng or only:NAME")
+    # measured with `station bench --gui` and both bundled recipes on a 2-core PC (docs/gui-bench.md): one torch
+    # thread and the engines one after the other keep 30 fps with the shortest capture-to-painted tail
+    engine_threads: int = Field(1, ge=0, le=256, description="CPU threads of a torch engine (the ViT) on the live "
+                                "line, beside the other engines and the window; 0: torch's default (one per core)")
+    parallel_engines: bool = Field(False, description="run the line's engines on a thread each instead of one "
+                                   "after the other")
     demo_fps: float = Field(30.0, gt=0, le=240)
     # the live line's camera watchdog (station/core/watchdog.py)
     stall_after_frames: float = Field(10.0, ge=2, le=1000, description="no new frame for this many frame "

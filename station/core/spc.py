@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
@@ -68,11 +69,53 @@ class DriftAlarm:
 
 @dataclass
 class CellChart:
-    """One cell's chart so far: the charted values (log10 score), the EWMA and its upper limit per part."""
+    """One cell's chart so far, oldest part first: the charted values (log10 score), the EWMA and its upper
+    limit per part."""
 
-    values: deque = field(default_factory=deque)
-    ewma: deque = field(default_factory=deque)
-    upper: deque = field(default_factory=deque)
+    values: np.ndarray
+    ewma: np.ndarray
+    upper: np.ndarray
+
+
+class _ChartRing:
+    """The last `history` parts of every cell's chart in one preallocated float32 array (parts, 3, rows, cols):
+    a part is one row written, not 3 x cells Python floats appended (32 bytes each: 13 MB for 5000 parts of
+    27 pins, grown over the first minutes of a shift, and 81 appends per part in the GUI thread)."""
+
+    def __init__(self, history: int, shape: tuple[int, int]) -> None:
+        self.data = np.zeros((history, 3, *shape), dtype=np.float32)
+        self.n = 0  # parts written since the charts (re)started
+
+    def add(self, values: np.ndarray, ewma: np.ndarray, upper: np.ndarray) -> None:
+        row = self.data[self.n % len(self.data)]
+        row[0], row[1], row[2] = values, ewma, upper
+        self.n += 1
+
+    def chart(self, cell: tuple[int, int]) -> CellChart:
+        c, r = cell
+        held = min(self.n, len(self.data))
+        series = self.data[np.arange(self.n - held, self.n) % len(self.data), :, r, c].astype(float)
+        return CellChart(series[:, 0], series[:, 1], series[:, 2])
+
+
+class _Charts(Mapping):
+    """`PinSpc.charts`: each cell's chart by (col, row), read from the ring when asked for."""
+
+    def __init__(self, ring: _ChartRing | None, shape: tuple[int, int] | None) -> None:
+        self._ring = ring
+        self._cells = [] if ring is None or shape is None else [(c, r) for r in range(shape[0])
+                                                                 for c in range(shape[1])]
+
+    def __getitem__(self, cell: tuple[int, int]) -> CellChart:
+        if self._ring is None or cell not in self._cells:
+            raise KeyError(cell)
+        return self._ring.chart(cell)
+
+    def __iter__(self):
+        return iter(self._cells)
+
+    def __len__(self) -> int:
+        return len(self._cells)
 
 
 def charted(cells: np.ndarray) -> np.ndarray:
@@ -99,7 +142,7 @@ class PinSpc:
         self.parts = 0  # parts charted since the baseline was set
         self.added = 0  # parts given since the charts (re)started, baseline included
         self.times: deque = deque(maxlen=history)
-        self.charts: dict[tuple[int, int], CellChart] = {}
+        self._ring: _ChartRing | None = None
         self.alarms: list[DriftAlarm] = []
 
     @property
@@ -136,9 +179,7 @@ class PinSpc:
         self._baseline = []
         self.parts = self.added = 0
         self.times.clear()
-        self.charts = {(c, r): CellChart(deque(maxlen=self.history), deque(maxlen=self.history),
-                                         deque(maxlen=self.history))
-                       for r in range(shape[0]) for c in range(shape[1])} if self.history else {}
+        self._ring = _ChartRing(self.history, shape) if self.history else None
         self.alarms = []
 
     def _set_limits(self) -> None:
@@ -169,13 +210,16 @@ class PinSpc:
         self._armed = np.where(self._run >= self.settings.hold_parts, False, self._armed | (self._z < self.centre))
         self.alarms.extend(raised)
         del self.alarms[:-MAX_ALARMS]
-        for (c, r), chart in self.charts.items():
-            chart.values.append(float(x[r, c]))
-            chart.ewma.append(float(self._z[r, c]))
-            chart.upper.append(float(upper[r, c]))
+        if self._ring is not None:
+            self._ring.add(x, self._z, upper)
         self.times.append(time)
         self.parts += 1
         return raised
+
+    @property
+    def charts(self) -> Mapping[tuple[int, int], CellChart]:
+        """Each cell's chart (the last `history` parts), by (col, row)."""
+        return _Charts(self._ring, self.shape)
 
     def status(self) -> np.ndarray:
         """Per cell, how far its EWMA has gone from the centre toward its limit (0 = centre, 1 = at the limit,

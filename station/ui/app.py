@@ -124,7 +124,8 @@ def create_window(source: str | None = None, recipe: str | list[str] | None = No
         messages.append(results_error)
     service = LiveService(line_source, recipe_obj, recipe_error, results=results, results_error=results_error,
                           watch=CameraWatch.from_settings(settings), combine=settings.combine,
-                          gate=gate_from_settings(settings))
+                          gate=gate_from_settings(settings), parallel=settings.parallel_engines,
+                          engine_threads=settings.engine_threads)
     plc_error = start_plc(service, settings)
     if plc_error:
         messages.append(plc_error)

@@ -10,8 +10,20 @@ import time
 from station.core.live_measure import MemoryWatch, StageTimes, bench_report, bench_window
 
 
+def thread_schedstat() -> tuple[float, float] | None:
+    """(ms on a CPU, ms waiting in the run queue for one) of the calling thread so far (Linux); None elsewhere."""
+    try:
+        with open("/proc/thread-self/schedstat", encoding="ascii") as f:
+            on_cpu, waiting = f.read().split()[:2]
+        return int(on_cpu) / 1e6, int(waiting) / 1e6
+    except (OSError, ValueError):
+        return None
+
+
 class StallMeter:
-    """A precise timer that should fire every `interval_ms`; a late tick is time the GUI was blocked."""
+    """A precise timer that should fire every `interval_ms`; a late tick is time the GUI was blocked. For the
+    longest stall it also says how much of it the GUI thread ran, and how much it waited for a CPU that the
+    system gave to something else (on a shared machine most of a long stall is that, not the window's work)."""
 
     def __init__(self, interval_ms: int = 5) -> None:
         from PySide6.QtCore import Qt, QTimer
@@ -24,21 +36,29 @@ class StallMeter:
         self.last: float | None = None
         self.max_stall_ms = 0.0
         self.stalls_over_50 = 0
+        self.longest: dict | None = None  # the longest stall: ms, ms running, ms waiting for a CPU
+        self._sched = thread_schedstat()
 
     def start(self) -> None:
         self.last = time.perf_counter()
+        self._sched = thread_schedstat()
         self.timer.start()
 
     def reset(self) -> None:
-        self.last, self.max_stall_ms, self.stalls_over_50 = time.perf_counter(), 0.0, 0
+        self.last, self.max_stall_ms, self.stalls_over_50, self.longest = time.perf_counter(), 0.0, 0, None
 
     def tick(self) -> None:
-        now = time.perf_counter()
+        now, sched = time.perf_counter(), thread_schedstat()
         if self.last is not None:
             stall = (now - self.last) * 1e3 - self.interval_ms
-            self.max_stall_ms = max(self.max_stall_ms, stall)
+            if stall > self.max_stall_ms:
+                self.max_stall_ms = stall
+                ran = waited = None
+                if sched is not None and self._sched is not None:
+                    ran, waited = round(sched[0] - self._sched[0], 1), round(sched[1] - self._sched[1], 1)
+                self.longest = {"ms": round(stall, 2), "gui_thread_running_ms": ran, "waiting_for_a_cpu_ms": waited}
             self.stalls_over_50 += stall > 50
-        self.last = now
+        self.last, self._sched = now, sched
 
 
 def run_gui_bench(source: str, recipe: str | list[str] | None, seconds: float, fps: float, warmup_s: float = 3.0,
@@ -56,7 +76,8 @@ def run_gui_bench(source: str, recipe: str | list[str] | None, seconds: float, f
     service, pipeline = window.service, window.service.pipeline
     pipeline.times = StageTimes(maxlen=bench_window(seconds))  # percentiles over the whole run
     stall, memory = StallMeter(), MemoryWatch()
-    state = {"t0": 0.0, "frames0": 0, "painted0": 0, "results0": 0, "measuring": False}
+    state = {"t0": 0.0, "frames0": 0, "painted0": 0, "results0": 0, "measuring": False, "gui_cpu0": 0.0,
+             "cpu0": 0.0}
     results = _ResultCount()
     service.results_ready.connect(results.add)
 
@@ -65,12 +86,15 @@ def run_gui_bench(source: str, recipe: str | list[str] | None, seconds: float, f
         stall.reset()
         memory.mark_baseline()
         state.update(t0=time.perf_counter(), frames0=pipeline.camera_rate_count, painted0=service.painted_count,
-                     results0=results.n, measuring=True)
+                     results0=results.n, measuring=True, gui_cpu0=time.thread_time(), cpu0=time.process_time())
 
     def sample() -> None:
         if state["measuring"]:
             memory.sample(time.perf_counter() - state["t0"])
             if time.perf_counter() - state["t0"] >= seconds or service.run_state == "stopped":
+                spent = time.perf_counter() - state["t0"]  # CPU read here: this is the GUI thread, still running
+                state["cpu"] = {"gui_thread": round(100 * (time.thread_time() - state["gui_cpu0"]) / spent, 1),
+                                "process": round(100 * (time.process_time() - state["cpu0"]) / spent, 1)}
                 app.quit()
 
     sampler = QTimer()
@@ -86,6 +110,10 @@ def run_gui_bench(source: str, recipe: str | list[str] | None, seconds: float, f
                           pipeline.camera_rate_count - state["frames0"], service.painted_count - state["painted0"],
                           round(stall.max_stall_ms, 2), memory, painted=True)
     report["stalls_over_50ms"] = stall.stalls_over_50
+    report["longest_stall"] = stall.longest
+    # percent of one core: how busy the GUI thread was (its own work, not waiting), and the whole process
+    report["cpu_pct"] = state.get("cpu")
+    report["load_average"] = [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
     report["qt_platform"] = app.platformName()
     report["engines"] = service.engine_names
     report["combine"] = service.combine if len(service.engine_names) > 1 else None

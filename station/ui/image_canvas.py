@@ -24,9 +24,11 @@ def to_qimage(array: np.ndarray) -> QImage:
 
 
 class ImageCanvas(QWidget):
-    """Paints a frame, its heat layer at `opacity` and its marks; the GUI thread only paints here."""
+    """Paints a frame, its heat layer at `opacity` and its marks; the GUI thread only paints here. A picture
+    composed elsewhere (`set_composed`: the live view's, made in the inference thread) is drawn as it is."""
 
     painted = Signal()
+    fit_area_changed = Signal()  # the area a fitted picture is drawn in changed (resized, zoomed in or back to fit)
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -35,6 +37,7 @@ class ImageCanvas(QWidget):
         self._image: QImage | None = None
         self._heat: QImage | None = None
         self._marks: QImage | None = None
+        self._composed = False  # _image already has the overlay in it (set_composed)
         self.overlay_visible = True
         self.opacity = 0.55
         self._zoom = 1.0  # relative to "fit"
@@ -47,6 +50,13 @@ class ImageCanvas(QWidget):
         self._image = None if image is None else to_qimage(image)
         self._heat = to_qimage(overlay.heat) if overlay is not None and overlay.heat is not None else None
         self._marks = to_qimage(overlay.marks) if overlay is not None and overlay.marks is not None else None
+        self._composed = False
+        self.update()
+
+    def set_composed(self, image: QImage | None) -> None:
+        """Draw `image` as it is: the frame with its overlay already blended in (one drawImage, no conversion).
+        The overlay's visibility and opacity are then the composer's business, not this canvas's."""
+        self._image, self._heat, self._marks, self._composed = image, None, None, image is not None
         self.update()
 
     def set_overlay_visible(self, visible: bool) -> None:
@@ -58,8 +68,23 @@ class ImageCanvas(QWidget):
         self.update()
 
     def fit(self) -> None:
+        was = self._zoom
         self._zoom, self._pan = 1.0, QPointF(0, 0)
+        if was != 1.0:
+            self.fit_area_changed.emit()
         self.update()
+
+    def fit_area(self) -> tuple[int, int] | None:
+        """The device pixels a picture fitted to the canvas may fill, (width, height); None while zoomed in (a
+        picture is then drawn scaled from its own pixels)."""
+        if self._zoom != 1.0:
+            return None
+        dpr = self.devicePixelRatioF()
+        return max(1, round(self.width() * dpr)), max(1, round(self.height() * dpr))
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().resizeEvent(event)
+        self.fit_area_changed.emit()
 
     @property
     def zoom(self) -> float:
@@ -72,15 +97,18 @@ class ImageCanvas(QWidget):
             centre = rect.center()
             k = target / self._zoom
             self._pan = self._pan + (at - centre) * (1 - k)
-        self._zoom = target
+        was, self._zoom = self._zoom, target
         if self._zoom == 1.0:
             self._pan = QPointF(0, 0)
+        if (was == 1.0) != (self._zoom == 1.0):
+            self.fit_area_changed.emit()
         self.update()
 
     def _target_rect(self) -> QRectF:
         if self._image is None:
             return QRectF(self.rect())
-        iw, ih = self._image.width(), self._image.height()
+        size = self._image.deviceIndependentSize()  # a picture composed for a HiDPI screen says its ratio
+        iw, ih = size.width(), size.height()
         scale = min(self.width() / iw, self.height() / ih) * self._zoom
         w, h = iw * scale, ih * scale
         x = (self.width() - w) / 2 + self._pan.x()
@@ -96,8 +124,13 @@ class ImageCanvas(QWidget):
             p.end()
             return
         rect = self._target_rect()
-        p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, rect.width() < self._image.width())
-        p.drawImage(rect, self._image)
+        if self._composed and abs(rect.width() - self._image.deviceIndependentSize().width()) < 1.0:
+            p.drawImage(rect.topLeft().toPoint(), self._image)  # composed at the size it is shown: no scaling
+        else:
+            # a composed picture carries anti-aliased marks: smooth at fit; zoomed in, the pixels as they are
+            smooth = rect.width() < self._image.width() or (self._composed and self._zoom == 1.0)
+            p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, smooth)
+            p.drawImage(rect, self._image)
         if self.overlay_visible:
             if self._heat is not None and self.opacity > 0:
                 p.setOpacity(self.opacity)

@@ -18,8 +18,9 @@ class ColourLegend(QWidget):
         self.setToolTip("Cell colour: the cell's score as a share of the recipe's NG threshold")
 
     def set_review_frac(self, review_frac: float) -> None:
-        self.review_frac = review_frac
-        self.update()
+        if review_frac != self.review_frac:  # set for every result on a line that follows the verdict's engine
+            self.review_frac = review_frac
+            self.update()
 
     def paintEvent(self, event) -> None:  # noqa: N802
         p = QPainter(self)

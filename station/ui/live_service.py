@@ -7,6 +7,8 @@ for the picture, every result for the strip). A slow GUI therefore never builds 
 
 from __future__ import annotations
 
+import logging
+import sys
 import threading
 import time
 from collections import deque
@@ -23,15 +25,22 @@ from station.core.errors import StationError
 from station.core.sources import Source, SourceState
 from station.core.trigger import TriggerMode
 from station.core.watchdog import CameraWatch
+from station.ui.display import ViewChoice, compose
 
+logger = logging.getLogger(__name__)
 
-def make_inspector(recipes: list[Recipe], combine: str = DEFAULT_RULE):
-    """The line's inspector: None without a recipe, an Inspector for one, a MultiInspector for several."""
+def make_inspector(recipes: list[Recipe], combine: str = DEFAULT_RULE, parallel: bool = False,
+                   engine_threads: int = 0):
+    """The line's inspector: None without a recipe, an Inspector for one, a MultiInspector for several (its
+    engines on a thread each when `parallel`). `engine_threads` > 0 sets torch's CPU threads when an engine of
+    the line runs on torch (a process-wide setting; 0 leaves torch's default)."""
     from station.core.multi import MultiInspector
 
     if not recipes:
         return None
-    return Inspector(recipes[0]) if len(recipes) == 1 else MultiInspector(recipes, combine)
+    if engine_threads > 0 and "torch" in sys.modules:  # only an engine that runs on torch has imported it
+        sys.modules["torch"].set_num_threads(engine_threads)
+    return Inspector(recipes[0]) if len(recipes) == 1 else MultiInspector(recipes, combine, parallel)
 
 
 class LiveService(QObject):
@@ -55,13 +64,15 @@ class LiveService(QObject):
 
     def __init__(self, source: Source, recipe: Recipe | list[Recipe] | None, recipe_error: str = "", parent=None,
                  max_pending: int = 64, results: ResultStore | None = None, results_error: str = "",
-                 watch: CameraWatch | None = None, combine: str = DEFAULT_RULE, gate=None) -> None:
+                 watch: CameraWatch | None = None, combine: str = DEFAULT_RULE, gate=None, parallel: bool = False,
+                 engine_threads: int = 0) -> None:
         super().__init__(parent)
         self.recipes = _as_list(recipe)
         self.recipe = self.recipes[0] if self.recipes else None  # the lead recipe (its registration is the line's)
         self.recipe_error, self.combine = recipe_error, combine
+        self.parallel, self.engine_threads = parallel, engine_threads  # how the line's engines run (settings)
         self.results, self.results_error = results, results_error
-        self.pipeline = LivePipeline(source, make_inspector(self.recipes, combine), watch=watch, store=results,
+        self.pipeline = LivePipeline(source, self._make_inspector(), watch=watch, store=results,
                                      gate=gate)
         self.plc = None  # the PLC link (station/plc/service.py) when the settings enable it; stopped first
         self._shutdown_ok: bool | None = None  # set by shutdown()
@@ -73,6 +84,8 @@ class LiveService(QObject):
         self._lock = threading.Lock()
         self._posted = False
         self._run_state = "stopped"
+        #: what the live view shows over the frame; the GUI replaces it whole, the inference thread reads it
+        self.view_choice = ViewChoice()
         # worker threads emit these private signals; Qt queues them to this object's (the GUI) thread
         self._notify.connect(self._on_notify, Qt.ConnectionType.QueuedConnection)
         self._state.connect(self._on_state, Qt.ConnectionType.QueuedConnection)
@@ -105,6 +118,10 @@ class LiveService(QObject):
         return self.results.problem
 
     def _from_worker_result(self, item: LiveResult) -> None:
+        try:  # the picture is composed here, beside the engines: the GUI thread only draws it
+            item.display = compose(item, self.view_choice)
+        except Exception:  # noqa: BLE001 - the verdict still goes out; the live view composes the picture itself
+            logger.exception("composing the live picture of %s failed", item.frame.name)
         with self._lock:
             self._pending.append(item)
             post, self._posted = not self._posted, True
@@ -202,8 +219,14 @@ class LiveService(QObject):
         self.recipes = _as_list(recipe)
         self.recipe, self.recipe_error = (self.recipes[0] if self.recipes else None), error
         self.combine = combine or self.combine
-        self.pipeline.set_inspector(make_inspector(self.recipes, self.combine))
+        old = self.pipeline.inspector
+        self.pipeline.set_inspector(self._make_inspector())
+        if old is not None and hasattr(old, "close") and not self.pipeline.running:
+            old.close()  # its engine threads (parallel); one a running line may still be inside keeps them, idle
         self.recipe_changed.emit()
+
+    def _make_inspector(self):
+        return make_inspector(self.recipes, self.combine, self.parallel, self.engine_threads)
 
     def recipe_of(self, engine: str) -> Recipe | None:
         """The line's recipe of `engine`, if it runs one."""
@@ -243,7 +266,11 @@ class LiveService(QObject):
         if self._shutdown_ok is not None:
             return self._shutdown_ok
         plc_ok = self.plc.stop() if self.plc is not None else True  # no trigger is taken for a closing line
-        ok = self.pipeline.stop() and plc_ok
+        stopped = self.pipeline.stop()
+        ok = stopped and plc_ok
+        inspector = self.pipeline.inspector
+        if stopped and hasattr(inspector, "close"):
+            inspector.close()  # the engines' threads of a parallel line; nothing is inside it any more
         for signal, slot in ((self.pipeline.result_ready, self._from_worker_result),
                              (self.pipeline.state_changed, self._from_worker_state),
                              (self.pipeline.finished, self._from_worker_finished)):

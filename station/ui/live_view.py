@@ -1,6 +1,10 @@
 """The live image with its overlay (on/off, opacity, colour legend), zoom and pan. On a line of several
 recipes each engine's map can be shown (the ViT's attention, RT-attention's cell scores), each with its
-legend and the engine's name; "verdict" shows the map of the engine the verdict followed."""
+legend and the engine's name; "verdict" shows the map of the engine the verdict followed.
+
+The picture of each result comes ready from the inference thread (station/ui/display.py): the view tells the
+service what to compose (`ViewChoice`) and draws what comes; it composes a frame itself only when a control
+changes or a frame was composed with an older choice."""
 
 from __future__ import annotations
 
@@ -8,11 +12,11 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QPushButton, QSlider, QVBoxLayout, QWidget
 
 from station.core.live import LiveResult, named
+from station.ui.display import FOLLOW_VERDICT, Display, ViewChoice, compose
+from station.ui.display import shown_engine as shown_engine_of
 from station.ui.image_canvas import ImageCanvas
 from station.ui.legend import ColourLegend
 from station.ui.live_service import LiveService
-
-FOLLOW_VERDICT = ""  # the map choice that follows the engine the verdict came from
 
 
 class LiveView(QWidget):
@@ -65,6 +69,7 @@ class LiveView(QWidget):
         layout.addLayout(legend_row)
 
         self.overlay_box.toggled.connect(self.canvas.set_overlay_visible)
+        self.overlay_box.toggled.connect(self._on_view_changed)
         self.overlay_box.toggled.connect(self.legend.setVisible)
         self.overlay_box.toggled.connect(self.legend_caption.setVisible)
         self.opacity.valueChanged.connect(self._on_opacity)
@@ -72,6 +77,7 @@ class LiveView(QWidget):
         zoom_out.clicked.connect(self.zoom_out)
         fit.clicked.connect(self.canvas.fit)
         self.canvas.painted.connect(self._on_painted)
+        self.canvas.fit_area_changed.connect(self._on_view_changed)
         service.results_ready.connect(self.show_results)
         service.recipe_changed.connect(self._fill_map_choice)
         self.map_choice.currentIndexChanged.connect(self._on_map_choice)
@@ -87,6 +93,25 @@ class LiveView(QWidget):
 
     def _on_opacity(self, value: int) -> None:
         self.canvas.set_opacity(value / 100)
+        self._on_view_changed()
+
+    def view_choice(self) -> ViewChoice:
+        """What the controls say is shown over the frame."""
+        return ViewChoice(self.overlay_box.isChecked(), self.opacity.value() / 100, self.map_choice.currentData() or "",
+                          self.canvas.fit_area(), self.canvas.devicePixelRatioF())
+
+    def _on_view_changed(self) -> None:
+        """A control changed: the next frames are composed so, and the frame on screen is composed again now."""
+        self.service.view_choice = self.view_choice()
+        if self.current is not None:
+            self._draw(self.current)
+
+    def _draw(self, item: LiveResult) -> None:
+        choice = self.service.view_choice
+        display = item.display
+        if not (isinstance(display, Display) and display.choice == choice):
+            display = item.display = compose(item, choice)  # made with an older choice (or not at all): again here
+        self.canvas.set_composed(None if display is None else display.image)
 
     def zoom_in(self) -> None:
         self.canvas.zoom_by(1.25)
@@ -112,6 +137,7 @@ class LiveView(QWidget):
         self.map_choice.setCurrentIndex(max(at, 0))
         self.map_choice.blockSignals(False)
         self.map_choice.setEnabled(len(names) > 1)
+        self.service.view_choice = self.view_choice()  # a map of an engine the line no longer runs is not asked for
         self._update_legend()
 
     def choose_map(self, name: str) -> None:
@@ -126,8 +152,7 @@ class LiveView(QWidget):
 
     def _on_map_choice(self) -> None:
         self._update_legend()
-        if self.current is not None:  # redraw the frame on screen with the chosen map
-            self.canvas.set_frame(self.current.frame.image, self._overlay_of(self.current))
+        self._on_view_changed()  # the frame on screen is drawn again with the chosen map
 
     def shown_engine(self, item: LiveResult | None = None) -> str | None:
         """The engine whose map is drawn (for `item`, or the frame on screen)."""
@@ -135,14 +160,11 @@ class LiveView(QWidget):
         if chosen:
             return chosen
         item = item or self.current
-        if item is not None and item.result is not None and "engine" in item.result.extra:
-            return item.result.extra["engine"]
+        name = shown_engine_of(item) if item is not None else None
+        if name:
+            return name
         names = list(self._inspectors())
         return names[0] if names else None
-
-    def _overlay_of(self, item: LiveResult):
-        name = self.shown_engine(item)
-        return item.overlays.get(name, item.overlay) if name else item.overlay
 
     def _update_legend(self, item: LiveResult | None = None) -> None:
         name = self.shown_engine(item)
@@ -161,14 +183,20 @@ class LiveView(QWidget):
                 if caps.cell_scale == "share" else "Each cell's score as a share of the recipe's NG threshold")
 
     def show_results(self, items: list[LiveResult]) -> None:
-        """Only the newest frame is drawn; older ones in the batch were superseded."""
-        for item in reversed(items):
-            if item.frame.image is not None:
-                self.current = self._unpainted = item
-                if not self.map_choice.currentData():
-                    self._update_legend(item)  # following the verdict: the legend follows the engine
-                self.canvas.set_frame(item.frame.image, self._overlay_of(item))
-                return
+        """Only the newest frame is drawn; older ones in the batch were superseded. The recent strip and the NG
+        list keep results, not their full-size pictures: a picture goes when its result leaves the screen."""
+        newest = next((item for item in reversed(items) if item.frame.image is not None), None)
+        for item in items:
+            if item is not newest:
+                item.display = None
+        if newest is None:
+            return
+        if self.current is not None:
+            self.current.display = None
+        self.current = self._unpainted = newest
+        if not self.map_choice.currentData():
+            self._update_legend(newest)  # following the verdict: the legend follows the engine
+        self._draw(newest)
 
     def _on_painted(self) -> None:
         if self._unpainted is not None:

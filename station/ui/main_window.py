@@ -37,6 +37,9 @@ QLabel#banner { background:#6b4e00; color:white; padding:6px; font-size:14px; }
 """
 
 
+BANNER_KEEP = 6  # messages the banner shows at most: the first, and the newest
+
+
 class MainWindow(QMainWindow):
     def __init__(self, service: LiveService, settings: StationSettings | None = None, save: bool = True,
                  parent=None) -> None:
@@ -70,6 +73,8 @@ class MainWindow(QMainWindow):
         row.addWidget(self.banner, 1)
         row.addWidget(banner_close)
         self._banner_row.hide()
+        self._banner_parts: list[str] = []  # what the banner says, oldest first (add_to_banner)
+        self._drift_note, self._drift_alarms = "", 0  # the newest pin drift alarm, and how many came
 
         right = QWidget(self)
         side = QVBoxLayout(right)
@@ -92,7 +97,7 @@ class MainWindow(QMainWindow):
         outer.addWidget(splitter, 1)
         self.setCentralWidget(central)
         self.spc = SpcMonitor(service, parent=self)  # charts every result from the start
-        self.spc.alarm_raised.connect(self.add_to_banner)
+        self.spc.alarm_raised.connect(self._on_drift_alarm)
         self.spc_view: SpcView | None = None  # its own window, built when View > Pin SPC first opens it
         self._build_actions()
         self.resize(1280, 800)
@@ -181,16 +186,42 @@ class MainWindow(QMainWindow):
         self.show_banner(text)
 
     def show_banner(self, text: str) -> None:
-        self.banner.setText(text)
-        self._banner_row.show()
+        """Show `text` alone (what the banner said before goes)."""
+        self._banner_parts, self._drift_note, self._drift_alarms = [text], "", 0
+        self._render_banner()
 
     def add_to_banner(self, text: str, first: bool = False) -> None:
-        """Show `text` beside what the banner already says (before it with `first`), or alone."""
+        """Show `text` beside what the banner already says (before it with `first`), or alone. The banner keeps
+        the first message and the newest ones, BANNER_KEEP at most, each once: a message that comes again and
+        again (a long shift's) does not grow it, nor the window's layout with it."""
         if not self._banner_row.isVisibleTo(self):
             self.show_banner(text)
             return
-        shown = self.banner.text()
-        self.show_banner(f"{text}  {shown}" if first else f"{shown}  {text}")
+        parts = [p for p in self._banner_parts if p != text]
+        if first:
+            parts.insert(0, text)
+        else:
+            parts.append(text)
+        if len(parts) > BANNER_KEEP:
+            parts = parts[:1] + parts[len(parts) - BANNER_KEEP + 1:]
+        self._banner_parts = parts
+        self._render_banner()
+
+    def _on_drift_alarm(self, text: str) -> None:
+        """A pin drifting toward NG: the newest alarm and how many came since the banner was last cleared, in
+        one place on the banner (the demo line's drifting pin alarms again and again over a shift)."""
+        if not self._banner_row.isVisibleTo(self):
+            self._banner_parts, self._drift_alarms = [], 0
+        self._drift_alarms += 1
+        more = f" ({self._drift_alarms} drift alarms: View > Pin SPC)" if self._drift_alarms > 1 else ""
+        self._drift_note = text + more
+        self._render_banner()
+
+    def _render_banner(self) -> None:
+        text = "  ".join([*self._banner_parts, self._drift_note] if self._drift_note else self._banner_parts)
+        if self.banner.text() != text:
+            self.banner.setText(text)
+        self._banner_row.show()
 
     def hide_banner(self) -> None:
         self._banner_row.hide()

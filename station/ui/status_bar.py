@@ -68,7 +68,9 @@ class StationStatusBar(QStatusBar):
             text += f" ({self._message})"
         lost = state in ("camera lost, reconnecting", "failed", "camera stalled", "camera frozen")
         self.source_label.setText(text)
-        self.source_label.setStyleSheet("color:#ffb000; font-weight:700;" if lost else "")
+        style = "color:#ffb000; font-weight:700;" if lost else ""
+        if self.source_label.styleSheet() != style:  # a new style sheet restyles the bar: only on change
+            self.source_label.setStyleSheet(style)
         stats = service.pipeline.stats()
         self.rates_label.setText(f"camera {stats['camera_fps']:.1f} fps \u00b7 inference {stats['inference_fps']:.1f}"
                                  f" fps \u00b7 display {service.displayed_rate.rate():.1f} fps")

@@ -15,6 +15,7 @@ from station.core.live import LiveResult
 from station.core.verdict import Verdict
 from station.ui.live_service import LiveService
 
+_QUEUED = ("not yet logged\u2026", "background:#6b4e00; color:white;")  # the badge of a row on its way
 COLOURS = {"OK": ("#0a8f3c", "white"), "NG": ("#c62020", "white"), "REVIEW": ("#f0a800", "black"),
            "IDLE": ("#4a4d55", "#e8e8e8")}
 
@@ -27,6 +28,13 @@ class VerdictPanel(QWidget):
         self.detail_label = QLabel(self)
         self.log_label = QLabel(self)  # the shown verdict's row is not (yet) in the result log
         self.log_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        # at 30 parts a second the badge comes and goes with every part: its space stays, so showing it is a
+        # repaint of the badge, not a new layout of the panel (and a repaint of the big verdict with it)
+        keep = self.log_label.sizePolicy()
+        keep.setRetainSizeWhenHidden(True)
+        self.log_label.setSizePolicy(keep)
+        self._log_shown: tuple[str, str] | None = None  # (text, style) the badge was last given
+        self._set_log_badge(*_QUEUED)  # styled from the start, so the space it keeps is its own
         self.log_label.hide()
         for label in (self.verdict_label, self.detail_label):
             label.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -75,14 +83,18 @@ class VerdictPanel(QWidget):
             self.log_label.hide()
             return
         if ticket.state == "lost":
-            text, style = "\u26a0 NOT LOGGED: this result was lost", "background:#c62828; color:white;"
+            self._set_log_badge("\u26a0 NOT LOGGED: this result was lost", "background:#c62828; color:white;")
         elif ticket.state == "held":
-            text, style = "\u26a0 not logged yet: held in memory", "background:#c62828; color:white;"
+            self._set_log_badge("\u26a0 not logged yet: held in memory", "background:#c62828; color:white;")
         else:
-            text, style = "not yet logged\u2026", "background:#6b4e00; color:white;"
-        self.log_label.setText(text)
-        self.log_label.setStyleSheet(style + " font-size:18px; font-weight:700; padding:4px;")
+            self._set_log_badge(*_QUEUED)
         self.log_label.show()
+
+    def _set_log_badge(self, text: str, style: str) -> None:
+        if (text, style) != self._log_shown:  # restyling costs more than the rest of a result: only on change
+            self._log_shown = (text, style)
+            self.log_label.setText(text)
+            self.log_label.setStyleSheet(style + " font-size:18px; font-weight:700; padding:4px;")
 
     def _on_logging(self, problem: str) -> None:
         results = self.service.results
