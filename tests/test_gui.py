@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -356,3 +357,25 @@ def test_an_ng_names_a_pin_on_a_pin_product_and_a_cell_on_a_free_form_one(qtbot,
     panel.show_result(LiveResult(1, Frame(None, 0, 0.0, "a.png"), result, None, None, {}, 0.0))
     assert unit in panel.detail_label.text()
     service.shutdown()
+
+
+def _a_slow_slot_for_the_stall_test():
+    time.sleep(0.25)
+
+
+def test_the_bench_names_where_the_gui_thread_spent_its_longest_stall(qtbot):
+    """A stall that happens once in ten minutes can only be fixed if the bench says what the GUI thread ran."""
+    from PySide6.QtCore import QTimer
+
+    from station.ui.bench import StallMeter
+
+    meter = StallMeter()
+    meter.start()
+    try:
+        QTimer.singleShot(50, _a_slow_slot_for_the_stall_test)
+        qtbot.wait(600)
+    finally:
+        meter.stop()
+    longest = meter.longest
+    assert longest["ms"] > 200 and 0 < longest["at_s"] < 1
+    assert longest["stack_samples"] and "_a_slow_slot_for_the_stall_test" in longest["stack_samples"][0][0]

@@ -3,9 +3,12 @@ the paint rate, the capture-to-painted latency and the GUI event loop's longest 
 
 from __future__ import annotations
 
+import collections
 import os
 import sys
+import threading
 import time
+import traceback
 
 from station.core.live_measure import MemoryWatch, StageTimes, bench_report, bench_window
 
@@ -34,18 +37,41 @@ class StallMeter:
         self.timer.setInterval(interval_ms)
         self.timer.timeout.connect(self.tick)
         self.last: float | None = None
+        self.began = time.perf_counter()
         self.max_stall_ms = 0.0
         self.stalls_over_50 = 0
-        self.longest: dict | None = None  # the longest stall: ms, ms running, ms waiting for a CPU
+        self.longest: dict | None = None  # the longest stall: ms, ms running, ms waiting for a CPU, where
         self._sched = thread_schedstat()
+        self._samples: list[str] = []  # the GUI thread's stack, sampled while the current tick is late
+        self._gui_ident = threading.get_ident()
+        self._stop = threading.Event()
+        self._watchdog = threading.Thread(target=self._watch, name="bench-stall-sampler", daemon=True)
 
     def start(self) -> None:
         self.last = time.perf_counter()
         self._sched = thread_schedstat()
         self.timer.start()
+        self._watchdog.start()
+
+    def stop(self) -> None:
+        self.timer.stop()
+        self._stop.set()
+
+    def _watch(self, late_ms: float = 40.0, every_s: float = 0.01) -> None:
+        """While the GUI thread is late by more than `late_ms`, sample its stack: where a long stall is spent."""
+        while not self._stop.wait(every_s):
+            last = self.last
+            if last is None or (time.perf_counter() - last) * 1e3 < late_ms:
+                continue
+            frame = sys._current_frames().get(self._gui_ident)
+            if frame is not None:
+                stack = traceback.extract_stack(frame)[-8:]
+                self._samples.append(" < ".join(f"{os.path.basename(f.filename)}:{f.lineno} {f.name}"
+                                                for f in reversed(stack)))
 
     def reset(self) -> None:
         self.last, self.max_stall_ms, self.stalls_over_50, self.longest = time.perf_counter(), 0.0, 0, None
+        self.began = self.last
 
     def tick(self) -> None:
         now, sched = time.perf_counter(), thread_schedstat()
@@ -56,9 +82,11 @@ class StallMeter:
                 ran = waited = None
                 if sched is not None and self._sched is not None:
                     ran, waited = round(sched[0] - self._sched[0], 1), round(sched[1] - self._sched[1], 1)
-                self.longest = {"ms": round(stall, 2), "gui_thread_running_ms": ran, "waiting_for_a_cpu_ms": waited}
+                self.longest = {"ms": round(stall, 2), "gui_thread_running_ms": ran, "waiting_for_a_cpu_ms": waited,
+                                "at_s": round(now - self.began, 1),
+                                "stack_samples": collections.Counter(self._samples).most_common(3)}
             self.stalls_over_50 += stall > 50
-        self.last, self._sched = now, sched
+        self.last, self._sched, self._samples = now, sched, []
 
 
 def run_gui_bench(source: str, recipe: str | list[str] | None, seconds: float, fps: float, warmup_s: float = 3.0,
@@ -117,7 +145,7 @@ def run_gui_bench(source: str, recipe: str | list[str] | None, seconds: float, f
     report["qt_platform"] = app.platformName()
     report["engines"] = service.engine_names
     report["combine"] = service.combine if len(service.engine_names) > 1 else None
-    stall.timer.stop()
+    stall.stop()
     sampler.stop()
     window.close()
     window.deleteLater()
