@@ -5,7 +5,8 @@ engine's map (the ViT's attention, RT-attention's cell scores).
     python scripts/engines_screenshots.py [--out docs/screenshots]
 
 Runs offscreen where there is no display, with its settings and result log in a throw-away folder. The parts
-are found on the bundled demo test split by running the line itself.
+are found on the bundled demo test split by running the line itself (then on its train split, when the two
+engines agree on every test part).
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     probe = create_window("demo", None, StationSettings(), save_settings=False, start=False)
     line = probe.service.pipeline.inspector
     agree = disagree = None
-    for sample in load_dataset(demo_dir(), "test").samples:  # the line itself finds the two parts
+    samples = [*load_dataset(demo_dir(), "test").samples, *load_dataset(demo_dir(), "train").samples]
+    for sample in samples:  # the line itself finds the two parts
         result = line.inspect(read_image(sample.path))
         if result.disagreement and disagree is None:
             disagree = sample.path
@@ -54,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, path, maps in (("engines-agree", agree, [""]), ("engines-disagree", disagree, [""]),
                              ("engines-map", agree, ["vit", "rt-attention"])):
         if path is None:
-            print(f"no {name} part found on the demo test split", file=sys.stderr)
+            print(f"no {name} part found on the demo's test or train split", file=sys.stderr)
             continue
         folder = scratch / name  # the demo line on this one part, over and over (a replay would end and stop)
         folder.mkdir()
