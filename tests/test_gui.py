@@ -379,3 +379,16 @@ def test_the_bench_names_where_the_gui_thread_spent_its_longest_stall(qtbot):
     longest = meter.longest
     assert longest["ms"] > 200 and 0 < longest["at_s"] < 1
     assert longest["stack_samples"] and "_a_slow_slot_for_the_stall_test" in longest["stack_samples"][0][0]
+
+
+def test_gui_bench_refuses_to_measure_a_line_whose_recipe_did_not_load(synthetic_data, synthetic_recipe, tmp_path):
+    """A refused recipe left the window with no engine, and the bench printed 50 fps of nothing, exit 0."""
+    foreign = tmp_path / "foreign"
+    shutil.copytree(synthetic_recipe, foreign)
+    (foreign / "recipe.seal").unlink()  # as if made on another station
+    cmd = [sys.executable, "-m", "station", "bench", "--gui", "--seconds", "1", "--source",
+           f"demo:{synthetic_data / 'test'}", "--recipe", str(foreign)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=90)
+    assert out.returncode != 0 and not out.stdout.strip()
+    err = [line for line in out.stderr.splitlines() if line.startswith("station:")]
+    assert len(err) == 1 and "refused" in err[0] and "seal" in err[0]

@@ -10,6 +10,7 @@ import threading
 import time
 import traceback
 
+from station.core.errors import StationError
 from station.core.live_measure import MemoryWatch, StageTimes, bench_report, bench_window
 
 
@@ -100,8 +101,14 @@ def run_gui_bench(source: str, recipe: str | list[str] | None, seconds: float, f
 
     window = create_window(source, recipe, make_settings(demo_fps=fps), save_settings=False, start=False,
                            combine=combine)
-    window.show()
     service, pipeline = window.service, window.service.pipeline
+    if recipe is not None and not service.engine_names:  # figures of a line that inspects nothing mislead
+        error = service.recipe_error or "no recipe could be loaded"
+        window.close()
+        window.deleteLater()
+        app.processEvents()
+        raise StationError(f"station bench --gui: {error}")
+    window.show()
     pipeline.times = StageTimes(maxlen=bench_window(seconds))  # percentiles over the whole run
     stall, memory = StallMeter(), MemoryWatch()
     state = {"t0": 0.0, "frames0": 0, "painted0": 0, "results0": 0, "measuring": False, "gui_cpu0": 0.0,
