@@ -392,3 +392,25 @@ def test_gui_bench_refuses_to_measure_a_line_whose_recipe_did_not_load(synthetic
     assert out.returncode != 0 and not out.stdout.strip()
     err = [line for line in out.stderr.splitlines() if line.startswith("station:")]
     assert len(err) == 1 and "refused" in err[0] and "seal" in err[0]
+
+
+def _a_call_that_holds_the_gil():
+    deadline = time.perf_counter() + 0.4
+    while time.perf_counter() < deadline:  # pure Python: the GIL changes hands, but the event loop is stuck
+        pass
+
+
+def test_the_bench_records_the_gui_threads_stack_at_a_long_stall(qtbot):
+    from PySide6.QtCore import QTimer
+
+    from station.ui.bench import StallMeter
+
+    meter = StallMeter()
+    meter.start()
+    try:
+        QTimer.singleShot(50, _a_call_that_holds_the_gil)
+        qtbot.wait(800)
+    finally:
+        meter.stop()
+    stacks = meter.long_stall_stacks()
+    assert stacks and "_a_call_that_holds_the_gil" in stacks[0][0]

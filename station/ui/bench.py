@@ -4,7 +4,10 @@ the paint rate, the capture-to-painted latency and the GUI event loop's longest 
 from __future__ import annotations
 
 import collections
+import faulthandler
 import os
+import re
+import tempfile
 import sys
 import threading
 import time
@@ -47,6 +50,12 @@ class StallMeter:
         self._gui_ident = threading.get_ident()
         self._stop = threading.Event()
         self._watchdog = threading.Thread(target=self._watch, name="bench-stall-sampler", daemon=True)
+        # a stall inside one long call that holds the GIL stops the sampler too; faulthandler's watchdog needs no
+        # GIL: re-armed by the ticks, it writes every thread's stack when the GUI thread is `dump_after_s` late
+        self.dump_after_s = 0.15
+        self._dumps = tempfile.TemporaryFile("w+", encoding="utf-8")
+        self._armed = 0.0
+        self._long_stacks: list[tuple[str, int]] = []
 
     def start(self) -> None:
         self.last = time.perf_counter()
@@ -57,6 +66,34 @@ class StallMeter:
     def stop(self) -> None:
         self.timer.stop()
         self._stop.set()
+        faulthandler.cancel_dump_traceback_later()
+        if not self._dumps.closed:
+            self._long_stacks = self._read_dumps()
+            self._dumps.close()
+
+    def _arm(self, now: float) -> None:
+        if now - self._armed > 0.05:
+            faulthandler.dump_traceback_later(self.dump_after_s, file=self._dumps)
+            self._armed = now
+
+    def long_stall_stacks(self) -> list[tuple[str, int]]:
+        """The GUI thread's stacks at stalls longer than `dump_after_s`, most frequent first (innermost call first);
+        read when the meter stops."""
+        return self._long_stacks
+
+    def _read_dumps(self, frames: int = 8) -> list[tuple[str, int]]:
+        self._dumps.flush()
+        self._dumps.seek(0)
+        text = self._dumps.read()
+        gui = f"0x{self._gui_ident:016x}"
+        stacks = []
+        for block in re.split(r"\n(?=(?:Current thread|Thread) 0x)", text):
+            if block.split(" (", 1)[0].endswith(gui):
+                lines = [ln.strip() for ln in block.splitlines()[1:] if ln.strip().startswith("File")]
+                stacks.append(" < ".join(re.sub(r'File "([^"]*)", line (\d+) in (\S+)',
+                                                lambda m: f"{os.path.basename(m[1])}:{m[2]} {m[3]}", ln)
+                                         for ln in lines[:frames]))
+        return collections.Counter(stacks).most_common(3)
 
     def _watch(self, late_ms: float = 40.0, every_s: float = 0.01) -> None:
         """While the GUI thread is late by more than `late_ms`, sample its stack: where a long stall is spent."""
@@ -88,6 +125,7 @@ class StallMeter:
                                 "stack_samples": collections.Counter(self._samples).most_common(3)}
             self.stalls_over_50 += stall > 50
         self.last, self._sched, self._samples = now, sched, []
+        self._arm(now)
 
 
 def run_gui_bench(source: str, recipe: str | list[str] | None, seconds: float, fps: float, warmup_s: float = 3.0,
@@ -153,6 +191,7 @@ def run_gui_bench(source: str, recipe: str | list[str] | None, seconds: float, f
     report["engines"] = service.engine_names
     report["combine"] = service.combine if len(service.engine_names) > 1 else None
     stall.stop()
+    report["stalls_over_150ms_stacks"] = stall.long_stall_stacks()
     sampler.stop()
     window.close()
     window.deleteLater()
