@@ -17,6 +17,7 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 
 from station.core.errors import StationError
 from station.plc.handshake import Handshake
+from station.plc.loop_thread import LoopThread
 from station.plc.registers import COMMAND_LEN, STATUS_LEN, RegisterMap
 
 logger = logging.getLogger(__name__)
@@ -24,8 +25,10 @@ logger = logging.getLogger(__name__)
 READS, WRITES = (3, 4), (6, 16)
 
 
-class ModbusPlcServer:
+class ModbusPlcServer(LoopThread):
     """`start()` binds and serves (StationError when the port cannot be bound); `stop()` closes it."""
+
+    _what = "Modbus server"
 
     def __init__(self, handshake: Handshake, host: str = "127.0.0.1", port: int = 5020, unit_id: int = 1,
                  registers: RegisterMap | None = None) -> None:
@@ -83,19 +86,6 @@ class ModbusPlcServer:
         if self.unit_id != 0:
             devices.append(SimDevice(0, simdata=blocks(), action=_other_unit))
         return devices
-
-    def _run(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        try:
-            loop.run_until_complete(self._serve())
-        except Exception as exc:  # noqa: BLE001 - the reason reaches start() and the log
-            self._error = f"{type(exc).__name__}: {exc}"
-            logger.error("Modbus server failed: %s", self._error)
-        finally:
-            self._started.set()
-            loop.close()
-            self._loop = None
 
     async def _serve(self) -> None:
         self._server = ModbusTcpServer(self._devices(), address=(self.host, self.port),

@@ -24,6 +24,7 @@ from asyncua import Server, ua
 
 from station.core.errors import StationError
 from station.plc.handshake import Handshake
+from station.plc.loop_thread import LoopThread
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +38,9 @@ def system_state(snapshot: dict) -> str:
     return "Operational" if snapshot["available"] else "Halted"
 
 
-class OpcUaMirror:
+class OpcUaMirror(LoopThread):
+    _what = "OPC UA server"
+
     def __init__(self, handshake: Handshake, host: str = "127.0.0.1", port: int = 4840) -> None:
         if not 1 <= int(port) <= 65535:
             raise StationError(f"the OPC UA port must be 1..65535, not {port}")
@@ -79,19 +82,6 @@ class OpcUaMirror:
             loop.call_soon_threadsafe(updates.put_nowait, snapshot)
 
     # -- the server's thread -------------------------------------------------------------------------
-    def _run(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        try:
-            loop.run_until_complete(self._serve())
-        except Exception as exc:  # noqa: BLE001 - the reason reaches start() and the log
-            self._error = f"{type(exc).__name__}: {exc}"
-            logger.error("OPC UA server failed: %s", self._error)
-        finally:
-            self._started.set()
-            self._loop = None
-            loop.close()
-
     async def _serve(self) -> None:
         self._updates, self._stop = asyncio.Queue(), asyncio.Event()
         server = Server()
