@@ -16,6 +16,15 @@ Sets (licences as their sources state them):
                  abin24/Magnetic-tile-defect-datasets. ("use welcomed, cite the paper"; no licence file).
   deeppcb        DeepPCB (printed circuit board, repeating tracks; 640 x 640 binarised), MIT licence,
                  tangsanli5201/DeepPCB. Defect boxes are drawn as filled rectangles for masks (coarse).
+  kolektorsdd    KolektorSDD, Tabernik et al. 2019 (surface: electrical commutators, grey, 500 wide, 1235-1285 high,
+                 masks), CC BY-NC-SA 4.0 (as the original states; the copy has no licence file), as committed
+                 in stoy95536/KolektorSDD_Yolov8_Datasets. Masks are filled from its polygons, which are the
+                 outer contours of the original label masks. 50 parts of about 8 views each, numbered in turn;
+                 the good views are split by part (number // 8), so a part's views stay together.
+  elpv-poly      ELPV solar cells, Buerhop-Lutz, Deitsch et al. 2018 (texture: polycrystalline cells in
+                 electroluminescence, grey, 300 x 300, no masks), CC BY-NC-SA 4.0, zae-bayern/elpv-dataset.
+                 Good is a defect probability of 0, defect one of 1; the uncertain 1/3 and 2/3 are left out.
+  elpv-mono      The same, monocrystalline cells (aligned pattern: busbars, fingers, rounded corners).
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -53,6 +63,9 @@ SOURCES = {
     "bottle": Source("doanthai161/Bottle-Anomaly-Detection", "ff4e8f31ed4dfbdb522fa9e50f32787510054c74"),
     "magnetic-tile": Source("abin24/Magnetic-tile-defect-datasets.", "cc4eb530b57b9cb7225bf76023873043ffd50655"),
     "deeppcb": Source("tangsanli5201/DeepPCB", "08e98c4db5922613fb97176eb3d6497d48260cb1"),
+    "kolektorsdd": Source("stoy95536/KolektorSDD_Yolov8_Datasets", "81e5cf333010730a05f11d1c0357bc0f24ecf502"),
+    "elpv-poly": Source("zae-bayern/elpv-dataset", "411fd729dad19511883306aa85e52f1962cba581"),
+    "elpv-mono": Source("zae-bayern/elpv-dataset", "411fd729dad19511883306aa85e52f1962cba581"),
 }
 
 
@@ -168,7 +181,66 @@ def build_deeppcb(repo: Repo, out: Writer, n_train: int = 400, n_test: int = 120
         out.test("defect", stem, image, mask)
 
 
-BUILDERS = {"bottle": build_bottle, "magnetic-tile": build_magnetic_tile, "deeppcb": build_deeppcb}
+def polygon_mask(text: str, shape: tuple[int, int], where: str) -> np.ndarray:
+    """A mask filled from YOLO segmentation lines: a class, then x y pairs as fractions of the frame."""
+    mask = np.zeros(shape, np.uint8)
+    h, w = shape
+    for line in text.splitlines():
+        vals = line.split()
+        if not vals:
+            continue
+        try:
+            xy = np.array([float(v) for v in vals[1:]], np.float64)
+        except ValueError:
+            raise SystemExit(f"real_sets: {where}: a polygon has a value that is not a number") from None
+        if xy.size < 6 or xy.size % 2 or not np.all((xy >= 0.0) & (xy <= 1.0)):
+            raise SystemExit(f"real_sets: {where}: a polygon needs 3 or more x y pairs within the frame")
+        pts = np.minimum(np.rint(xy.reshape(-1, 2) * (w, h)), (w - 1, h - 1)).astype(np.int32)  # x / w as written
+        cv2.fillPoly(mask, [pts], 255)
+    return mask
+
+
+def build_kolektorsdd(repo: Repo, out: Writer) -> None:
+    base = "Datasets"
+    for path in repo.ls(f"{base}/images"):
+        if not path.endswith(".jpg"):
+            continue
+        split, stem = path.split("/")[-2], Path(path).stem
+        label = repo.read(f"{base}/labels/{split}/{stem}.txt").decode()
+        image = repo.image(path, cv2.IMREAD_GRAYSCALE)  # grey as taken: one channel, as the station reads it
+        if label.strip():
+            out.test("defect", stem, image, polygon_mask(label, image.shape[:2], path))
+        elif in_train(f"part{int(stem) // 8}", 0.8):
+            out.train(stem, image)
+        else:
+            out.test("good", stem, image)
+
+
+def build_elpv(repo: Repo, out: Writer, kind: str, n_train: int = 300, n_test: int = 75) -> None:
+    base = "src/elpv_dataset/data"
+    good, bad = [], []
+    for line in repo.read(f"{base}/labels.csv").decode().splitlines():
+        vals = line.split()
+        try:
+            proba = float(vals[1]) if len(vals) == 3 else -1.0
+        except ValueError:
+            proba = -1.0
+        if not 0.0 <= proba <= 1.0 or vals[2] not in ("mono", "poly") or not vals[0].startswith("images/"):
+            raise SystemExit(f"real_sets: {base}/labels.csv: unexpected line {line[:80]!r}")
+        if vals[2] == kind and proba in (0.0, 1.0):
+            (good if proba == 0.0 else bad).append(vals[0])
+    order = sorted(good, key=lambda p: hashlib.sha1(p.encode()).hexdigest())
+    for p in order[:n_train]:
+        out.train(Path(p).stem, repo.image(f"{base}/{p}", cv2.IMREAD_GRAYSCALE))
+    for p in order[n_train:n_train + n_test]:
+        out.test("good", Path(p).stem, repo.image(f"{base}/{p}", cv2.IMREAD_GRAYSCALE))
+    for p in sorted(bad, key=lambda p: hashlib.sha1(p.encode()).hexdigest())[:n_test]:
+        out.test("defect", Path(p).stem, repo.image(f"{base}/{p}", cv2.IMREAD_GRAYSCALE))
+
+
+BUILDERS = {"bottle": build_bottle, "magnetic-tile": build_magnetic_tile, "deeppcb": build_deeppcb,
+            "kolektorsdd": build_kolektorsdd,
+            "elpv-poly": partial(build_elpv, kind="poly"), "elpv-mono": partial(build_elpv, kind="mono")}
 
 
 def main(argv: list[str] | None = None) -> int:

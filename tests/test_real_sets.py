@@ -1,0 +1,97 @@
+"""Tests of scripts/real_sets.py's new builders on tiny git repositories made here (no data fetched)."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("real_sets", REPO / "scripts" / "real_sets.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+rs = _script()
+
+
+def _commit(root: Path, files: dict[str, bytes]) -> tuple[Path, str]:
+    for rel, data in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    git = ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
+    subprocess.run(git[:3] + ["init", "-q"], check=True)
+    subprocess.run(git + ["add", "-A"], check=True)
+    subprocess.run(git + ["commit", "-q", "-m", "t"], check=True)
+    head = subprocess.run(git + ["rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+    return root / ".git", head
+
+
+def _png(value: int, shape=(30, 20)) -> bytes:
+    return cv2.imencode(".png", np.full(shape, value, np.uint8))[1].tobytes()
+
+
+def test_polygon_mask_fills_the_polygon_in_frame_pixels():
+    mask = rs.polygon_mask("0 0.25 0.1 0.75 0.1 0.75 0.5 0.25 0.5\n", (100, 40), "t")
+    assert mask[30, 20] == 255 and mask[80, 20] == 0 and mask[30, 2] == 0
+    ys, xs = np.nonzero(mask)
+    assert (xs.min(), xs.max(), ys.min(), ys.max()) == (10, 30, 10, 50)
+
+
+@pytest.mark.parametrize("line", ["0 0.1 0.1 0.2 0.2", "0 0.1 0.1 0.2 0.2 0.3", "0 0.1 0.1 0.2 1.5 0.3 0.3",
+                                  "0 0.1 0.1 0.2 x 0.3 0.3"])
+def test_polygon_mask_refuses_a_bad_line(line):
+    with pytest.raises(SystemExit, match="real_sets: t:"):
+        rs.polygon_mask(line, (10, 10), "t")
+
+
+def test_elpv_keeps_its_kind_and_leaves_out_uncertain_cells(tmp_path):
+    rows = [("a", "0.0", "poly"), ("b", "0.0", "poly"), ("c", "0.0", "poly"), ("d", "1.0", "poly"),
+            ("e", "0.3333333333333333", "poly"), ("f", "0.0", "mono"), ("g", "1.0", "mono")]
+    files = {f"src/elpv_dataset/data/images/{n}.png": _png(i * 20) for i, (n, _, _) in enumerate(rows)}
+    files["src/elpv_dataset/data/labels.csv"] = "".join(f"images/{n}.png {p} {k}\n" for n, p, k in rows).encode()
+    git_dir, head = _commit(tmp_path / "src", files)
+    out = rs.Writer(tmp_path / "out")
+    rs.BUILDERS["elpv-poly"](rs.Repo(git_dir, head), out, n_train=2, n_test=5)
+    found = {p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.png")}
+    stems = {Path(p).stem for p in found}
+    assert stems == {"a", "b", "c", "d"}  # no mono cell, no uncertain one
+    assert sum(p.startswith("dev/train/good/") for p in found) == 2
+    assert any(p.endswith("/test/defect/d.png") for p in found)
+    assert cv2.imread(str(next((tmp_path / "out").rglob("d.png"))), cv2.IMREAD_UNCHANGED).ndim == 2  # grey kept
+
+
+def test_elpv_refuses_a_bad_label_line(tmp_path):
+    files = {"src/elpv_dataset/data/labels.csv": b"images/a.png maybe poly\n"}
+    git_dir, head = _commit(tmp_path / "src", files)
+    with pytest.raises(SystemExit, match="unexpected line"):
+        rs.BUILDERS["elpv-mono"](rs.Repo(git_dir, head), rs.Writer(tmp_path / "out"))
+
+
+def test_kolektorsdd_masks_the_defect_and_keeps_a_parts_good_views_together(tmp_path):
+    files = {}
+    for n in range(24):  # three parts of 8 views; view 5 of part 0 is defective
+        split = "train" if n < 12 else "val"
+        image = cv2.imencode(".jpg", np.full((40, 16), 128, np.uint8))[1].tobytes()
+        files[f"Datasets/images/{split}/{n:03}.jpg"] = image
+        files[f"Datasets/labels/{split}/{n:03}.txt"] = b"0 0.25 0.25 0.75 0.25 0.75 0.5 0.25 0.5" if n == 5 else b""
+    git_dir, head = _commit(tmp_path / "src", files)
+    rs.build_kolektorsdd(rs.Repo(git_dir, head), rs.Writer(tmp_path / "out"))
+    out = tmp_path / "out"
+    mask = cv2.imread(str(next(out.glob("*/ground_truth/defect/005_mask.png"))), cv2.IMREAD_GRAYSCALE)
+    assert mask[15, 8] == 255 and mask[35, 8] == 0
+    for part in range(3):
+        goods = [f"{n:03}" for n in range(part * 8, part * 8 + 8) if n != 5]
+        in_train = [(out / "dev/train/good" / f"{s}.png").is_file() for s in goods]
+        assert all(in_train) or not any(in_train)
+    assert not list(out.glob("*/train/good/005.png"))
