@@ -98,7 +98,7 @@ def test_free_form_choice_measures_on_synthetic_defects():
     faulty = synthetic_defect(tiles[0], tiles[1], rng)
     assert faulty.shape == tiles[0].shape and np.abs(faulty.astype(int) - tiles[0]).max() > 30
     engine, _, _, info = choose_free_form(tiles)
-    assert info["chosen_by"].startswith("synthetic") and set(info["synthetic_auroc"]) == {"rt", "patch"}
+    assert info["chosen_by"].startswith("synthetic") and set(info["synthetic_auroc"]) == {"rt", "fused", "patch"}
     assert engine == max(info["synthetic_auroc"], key=info["synthetic_auroc"].get)
 
 

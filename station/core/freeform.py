@@ -1,10 +1,12 @@
 """Which engine fits a free-form product given by good images only, measured rather than guessed.
 
-Two candidates, each on the whole frame resized to its crop: the RT method per 8 x 8 patch of a 128 px crop
-(one unit space per position: aligned parts) and the patch memory on a 256 px crop (position-free:
-textures and views that are not aligned). Both are fitted on most of the good images and asked to tell
-the rest from copies of them with synthetic defects (dark or bright spots, scratches, a patch cut from
-another good image and pasted elsewhere, as in CutPaste); the one with the higher AUROC is chosen.
+Three candidates, each on the whole frame resized to its crop: the RT method per 8 x 8 patch of a 128 px crop
+(one unit space per position: aligned parts); the same RT fused with the texture model on that crop (what
+the surface's own pattern does not predict, read against good parts: textures and surfaces); and the patch
+memory on a 256 px crop (position-free: views that are not aligned). Each is fitted on most of the good
+images and asked to tell the rest from copies of them with synthetic defects (dark or bright spots,
+scratches, a patch cut from another good image and pasted elsewhere, as in CutPaste); the one with the
+highest AUROC is chosen, the simpler one on a tie.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ PATCH_SIDE = 256  # the crop side of the patch engine: detail for small defects 
 RT_PATCHES = CellGrid(16, 16, 8)  # RT per 8 x 8 patch of a 128 px crop
 CHOICE_TRAIN = 160  # good images the candidates are fitted on while choosing (at most)
 CHOICE_HELD = 30  # good images held out, each also given a synthetic defect (at most)
+TEXTURE_LEVELS = [1, 2]  # the texture model on the 128 px crop halved and quartered (docs/photographs.md)
 PATCH_TRIAL = {"memory": 2048, "candidates": 12000}  # a lighter memory while choosing
 
 
@@ -90,6 +93,8 @@ def choose_free_form(goods: list[np.ndarray], cell_px: int | None = None,
     rt_grid = RT_PATCHES if cell_px is None else CellGrid(RT_PATCHES.cols, RT_PATCHES.rows, cell_px)
     # the camera aligns: no local search; hundreds of good images: one odd one must not set the thresholds
     rt = ("rt", {"pixel_map": True, "search_px": 0, "calibration": "robust"}, rt_grid)
+    fused = ("fused", {"parts": [{"engine": "rt", "config": {"pixel_map": True, "search_px": 0}},
+                                 {"engine": "texture", "config": {"levels": TEXTURE_LEVELS}}]}, rt_grid)
     patch = ("patch", {}, patch_grid(goods, cell_px))
     info: dict[str, Any] = {"position_variance_share": round(position_variance_share(goods), 4)}
     rng = np.random.default_rng(seed)
@@ -102,10 +107,11 @@ def choose_free_form(goods: list[np.ndarray], cell_px: int | None = None,
     train = [goods[i] for i in order[n_held:][:CHOICE_TRAIN]]
     faulty = [synthetic_defect(im, goods[order[(k + 1) % len(order)]], rng) for k, im in enumerate(held)]
     scores = {}
-    for name, config, grid in (rt, patch):
+    candidates = (rt, fused, patch)  # simplest first: a later one must do better to be chosen
+    for name, config, grid in candidates:
         trial = {**config, **PATCH_TRIAL} if name == "patch" else config
         scores[name] = _trial(name, trial, grid, train, held, faulty, seed)
     log.info("free-form choice: synthetic-defect AUROC %s", scores)
-    choice = patch if scores["patch"] > scores["rt"] else rt
+    choice = max(candidates, key=lambda c: (scores[c[0]], -candidates.index(c)))
     return (*choice, {**info, "chosen_by": "synthetic defects on held-out good images",
                       "synthetic_auroc": {k: round(v, 4) for k, v in scores.items()}})

@@ -13,6 +13,8 @@ _ENGINES = {
     "vit": "station.core.engines.vit_engine:ViTEngine",
     "rt-attention": "station.core.engines.rt_attention:RTAttentionEngine",
     "patch": "station.core.engines.patch_engine:PatchMemoryEngine",
+    "texture": "station.core.engines.texture_engine:TextureEngine",
+    "fused": "station.core.engines.fused_engine:FusedEngine",
 }
 
 

@@ -1,0 +1,163 @@
+"""The fused engine: several anomaly engines on the same crop, each read against its own good parts.
+
+Each part (say the RT method per patch, which knows where things belong, and the texture model, which knows
+what the surface looks like) is fitted on most of the good images; the rest tell how each part scores a good
+image (median and spread of the logarithm of its score). A part's map then counts in those spreads how far
+a pixel is from a typical good part, and the fused map is the largest of them: whichever engine sees the
+defect best decides, on a common scale. The image score is the fused map's maximum; good images held out
+of the fit set the thresholds. After that the parts are fitted again on every good image.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cv2
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from station.core.engines.base import Capabilities, Engine, EngineOutput, FitReport, Progress, TrainingSet
+from station.core.engines.calibration import without_outliers
+from station.core.engines.settings import _Bounded
+from station.core.errors import EngineError
+from station.core.verdict import calibrate_thresholds
+
+MIN_GOOD = 8
+PARTS = ("rt", "texture", "patch")  # anomaly engines with a map that may be fused
+MAX_Z = 40.0  # spreads above a typical good part beyond which a pixel is simply "far"
+
+
+class FusedPart(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    engine: str = Field(max_length=32)
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class FusedSettings(_Bounded):
+    parts: list[FusedPart] = Field(min_length=2, max_length=3)
+    holdout: float = Field(gt=0.0, lt=0.5)
+
+
+class FusedEngine(Engine):
+    name = "fused"
+    kind = "anomaly"
+    settings_model = FusedSettings
+    capabilities = Capabilities(map_name="spreads above a typical good part, the engine that sees most, per pixel",
+                                summary="fused: several anomaly engines, each read against good parts; the "
+                                        "one that sees a defect best decides")
+
+    @classmethod
+    def default_config(cls) -> dict[str, Any]:
+        return {"parts": [{"engine": "rt", "config": {"pixel_map": True, "search_px": 0}},
+                          {"engine": "texture", "config": {}}], "holdout": 0.2}
+
+    def __init__(self, grid, config: dict[str, Any] | None = None) -> None:
+        super().__init__(grid, config)
+        from station.core.engines import engine_class
+
+        self.parts: list[Engine] = []
+        for part in self.config["parts"]:
+            name = part["engine"]
+            if name not in PARTS:
+                raise EngineError(f"the fused engine joins {', '.join(PARTS)}, not {name!r}")
+            self.parts.append(engine_class(name)(grid, part.get("config", {})))
+        self.config["parts"] = [{"engine": p.name, "config": dict(p.config)} for p in self.parts]
+        self.centre: np.ndarray | None = None  # per part: the median of log good scores
+        self.spread: np.ndarray | None = None  # per part: their robust spread
+
+    # -- fusing -------------------------------------------------------------------------------------
+    def _part_map(self, out: EngineOutput) -> np.ndarray:
+        if out.pixel_map is not None:
+            return out.pixel_map.astype(np.float32)
+        finite = np.nan_to_num(out.cell_scores, posinf=np.finfo(np.float32).max / 4).astype(np.float32)
+        return cv2.resize(finite, self.grid.size, interpolation=cv2.INTER_NEAREST)
+
+    def _fuse(self, outputs: list[EngineOutput]) -> EngineOutput:
+        maps = []
+        for k, out in enumerate(outputs):
+            logged = np.log(np.maximum(self._part_map(out), 1e-12))
+            maps.append(np.clip((logged - self.centre[k]) / self.spread[k], -MAX_Z, MAX_Z))
+        fused = np.exp(np.max(maps, axis=0)).astype(np.float32)
+        g, p = self.grid, self.grid.cell_px
+        cells = fused[: g.rows * p, : g.cols * p].reshape(g.rows, p, g.cols, p).max(axis=(1, 3))
+        return EngineOutput(float(fused.max()), cells.astype(np.float64), pixel_map=fused,
+                            extra={"parts": {part.name: round(float(out.score), 6)
+                                             for part, out in zip(self.parts, outputs)}})
+
+    def _scores(self, crops: np.ndarray) -> np.ndarray:
+        """(parts, N) each part's image score."""
+        return np.array([[o.score for o in part.infer_batch(crops)] for part in self.parts], dtype=float)
+
+    # -- Engine ----------------------------------------------------------------------------------
+    def fit(self, data: TrainingSet, seed: int = 0, progress: Progress | None = None) -> FitReport:
+        good_idx = data.indices(data.ok_class)
+        if len(good_idx) < MIN_GOOD:
+            raise EngineError(f"the fused engine needs at least {MIN_GOOD} '{data.ok_class}' images, "
+                              f"got {len(good_idx)}")
+        rng = np.random.default_rng(seed)
+        order = rng.permutation(good_idx)
+        n_hold = max(3, int(round(len(order) * float(self.config["holdout"]))))
+        held, kept = order[:n_hold], order[n_hold:]
+        first = TrainingSet(data.crops[kept], [data.ok_class] * len(kept), [None] * len(kept), data.grid,
+                            data.ok_class)
+        for k, part in enumerate(self.parts):
+            if progress:
+                progress(f"fitting {part.name} on most good images", 0.1 + 0.4 * k / len(self.parts))
+            part.fit(first, seed=seed)
+        logs = np.log(np.maximum(self._scores(data.crops[held]), 1e-12))
+        self.centre = np.median(logs, axis=1)
+        mad = np.median(np.abs(logs - self.centre[:, None]), axis=1) * 1.4826
+        self.spread = np.maximum(mad, 1e-3)
+        held_out = np.array([self._fuse(list(outs)).score for outs in
+                             zip(*[part.infer_batch(data.crops[held]) for part in self.parts])])
+        everything = TrainingSet(data.crops[good_idx], [data.ok_class] * len(good_idx), [None] * len(good_idx),
+                                 data.grid, data.ok_class)
+        for k, part in enumerate(self.parts):
+            if progress:
+                progress(f"fitting {part.name} on every good image", 0.6 + 0.4 * k / len(self.parts))
+            part.fit(everything, seed=seed)
+        defect_idx = np.array([i for i, lab in enumerate(data.labels) if lab != data.ok_class], dtype=int)
+        defect_scores = np.array([o.score for o in self.infer_batch(data.crops[defect_idx])]) \
+            if defect_idx.size else np.array([])
+        held_out, set_aside = without_outliers(held_out)
+        thresholds = calibrate_thresholds(held_out, defect_scores)
+        if progress:
+            progress("fused engine ready", 1.0)
+        return FitReport(thresholds, {
+            "parts": [p.name for p in self.parts], "held_out_good_images": int(len(held)),
+            "part_good_log_median": [round(float(c), 4) for c in self.centre],
+            "part_good_log_spread": [round(float(s), 4) for s in self.spread],
+            "held_out_good_max": float(held_out.max()), "held_out_good_set_aside": set_aside,
+            "defect_min": float(defect_scores.min()) if defect_scores.size else None,
+        })
+
+    def infer(self, crop: np.ndarray) -> EngineOutput:
+        return self.infer_batch(crop[None])[0]
+
+    def infer_batch(self, crops: np.ndarray) -> list[EngineOutput]:
+        if self.centre is None or self.spread is None:
+            raise EngineError("the fused engine has not been fitted")
+        per_part = [part.infer_batch(crops) for part in self.parts]
+        return [self._fuse(list(outs)) for outs in zip(*per_part)]
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        if self.centre is None or self.spread is None:
+            raise EngineError("the fused engine has not been fitted")
+        out = {"fused.centre": self.centre.astype(np.float64), "fused.spread": self.spread.astype(np.float64)}
+        for k, part in enumerate(self.parts):
+            out.update({f"part{k}.{name}": a for name, a in part.arrays().items()})
+        return out
+
+    def load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        n = len(self.parts)
+        centre, spread = arrays.get("fused.centre"), arrays.get("fused.spread")
+        if centre is None or spread is None or np.shape(centre) != (n,) or np.shape(spread) != (n,):
+            raise EngineError(f"the fused engine's good-score statistics are missing or not for {n} parts")
+        centre, spread = np.asarray(centre, float), np.asarray(spread, float)
+        if not (np.isfinite(centre).all() and np.isfinite(spread).all() and (spread > 0).all()):
+            raise EngineError("the fused engine's good-score statistics are not finite and positive")
+        for k, part in enumerate(self.parts):
+            prefix = f"part{k}."
+            part.load_arrays({name[len(prefix):]: a for name, a in arrays.items() if name.startswith(prefix)})
+        self.centre, self.spread = centre, spread
