@@ -386,6 +386,31 @@ def test_the_bench_names_where_the_gui_thread_spent_its_longest_stall(qtbot):
     assert stacks and "_a_slow_slot_for_the_stall_test" in stacks[0][0]
 
 
+def test_the_bench_times_garbage_collections_by_generation_and_thread():
+    """A full collection of a large heap is a stall the event loop cannot see the cause of: the bench times
+    every collection, whichever thread makes it."""
+    import gc
+    import threading
+
+    from station.ui.bench import GcPauses
+
+    pauses = GcPauses()
+    pauses.start()
+    try:
+        junk = [[i] for i in range(300_000)]  # tracked containers: a full collection has to walk them
+        gc.collect(0)
+        worker = threading.Thread(target=gc.collect, args=(2,), name="a-worker")
+        worker.start()
+        worker.join()
+    finally:
+        report = pauses.stop()
+    del junk
+    assert pauses not in gc.callbacks and report["collections"] >= 2
+    full = report["longest_by_generation"]["2"]
+    assert full["thread"] == "a-worker" and full["ms"] > report["longest_by_generation"]["0"]["ms"]
+    assert report["over_10ms"] >= (full["ms"] > 10)
+
+
 def test_gui_bench_refuses_to_measure_a_line_whose_recipe_did_not_load(synthetic_data, synthetic_recipe, tmp_path):
     """A refused recipe left the window with no engine, and the bench printed 50 fps of nothing, exit 0."""
     foreign = tmp_path / "foreign"

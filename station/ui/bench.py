@@ -27,6 +27,50 @@ def thread_schedstat() -> tuple[float, float] | None:
         return None
 
 
+class GcPauses:
+    """Every garbage collection while the bench runs: the longest by generation, and in which thread (a long
+    full collection in the GUI thread is a stall; in another thread it holds the GIL the GUI thread needs)."""
+
+    def __init__(self) -> None:
+        self._started: dict[int, float] = {}
+        self.longest: dict[int, dict] = {}
+        self.over_10ms = 0
+        self.count = 0
+
+    def __call__(self, phase: str, info: dict) -> None:
+        ident = threading.get_ident()
+        if phase == "start":
+            self._started[ident] = time.perf_counter()
+            return
+        began = self._started.pop(ident, None)
+        if began is None:
+            return
+        ms = (time.perf_counter() - began) * 1e3
+        self.count += 1
+        self.over_10ms += ms > 10
+        generation = int(info.get("generation", -1))
+        if ms > self.longest.get(generation, {}).get("ms", -1.0):
+            self.longest[generation] = {"ms": round(ms, 2), "thread": threading.current_thread().name,
+                                        "collected": int(info.get("collected", 0))}
+
+    def start(self) -> None:
+        import gc
+
+        if self not in gc.callbacks:
+            gc.callbacks.append(self)
+
+    def reset(self) -> None:
+        self.longest, self.over_10ms, self.count = {}, 0, 0
+
+    def stop(self) -> dict:
+        import gc
+
+        if self in gc.callbacks:
+            gc.callbacks.remove(self)
+        return {"collections": self.count, "over_10ms": self.over_10ms,
+                "longest_by_generation": {str(g): v for g, v in sorted(self.longest.items())}}
+
+
 class StallMeter:
     """A precise timer that should fire every `interval_ms`; a late tick is time the GUI was blocked. For the
     longest stall it also says how much of it the GUI thread ran, and how much it waited for a CPU that the
@@ -148,7 +192,7 @@ def run_gui_bench(source: str, recipe: str | list[str] | None, seconds: float, f
         raise StationError(f"station bench --gui: {error}")
     window.show()
     pipeline.times = StageTimes(maxlen=bench_window(seconds))  # percentiles over the whole run
-    stall, memory = StallMeter(), MemoryWatch()
+    stall, memory, gc_pauses = StallMeter(), MemoryWatch(), GcPauses()
     state = {"t0": 0.0, "frames0": 0, "painted0": 0, "results0": 0, "measuring": False, "gui_cpu0": 0.0,
              "cpu0": 0.0}
     results = _ResultCount()
@@ -157,6 +201,7 @@ def run_gui_bench(source: str, recipe: str | list[str] | None, seconds: float, f
     def begin() -> None:
         pipeline.times.reset()
         stall.reset()
+        gc_pauses.reset()
         memory.mark_baseline()
         state.update(t0=time.perf_counter(), frames0=pipeline.camera_rate_count, painted0=service.painted_count,
                      results0=results.n, measuring=True, gui_cpu0=time.thread_time(), cpu0=time.process_time())
@@ -168,6 +213,7 @@ def run_gui_bench(source: str, recipe: str | list[str] | None, seconds: float, f
                 spent = time.perf_counter() - state["t0"]  # CPU read here: this is the GUI thread, still running
                 state["cpu"] = {"gui_thread": round(100 * (time.thread_time() - state["gui_cpu0"]) / spent, 1),
                                 "process": round(100 * (time.process_time() - state["cpu0"]) / spent, 1)}
+                state["gc"] = gc_pauses.stop()  # before quitting: closing the window collects everything once
                 app.quit()
 
     sampler = QTimer()
@@ -176,6 +222,7 @@ def run_gui_bench(source: str, recipe: str | list[str] | None, seconds: float, f
     QTimer.singleShot(int(warmup_s * 1000), begin)
     service.start()
     stall.start()
+    gc_pauses.start()
     sampler.start()
     app.exec()
     elapsed = time.perf_counter() - state["t0"]
@@ -184,6 +231,7 @@ def run_gui_bench(source: str, recipe: str | list[str] | None, seconds: float, f
                           round(stall.max_stall_ms, 2), memory, painted=True)
     report["stalls_over_50ms"] = stall.stalls_over_50
     report["longest_stall"] = stall.longest
+    report["gc_pauses"] = state.get("gc") or gc_pauses.stop()
     # percent of one core: how busy the GUI thread was (its own work, not waiting), and the whole process
     report["cpu_pct"] = state.get("cpu")
     report["load_average"] = [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
