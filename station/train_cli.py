@@ -16,8 +16,9 @@ def add_commands(sub) -> None:
 
     t = sub.add_parser("train", help="fit an engine on a dataset and save a recipe")
     t.add_argument("--engine", default="auto",
-                   help="rt, rt-attention, vit, patch, or auto (default): rt where cells are known; with good "
-                   "images only, rt per 8x8 patch for aligned parts, else patch (both with a pixel map)")
+                   help="rt, rt-attention, vit, patch, texture, fused, or auto (default): rt where cells are "
+                   "known; with good images only, whichever of rt per 8x8 patch, rt fused with the texture model, "
+                   "or patch tells synthetic defects best (all with a pixel map)")
     t.add_argument("--data", help="dataset folder (default: the bundled demo train split)")
     t.add_argument("--out", required=True, help="recipe folder to write")
     t.add_argument("--setup", help="a taught setup folder (station teach): region, grid and golden frame")
