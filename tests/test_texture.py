@@ -118,3 +118,18 @@ def test_the_free_form_choice_tries_the_fused_engine_and_keeps_the_simplest_on_a
     assert engine == first_best
     if engine == "fused":
         assert [p["engine"] for p in config["parts"]] == ["rt", "texture"] and grid.size == (128, 128)
+
+
+def test_fused_scores_stay_ordered_and_inside_a_recipes_bounds_for_near_identical_good_parts():
+    """With good parts almost alike the spread of their scores is tiny, and every small difference was dozens of
+    spreads: thresholds of e^40 that no recipe may hold. The spread counted is at least 5 % and distances beyond
+    8 spreads grow by their logarithm."""
+    rng = np.random.default_rng(7)
+    base = stripes(rng, 1)[0].astype(np.int16)
+    good = np.stack([np.clip(base + rng.integers(-1, 2, base.shape), 0, 255).astype(np.uint8) for _ in range(20)])
+    engine, report = fit("fused", {}, good)
+    assert (engine.spread >= 0.05).all() and max(report.thresholds) < 1e6
+    dark, _ = with_hole(good[0], r=4)
+    faint = (0.5 * good[0] + 0.5 * dark).astype(np.uint8)  # the same hole, half as deep
+    s_faint, s_dark = engine.infer(faint).score, engine.infer(dark).score
+    assert report.thresholds[1] <= s_faint < s_dark < np.exp(8 + np.log1p(1e6))

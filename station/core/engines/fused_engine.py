@@ -24,7 +24,11 @@ from station.core.verdict import calibrate_thresholds
 
 MIN_GOOD = 8
 PARTS = ("rt", "texture", "patch")  # anomaly engines with a map that may be fused
-MAX_Z = 40.0  # spreads above a typical good part beyond which a pixel is simply "far"
+MIN_Z = -40.0  # spreads below a typical good part counted at most (a blank map is not minus infinity)
+KNEE = 8.0  # beyond this many spreads a pixel's distance grows by its logarithm only: it stays ordered, and
+# its exponential stays finite (40 spreads read as 11.5, a million as 21.8)
+MIN_SPREAD = 0.05  # the least spread of log good scores counted: 5 %; near-identical good parts must not make
+# every small difference dozens of spreads
 
 
 class FusedPart(BaseModel):
@@ -77,8 +81,10 @@ class FusedEngine(Engine):
         maps = []
         for k, out in enumerate(outputs):
             logged = np.log(np.maximum(self._part_map(out), 1e-12))
-            maps.append(np.clip((logged - self.centre[k]) / self.spread[k], -MAX_Z, MAX_Z))
-        fused = np.exp(np.max(maps, axis=0)).astype(np.float32)
+            maps.append(np.maximum((logged - self.centre[k]) / self.spread[k], MIN_Z))
+        z = np.max(maps, axis=0)
+        z = np.where(z > KNEE, KNEE + np.log1p(np.maximum(z - KNEE, 0.0)), z)
+        fused = np.exp(z).astype(np.float32)
         g, p = self.grid, self.grid.cell_px
         cells = fused[: g.rows * p, : g.cols * p].reshape(g.rows, p, g.cols, p).max(axis=(1, 3))
         return EngineOutput(float(fused.max()), cells.astype(np.float64), pixel_map=fused,
@@ -108,7 +114,7 @@ class FusedEngine(Engine):
         logs = np.log(np.maximum(self._scores(data.crops[held]), 1e-12))
         self.centre = np.median(logs, axis=1)
         mad = np.median(np.abs(logs - self.centre[:, None]), axis=1) * 1.4826
-        self.spread = np.maximum(mad, 1e-3)
+        self.spread = np.maximum(mad, MIN_SPREAD)
         held_out = np.array([self._fuse(list(outs)).score for outs in
                              zip(*[part.infer_batch(data.crops[held]) for part in self.parts])])
         everything = TrainingSet(data.crops[good_idx], [data.ok_class] * len(good_idx), [None] * len(good_idx),

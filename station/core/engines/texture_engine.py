@@ -28,6 +28,7 @@ from station.core.verdict import calibrate_thresholds
 MIN_GOOD = 4
 RING = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx]
 SAMPLES = 400_000  # pixels the predictor of one level is fitted on (drawn evenly from the good crops)
+BATCH = 32  # crops whose ring of neighbours is held at once
 SHRINK = 10.0  # images' worth of weight the whole crop's residual spread has beside a position's own
 
 
@@ -87,9 +88,14 @@ class TextureEngine(Engine):
 
     # -- the model ------------------------------------------------------------------------------
     def _residual(self, images: np.ndarray, k: int) -> np.ndarray:
+        """Each pixel minus its prediction from the ring, BATCH images at a time (the ring is 8 copies)."""
         r = int(self.config["radius_px"])
         w = self.weights[k]
-        return images - (_ring(images, r) @ w[:8] + w[8])
+        out = np.empty(images.shape, np.float32)
+        for i in range(0, len(images), BATCH):
+            part = images[i:i + BATCH]
+            out[i:i + BATCH] = part - (_ring(part, r) @ w[:8] + w[8])
+        return out
 
     def _maps(self, crops: np.ndarray) -> np.ndarray:
         """(N, H, W) float32 maps at the crop's resolution: standardised residual magnitudes, largest level."""
@@ -121,10 +127,14 @@ class TextureEngine(Engine):
         weights, self.mean, self.spread = [], [], []
         for level in self.config["levels"]:
             images = _level(x, level)
-            ring = _ring(images, r).reshape(-1, len(RING))
+            # the predictor is fitted on SAMPLES pixels; the ring is built only for images enough to hold them
+            per_image = images.shape[1] * images.shape[2]
+            some = rng.permutation(len(images))[:max(1, int(np.ceil(2 * SAMPLES / per_image)))]
+            ring = _ring(images[some], r).reshape(-1, len(RING))
             pick = rng.integers(0, ring.shape[0], min(SAMPLES, ring.shape[0]))
             a = np.concatenate([ring[pick], np.ones((len(pick), 1), np.float32)], axis=1).astype(np.float64)
-            t = images.reshape(-1)[pick].astype(np.float64)
+            t = images[some].reshape(-1)[pick].astype(np.float64)
+            del ring
             w = np.linalg.solve(a.T @ a + 1e-6 * len(pick) * np.eye(a.shape[1]), a.T @ t)
             weights.append(w.astype(np.float32))
             self.weights = np.stack(weights)
