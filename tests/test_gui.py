@@ -395,6 +395,8 @@ def test_the_bench_times_garbage_collections_by_generation_and_thread():
     from station.ui.bench import GcPauses
 
     pauses = GcPauses()
+    was_enabled = gc.isenabled()
+    gc.disable()  # no automatic collection while the junk is made: the worker's is the only full one
     pauses.start()
     try:
         junk = [[i] for i in range(300_000)]  # tracked containers: a full collection has to walk them
@@ -404,6 +406,8 @@ def test_the_bench_times_garbage_collections_by_generation_and_thread():
         worker.join()
     finally:
         report = pauses.stop()
+        if was_enabled:
+            gc.enable()
     del junk
     assert pauses not in gc.callbacks and report["collections"] >= 2
     full = report["longest_by_generation"]["2"]
