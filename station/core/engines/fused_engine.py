@@ -91,10 +91,6 @@ class FusedEngine(Engine):
                             extra={"parts": {part.name: round(float(out.score), 6)
                                              for part, out in zip(self.parts, outputs)}})
 
-    def _scores(self, crops: np.ndarray) -> np.ndarray:
-        """(parts, N) each part's image score."""
-        return np.array([[o.score for o in part.infer_batch(crops)] for part in self.parts], dtype=float)
-
     # -- Engine ----------------------------------------------------------------------------------
     def fit(self, data: TrainingSet, seed: int = 0, progress: Progress | None = None) -> FitReport:
         good_idx = data.indices(data.ok_class)
@@ -111,12 +107,12 @@ class FusedEngine(Engine):
             if progress:
                 progress(f"fitting {part.name} on most good images", 0.1 + 0.4 * k / len(self.parts))
             part.fit(first, seed=seed)
-        logs = np.log(np.maximum(self._scores(data.crops[held]), 1e-12))
+        per_part = [part.infer_batch(data.crops[held]) for part in self.parts]
+        logs = np.log(np.maximum(np.array([[o.score for o in outs] for outs in per_part], dtype=float), 1e-12))
         self.centre = np.median(logs, axis=1)
         mad = np.median(np.abs(logs - self.centre[:, None]), axis=1) * 1.4826
         self.spread = np.maximum(mad, MIN_SPREAD)
-        held_out = np.array([self._fuse(list(outs)).score for outs in
-                             zip(*[part.infer_batch(data.crops[held]) for part in self.parts])])
+        held_out = np.array([self._fuse(list(outs)).score for outs in zip(*per_part)])
         everything = TrainingSet(data.crops[good_idx], [data.ok_class] * len(good_idx), [None] * len(good_idx),
                                  data.grid, data.ok_class)
         for k, part in enumerate(self.parts):
