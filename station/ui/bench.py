@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import faulthandler
+import gc
 import os
 import re
 import tempfile
@@ -54,8 +55,6 @@ class GcPauses:
                                         "collected": int(info.get("collected", 0))}
 
     def start(self) -> None:
-        import gc
-
         if self not in gc.callbacks:
             gc.callbacks.append(self)
 
@@ -63,8 +62,6 @@ class GcPauses:
         self.longest, self.over_10ms, self.count = {}, 0, 0
 
     def stop(self) -> dict:
-        import gc
-
         if self in gc.callbacks:
             gc.callbacks.remove(self)
         return {"collections": self.count, "over_10ms": self.over_10ms,

@@ -105,6 +105,14 @@ class EngineOutput:
     top_cell: tuple[int, int] | None = None
 
 
+def output_from_pixel_map(pixel_map: np.ndarray, grid: CellGrid, **fields: Any) -> EngineOutput:
+    """The output of an engine that maps pixels: the image score is the map's maximum, each cell's score the
+    largest of its pixels (the map's scale, so per-cell thresholds apply)."""
+    p = grid.cell_px
+    cells = pixel_map[: grid.rows * p, : grid.cols * p].reshape(grid.rows, p, grid.cols, p).max(axis=(1, 3))
+    return EngineOutput(float(pixel_map.max()), cells.astype(np.float64), pixel_map=pixel_map, **fields)
+
+
 @dataclass
 class FitReport:
     thresholds: tuple[float, float]  # (review, ng): score < review -> OK, score >= ng -> NG

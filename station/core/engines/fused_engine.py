@@ -16,7 +16,8 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from station.core.engines.base import Capabilities, Engine, EngineOutput, FitReport, Progress, TrainingSet
+from station.core.engines.base import (Capabilities, Engine, EngineOutput, FitReport, Progress, TrainingSet,
+                                       output_from_pixel_map)
 from station.core.engines.calibration import without_outliers
 from station.core.engines.settings import _Bounded
 from station.core.errors import EngineError
@@ -85,11 +86,8 @@ class FusedEngine(Engine):
         z = np.max(maps, axis=0)
         z = np.where(z > KNEE, KNEE + np.log1p(np.maximum(z - KNEE, 0.0)), z)
         fused = np.exp(z).astype(np.float32)
-        g, p = self.grid, self.grid.cell_px
-        cells = fused[: g.rows * p, : g.cols * p].reshape(g.rows, p, g.cols, p).max(axis=(1, 3))
-        return EngineOutput(float(fused.max()), cells.astype(np.float64), pixel_map=fused,
-                            extra={"parts": {part.name: round(float(out.score), 6)
-                                             for part, out in zip(self.parts, outputs)}})
+        return output_from_pixel_map(fused, self.grid, extra={"parts": {part.name: round(float(out.score), 6)
+                                                                        for part, out in zip(self.parts, outputs)}})
 
     # -- Engine ----------------------------------------------------------------------------------
     def fit(self, data: TrainingSet, seed: int = 0, progress: Progress | None = None) -> FitReport:

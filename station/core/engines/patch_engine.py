@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field, StrictInt
 
-from station.core.engines.base import Capabilities, Engine, EngineOutput, FitReport, Progress, TrainingSet
+from station.core.engines.base import (Capabilities, Engine, EngineOutput, FitReport, Progress, TrainingSet,
+                                       output_from_pixel_map)
 from station.core.engines.calibration import without_outliers
 from station.core.engines.settings import _Bounded
 from station.core.engines.patch_features import (FEATURE_DIM, Descriptor, greedy_coreset, nearest_distance,
@@ -75,10 +76,7 @@ class PatchMemoryEngine(Engine):
         return up.astype(np.float32)
 
     def _output(self, pixel_map: np.ndarray) -> EngineOutput:
-        g = self.grid
-        p = g.cell_px
-        cells = pixel_map[: g.rows * p, : g.cols * p].reshape(g.rows, p, g.cols, p).max(axis=(1, 3))
-        return EngineOutput(float(pixel_map.max()), cells.astype(np.float64), pixel_map=pixel_map)
+        return output_from_pixel_map(pixel_map, self.grid)
 
     def _candidates(self, crops: np.ndarray, n: int, rng: np.random.Generator, batch: int = 8) -> torch.Tensor:
         """About `n` raw descriptors drawn evenly from the crops (never all of them in memory at once)."""

@@ -18,7 +18,8 @@ import cv2
 import numpy as np
 from pydantic import Field, StrictInt
 
-from station.core.engines.base import Capabilities, Engine, EngineOutput, FitReport, Progress, TrainingSet
+from station.core.engines.base import (Capabilities, Engine, EngineOutput, FitReport, Progress, TrainingSet,
+                                       output_from_pixel_map)
 from station.core.engines.calibration import without_outliers
 from station.core.engines.settings import _Bounded
 from station.core.errors import EngineError
@@ -106,9 +107,7 @@ class TextureEngine(Engine):
         for k, level in enumerate(self.config["levels"]):
             z = np.abs((self._residual(_level(x, level), k) - self.mean[k]) / self.spread[k])
             for i, m in enumerate(z):
-                if sigma > 0:
-                    m = cv2.GaussianBlur(m, (0, 0), sigma)
-                m = m.copy()
+                m = cv2.GaussianBlur(m, (0, 0), sigma) if sigma > 0 else m.copy()
                 edge = r  # the mirrored ring at the border predicts itself: its pixels are left out
                 m[:edge], m[-edge:], m[:, :edge], m[:, -edge:] = 0, 0, 0, 0
                 if level:
@@ -117,10 +116,7 @@ class TextureEngine(Engine):
         return out
 
     def _output(self, pixel_map: np.ndarray) -> EngineOutput:
-        g = self.grid
-        p = g.cell_px
-        cells = pixel_map[: g.rows * p, : g.cols * p].reshape(g.rows, p, g.cols, p).max(axis=(1, 3))
-        return EngineOutput(float(pixel_map.max()), cells.astype(np.float64), pixel_map=pixel_map)
+        return output_from_pixel_map(pixel_map, self.grid)
 
     def _fit_model(self, x: np.ndarray, rng: np.random.Generator) -> None:
         r = int(self.config["radius_px"])
