@@ -14,6 +14,8 @@ Sets (licences as their sources state them):
                  as committed in doanthai161/Bottle-Anomaly-Detection.
   magnetic-tile  Magnetic tile surface defects (texture: tiles of varying size, masks), Huang et al. 2018,
                  abin24/Magnetic-tile-defect-datasets. ("use welcomed, cite the paper"; no licence file).
+                 Every tile is photographed under six lightings; train and test, dev and final, are split by
+                 tile, so no test tile has a near-duplicate among the training images.
   deeppcb        DeepPCB (printed circuit board, repeating tracks; 640 x 640 binarised), MIT licence,
                  tangsanli5201/DeepPCB. Defect boxes are drawn as filled rectangles for masks (coarse).
   kolektorsdd    KolektorSDD, Tabernik et al. 2019 (surface: electrical commutators, grey, 500 wide, 1235-1285 high,
@@ -125,8 +127,10 @@ class Writer:
         for split in ("dev", "final"):
             self.put(f"{split}/train/good/{name}.png", image)
 
-    def test(self, cls: str, name: str, image: np.ndarray, mask: np.ndarray | None = None) -> None:
-        split = "dev" if is_dev(f"{cls}/{name}") else "final"
+    def test(self, cls: str, name: str, image: np.ndarray, mask: np.ndarray | None = None,
+             split_key: str | None = None) -> None:
+        """A test image, in the dev or the final half by a hash of `split_key` (default: its class and name)."""
+        split = "dev" if is_dev(split_key or f"{cls}/{name}") else "final"
         self.put(f"{split}/test/{cls}/{name}.png", image)
         if mask is not None:
             self.put(f"{split}/ground_truth/{cls}/{name}_mask.png", np.where(mask > 127, 255, 0).astype(np.uint8))
@@ -142,20 +146,40 @@ def build_bottle(repo: Repo, out: Writer) -> None:
         out.test(cls, stem, repo.image(path), mask)
 
 
+TILE_GAP = 100  # photographs of one tile are numbered within this of each other (six lightings, exp1-exp6)
+
+
+def tile_of(stems: list[str]) -> dict[str, str]:
+    """Each photograph's tile: the set photographs every tile under six lightings (exp1_num_11276,
+    exp2_num_11292, ...), numbered in runs; a gap of more than TILE_GAP starts the next tile. Splitting by
+    tile keeps a test tile's other lightings out of the training images (they are near-duplicates: with them,
+    telling a new tile from a known one would pass for finding defects)."""
+    numbers = sorted((int(s.rsplit("_", 1)[1]), s) for s in stems)
+    out, start, last = {}, None, None
+    for n, stem in numbers:
+        if last is None or n - last > TILE_GAP:
+            start = n
+        out[stem], last = f"tile{start}", n
+    return out
+
+
 def build_magnetic_tile(repo: Repo, out: Writer) -> None:
-    for path in repo.ls("MT_Free/Imgs"):
-        if path.endswith(".jpg"):
-            stem = Path(path).stem
-            if in_train(stem, 0.8):
-                out.train(stem, repo.image(path))
-            else:
-                out.test("good", stem, repo.image(path))
+    free = [p for p in repo.ls("MT_Free/Imgs") if p.endswith(".jpg")]
+    tiles = tile_of([Path(p).stem for p in free])
+    for path in free:
+        stem = Path(path).stem
+        if in_train(tiles[stem], 0.8):
+            out.train(stem, repo.image(path))
+        else:
+            out.test("good", stem, repo.image(path), split_key=f"good/{tiles[stem]}")
     for folder in ("MT_Blowhole", "MT_Break", "MT_Crack", "MT_Fray", "MT_Uneven"):
         cls = folder[3:].lower()
-        for path in repo.ls(f"{folder}/Imgs"):
-            if path.endswith(".jpg"):
-                mask = repo.image(path[:-4] + ".png", cv2.IMREAD_GRAYSCALE)
-                out.test(cls, Path(path).stem, repo.image(path), mask)
+        paths = [p for p in repo.ls(f"{folder}/Imgs") if p.endswith(".jpg")]
+        tiles = tile_of([Path(p).stem for p in paths])
+        for path in paths:
+            mask = repo.image(path[:-4] + ".png", cv2.IMREAD_GRAYSCALE)
+            stem = Path(path).stem
+            out.test(cls, stem, repo.image(path), mask, split_key=f"{cls}/{tiles[stem]}")
 
 
 def build_deeppcb(repo: Repo, out: Writer, n_train: int = 400, n_test: int = 120) -> None:

@@ -95,3 +95,28 @@ def test_kolektorsdd_masks_the_defect_and_keeps_a_parts_good_views_together(tmp_
         in_train = [(out / "dev/train/good" / f"{s}.png").is_file() for s in goods]
         assert all(in_train) or not any(in_train)
     assert not list(out.glob("*/train/good/005.png"))
+
+
+def test_magnetic_tile_keeps_a_tiles_six_lightings_on_one_side_of_every_split(tmp_path):
+    assert rs.tile_of(["exp1_num_100", "exp2_num_150", "exp3_num_240", "exp1_num_400"]) == {
+        "exp1_num_100": "tile100", "exp2_num_150": "tile100", "exp3_num_240": "tile100", "exp1_num_400": "tile400"}
+    files = {}
+    for tile in range(12):  # twelve tiles, each photographed under six lightings, numbered in a run
+        for light in range(6):
+            stem = f"exp{light + 1}_num_{10_000 * (tile + 1) + 15 * light}"
+            files[f"MT_Free/Imgs/{stem}.jpg"] = cv2.imencode(".jpg", np.full((20, 30), 100 + tile, np.uint8))[1].tobytes()
+            if tile < 3:
+                files[f"MT_Crack/Imgs/{stem}.jpg"] = files[f"MT_Free/Imgs/{stem}.jpg"]
+                files[f"MT_Crack/Imgs/{stem}.png"] = _png(255, (20, 30))
+    git_dir, head = _commit(tmp_path / "src", files)
+    rs.build_magnetic_tile(rs.Repo(git_dir, head), rs.Writer(tmp_path / "out"))
+    out = tmp_path / "out"
+    for cls in ("good", "crack"):
+        for tile in range(12 if cls == "good" else 3):
+            stems = [f"exp{light + 1}_num_{10_000 * (tile + 1) + 15 * light}" for light in range(6)]
+            where = {tuple(sorted(p.relative_to(out).parts[:2] for p in out.glob(f"*/*/{cls}/{s}.png")))
+                     for s in stems}
+            assert len(where) == 1 and () not in where  # all six lightings in train, or all in one test half
+    trained = {p.stem for p in out.glob("dev/train/good/*.png")}
+    tested = {p.stem for p in out.glob("*/test/good/*.png")}
+    assert trained and tested and not trained & tested

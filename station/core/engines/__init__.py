@@ -15,6 +15,7 @@ _ENGINES = {
     "patch": "station.core.engines.patch_engine:PatchMemoryEngine",
     "texture": "station.core.engines.texture_engine:TextureEngine",
     "fused": "station.core.engines.fused_engine:FusedEngine",
+    "mt": "station.core.engines.mt_engine:MTEngine",
 }
 
 

@@ -24,7 +24,7 @@ from station.core.errors import EngineError
 from station.core.verdict import calibrate_thresholds
 
 MIN_GOOD = 8
-PARTS = ("rt", "texture", "patch")  # anomaly engines with a map that may be fused
+PARTS = ("rt", "texture", "patch", "mt")  # anomaly engines with a map that may be fused
 MIN_Z = -40.0  # spreads below a typical good part counted at most (a blank map is not minus infinity)
 KNEE = 8.0  # beyond this many spreads a pixel's distance grows by its logarithm only: it stays ordered, and
 # its exponential stays finite (40 spreads read as 11.5, a million as 21.8)
