@@ -151,7 +151,7 @@ def test_ranked_auroc_agrees_with_pairwise_and_pro_counts_regions():
     assert pro_score(maps, masks) == pytest.approx(1.0, abs=0.02) and half < 0.7
 
 
-def test_train_picks_patch_on_good_only_data_and_eval_reports_pixel_auroc(tmp_path, capsys):
+def test_train_picks_the_best_measured_engine_on_good_only_data_and_eval_reports_pixel_auroc(tmp_path, capsys):
     data = write_mvtec(tmp_path / "set", np.random.default_rng(3))
     assert not needs_cells(load_dataset(data, "train"), cells_given=False)
     assert patch_grid([np.zeros((64, 64, 3), np.uint8)]).size == (64, 64)
@@ -160,7 +160,10 @@ def test_train_picks_patch_on_good_only_data_and_eval_reports_pixel_auroc(tmp_pa
     assert main(["train", "--data", str(data), "--out", str(recipe), "--quiet",
                  "--config", json.dumps({"memory": 512, "candidates": 4000})]) == 0
     out, err = capsys.readouterr()
-    assert json.loads(out)["engine"] == "patch" and "patch engine" in err
+    chosen = json.loads(out)["engine"]
+    measured = Recipe.load(recipe).doc.provenance["engine_choice"]["synthetic_auroc"]
+    best = max(measured.values())
+    assert chosen == next(n for n in ("rt", "fused", "patch") if measured[n] == best) and f"{chosen} engine" in err
     assert main(["eval", "--recipe", str(recipe), "--data", str(data), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["auroc"] == 1.0

@@ -117,7 +117,8 @@ def test_the_free_form_choice_tries_the_fused_engine_and_keeps_the_simplest_on_a
     first_best = next(n for n in ("rt", "fused", "patch") if info["synthetic_auroc"][n] == best)
     assert engine == first_best
     if engine == "fused":
-        assert [p["engine"] for p in config["parts"]] == ["rt", "texture"] and grid.size == (128, 128)
+        assert [p["engine"] for p in config["parts"]] == ["rt", "texture", "mt"] and grid.size == (128, 128)
+        assert config["rule"] == "sum"
 
 
 def test_fused_scores_stay_ordered_and_inside_a_recipes_bounds_for_near_identical_good_parts():
@@ -133,3 +134,34 @@ def test_fused_scores_stay_ordered_and_inside_a_recipes_bounds_for_near_identica
     faint = (0.5 * good[0] + 0.5 * dark).astype(np.uint8)  # the same hole, half as deep
     s_faint, s_dark = engine.infer(faint).score, engine.infer(dark).score
     assert report.thresholds[1] <= s_faint < s_dark < np.exp(8 + np.log1p(1e6))
+
+
+def test_fused_evidence_adds_up_by_the_sum_rule_and_old_recipes_keep_the_largest():
+    """Where two parts each see a defect a little, the sum rule counts both; a recipe saved before the rule
+    existed keeps its old behaviour (the largest part decides)."""
+    rng = np.random.default_rng(8)
+    good = stripes(rng, 40)
+    engine, _ = fit("fused", {"rule": "sum"}, good)
+    bad, _ = with_hole(stripes(rng, 1)[0])
+    out = engine.infer(bad)
+    z = [(np.log(s) - c) / w for s, c, w in zip(out.extra["parts"].values(), engine.centre, engine.spread)]
+    assert sum(v for v in z if v > 0) > max(z) > 0  # both parts see the hole
+    old = engine_class("fused").from_saved(GRID, {k: v for k, v in engine.config.items() if k != "rule"})
+    assert old.config["rule"] == "max"
+    old.load_arrays(engine.arrays())
+    assert old.infer(bad).score < out.score
+    with pytest.raises(EngineError, match="rule"):
+        engine_class("fused")(GRID, {"rule": "mean"})
+
+
+def test_synthetic_defects_of_every_kind_change_the_image_and_a_smudge_wipes_out_the_grain():
+    from station.core.freeform import KINDS, synthetic_defect
+
+    rng = np.random.default_rng(9)
+    tile, donor = stripes(rng, 2, side=128)
+    for kind in range(KINDS):
+        out = synthetic_defect(tile, donor, np.random.default_rng(kind), kind=kind)
+        assert out.shape == tile.shape and out.dtype == np.uint8 and np.abs(out.astype(int) - tile).max() > 20
+    smudged = synthetic_defect(tile, donor, np.random.default_rng(3), kind=3).astype(float)[..., 0]
+    changed = np.abs(smudged - tile[..., 0]) > 10
+    assert smudged[changed].std() < tile[..., 0][changed].std()  # less grain where it changed

@@ -1,12 +1,14 @@
 """Which engine fits a free-form product given by good images only, measured rather than guessed.
 
 Three candidates, each on the whole frame resized to its crop: the RT method per 8 x 8 patch of a 128 px crop
-(one unit space per position: aligned parts); the same RT fused with the texture model on that crop (what
-the surface's own pattern does not predict, read against good parts: textures and surfaces); and the patch
+(one unit space per position: aligned parts); the same RT fused with the texture model (what the surface's
+own pattern does not predict) and the image MT (the whole surface's layout of brightness, contrast and
+colour) on that crop, their evidence added up against good parts (textures and surfaces); and the patch
 memory on a 256 px crop (position-free: views that are not aligned). Each is fitted on most of the good
 images and asked to tell the rest from copies of them with synthetic defects (dark or bright spots,
-scratches, a patch cut from another good image and pasted elsewhere, as in CutPaste); the one with the
-highest AUROC is chosen, the simpler one on a tie.
+scratches, a patch cut from another good image and pasted elsewhere as in CutPaste, smudges that wipe out
+the grain), two per held-out image, the kinds in turn; the one with the highest AUROC is chosen, the simpler
+one on a tie.
 """
 
 from __future__ import annotations
@@ -28,8 +30,11 @@ PATCH_SIDE = 256  # the crop side of the patch engine: detail for small defects 
 RT_PATCHES = CellGrid(16, 16, 8)  # RT per 8 x 8 patch of a 128 px crop
 CHOICE_TRAIN = 160  # good images the candidates are fitted on while choosing (at most)
 CHOICE_HELD = 30  # good images held out, each also given a synthetic defect (at most)
+MT_BLOCKS = 8  # the image MT's blocks: 16 px on the 128 px crop, two RT patches a side
 TEXTURE_LEVELS = [1, 2]  # the texture model on the 128 px crop halved and quartered (docs/photographs.md)
 PATCH_TRIAL = {"memory": 2048, "candidates": 12000}  # a lighter memory while choosing
+KINDS = 4  # synthetic defects: a spot, a scratch, a patch of another good image, a smudge
+DEFECTS_PER_HELD = 2  # each held-out good image is given this many defects (one at a time), kinds taken in turn
 
 
 def position_variance_share(images: list[np.ndarray], side: int = 32) -> float:
@@ -49,12 +54,14 @@ def patch_grid(goods: list[np.ndarray], cell_px: int | None = None) -> CellGrid:
     return CellGrid(8, 8, cell_px or crop // 8)
 
 
-def synthetic_defect(image: np.ndarray, donor: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A copy of a good RGB frame with one synthetic defect of a few per cent of its side."""
+def synthetic_defect(image: np.ndarray, donor: np.ndarray, rng: np.random.Generator,
+                     kind: int | None = None) -> np.ndarray:
+    """A copy of a good RGB frame with one synthetic defect of a few per cent of its side (`kind`: 0 a spot,
+    1 a scratch, 2 a rectangle of `donor` pasted elsewhere, 3 a smudge; drawn at random when not given)."""
     out = image.astype(np.float32)
     h, w = out.shape[:2]
     side = min(h, w)
-    kind = rng.integers(3)
+    kind = int(rng.integers(KINDS)) if kind is None else kind
     mask = np.zeros((h, w), np.float32)
     if kind == 0:  # a spot
         centre = (int(rng.integers(w // 8, w - w // 8)), int(rng.integers(h // 8, h - h // 8)))
@@ -67,6 +74,13 @@ def synthetic_defect(image: np.ndarray, donor: np.ndarray, rng: np.random.Genera
         mask = cv2.GaussianBlur(mask, (0, 0), max(0.7, side / 400))[..., None]
         shift = float(rng.choice([-1, 1]) * rng.uniform(50, 100))
         out = out + mask * shift
+    elif kind == 3:  # a smudge: a soft region whose grain is wiped out and whose level drifts (a stain, a dead area)
+        centre = (int(rng.integers(w // 6, w - w // 6)), int(rng.integers(h // 6, h - h // 6)))
+        axes = (max(3, int(side * rng.uniform(0.05, 0.12))), max(3, int(side * rng.uniform(0.05, 0.12))))
+        cv2.ellipse(mask, centre, axes, float(rng.uniform(0, 180)), 0, 360, 1.0, -1)
+        mask = cv2.GaussianBlur(mask, (0, 0), max(1.0, side / 100))[..., None]
+        wiped = cv2.GaussianBlur(out, (0, 0), max(1.5, side / 60)) * float(rng.uniform(0.6, 0.85))
+        out = out * (1 - mask) + wiped * mask
     else:  # CutPaste: a rectangle of another good frame, somewhere else
         donor = cv2.resize(donor, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32)
         pw, ph = max(2, int(w * rng.uniform(0.05, 0.15))), max(2, int(h * rng.uniform(0.05, 0.15)))
@@ -94,7 +108,8 @@ def choose_free_form(goods: list[np.ndarray], cell_px: int | None = None,
     # the camera aligns: no local search; hundreds of good images: one odd one must not set the thresholds
     rt = ("rt", {"pixel_map": True, "search_px": 0, "calibration": "robust"}, rt_grid)
     fused = ("fused", {"parts": [{"engine": "rt", "config": {"pixel_map": True, "search_px": 0}},
-                                 {"engine": "texture", "config": {"levels": TEXTURE_LEVELS}}]}, rt_grid)
+                                 {"engine": "texture", "config": {"levels": TEXTURE_LEVELS}},
+                                 {"engine": "mt", "config": {"blocks": MT_BLOCKS}}], "rule": "sum"}, rt_grid)
     patch = ("patch", {}, patch_grid(goods, cell_px))
     info: dict[str, Any] = {"position_variance_share": round(position_variance_share(goods), 4)}
     rng = np.random.default_rng(seed)
@@ -105,7 +120,8 @@ def choose_free_form(goods: list[np.ndarray], cell_px: int | None = None,
         return (*choice, {**info, "chosen_by": "position variance (too few images to measure)"})
     held = [goods[i] for i in order[:n_held]]
     train = [goods[i] for i in order[n_held:][:CHOICE_TRAIN]]
-    faulty = [synthetic_defect(im, goods[order[(k + 1) % len(order)]], rng) for k, im in enumerate(held)]
+    faulty = [synthetic_defect(im, goods[order[(k + 1) % len(order)]], rng, kind=(DEFECTS_PER_HELD * k + j) % KINDS)
+              for k, im in enumerate(held) for j in range(DEFECTS_PER_HELD)]
     scores = {}
     candidates = (rt, fused, patch)  # simplest first: a later one must do better to be chosen
     for name, config, grid in candidates:

@@ -10,7 +10,7 @@ of the fit set the thresholds. After that the parts are fitted again on every go
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import cv2
 import numpy as np
@@ -40,8 +40,9 @@ class FusedPart(BaseModel):
 
 
 class FusedSettings(_Bounded):
-    parts: list[FusedPart] = Field(min_length=2, max_length=3)
+    parts: list[FusedPart] = Field(min_length=2, max_length=4)
     holdout: float = Field(gt=0.0, lt=0.5)
+    rule: Literal["max", "sum"]
 
 
 class FusedEngine(Engine):
@@ -55,7 +56,9 @@ class FusedEngine(Engine):
     @classmethod
     def default_config(cls) -> dict[str, Any]:
         return {"parts": [{"engine": "rt", "config": {"pixel_map": True, "search_px": 0}},
-                          {"engine": "texture", "config": {}}], "holdout": 0.2}
+                          {"engine": "texture", "config": {}}], "holdout": 0.2, "rule": "sum"}
+
+    saved_before = {"rule": "max"}
 
     def __init__(self, grid, config: dict[str, Any] | None = None) -> None:
         super().__init__(grid, config)
@@ -84,6 +87,8 @@ class FusedEngine(Engine):
             logged = np.log(np.maximum(self._part_map(out), 1e-12))
             maps.append(np.maximum((logged - self.centre[k]) / self.spread[k], MIN_Z))
         z = np.max(maps, axis=0)
+        if self.config["rule"] == "sum":  # evidence adds up where several parts see something
+            z = np.where(z > 0, np.sum(np.maximum(maps, 0.0), axis=0), z)
         z = np.where(z > KNEE, KNEE + np.log1p(np.maximum(z - KNEE, 0.0)), z)
         fused = np.exp(z).astype(np.float32)
         return output_from_pixel_map(fused, self.grid, extra={"parts": {part.name: round(float(out.score), 6)

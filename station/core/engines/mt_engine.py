@@ -14,8 +14,11 @@ pixel by pixel:
 
 The covariance between items is what per-pixel models lack: on a tile whose streaks are brighter in one
 place, the neighbouring blocks move together, and only a change that breaks the good images' pattern of
-co-movement counts. The map shows each block's share of the distance (its items' contributions
-T_j (Σ⁻¹ T)_j, the negative ones dropped), scaled so that its maximum is the image's distance.
+co-movement counts. The map shows where the distance comes from: each block's share of it (its items'
+contributions T_j (Σ⁻¹ T)_j, the negative ones dropped), relative to the largest share, as the power the
+distance is raised to, so that the block carrying most of the distance reads the image's distance and one
+with half that share its square root; an image no farther than a typical good one (distance <= 1) reads its
+distance everywhere.
 """
 
 from __future__ import annotations
@@ -110,14 +113,16 @@ class MTEngine(Engine):
 
     def _output(self, share: np.ndarray) -> EngineOutput:
         n = int(self.config["blocks"])
-        score = max(float(share.sum()), 0.0)
-        per_block = np.maximum(share[: 4 * n * n].reshape(4, n * n), 0.0).sum(axis=0)
-        per_block += max(float(share[4 * n * n:].sum()), 0.0) / (n * n)  # the whole image's items: everywhere
+        score = max(float(share.sum()), 1e-12)
+        per_block = np.maximum(share[: 4 * n * n].reshape(4, n * n), 0.0).sum(axis=0).reshape(n, n)
         w, h = self.grid.size
-        m = cv2.resize(per_block.reshape(n, n).astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
-        peak = float(m.max())
-        m = m * np.float32(score / peak) if peak > 0 else np.full((h, w), score, np.float32)
-        return output_from_pixel_map(m, self.grid)
+        peak = float(per_block.max())
+        if score <= 1.0 or peak <= 0:  # no farther than a typical good image, or nowhere in particular
+            return output_from_pixel_map(np.full((h, w), score, np.float32), self.grid)
+        # a block's value is the distance raised to its share relative to the largest: the block that carries
+        # most of the distance gets all of it, one with half that share its square root
+        m = cv2.resize((per_block / peak).astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+        return output_from_pixel_map(np.exp(np.log(score) * m).astype(np.float32), self.grid)
 
     def _fit_space(self, x: np.ndarray) -> None:
         spread = x.std(axis=0)
