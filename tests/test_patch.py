@@ -16,7 +16,7 @@ from station.core.grid import CellGrid
 from station.core.inspector import Inspector
 from station.core.overlay import DEFECT_RGBA, OverlayRenderer
 from station.core.recipe import Recipe
-from station.core.freeform import choose_free_form, patch_grid, position_variance_share, synthetic_defect
+from station.core.freeform import choose_free_form, patch_grid, rt_grid, position_variance_share, synthetic_defect
 from station.core.training import needs_cells
 
 GRID = CellGrid(8, 8, 8)  # a 64 x 64 crop
@@ -156,6 +156,9 @@ def test_train_picks_the_best_measured_engine_on_good_only_data_and_eval_reports
     assert not needs_cells(load_dataset(data, "train"), cells_given=False)
     assert patch_grid([np.zeros((64, 64, 3), np.uint8)]).size == (64, 64)
     assert patch_grid([np.zeros((900, 900, 3), np.uint8)]).size == (256, 256)
+    tall, wide = [np.zeros((1250, 500, 3), np.uint8)], [np.zeros((100, 1000, 3), np.uint8)]
+    assert rt_grid(tall).size == (128, 320) and patch_grid(tall).size == (256, 640)  # the part's shape is kept
+    assert rt_grid(wide).size == (384, 128) and rt_grid(wide, cell_px=4).size == (192, 64)  # at most 3 times longer
     recipe = tmp_path / "r"
     assert main(["train", "--data", str(data), "--out", str(recipe), "--quiet",
                  "--config", json.dumps({"memory": 512, "candidates": 4000})]) == 0

@@ -1,6 +1,7 @@
 """Which engine fits a free-form product given by good images only, measured rather than guessed.
 
-Three candidates, each on the whole frame resized to its crop: the RT method per 8 x 8 patch of a 128 px crop
+Three candidates, each on the whole frame resized to its crop, which keeps the frame's shape (a long part is
+not squeezed into a square; for a square frame:) the RT method per 8 x 8 patch of a 128 px crop
 (one unit space per position: aligned parts); the same RT fused with the texture model (what the surface's
 own pattern does not predict) and the image MT (the whole surface's layout of brightness, contrast and
 colour) on that crop, their evidence added up against good parts (textures and surfaces); and the patch
@@ -27,7 +28,8 @@ from station.core.imageio import to_gray
 log = logging.getLogger(__name__)
 
 PATCH_SIDE = 256  # the crop side of the patch engine: detail for small defects at a CPU's pace
-RT_PATCHES = CellGrid(16, 16, 8)  # RT per 8 x 8 patch of a 128 px crop
+RT_CELLS = 16  # RT per 8 x 8 patch: 16 along the shorter side, a 128 px crop for a square frame
+MAX_ELONGATION = 3  # a crop's longer side has at most this many times the cells of its shorter side
 CHOICE_TRAIN = 160  # good images the candidates are fitted on while choosing (at most)
 CHOICE_HELD = 30  # good images held out, each also given a synthetic defect (at most)
 MT_BLOCKS = 8  # the image MT's blocks: 16 px on the 128 px crop, two RT patches a side
@@ -46,12 +48,32 @@ def position_variance_share(images: list[np.ndarray], side: int = 32) -> float:
     return float(grey.var(axis=0).mean() / total) if total > 0 else 0.0
 
 
+def aspect(goods: list[np.ndarray]) -> float:
+    """The good frames' median height over width."""
+    return float(np.median([im.shape[0] / im.shape[1] for im in goods]))
+
+
+def _cells_along(short: int, ratio: float) -> tuple[int, int]:
+    """(cols, rows): `short` cells along the frames' shorter side and as many along the longer side as keep
+    their shape (at most MAX_ELONGATION times as many), so a long part is not squeezed into a square."""
+    long = int(np.clip(round(short * max(ratio, 1 / ratio)), short, MAX_ELONGATION * short))
+    return (short, long) if ratio >= 1 else (long, short)
+
+
+def rt_grid(goods: list[np.ndarray], cell_px: int | None = None) -> CellGrid:
+    """RT_CELLS cells of 8 px along the frames' shorter side (a 128 px crop for a square frame), the other
+    side in proportion."""
+    cols, rows = _cells_along(RT_CELLS, aspect(goods))
+    return CellGrid(cols, rows, cell_px or 8)
+
+
 def patch_grid(goods: list[np.ndarray], cell_px: int | None = None) -> CellGrid:
-    """8 x 8 cells over the whole frame resized to a square crop of PATCH_SIDE px (smaller frames: their
-    median side, in steps of 64 px, at least 64)."""
+    """8 cells along the shorter side of a crop PATCH_SIDE px on that side (smaller frames: their median side,
+    in steps of 64 px, at least 64), the other side in proportion."""
     side = float(np.median([np.sqrt(im.shape[0] * im.shape[1]) for im in goods]))
     crop = PATCH_SIDE if side >= PATCH_SIDE else max(64, int(side // 64) * 64)
-    return CellGrid(8, 8, cell_px or crop // 8)
+    cols, rows = _cells_along(8, aspect(goods))
+    return CellGrid(cols, rows, cell_px or crop // 8)
 
 
 def synthetic_defect(image: np.ndarray, donor: np.ndarray, rng: np.random.Generator,
@@ -104,12 +126,12 @@ def _trial(name: str, config: dict[str, Any], grid: CellGrid, train: list[np.nda
 def choose_free_form(goods: list[np.ndarray], cell_px: int | None = None,
                      seed: int = 0) -> tuple[str, dict[str, Any], CellGrid, dict[str, Any]]:
     """(engine, settings, grid, what was measured) for a product given by good RGB frames only."""
-    rt_grid = RT_PATCHES if cell_px is None else CellGrid(RT_PATCHES.cols, RT_PATCHES.rows, cell_px)
+    grid = rt_grid(goods, cell_px)
     # the camera aligns: no local search; hundreds of good images: one odd one must not set the thresholds
-    rt = ("rt", {"pixel_map": True, "search_px": 0, "calibration": "robust"}, rt_grid)
+    rt = ("rt", {"pixel_map": True, "search_px": 0, "calibration": "robust"}, grid)
     fused = ("fused", {"parts": [{"engine": "rt", "config": {"pixel_map": True, "search_px": 0}},
                                  {"engine": "texture", "config": {"levels": TEXTURE_LEVELS}},
-                                 {"engine": "mt", "config": {"blocks": MT_BLOCKS}}], "rule": "sum"}, rt_grid)
+                                 {"engine": "mt", "config": {"blocks": MT_BLOCKS}}], "rule": "sum"}, grid)
     patch = ("patch", {}, patch_grid(goods, cell_px))
     info: dict[str, Any] = {"position_variance_share": round(position_variance_share(goods), 4)}
     rng = np.random.default_rng(seed)
