@@ -1,10 +1,11 @@
 """Image AUROC of the free-form engines' parts on the real sets, alone and fused by the largest robust z.
 
-For each set (dev split by default): the RT method per 8 x 8 patch and the texture model (the station's own
-engines, 128 px crop), and the per-pixel Gaussian baseline of scripts/real_bench.py, each fitted on 80 % of
-the good training images; the other 20 % give each score's median and robust spread (log scale), and the
-fusions take the largest of the standardised scores, as the fused engine does. What docs/photographs.md
-says of which parts to fuse comes from here.
+For each set (dev split by default): the RT method per 8 x 8 patch, the texture model and the image MT (the
+station's own engines, 128 px crop), and the per-pixel Gaussian baseline of scripts/real_bench.py, each
+fitted on 80 % of the good training images; the other 20 % give each score's median and robust spread (log
+scale). The fusions take the largest of the standardised image scores (rule max) or add those above zero
+(rule sum), as the fused engine does per pixel. What docs/photographs.md says of which parts to fuse comes
+from here.
 
     python scripts/engine_parts_trial.py [SET ...] [--final]
 """
@@ -26,7 +27,7 @@ from station.core.evaluate import ranked_auroc  # noqa: E402
 from station.core.grid import CellGrid  # noqa: E402
 
 GRID = CellGrid(16, 16, 8)
-COMBOS = (("rt", "texture"), ("rt", "gauss"), ("texture", "gauss"), ("rt", "texture", "gauss"))
+COMBOS = (("rt", "texture"), ("rt", "mt"), ("texture", "mt"), ("rt", "texture", "mt"), ("rt", "gauss"))
 
 
 def _engine(name: str, config: dict):
@@ -41,7 +42,8 @@ def _gauss(train: np.ndarray, *batches: np.ndarray) -> list[np.ndarray]:
     return [gauss_baseline(train, b)[0].reshape(len(b), -1).max(axis=1) for b in batches]
 
 
-PARTS = {"rt": _engine("rt", {"search_px": 0}), "texture": _engine("texture", {"levels": [1, 2]}), "gauss": _gauss}
+PARTS = {"rt": _engine("rt", {"search_px": 0}), "texture": _engine("texture", {"levels": [1, 2]}),
+         "mt": _engine("mt", {"blocks": 8}), "gauss": _gauss}
 
 
 def trial(root: Path, seed: int = 0) -> dict[str, float]:
@@ -60,7 +62,11 @@ def trial(root: Path, seed: int = 0) -> dict[str, float]:
         z[name] = (t - centre) / spread
     out = {name: round(float(ranked_auroc(v, y)), 3) for name, v in z.items()}
     for combo in COMBOS:
-        out["+".join(combo)] = round(float(ranked_auroc(np.max([z[c] for c in combo], axis=0), y)), 3)
+        stacked = np.array([z[c] for c in combo])
+        top = stacked.max(axis=0)
+        out["+".join(combo) + " max"] = round(float(ranked_auroc(top, y)), 3)
+        added = np.where(top > 0, np.maximum(stacked, 0).sum(axis=0), top)
+        out["+".join(combo) + " sum"] = round(float(ranked_auroc(added, y)), 3)
     return out
 
 
