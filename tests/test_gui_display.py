@@ -227,3 +227,15 @@ def test_a_picture_that_cannot_be_composed_in_the_inference_thread_is_composed_b
     assert item.display.thread == threading.get_ident() and window.live_view.canvas._image is item.display.image
     assert window.verdict_panel._item is item and service.pipeline.state.value == "running"
     assert "composing the live picture" in caplog.text
+
+
+def test_the_legend_labels_review_and_ng_apart_only_where_they_do_not_overlap(qtbot, window):
+    """A review threshold at 0.7 of the NG threshold on a 370 px bar put "review" and "NG threshold" on top of
+    each other (seen on the magnetic tiles' recipe); the labels are merged by their measured widths."""
+    legend = window.live_view.legend
+    width = legend.fontMetrics().horizontalAdvance
+    legend.set_review_frac(0.7)
+    assert [t for _, t in legend.ticks(370, width)] == ["0", "review / NG threshold", "2x NG"]
+    assert [t for _, t in legend.ticks(1200, width)] == ["0", "review", "NG threshold", "2x NG"]
+    legend.set_review_frac(0.3)
+    assert "review" in [t for _, t in legend.ticks(370, width)]

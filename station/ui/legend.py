@@ -22,6 +22,15 @@ class ColourLegend(QWidget):
             self.review_frac = review_frac
             self.update()
 
+    def ticks(self, width: float, text_width) -> list[tuple[float, str]]:
+        """(where on the scale, label): the review and NG labels become one when, at this bar width, their
+        centred texts would overlap (a review band too narrow to label apart)."""
+        review = min(max(self.review_frac, 0.05), 0.95)
+        apart = width * (1.0 - review) / SCALE_MAX
+        if apart < (text_width("review") + text_width("NG threshold")) / 2 + 8:
+            return [(0.0, "0"), (1.0, "review / NG threshold"), (SCALE_MAX, f"{SCALE_MAX:g}x NG")]
+        return [(0.0, "0"), (review, "review"), (1.0, "NG threshold"), (SCALE_MAX, f"{SCALE_MAX:g}x NG")]
+
     def paintEvent(self, event) -> None:  # noqa: N802
         p = QPainter(self)
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
@@ -31,11 +40,7 @@ class ColourLegend(QWidget):
             grad.setColorAt(at / SCALE_MAX, QColor(*rgb))
         p.fillRect(bar, grad)
         p.setPen(QColor(220, 220, 220))
-        review = min(max(self.review_frac, 0.05), 0.95)
-        if review > 0.8:  # a review band too narrow to label apart: one label, not two on top of each other
-            ticks = [(0.0, "0"), (1.0, "review / NG threshold"), (SCALE_MAX, f"{SCALE_MAX:g}x NG")]
-        else:
-            ticks = [(0.0, "0"), (review, "review"), (1.0, "NG threshold"), (SCALE_MAX, f"{SCALE_MAX:g}x NG")]
+        ticks = self.ticks(bar.width(), p.fontMetrics().horizontalAdvance)
         for at, text in ticks:
             x = bar.left() + bar.width() * at / SCALE_MAX
             p.drawLine(int(x), int(bar.bottom()), int(x), int(bar.bottom()) + 4)

@@ -1,11 +1,13 @@
 """The fused engine: several anomaly engines on the same crop, each read against its own good parts.
 
-Each part (say the RT method per patch, which knows where things belong, and the texture model, which knows
-what the surface looks like) is fitted on most of the good images; the rest tell how each part scores a good
-image (median and spread of the logarithm of its score). A part's map then counts in those spreads how far
-a pixel is from a typical good part, and the fused map is the largest of them: whichever engine sees the
-defect best decides, on a common scale. The image score is the fused map's maximum; good images held out
-of the fit set the thresholds. After that the parts are fitted again on every good image.
+Each part (say the RT method per patch, which knows where things belong, the texture model, which knows
+what the surface looks like, and the image MT, which knows the whole surface's layout) is fitted on most of
+the good images; the rest tell how each part scores a good image (median and spread of the logarithm of its
+score). A part's map then counts in those spreads how far a pixel is from a typical good part. By the rule
+`sum` (the default) the fused map adds, where any part is above a typical good part, the spreads of every
+part that is: a defect two parts each see a little counts more than noise one part sees; by the rule `max`
+(recipes saved before the rule existed) the largest decides. The image score is the fused map's maximum;
+good images held out of the fit set the thresholds. After that the parts are fitted again on every good image.
 """
 
 from __future__ import annotations
@@ -49,9 +51,9 @@ class FusedEngine(Engine):
     name = "fused"
     kind = "anomaly"
     settings_model = FusedSettings
-    capabilities = Capabilities(map_name="spreads above a typical good part, the engine that sees most, per pixel",
-                                summary="fused: several anomaly engines, each read against good parts; the "
-                                        "one that sees a defect best decides")
+    capabilities = Capabilities(map_name="spreads above a typical good part, the parts' evidence per pixel",
+                                summary="fused: several anomaly engines, each read against good parts; what "
+                                        "each sees of a defect adds up")
 
     @classmethod
     def default_config(cls) -> dict[str, Any]:
