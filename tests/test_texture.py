@@ -113,6 +113,9 @@ def test_the_free_form_choice_tries_the_fused_engine_and_keeps_the_simplest_on_a
     tiles = list(stripes(rng, 40))
     engine, config, grid, info = choose_free_form(tiles)
     assert set(info["synthetic_auroc"]) == {"rt", "fused", "patch"}
+    for name, kinds in info["synthetic_auroc_per_kind"].items():  # an engine counts as good as its worst kind
+        assert set(kinds) == {"spot", "scratch", "pasted", "smudge"}
+        assert info["synthetic_auroc"][name] == min(kinds.values())
     best = max(info["synthetic_auroc"].values())
     first_best = next(n for n in ("rt", "fused", "patch") if info["synthetic_auroc"][n] == best)
     assert engine == first_best

@@ -8,8 +8,9 @@ colour) on that crop, their evidence added up against good parts (textures and s
 memory on a 256 px crop (position-free: views that are not aligned). Each is fitted on most of the good
 images and asked to tell the rest from copies of them with synthetic defects (dark or bright spots,
 scratches, a patch cut from another good image and pasted elsewhere as in CutPaste, smudges that wipe out
-the grain), two per held-out image, the kinds in turn; the one with the highest AUROC is chosen, the simpler
-one on a tie.
+the grain), every held-out image getting each kind once. The product's defects are not known, so each engine
+counts as good as the kind of defect it finds worst (its lowest AUROC over the kinds); the best of those is
+chosen, the simpler one on a tie.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ PATCH_SIDE = 256  # the crop side of the patch engine: detail for small defects 
 RT_CELLS = 16  # RT per 8 x 8 patch: 16 along the shorter side, a 128 px crop for a square frame
 MAX_ELONGATION = 3  # a crop's longer side has at most this many times the cells of its shorter side
 CHOICE_TRAIN = 160  # good images the candidates are fitted on while choosing (at most)
-CHOICE_HELD = 30  # good images held out, each also given a synthetic defect (at most)
+CHOICE_HELD = 30  # good images held out, each also given every kind of synthetic defect (at most)
 MT_BLOCKS = 8  # the image MT's blocks: 16 px on the 128 px crop, two RT patches a side
 TEXTURE_LEVELS = [1, 2]  # the texture model on the 128 px crop halved and quartered (docs/photographs.md)
 PATCH_TRIAL = {"memory": 2048, "candidates": 12000}  # a lighter memory while choosing
@@ -147,9 +148,9 @@ def choose_free_form(goods: list[np.ndarray], cell_px: int | None = None,
                      for k, im in enumerate(held)] for kind in range(KINDS)}
     per_kind, scores = {}, {}
     candidates = (rt, fused, patch)  # simplest first: a later one must do better to be chosen
-    for name, config, grid in candidates:
+    for name, config, its_grid in candidates:
         trial = {**config, **PATCH_TRIAL} if name == "patch" else config
-        per_kind[name] = _trial(name, trial, grid, train, held, faulty, seed)
+        per_kind[name] = _trial(name, trial, its_grid, train, held, faulty, seed)
         # the product's defects are not known: an engine is as good as the kind it finds worst
         scores[name] = min(per_kind[name].values())
     log.info("free-form choice: synthetic-defect AUROC per kind %s", per_kind)
