@@ -66,8 +66,8 @@ def test_bad_settings_arrays_and_good_images_give_one_line():
         engine_class("mt")(GRID, {"blocks": 16, "side_px": 32})
     with pytest.raises(EngineError, match="every good image is the same"):
         fit(np.full((20, 64, 64, 3), 128, np.uint8))
-    with pytest.raises(EngineError, match="at least 8"):
-        fit(shaded(np.random.default_rng(2), 5))
+    with pytest.raises(EngineError, match="at least 5"):
+        fit(shaded(np.random.default_rng(2), 4))
     engine, _ = fit(shaded(np.random.default_rng(3), 30))
     arrays = engine.arrays()
     broken = {**arrays, "precision": arrays["precision"][:-1]}

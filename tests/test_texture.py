@@ -168,3 +168,27 @@ def test_synthetic_defects_of_every_kind_change_the_image_and_a_smudge_wipes_out
     smudged = synthetic_defect(tile, donor, np.random.default_rng(3), kind=3).astype(float)[..., 0]
     changed = np.abs(smudged - tile[..., 0]) > 10
     assert smudged[changed].std() < tile[..., 0][changed].std()  # less grain where it changed
+
+
+def test_the_free_form_choice_works_from_a_dozen_good_images_and_skips_an_engine_it_cannot_measure(monkeypatch):
+    """Twelve good images made `station train` fail: the fused candidate's image MT was fitted on 6 of them
+    and wanted 8. Every candidate is now measured from a dozen, and one that cannot be is left out, saying why."""
+    import station.core.freeform as freeform
+
+    tiles = list(stripes(np.random.default_rng(10), 12))
+    engine, _, _, info = choose_free_form(tiles)
+    assert set(info["synthetic_auroc"]) == {"rt", "fused", "patch"} and "not_measured" not in info
+    real_trial = freeform._trial
+
+    def patch_fails(name, *args):
+        if name == "patch":
+            raise EngineError("the patch engine needs more images")
+        return real_trial(name, *args)
+
+    monkeypatch.setattr(freeform, "_trial", patch_fails)
+    engine, _, _, info = choose_free_form(tiles)
+    assert engine in ("rt", "fused") and set(info["synthetic_auroc"]) == {"rt", "fused"}
+    assert info["not_measured"] == {"patch": "the patch engine needs more images"}
+    monkeypatch.setattr(freeform, "_trial", lambda *a: (_ for _ in ()).throw(EngineError("too few")))
+    with pytest.raises(EngineError, match="no free-form engine could be measured"):
+        choose_free_form(tiles)

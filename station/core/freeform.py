@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from station.core.engines import TrainingSet, engine_class
+from station.core.errors import EngineError
 from station.core.evaluate import auroc
 from station.core.grid import CellGrid
 from station.core.imageio import to_gray
@@ -146,15 +147,26 @@ def choose_free_form(goods: list[np.ndarray], cell_px: int | None = None,
     # every held-out image gets each kind of defect once: each kind is measured on as many images
     faulty = {kind: [synthetic_defect(im, goods[order[(k + 1) % len(order)]], rng, kind=kind)
                      for k, im in enumerate(held)] for kind in range(KINDS)}
-    per_kind, scores = {}, {}
+    per_kind, scores, not_measured = {}, {}, {}
     candidates = (rt, fused, patch)  # simplest first: a later one must do better to be chosen
     for name, config, its_grid in candidates:
         trial = {**config, **PATCH_TRIAL} if name == "patch" else config
-        per_kind[name] = _trial(name, trial, its_grid, train, held, faulty, seed)
+        try:
+            per_kind[name] = _trial(name, trial, its_grid, train, held, faulty, seed)
+        except EngineError as exc:  # e.g. too few images for it: it is not chosen, and the recipe says why
+            log.warning("free-form choice: %s could not be measured: %s", name, exc)
+            not_measured[name] = str(exc)
+            continue
         # the product's defects are not known: an engine is as good as the kind it finds worst
         scores[name] = min(per_kind[name].values())
     log.info("free-form choice: synthetic-defect AUROC per kind %s", per_kind)
-    choice = max(candidates, key=lambda c: (scores[c[0]], -candidates.index(c)))
+    measured = [c for c in candidates if c[0] in scores]
+    if not measured:
+        raise EngineError("no free-form engine could be measured on these good images: "
+                          + "; ".join(f"{k}: {v}" for k, v in not_measured.items()))
+    choice = max(measured, key=lambda c: (scores[c[0]], -candidates.index(c)))
+    if not_measured:
+        info["not_measured"] = not_measured
     return (*choice, {**info, "chosen_by": "synthetic defects on held-out good images, the worst kind",
                       "synthetic_auroc": {k: round(v, 4) for k, v in scores.items()},
                       "synthetic_auroc_per_kind": {k: {DEFECT_KINDS[kind]: round(v, 4) for kind, v in kinds.items()}

@@ -36,7 +36,7 @@ from station.core.engines.settings import _Bounded
 from station.core.errors import EngineError
 from station.core.verdict import calibrate_thresholds
 
-MIN_GOOD = 8
+MIN_GOOD = 5  # the fused engine (8 images at least) fits its parts on the 5 it does not hold out
 QUANTILES = {"grey": (1, 5, 25, 50, 75, 95, 99), "gradient": (50, 90, 99, 99.9), "laplacian": (50, 90, 99, 99.9),
              "contrast": (10, 50, 90, 99, 100)}
 N_GLOBAL = sum(len(q) for q in QUANTILES.values()) + 1  # and the grey level's spread
@@ -143,7 +143,7 @@ class MTEngine(Engine):
         if len(good_idx) < MIN_GOOD:
             raise EngineError(f"the mt engine needs at least {MIN_GOOD} '{data.ok_class}' images, got {len(good_idx)}")
         order = np.random.default_rng(seed).permutation(good_idx)
-        n_hold = max(3, int(round(len(order) * float(self.config["holdout"]))))
+        n_hold = max(2, int(round(len(order) * float(self.config["holdout"]))))
         held, kept = order[:n_hold], order[n_hold:]
         if progress:
             progress("describing the good images", 0.2)
