@@ -16,8 +16,8 @@ The covariance between items is what per-pixel models lack: on a tile whose stre
 place, the neighbouring blocks move together, and only a change that breaks the good images' pattern of
 co-movement counts. The map shows where the distance comes from: each block's share of it (its items'
 contributions T_j (Σ⁻¹ T)_j, the negative ones dropped), relative to the largest share, as the power the
-distance is raised to, so that the block carrying most of the distance reads the image's distance and one
-with half that share its square root; an image no farther than a typical good one (distance <= 1) reads its
+distance is raised to, so that the block carrying most of the distance reads about the image's distance and
+one with half that share its square root; an image no farther than a typical good one (distance <= 1) reads its
 distance everywhere.
 """
 
@@ -120,7 +120,8 @@ class MTEngine(Engine):
         if score <= 1.0 or peak <= 0:  # no farther than a typical good image, or nowhere in particular
             return output_from_pixel_map(np.full((h, w), score, np.float32), self.grid)
         # a block's value is the distance raised to its share relative to the largest: the block that carries
-        # most of the distance gets all of it, one with half that share its square root
+        # most of the distance gets nearly all of it (interpolated between block centres, the map's peak is
+        # at least 0.94 of it in the exponent, for a block alone), one with half that share its square root
         m = cv2.resize((per_block / peak).astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
         return output_from_pixel_map(np.exp(np.log(score) * m).astype(np.float32), self.grid)
 
