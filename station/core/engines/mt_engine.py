@@ -18,7 +18,7 @@ co-movement counts. The map shows where the distance comes from: each block's sh
 contributions T_j (Σ⁻¹ T)_j, the negative ones dropped), relative to the largest share, as the power the
 distance is raised to, so that the block carrying most of the distance reads about the image's distance and
 one with half that share its square root; an image no farther than a typical good one (distance <= 1) reads its
-distance everywhere.
+distance everywhere. As for every engine that maps pixels, the image score is the map's peak.
 """
 
 from __future__ import annotations
