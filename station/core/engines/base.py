@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel
 
+from station.core.errors import EngineError
 from station.core.grid import CellGrid
 
 Progress = Callable[[str, float], None]  # (message, fraction done)
@@ -111,6 +112,13 @@ def output_from_pixel_map(pixel_map: np.ndarray, grid: CellGrid, **fields: Any) 
     p = grid.cell_px
     cells = pixel_map[: grid.rows * p, : grid.cols * p].reshape(grid.rows, p, grid.cols, p).max(axis=(1, 3))
     return EngineOutput(float(pixel_map.max()), cells.astype(np.float64), pixel_map=pixel_map, **fields)
+
+
+def check_crops(crops: np.ndarray, grid: CellGrid, engine: str) -> None:
+    """Refuse, in one line, an array that is not a batch of crops of the grid's size."""
+    if crops.ndim not in (3, 4) or tuple(crops.shape[1:3]) != (grid.size[1], grid.size[0]):
+        raise EngineError(f"the {engine} engine takes {grid.size[0]}x{grid.size[1]} crops, "
+                          f"not an array of shape {crops.shape}")
 
 
 @dataclass

@@ -3,7 +3,11 @@ hundreds (a smudge on the lens, a part photographed twice) must not lift the thr
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+
+from station.core.verdict import calibrate_thresholds
 
 OUTLIER_MADS = 3.0  # robust z beyond which a held-out good score is set aside (log scale)
 
@@ -23,3 +27,13 @@ def without_outliers(scores: np.ndarray, min_kept: int = 10) -> tuple[np.ndarray
     bound = float(np.exp(med + OUTLIER_MADS * mad))
     far = np.isfinite(s) & (s > bound)
     return s[~far], int(far.sum())
+
+
+def held_out_thresholds(held_out: np.ndarray,
+                        defect_scores: np.ndarray) -> tuple[tuple[float, float], dict[str, Any]]:
+    """(review, NG) thresholds from held-out good scores (far outliers set aside) and any defect scores, with
+    what a fit report says of them."""
+    kept, set_aside = without_outliers(held_out)
+    return calibrate_thresholds(kept, defect_scores), {
+        "held_out_good_max": float(kept.max()), "held_out_good_set_aside": set_aside,
+        "defect_min": float(defect_scores.min()) if defect_scores.size else None}

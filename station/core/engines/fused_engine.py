@@ -20,10 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from station.core.engines.base import (Capabilities, Engine, EngineOutput, FitReport, Progress, TrainingSet,
                                        output_from_pixel_map)
-from station.core.engines.calibration import without_outliers
+from station.core.engines.calibration import held_out_thresholds
 from station.core.engines.settings import _Bounded
 from station.core.errors import EngineError
-from station.core.verdict import calibrate_thresholds
 
 MIN_GOOD = 8
 PARTS = ("rt", "texture", "patch", "mt")  # anomaly engines with a map that may be fused
@@ -127,16 +126,14 @@ class FusedEngine(Engine):
         defect_idx = np.array([i for i, lab in enumerate(data.labels) if lab != data.ok_class], dtype=int)
         defect_scores = np.array([o.score for o in self.infer_batch(data.crops[defect_idx])]) \
             if defect_idx.size else np.array([])
-        held_out, set_aside = without_outliers(held_out)
-        thresholds = calibrate_thresholds(held_out, defect_scores)
+        thresholds, calibration = held_out_thresholds(held_out, defect_scores)
         if progress:
             progress("fused engine ready", 1.0)
         return FitReport(thresholds, {
             "parts": [p.name for p in self.parts], "held_out_good_images": int(len(held)),
             "part_good_log_median": [round(float(c), 4) for c in self.centre],
             "part_good_log_spread": [round(float(s), 4) for s in self.spread],
-            "held_out_good_max": float(held_out.max()), "held_out_good_set_aside": set_aside,
-            "defect_min": float(defect_scores.min()) if defect_scores.size else None,
+            **calibration,
         })
 
     def infer(self, crop: np.ndarray) -> EngineOutput:

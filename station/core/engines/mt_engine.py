@@ -30,11 +30,10 @@ import numpy as np
 from pydantic import Field, StrictInt
 
 from station.core.engines.base import (Capabilities, Engine, EngineOutput, FitReport, Progress, TrainingSet,
-                                       output_from_pixel_map)
-from station.core.engines.calibration import without_outliers
+                                       check_crops, output_from_pixel_map)
+from station.core.engines.calibration import held_out_thresholds
 from station.core.engines.settings import _Bounded
 from station.core.errors import EngineError
-from station.core.verdict import calibrate_thresholds
 
 MIN_GOOD = 5  # the fused engine (8 images at least) fits its parts on the 5 it does not hold out
 QUANTILES = {"grey": (1, 5, 25, 50, 75, 95, 99), "gradient": (50, 90, 99, 99.9), "laplacian": (50, 90, 99, 99.9),
@@ -152,14 +151,12 @@ class MTEngine(Engine):
         held_out = self._contributions(data.crops[held]).sum(axis=1)
         defect_idx = np.array([i for i, lab in enumerate(data.labels) if lab != data.ok_class], dtype=int)
         defect_scores = self._contributions(data.crops[defect_idx]).sum(axis=1) if defect_idx.size else np.array([])
-        held_out, set_aside = without_outliers(held_out)
-        thresholds = calibrate_thresholds(held_out, defect_scores)
+        thresholds, calibration = held_out_thresholds(held_out, defect_scores)
         if progress:
             progress("unit space ready", 1.0)
         return FitReport(thresholds, {
             "unit_space_images": int(len(kept)), "items": int(self.used.sum()), "held_out_good_images": int(len(held)),
-            "held_out_good_max": float(held_out.max()), "held_out_good_set_aside": set_aside,
-            "defect_min": float(defect_scores.min()) if defect_scores.size else None,
+            **calibration,
         })
 
     def infer(self, crop: np.ndarray) -> EngineOutput:
@@ -168,9 +165,7 @@ class MTEngine(Engine):
     def infer_batch(self, crops: np.ndarray) -> list[EngineOutput]:
         if self.precision is None:
             raise EngineError("the mt engine has not been fitted")
-        if crops.ndim not in (3, 4) or tuple(crops.shape[1:3]) != (self.grid.size[1], self.grid.size[0]):
-            raise EngineError(f"the mt engine takes {self.grid.size[0]}x{self.grid.size[1]} crops, "
-                              f"not an array of shape {crops.shape}")
+        check_crops(crops, self.grid, "mt")
         return [self._output(s) for s in self._contributions(crops)]
 
     def arrays(self) -> dict[str, np.ndarray]:

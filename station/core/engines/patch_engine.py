@@ -20,13 +20,12 @@ from pydantic import Field, StrictInt
 
 from station.core.engines.base import (Capabilities, Engine, EngineOutput, FitReport, Progress, TrainingSet,
                                        output_from_pixel_map)
-from station.core.engines.calibration import without_outliers
+from station.core.engines.calibration import held_out_thresholds
 from station.core.engines.settings import _Bounded
 from station.core.engines.patch_features import (FEATURE_DIM, Descriptor, greedy_coreset, nearest_distance,
                                                  principal_axes, raw_descriptors)
 from station.core.errors import EngineError
 from station.core.grid import CellGrid
-from station.core.verdict import calibrate_thresholds
 
 MAX_MEMORY = 65536
 MIN_GOOD = 4
@@ -118,15 +117,12 @@ class PatchMemoryEngine(Engine):
         defect_idx = np.array([i for i, lab in enumerate(data.labels) if lab != data.ok_class], dtype=int)
         defect_scores = np.array([self._output(m).score for m in self._maps(crops[defect_idx])]) \
             if defect_idx.size else np.array([])
-        held_out, set_aside = without_outliers(held_out)
-        thresholds = calibrate_thresholds(held_out, defect_scores)
+        thresholds, calibration = held_out_thresholds(held_out, defect_scores)
         if progress:
             progress("memory ready", 1.0)
         return FitReport(thresholds, {
             "memory_images": int(len(kept)), "memory_size": int(self.memory.shape[0]),
-            "held_out_good_images": int(len(held)), "held_out_good_max": float(held_out.max()),
-            "held_out_good_set_aside": set_aside,
-            "defect_min": float(defect_scores.min()) if defect_scores.size else None,
+            "held_out_good_images": int(len(held)), **calibration,
         })
 
     def infer(self, crop: np.ndarray) -> EngineOutput:

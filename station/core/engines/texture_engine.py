@@ -19,12 +19,11 @@ import numpy as np
 from pydantic import Field, StrictInt
 
 from station.core.engines.base import (Capabilities, Engine, EngineOutput, FitReport, Progress, TrainingSet,
-                                       output_from_pixel_map)
-from station.core.engines.calibration import without_outliers
+                                       check_crops, output_from_pixel_map)
+from station.core.engines.calibration import held_out_thresholds
 from station.core.engines.settings import _Bounded
 from station.core.errors import EngineError
 from station.core.imageio import to_gray
-from station.core.verdict import calibrate_thresholds
 
 MIN_GOOD = 4
 RING = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx]
@@ -158,14 +157,11 @@ class TextureEngine(Engine):
         defect_idx = np.array([i for i, lab in enumerate(data.labels) if lab != data.ok_class], dtype=int)
         defect_scores = np.array([self._output(m).score for m in self._maps(data.crops[defect_idx])]) \
             if defect_idx.size else np.array([])
-        held_out, set_aside = without_outliers(held_out)
-        thresholds = calibrate_thresholds(held_out, defect_scores)
+        thresholds, calibration = held_out_thresholds(held_out, defect_scores)
         if progress:
             progress("texture model ready", 1.0)
         return FitReport(thresholds, {
-            "model_images": int(len(kept)), "held_out_good_images": int(len(held)),
-            "held_out_good_max": float(held_out.max()), "held_out_good_set_aside": set_aside,
-            "defect_min": float(defect_scores.min()) if defect_scores.size else None,
+            "model_images": int(len(kept)), "held_out_good_images": int(len(held)), **calibration,
         })
 
     def infer(self, crop: np.ndarray) -> EngineOutput:
@@ -174,9 +170,7 @@ class TextureEngine(Engine):
     def infer_batch(self, crops: np.ndarray) -> list[EngineOutput]:
         if self.weights is None:
             raise EngineError("the texture engine has not been fitted")
-        if crops.ndim not in (3, 4) or tuple(crops.shape[1:3]) != (self.grid.size[1], self.grid.size[0]):
-            raise EngineError(f"the texture engine takes {self.grid.size[0]}x{self.grid.size[1]} crops, "
-                              f"not an array of shape {crops.shape}")
+        check_crops(crops, self.grid, "texture")
         return [self._output(m) for m in self._maps(crops)]
 
     def arrays(self) -> dict[str, np.ndarray]:
