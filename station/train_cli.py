@@ -26,6 +26,9 @@ def add_commands(sub) -> None:
     t.add_argument("--cell-px", type=_int_in(4, 256), help="cell size in the registered crop, px (default: follows the pitch)")
     t.add_argument("--region", choices=("pattern", "blob"), default="pattern",
                    help="find the taught pattern (default) or the largest blob (recipes of earlier versions)")
+    t.add_argument("--defect-images", metavar="DIR",
+                   help="photographs of defective parts (any folders under DIR): with good images only and no "
+                   "--engine, the engines are measured on these instead of on synthetic defects alone")
     t.add_argument("--max-per-class", type=COUNT, help="a seeded sample of at most N images per class")
     t.add_argument("--seed", type=SEED, default=0)
     t.add_argument("--name", help="recipe name (default: the folder name)")
@@ -119,6 +122,27 @@ def cmd_teach(args) -> int:
     return 0
 
 
+def _defect_images(folder: str, seed: int) -> tuple[list, list[str]]:
+    """The readable photographs under `folder` (a seeded sample of at most MAX_TAUGHT, drawn before any is
+    read) and a line for each that cannot be read; one line if none can."""
+    import numpy as np  # noqa: PLC0415 - the CLI starts without numpy
+
+    from station.core.freeform import MAX_TAUGHT
+    from station.core.imageio import is_image_file
+    from station.core.training import read_readable
+
+    root = Path(folder)
+    if not root.is_dir():
+        raise StationError(f"--defect-images: {folder} is not a folder")
+    paths = sorted(p for p in root.rglob("*") if is_image_file(p))
+    paths = [paths[i] for i in np.random.default_rng(seed).permutation(len(paths))[:MAX_TAUGHT]]
+    images, _, skipped = read_readable(paths)
+    if not images:
+        raise StationError(f"--defect-images: no readable image under {folder}"
+                           + (f" ({skipped[0]})" if skipped else ""))
+    return images, skipped
+
+
 def cmd_train(args) -> int:
     from station.cli import _emit, _json_object_arg, _report_skipped  # noqa: PLC0415 - the CLI's shared output helpers
     from station.core.dataset import load_dataset
@@ -134,6 +158,8 @@ def cmd_train(args) -> int:
 
     if args.engine != "auto":
         engine_class(args.engine)  # an unknown engine is said before any image is read
+    if args.defect_images and not Path(args.defect_images).is_dir():
+        raise StationError(f"--defect-images: {args.defect_images} is not a folder")
     data_root = Path(args.data) if args.data else demo_dir()
     # nothing the station did not make is replaced: checked before the first image is read
     out = check_out_folder(args.out, RECIPE_FILES, "recipe", data_root)
@@ -148,13 +174,21 @@ def cmd_train(args) -> int:
     free_form = args.engine == "auto" and not needs_cells(data, bool(args.grid or args.setup or args.region == "blob"))
     if args.engine == "auto" and not free_form:
         args.engine = "rt"
+    if args.defect_images and not free_form:
+        raise StationError("--defect-images is for choosing a free-form engine: good images only in --data, "
+                           "no --engine, --grid, --setup or blob region")
     if free_form:  # good images only and no cells given: the whole frame is resized to the crop
+        defects = None
+        if args.defect_images:
+            defects, unread = _defect_images(args.defect_images, args.seed)
+            _report_skipped(unread)
+            skipped = skipped + unread
         args.engine, auto_config, grid, choice = choose_free_form(
-            [im for im, s in zip(images, data.samples) if s.label == "good"], args.cell_px, args.seed)
+            [im for im, s in zip(images, data.samples) if s.label == "good"], args.cell_px, args.seed, defects)
         region_mode = "full"
         print(f"station: no --engine given; good images only: the {args.engine} engine with a pixel map on a "
               f"{grid.size[0]}x{grid.size[1]} crop of the whole frame, chosen by {choice['chosen_by']} "
-              f"{choice.get('synthetic_auroc', '')}", file=sys.stderr)
+              f"{choice.get('worst_kind_auroc', choice.get('synthetic_auroc', ''))}", file=sys.stderr)
     elif args.region == "blob":
         grid = CellGrid.parse(args.grid or "3x9", args.cell_px or 24)
     elif args.setup:

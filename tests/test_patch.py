@@ -200,3 +200,55 @@ def test_one_odd_good_image_does_not_set_the_thresholds():
     kept, aside = without_outliers(scores)
     assert aside == 0 and kept.size == 60
     assert without_outliers(np.array([1.0, 500.0]))[1] == 0  # too few to judge
+
+
+def test_the_engineers_defect_photographs_are_one_more_kind_an_engine_must_find(monkeypatch):
+    import station.core.freeform as freeform
+
+    measured = {"rt": {0: 0.9, 1: 0.95, 2: 0.9, 3: 0.92, freeform.TAUGHT: 0.6},
+                "fused": {0: 0.8, 1: 0.85, 2: 0.9, 3: 0.9, freeform.TAUGHT: 0.95},
+                "patch": {0: 0.7, 1: 0.99, 2: 0.9, 3: 0.9, freeform.TAUGHT: 0.95}}
+    seen = {}
+
+    def fake_trial(name, config, grid, train, held, faulty, seed):
+        seen[name] = {k: len(v) for k, v in faulty.items()}
+        return {k: measured[name][k] for k in faulty}
+
+    monkeypatch.setattr(freeform, "_trial", fake_trial)
+    tiles = list(texture(np.random.default_rng(5), 40))
+    engine, _, _, info = choose_free_form(tiles)  # good images only: the worst synthetic kind decides
+    assert engine == "rt" and "taught_auroc" not in info and freeform.TAUGHT not in seen["rt"]
+    defects = [with_spot(t)[0] for t in texture(np.random.default_rng(6), 5)]
+    engine, _, _, info = choose_free_form(tiles, defects=defects)
+    # the real defects are one more kind: RT, blind to them, loses; fused and patch tie on them, and fused finds
+    # its worst synthetic kind better
+    assert engine == "fused" and info["worst_kind_auroc"] == {"rt": 0.6, "fused": 0.8, "patch": 0.7}
+    assert info["taught_auroc"] == {"rt": 0.6, "fused": 0.95, "patch": 0.95} and info["defect_images"] == 5
+    assert info["synthetic_auroc"] == {"rt": 0.9, "fused": 0.8, "patch": 0.7}
+    assert seen["fused"][freeform.TAUGHT] == 5 and "5 photographs of defective parts" in info["chosen_by"]
+    assert set(info["synthetic_auroc_per_kind"]["rt"]) == set(freeform.DEFECT_KINDS)
+
+
+def test_train_measures_on_the_engineers_defect_photographs_and_says_what_it_cannot_use(tmp_path, capsys):
+    data = write_mvtec(tmp_path / "set", np.random.default_rng(3))
+    ng = tmp_path / "ng"
+    for i, img in enumerate(texture(np.random.default_rng(8), 4)):
+        (ng / "spot").mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(ng / "spot" / f"{i}.png"), with_spot(img, (20 + 5 * i, 30))[0])
+    (ng / "broken.png").write_bytes(b"not a png")
+    (ng / "spot" / "nothing-here").mkdir()
+    recipe = tmp_path / "r"
+    assert main(["train", "--data", str(data), "--out", str(recipe), "--quiet", "--defect-images", str(ng),
+                 "--config", json.dumps({"memory": 512, "candidates": 4000})]) == 0
+    out, err = capsys.readouterr()
+    choice = Recipe.load(recipe).doc.provenance["engine_choice"]
+    assert choice["defect_images"] == 4 and set(choice["taught_auroc"]) == {"rt", "fused", "patch"}
+    worst = {n: min(choice["taught_auroc"][n], choice["synthetic_auroc"][n]) for n in choice["taught_auroc"]}
+    assert choice["worst_kind_auroc"] == worst
+    assert json.loads(out)["engine"] == max(worst, key=lambda n: (worst[n], -("rt", "fused", "patch").index(n)))
+    assert "broken.png" in err and any("broken.png" in s for s in json.loads(out)["skipped_images"])
+    for args, said in ((["--defect-images", str(tmp_path / "none")], "is not a folder"),
+                       (["--defect-images", str(data / "train"), "--engine", "rt"], "free-form"),
+                       (["--defect-images", str(ng / "spot" / "nothing-here")], "no readable image")):
+        assert main(["train", "--data", str(data), "--out", str(tmp_path / "r2"), "--quiet", *args]) != 0
+        assert said in capsys.readouterr().err

@@ -10,7 +10,9 @@ images and asked to tell the rest from copies of them with synthetic defects (da
 scratches, a patch cut from another good image and pasted elsewhere as in CutPaste, smudges that wipe out
 the grain), every held-out image getting each kind once. The product's defects are not known, so each engine
 counts as good as the kind of defect it finds worst (its lowest AUROC over the kinds); the best of those is
-chosen, the simpler one on a tie.
+chosen, the simpler one on a tie. Synthetic defects guess at the product's; where the engineer gives photographs
+of real defective parts, they are one more kind (held-out good images against them), so an engine blind to the
+product's own defects is not chosen however well it finds the synthetic ones.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ TEXTURE_LEVELS = [1, 2]  # the texture model on the 128 px crop halved and quart
 PATCH_TRIAL = {"memory": 2048, "candidates": 12000}  # a lighter memory while choosing
 DEFECT_KINDS = ("spot", "scratch", "pasted", "smudge")  # the synthetic defects, by their `kind` number
 KINDS = len(DEFECT_KINDS)
+TAUGHT = "taught"  # the key of the engineer's own defect photographs beside the synthetic kinds
+MAX_TAUGHT = 200  # defect photographs read for the choice (at most): a few tell the engines apart
 
 
 def position_variance_share(images: list[np.ndarray], side: int = 32) -> float:
@@ -115,8 +119,9 @@ def synthetic_defect(image: np.ndarray, donor: np.ndarray, rng: np.random.Genera
 
 
 def _trial(name: str, config: dict[str, Any], grid: CellGrid, train: list[np.ndarray], held: list[np.ndarray],
-           faulty: dict[int, list[np.ndarray]], seed: int) -> dict[int, float]:
-    """Per kind of synthetic defect: the AUROC of the engine telling held-out good images from faulty ones."""
+           faulty: dict[int | str, list[np.ndarray]], seed: int) -> dict[int | str, float]:
+    """Per kind of defect (a synthetic kind's number, or TAUGHT): the AUROC of the engine telling held-out good
+    images from faulty ones."""
     size = grid.size
     crops = lambda ims: np.stack([cv2.resize(im, size, interpolation=cv2.INTER_AREA) for im in ims])  # noqa: E731
     engine = engine_class(name)(grid, config)
@@ -125,9 +130,11 @@ def _trial(name: str, config: dict[str, Any], grid: CellGrid, train: list[np.nda
     return {kind: float(auroc(good, [o.score for o in engine.infer_batch(crops(ims))])) for kind, ims in faulty.items()}
 
 
-def choose_free_form(goods: list[np.ndarray], cell_px: int | None = None,
-                     seed: int = 0) -> tuple[str, dict[str, Any], CellGrid, dict[str, Any]]:
-    """(engine, settings, grid, what was measured) for a product given by good RGB frames only."""
+def choose_free_form(goods: list[np.ndarray], cell_px: int | None = None, seed: int = 0,
+                     defects: list[np.ndarray] | None = None) -> tuple[str, dict[str, Any], CellGrid, dict[str, Any]]:
+    """(engine, settings, grid, what was measured) for a product given by good RGB frames, and by photographs of
+    defective ones (`defects`, any size: each is resized to the crop like the good frames) where the engineer
+    has them."""
     grid = rt_grid(goods, cell_px)
     # the camera aligns: no local search; hundreds of good images: one odd one must not set the thresholds
     rt = ("rt", {"pixel_map": True, "search_px": 0, "calibration": "robust"}, grid)
@@ -145,8 +152,12 @@ def choose_free_form(goods: list[np.ndarray], cell_px: int | None = None,
     held = [goods[i] for i in order[:n_held]]
     train = [goods[i] for i in order[n_held:][:CHOICE_TRAIN]]
     # every held-out image gets each kind of defect once: each kind is measured on as many images
-    faulty = {kind: [synthetic_defect(im, goods[order[(k + 1) % len(order)]], rng, kind=kind)
-                     for k, im in enumerate(held)] for kind in range(KINDS)}
+    faulty: dict[int | str, list[np.ndarray]] = {
+        kind: [synthetic_defect(im, goods[order[(k + 1) % len(order)]], rng, kind=kind) for k, im in enumerate(held)]
+        for kind in range(KINDS)}
+    taught = list(defects or [])[:MAX_TAUGHT]
+    if taught:
+        faulty[TAUGHT] = taught
     per_kind, scores, not_measured = {}, {}, {}
     candidates = (rt, fused, patch)  # simplest first: a later one must do better to be chosen
     for name, config, its_grid in candidates:
@@ -157,7 +168,9 @@ def choose_free_form(goods: list[np.ndarray], cell_px: int | None = None,
             log.warning("free-form choice: %s could not be measured: %s", name, exc)
             not_measured[name] = str(exc)
             continue
-        # the product's defects are not known: an engine is as good as the kind it finds worst
+        # the product's defects are not known: an engine is as good as the kind it finds worst, the engineer's
+        # own defect photographs, where given, being one more kind (docs/photographs.md: with 5 or 20 of them
+        # deciding alone, the choice was worse on the real sets than with them as one more kind)
         scores[name] = min(per_kind[name].values())
     log.info("free-form choice: synthetic-defect AUROC per kind %s", per_kind)
     measured = [c for c in candidates if c[0] in scores]
@@ -167,7 +180,14 @@ def choose_free_form(goods: list[np.ndarray], cell_px: int | None = None,
     choice = max(measured, key=lambda c: (scores[c[0]], -candidates.index(c)))
     if not_measured:
         info["not_measured"] = not_measured
-    return (*choice, {**info, "chosen_by": "synthetic defects on held-out good images, the worst kind",
-                      "synthetic_auroc": {k: round(v, 4) for k, v in scores.items()},
-                      "synthetic_auroc_per_kind": {k: {DEFECT_KINDS[kind]: round(v, 4) for kind, v in kinds.items()}
+    chosen_by = (f"synthetic defects and {len(taught)} photographs of defective parts on held-out good images, the "
+                 "worst kind" if taught else "synthetic defects on held-out good images, the worst kind")
+    return (*choice, {**info, "chosen_by": chosen_by,
+                      **({"taught_auroc": {k: round(v[TAUGHT], 4) for k, v in per_kind.items()},
+                          "defect_images": len(taught),
+                          "worst_kind_auroc": {k: round(v, 4) for k, v in scores.items()}} if taught else {}),
+                      "synthetic_auroc": {k: round(min(a for kind, a in v.items() if kind != TAUGHT), 4)
+                                          for k, v in per_kind.items()},
+                      "synthetic_auroc_per_kind": {k: {DEFECT_KINDS[kind]: round(v, 4) for kind, v in kinds.items()
+                                                       if kind != TAUGHT}
                                                    for k, kinds in per_kind.items()}})
