@@ -28,7 +28,7 @@ def add_commands(sub) -> None:
                    help="find the taught pattern (default) or the largest blob (recipes of earlier versions)")
     t.add_argument("--defect-images", metavar="DIR",
                    help="photographs of defective parts (any folders under DIR): with good images only and no "
-                   "--engine, the engines are measured on these instead of on synthetic defects alone")
+                   "--engine, the engines are measured on these as one more kind of defect beside the synthetic ones")
     t.add_argument("--max-per-class", type=COUNT, help="a seeded sample of at most N images per class")
     t.add_argument("--seed", type=SEED, default=0)
     t.add_argument("--name", help="recipe name (default: the folder name)")
@@ -124,19 +124,30 @@ def cmd_teach(args) -> int:
 
 def _defect_images(folder: str, seed: int) -> tuple[list, list[str]]:
     """The readable photographs under `folder` (a seeded sample of at most MAX_TAUGHT, drawn before any is
-    read) and a line for each that cannot be read; one line if none can."""
-    import numpy as np  # noqa: PLC0415 - the CLI starts without numpy
+    read), each shrunk as it is read to TAUGHT_SIDE px on its longer side (the choice's crops are smaller), and a
+    line for each that cannot be read; one line if none can."""
+    import cv2  # noqa: PLC0415 - the CLI starts without OpenCV and numpy
+    import numpy as np
 
-    from station.core.freeform import MAX_TAUGHT
-    from station.core.imageio import is_image_file
-    from station.core.training import read_readable
+    from station.core.errors import ImageError
+    from station.core.freeform import MAX_TAUGHT, TAUGHT_SIDE
+    from station.core.imageio import is_image_file, read_image
 
     root = Path(folder)
     if not root.is_dir():
         raise StationError(f"--defect-images: {folder} is not a folder")
     paths = sorted(p for p in root.rglob("*") if is_image_file(p))
     paths = [paths[i] for i in np.random.default_rng(seed).permutation(len(paths))[:MAX_TAUGHT]]
-    images, _, skipped = read_readable(paths)
+    images, skipped = [], []
+    for path in paths:  # 200 photographs of a 50 MP camera would not fit in memory at full size
+        try:
+            image = read_image(path)
+        except ImageError as exc:
+            skipped.append(str(exc))
+            continue
+        scale = TAUGHT_SIDE / max(image.shape[:2])
+        images.append(cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1
+                      else image)
     if not images:
         raise StationError(f"--defect-images: no readable image under {folder}"
                            + (f" ({skipped[0]})" if skipped else ""))

@@ -252,3 +252,15 @@ def test_train_measures_on_the_engineers_defect_photographs_and_says_what_it_can
                        (["--defect-images", str(ng / "spot" / "nothing-here")], "no readable image")):
         assert main(["train", "--data", str(data), "--out", str(tmp_path / "r2"), "--quiet", *args]) != 0
         assert said in capsys.readouterr().err
+
+
+def test_defect_photographs_are_shrunk_as_they_are_read_and_unused_ones_are_said(tmp_path):
+    from station.train_cli import _defect_images
+
+    cv2.imwrite(str(tmp_path / "wide.png"), np.full((300, 2000, 3), 90, np.uint8))
+    cv2.imwrite(str(tmp_path / "small.png"), np.full((64, 64, 3), 90, np.uint8))
+    images, skipped = _defect_images(str(tmp_path), seed=0)
+    assert sorted(im.shape for im in images) == [(64, 64, 3), (154, 1024, 3)] and skipped == []
+    few = list(texture(np.random.default_rng(2), 8))  # too few good images to measure the engines on
+    engine, _, _, info = choose_free_form(few, defects=images)
+    assert info["chosen_by"].startswith("position variance") and info["defect_images_not_used"].startswith("2:")

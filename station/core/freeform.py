@@ -43,6 +43,7 @@ DEFECT_KINDS = ("spot", "scratch", "pasted", "smudge")  # the synthetic defects,
 KINDS = len(DEFECT_KINDS)
 TAUGHT = "taught"  # the key of the engineer's own defect photographs beside the synthetic kinds
 MAX_TAUGHT = 200  # defect photographs read for the choice (at most): a few tell the engines apart
+TAUGHT_SIDE = 1024  # px on a defect photograph's longer side, at most: larger than any candidate's crop
 
 
 def position_variance_share(images: list[np.ndarray], side: int = 32) -> float:
@@ -148,6 +149,10 @@ def choose_free_form(goods: list[np.ndarray], cell_px: int | None = None, seed: 
     n_held = min(CHOICE_HELD, len(goods) // 4)
     if n_held < 3 or len(goods) - n_held < 8:  # too few to measure: per-position statistics need alignment
         choice = rt if info["position_variance_share"] < 0.5 else patch
+        if defects:
+            log.warning("free-form choice: %d defect photographs not used: too few good images to measure on",
+                        len(defects))
+            info["defect_images_not_used"] = f"{len(defects)}: too few good images to measure the engines on"
         return (*choice, {**info, "chosen_by": "position variance (too few images to measure)"})
     held = [goods[i] for i in order[:n_held]]
     train = [goods[i] for i in order[n_held:][:CHOICE_TRAIN]]
@@ -172,7 +177,7 @@ def choose_free_form(goods: list[np.ndarray], cell_px: int | None = None, seed: 
         # own defect photographs, where given, being one more kind (docs/photographs.md: with 5 or 20 of them
         # deciding alone, the choice was worse on the real sets than with them as one more kind)
         scores[name] = min(per_kind[name].values())
-    log.info("free-form choice: synthetic-defect AUROC per kind %s", per_kind)
+    log.info("free-form choice: AUROC per kind of defect %s", per_kind)
     measured = [c for c in candidates if c[0] in scores]
     if not measured:
         raise EngineError("no free-form engine could be measured on these good images: "
