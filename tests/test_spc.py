@@ -3,6 +3,7 @@ quiet charts for a stable process, and the demo line's drifting pin."""
 
 import json
 import math
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 
@@ -54,6 +55,7 @@ def test_a_stable_process_stays_quiet_and_a_creeping_pin_alarms_before_it_fails(
     assert alarm is not None and failed_at is not None
     assert alarm.part - 3200 < failed_at  # warned before the first failing part
     assert "pin 1,4 drifting toward NG" in alarm.describe()
+    assert replace(alarm, unit="cell").describe().startswith("cell 1,4 drifting toward NG")  # a free-form part
     assert (1, 4) in spc.alarmed_cells() and spc.status()[4, 1] > 1
 
 

@@ -18,8 +18,9 @@ pytestmark = [pytest.mark.gui, pytest.mark.qt_log_ignore("does not support propa
                                                          "does not support raise")]
 
 
-def _part(cells, verdict=Verdict.OK):
-    return SimpleNamespace(result=InspectionResult(verdict, "good", float(np.max(cells)), cells, None, {}, "h"))
+def _part(cells, verdict=Verdict.OK, pixel_map=None):
+    return SimpleNamespace(result=InspectionResult(verdict, "good", float(np.max(cells)), cells, None, {}, "h",
+                                                   pixel_map=pixel_map))
 
 
 def test_the_spc_view_charts_the_live_line_and_a_drifting_pin_reaches_the_banner(qtbot, make_window, tmp_path):
@@ -47,7 +48,17 @@ def test_the_spc_view_charts_the_live_line_and_a_drifting_pin_reaches_the_banner
     assert view.selected == (1, 4)
     assert "pin 1,4 drifting toward NG" in window.banner.text()
     view.refresh()
-    assert "Drifting toward NG: pin 1,4</b>" in view.header.text()
+    assert "Drifting toward NG: pin 1,4</b>" in view.header.text() and view.windowTitle().endswith("each pin")
+
+    # a free-form part (a photographed bottle, mapped per pixel) has cells, not pins: the banner and view say so
+    window.service.recipe_changed.emit()
+    window.hide_banner()
+    flat = np.zeros((16, 16), np.float32)
+    window.spc.add_results([_part(np.exp(rng.normal(0, 0.2, (9, 3))), pixel_map=flat) for _ in range(12)])
+    window.spc.add_results([_part(cells, Verdict.NG, pixel_map=flat)])
+    assert "cell 1,4 drifting toward NG" in window.banner.text() and "pin 1,4" not in window.banner.text()
+    view.refresh()
+    assert "Drifting toward NG: cell 1,4</b>" in view.header.text() and view.windowTitle().endswith("each cell")
 
     dialog = ReportDialog(window.service.results.url, window, versions_root=tmp_path / "no-versions")
     qtbot.addWidget(dialog)
@@ -58,3 +69,18 @@ def test_the_spc_view_charts_the_live_line_and_a_drifting_pin_reaches_the_banner
     assert "Saved" in dialog.status.text()
     assert not dialog.write(tmp_path / "shift.pdf")  # never over a file
     assert "exists" in dialog.status.text()
+
+
+def test_engines_disagreeing_on_a_free_form_part_name_its_cell_not_a_pin():
+    from station.ui.verdict_panel import disagreement_text
+
+    def own(verdict, cell, pixel_map):
+        return InspectionResult(verdict, "defect", 1.0, None, cell, {}, "h", pixel_map=pixel_map)
+
+    flat = np.zeros((8, 8), np.float32)
+    for pixel_map, unit in ((None, "pin"), (flat, "cell")):
+        line = InspectionResult(Verdict.REVIEW, "defect", 1.0, None, None, {}, "h",
+                                engines={"a": own(Verdict.NG, (1, 2), pixel_map), "b": own(Verdict.NG, (4, 0), pixel_map)})
+        text = disagreement_text(line)
+        assert text.splitlines() == [f"engines disagree on the {unit}", f"a: NG defect, {unit} col 2, row 3",
+                                     f"b: NG defect, {unit} col 5, row 1"]

@@ -36,6 +36,11 @@ class InspectionResult:
     disagreement: str = ""  # where the engines disagree ("" when they agree or there is one engine)
     pixel_map: np.ndarray | None = None  # (H, W) at the crop's resolution, from engines that map pixels
 
+    @property
+    def cell_unit(self) -> str:
+        """What the operator is told a cell is: a pin, or on a free-form part (mapped per pixel) an area, "cell"."""
+        return "pin" if self.pixel_map is None else "cell"
+
     def to_dict(self) -> dict[str, Any]:
         """The stable JSON contract of `station inspect`."""
         return {

@@ -60,10 +60,11 @@ class DriftAlarm:
     time: datetime | None
     ewma: float  # log10 score
     limit: float
+    unit: str = "pin"  # what a cell is on this part: a pin, or an area of a free-form part ("cell")
 
     def describe(self) -> str:
         when = f" at {self.time.astimezone() if self.time.tzinfo else self.time:%H:%M:%S}" if self.time else ""
-        return (f"pin {self.cell[0]},{self.cell[1]} drifting toward NG{when} (part {self.part + 1}): "
+        return (f"{self.unit} {self.cell[0]},{self.cell[1]} drifting toward NG{when} (part {self.part + 1}): "
                 f"EWMA {10 ** self.ewma:.3g} above its limit {10 ** self.limit:.3g}")
 
 
@@ -130,9 +131,10 @@ def charted(cells: np.ndarray) -> np.ndarray:
 class PinSpc:
     """EWMA charts of every cell, fed one part at a time (`add`), keeping the last `history` parts."""
 
-    def __init__(self, settings: SpcSettings | None = None, history: int = 5000) -> None:
+    def __init__(self, settings: SpcSettings | None = None, history: int = 5000, unit: str = "pin") -> None:
         self.settings = settings or SpcSettings()
         self.history = history
+        self.unit = unit  # how the charts name a cell: "pin", or "cell" on a free-form part
         self.shape: tuple[int, int] | None = None
         self.centre: np.ndarray | None = None
         self.sigma: np.ndarray | None = None
@@ -205,7 +207,8 @@ class PinSpc:
         above = self._z > upper
         self._run = np.where(above, self._run + 1, 0)
         for r, c in zip(*np.nonzero((self._run >= self.settings.hold_parts) & self._armed)):
-            alarm = DriftAlarm((int(c), int(r)), self.added - 1, time, float(self._z[r, c]), float(upper[r, c]))
+            alarm = DriftAlarm((int(c), int(r)), self.added - 1, time, float(self._z[r, c]), float(upper[r, c]),
+                               self.unit)
             raised.append(alarm)
         self._armed = np.where(self._run >= self.settings.hold_parts, False, self._armed | (self._z < self.centre))
         self.alarms.extend(raised)

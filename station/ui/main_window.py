@@ -258,7 +258,7 @@ class MainWindow(QMainWindow):
         if self.spc_view is None:
             self.spc_view = SpcView(self.spc, parent=self)
             self.spc_view.setWindowFlag(Qt.WindowType.Window)
-            self.spc_view.setWindowTitle("Pin SPC \u2013 drift of each pin")
+            self.spc_view.refresh()  # its title names what a cell is on this part
             self.spc_view.resize(900, 420)
         self.spc_view.show()
         self.spc_view.raise_()

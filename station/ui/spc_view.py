@@ -40,6 +40,7 @@ class SpcMonitor(QObject):
             result = item.result
             if result is None or result.cell_scores is None:
                 continue
+            self.spc.unit = result.cell_unit
             for alarm in self.spc.add(result.cell_scores, result.verdict.value == "OK", now):
                 self.alarmed.emit(alarm)
                 self.alarm_raised.emit(alarm.describe())
@@ -47,7 +48,7 @@ class SpcMonitor(QObject):
 
     def restart(self) -> None:
         """A new recipe scores differently: the charts start again from a new baseline."""
-        self.spc = PinSpc(self.spc.settings, self.spc.history)
+        self.spc = PinSpc(self.spc.settings, self.spc.history, self.spc.unit)
         self.changed = True
 
 
@@ -133,8 +134,11 @@ class SpcView(QWidget):
         if self.chart is None:  # shut down with its window
             return
         spc = self.spc
+        title = f"SPC \u2013 drift of each {spc.unit}"  # a pin of the demo line, an area of a free-form part
+        if self.isWindow() and self.windowTitle() != title:
+            self.setWindowTitle(title)
         if not spc.ready:
-            self.header.setText(f"Pin SPC: collecting the baseline, {spc.baseline_count} of "
+            self.header.setText(f"SPC: collecting the baseline, {spc.baseline_count} of "
                                 f"{spc.settings.baseline_parts} good parts (limits come from their spread).")
             self.image.clear()
             self._set_chart([], [], [], None)
@@ -153,14 +157,14 @@ class SpcView(QWidget):
         self.pick.setData([c + 0.5], [r + 0.5])
         chart = spc.charts[(c, r)]
         self._set_chart(chart.values, chart.ewma, chart.upper, float(spc.centre[r, c]))
-        lines = [f"Pin SPC: {spc.parts} parts charted; pin {c},{r} shown (click a pin to change)."]
+        lines = [f"SPC: {spc.parts} parts charted; {spc.unit} {c},{r} shown (click a {spc.unit} to change)."]
         if alarmed:
             lines.append("<b style='color:#ff5a5a'>Drifting toward NG: " +
-                         ", ".join(f"pin {a},{b}" for a, b in alarmed) + "</b>")
+                         ", ".join(f"{spc.unit} {a},{b}" for a, b in alarmed) + "</b>")
         elif spc.alarms:
             lines.append(f"Last alarm: {spc.alarms[-1].describe()}")
         else:
-            lines.append("No pin drifting.")
+            lines.append(f"No {spc.unit} drifting.")
         self.header.setText("<br>".join(lines))
 
     def _set_chart(self, values, ewma, upper, centre: float | None) -> None:

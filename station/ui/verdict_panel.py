@@ -125,8 +125,7 @@ class VerdictPanel(QWidget):
             elif result.label == BAD_FRAME:
                 self._show("NG", "NG", result.message)
             else:
-                unit = "pin" if result.pixel_map is None else "cell"  # a free-form part has no pins, only areas
-                where = f" \u00b7 {unit} col {result.top_cell[0] + 1}, row {result.top_cell[1] + 1}" if result.top_cell else ""
+                where = f" \u00b7 {result.cell_unit} col {result.top_cell[0] + 1}, row {result.top_cell[1] + 1}" if result.top_cell else ""
                 self._show("NG", "NG", f"{result.label}{where}{agreed(result)}")
         else:
             self._show("REVIEW", "REVIEW", "check this part by hand")
@@ -156,11 +155,13 @@ def agreed(result) -> str:
 
 def disagreement_text(result) -> str:
     """What each engine said, one line each: `vit: NG missing, pin col 2, row 5`."""
-    lines = ["engines disagree" + (" on the pin" if len({r.verdict for r in result.engines.values()}) == 1 else "")]
+    units = {r.cell_unit for r in result.engines.values()}
+    unit = units.pop() if len(units) == 1 else "cell"
+    lines = ["engines disagree" + (f" on the {unit}" if len({r.verdict for r in result.engines.values()}) == 1 else "")]
     for name, own in result.engines.items():
         if own.verdict is Verdict.OK:
             lines.append(f"{name}: OK")
         else:
-            where = f", pin col {own.top_cell[0] + 1}, row {own.top_cell[1] + 1}" if own.top_cell else ""
+            where = f", {own.cell_unit} col {own.top_cell[0] + 1}, row {own.top_cell[1] + 1}" if own.top_cell else ""
             lines.append(f"{name}: {own.verdict.value} {own.label}{where}")
     return "\n".join(lines)
