@@ -155,3 +155,30 @@ def test_square_grid_for_a_product_without_pins(tmp_path, capsys):
 def test_console_script_runs_as_a_module():
     proc = subprocess.run([sys.executable, "-m", "station", "--version"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and proc.stdout.startswith("station ")
+
+
+def test_training_says_when_labelled_defects_overlap_the_good_parts(synthetic_data, tmp_path, capsys):
+    """Calibration weighs an escape 5 times a false reject, as rates: where a labelled defect class looks like
+    the good parts, stopping every part costs least, and the recipe would judge good parts NG. Training says so,
+    on stderr, in its output and in the recipe."""
+    from station.core.recipe import Recipe
+    from station.core.training import threshold_warnings
+
+    assert threshold_warnings((1.0, 2.0), {"held_out_good_max": 1.5}) == []
+    assert threshold_warnings((1.0, 2.0), {}) == []  # an engine that does not report its held-out scores
+    assert "overlap" in threshold_warnings((0.5, 0.5), {"held_out_good_max": 1.5})[0]
+    data = tmp_path / "d"
+    shutil.copytree(synthetic_data / "train" / "good", data / "good")
+    (data / "lookalike").mkdir()
+    for path in sorted((data / "good").iterdir())[:10]:  # "defects" that are good parts
+        shutil.copy(path, data / "lookalike" / path.name)
+    recipe = tmp_path / "r"
+    code, out, err = run(["train", "--data", str(data), "--out", str(recipe), "--quiet"], capsys)
+    assert code == 0, err
+    trained = json.loads(out)
+    assert trained["thresholds"]["ng"] <= trained["held_out_good_max"]
+    assert len(trained["warnings"]) == 1 and "overlap the good parts" in err
+    assert Recipe.load(recipe).doc.provenance["warnings"] == trained["warnings"]
+    code, out, err = run(["train", "--data", str(synthetic_data), "--out", str(tmp_path / "r2"), "--quiet",
+                          "--max-per-class", "20"], capsys)
+    assert code == 0 and "warnings" not in json.loads(out) and "overlap" not in err

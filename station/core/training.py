@@ -172,6 +172,19 @@ def read_training_images(data: Dataset) -> tuple[Dataset, list[np.ndarray], list
     return Dataset(data.root, data.layout, samples), images, skipped
 
 
+def threshold_warnings(thresholds: tuple[float, float], info: dict[str, Any]) -> list[str]:
+    """What the engineer must read before using a recipe: an NG threshold at or below the highest held-out good
+    score means the labelled defects overlap the good parts (the calibration weighs an escape 5 times a false
+    reject, as rates, and where they overlap stopping every part can cost least), so good parts will be NG."""
+    good_max = info.get("held_out_good_max")
+    ng = float(thresholds[1])
+    if not isinstance(good_max, (int, float)) or not np.isfinite(good_max) or ng > good_max:
+        return []
+    return [f"the NG threshold {ng:.4g} is at or below the highest held-out good score {good_max:.4g}: the "
+            "labelled defects overlap the good parts, so good parts will be judged NG; look at `station eval` "
+            "(false_reject_rate) or the threshold tuner before using this recipe"]
+
+
 def train_recipe(data: Dataset, engine_name: str, grid: CellGrid | tuple[int, int] | None, name: str, seed: int = 0,
                  engine_config: dict[str, Any] | None = None, provenance: dict[str, Any] | None = None,
                  progress: Progress | None = None, refine: str = "ecc", setup: Setup | None = None,
@@ -223,6 +236,11 @@ def train_recipe(data: Dataset, engine_name: str, grid: CellGrid | tuple[int, in
         **({"skipped_images": skipped} if skipped else {}),
         **report.info,
     }
+    warnings = threshold_warnings(report.thresholds, report.info)
+    for line in warnings:
+        logger.warning("training %s: %s", name, line)
+    if warnings:
+        stats["warnings"] = warnings
     if setup is not None:
         stats["setup"] = setup.to_dict()
     recipe = Recipe.create(name, region, engine, report.thresholds, data.classes,

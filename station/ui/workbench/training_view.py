@@ -285,7 +285,8 @@ class TrainingView(QWidget):
         n = ", ".join(f"{k} {v}" for k, v in stats.get("n_train", {}).items())
         self.result.setText(f"Candidate ready: {recipe.doc.engine.name} on {n}; fitted in {stats.get('fit_seconds')} s; "
                             f"review / NG thresholds {thresholds}. Tune it in the Threshold tuner, try it in "
-                            "Shadow mode, then publish. Nothing has changed on the line yet.")
+                            "Shadow mode, then publish. Nothing has changed on the line yet."
+                            + "".join(f"\nWarning: {line}" for line in stats.get("warnings", [])))
         self.bar.setValue(1000)
         self.bar.setFormat("done")
         self.workbench.set_candidate(recipe, stats)
