@@ -164,9 +164,10 @@ def test_training_says_when_labelled_defects_overlap_the_good_parts(synthetic_da
     from station.core.recipe import Recipe
     from station.core.training import threshold_warnings
 
-    assert threshold_warnings((1.0, 2.0), {"held_out_good_max": 1.5}) == []
-    assert threshold_warnings((1.0, 2.0), {}) == []  # an engine that does not report its held-out scores
-    assert "overlap" in threshold_warnings((0.5, 0.5), {"held_out_good_max": 1.5})[0]
+    assert threshold_warnings({"held_out_good_ng_rate": 0.0}) == []
+    assert threshold_warnings({"held_out_good_ng_rate": 0.04}) == []  # fewer than one good part in 20
+    assert threshold_warnings({}) == []  # an engine that does not report its held-out scores
+    assert threshold_warnings({"held_out_good_ng_rate": 0.5})[0].startswith("50% of the held-out good images")
     data = tmp_path / "d"
     shutil.copytree(synthetic_data / "train" / "good", data / "good")
     (data / "lookalike").mkdir()
@@ -176,7 +177,7 @@ def test_training_says_when_labelled_defects_overlap_the_good_parts(synthetic_da
     code, out, err = run(["train", "--data", str(data), "--out", str(recipe), "--quiet"], capsys)
     assert code == 0, err
     trained = json.loads(out)
-    assert trained["thresholds"]["ng"] <= trained["held_out_good_max"]
+    assert trained["thresholds"]["ng"] <= trained["held_out_good_max"] and trained["held_out_good_ng_rate"] >= 0.05
     assert len(trained["warnings"]) == 1 and "overlap the good parts" in err
     assert Recipe.load(recipe).doc.provenance["warnings"] == trained["warnings"]
     code, out, err = run(["train", "--data", str(synthetic_data), "--out", str(tmp_path / "r2"), "--quiet",

@@ -22,6 +22,7 @@ from station.core.registration import Region, Registrar, fit_region
 from station.core.teach import Setup, cell_size, fit_pattern_region, propose_setup
 
 logger = logging.getLogger(__name__)
+GOOD_NG_WARN = 0.05  # held-out good images at or above NG from which training warns: one good part in 20
 
 FULL_FRAME_GRID = (8, 8)  # cells over frames that cannot be registered (tiles of varying size)
 RECIPE_FILES = BUNDLE_FILES  # what `station train --out` may replace
@@ -172,17 +173,16 @@ def read_training_images(data: Dataset) -> tuple[Dataset, list[np.ndarray], list
     return Dataset(data.root, data.layout, samples), images, skipped
 
 
-def threshold_warnings(thresholds: tuple[float, float], info: dict[str, Any]) -> list[str]:
-    """What the engineer must read before using a recipe: an NG threshold at or below the highest held-out good
-    score means the labelled defects overlap the good parts (the calibration weighs an escape 5 times a false
-    reject, as rates, and where they overlap stopping every part can cost least), so good parts will be NG."""
-    good_max = info.get("held_out_good_max")
-    ng = float(thresholds[1])
-    if not isinstance(good_max, (int, float)) or not np.isfinite(good_max) or ng > good_max:
+def threshold_warnings(info: dict[str, Any]) -> list[str]:
+    """What the engineer must read before using a recipe: held-out good parts at or above the NG threshold, one in
+    GOOD_NG_WARN or more. The calibration weighs an escape 5 times a false reject, as rates, so where a labelled
+    defect class looks like the good parts, stopping good parts can cost it least."""
+    rate = info.get("held_out_good_ng_rate")
+    if not isinstance(rate, (int, float)) or not rate >= GOOD_NG_WARN:
         return []
-    return [f"the NG threshold {ng:.4g} is at or below the highest held-out good score {good_max:.4g}: the "
-            "labelled defects overlap the good parts, so good parts will be judged NG; look at `station eval` "
-            "(false_reject_rate) or the threshold tuner before using this recipe"]
+    return [f"{rate:.0%} of the held-out good images score at or above the NG threshold: the labelled defects "
+            "overlap the good parts, so good parts will be judged NG; look at `station eval` (false_reject_rate) "
+            "or the threshold tuner before using this recipe"]
 
 
 def train_recipe(data: Dataset, engine_name: str, grid: CellGrid | tuple[int, int] | None, name: str, seed: int = 0,
@@ -236,7 +236,7 @@ def train_recipe(data: Dataset, engine_name: str, grid: CellGrid | tuple[int, in
         **({"skipped_images": skipped} if skipped else {}),
         **report.info,
     }
-    warnings = threshold_warnings(report.thresholds, report.info)
+    warnings = threshold_warnings(report.info)
     for line in warnings:
         logger.warning("training %s: %s", name, line)
     if warnings:

@@ -29,11 +29,19 @@ def without_outliers(scores: np.ndarray, min_kept: int = 10) -> tuple[np.ndarray
     return s[~far], int(far.sum())
 
 
+def good_ng_rate(good_scores: np.ndarray, ng: float) -> float:
+    """The share of held-out good scores at or above the NG threshold: good parts the recipe would stop."""
+    good = np.asarray(good_scores, dtype=float)
+    return float(np.mean(good >= ng)) if good.size else 0.0
+
+
 def held_out_thresholds(held_out: np.ndarray,
                         defect_scores: np.ndarray) -> tuple[tuple[float, float], dict[str, Any]]:
     """(review, NG) thresholds from held-out good scores (far outliers set aside) and any defect scores, with
     what a fit report says of them."""
     kept, set_aside = without_outliers(held_out)
-    return calibrate_thresholds(kept, defect_scores), {
+    thresholds = calibrate_thresholds(kept, defect_scores)
+    return thresholds, {
         "held_out_good_max": float(kept.max()), "held_out_good_set_aside": set_aside,
+        "held_out_good_ng_rate": good_ng_rate(kept, thresholds[1]),
         "defect_min": float(defect_scores.min()) if defect_scores.size else None}

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 
 from station.core.engines.base import Capabilities, Engine, EngineOutput, FitReport, Progress, TrainingSet
-from station.core.engines.calibration import without_outliers
+from station.core.engines.calibration import good_ng_rate, without_outliers
 from station.core.engines.settings import RTSettings
 from station.core.errors import EngineError
 from station.core.grid import CellGrid
@@ -122,6 +122,7 @@ class RTEngine(Engine):
             "held_out_good_scores": "cross-validated" if can_cross_validate else "in-sample",
             "held_out_good_max": float(held_out.max()),
             "held_out_good_set_aside": set_aside,
+            "held_out_good_ng_rate": good_ng_rate(held_out, thresholds[1]),
             "defect_min": float(defect_scores.min()) if defect_scores.size else None,
         })
 

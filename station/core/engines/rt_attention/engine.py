@@ -24,6 +24,7 @@ from station.core.engines.rt_engine import RTEngine
 from station.core.engines.settings import RTAttentionSettings
 from station.core.errors import EngineError
 from station.core.engines.rt import METRIC_SETS, UnitSpace, cell_vectors, rt_metrics
+from station.core.engines.calibration import good_ng_rate
 from station.core.verdict import NG_PLACEMENTS, calibrate_thresholds
 
 # the names other code imports from here, wherever they are defined now
@@ -356,6 +357,7 @@ class RTAttentionEngine(RTTokenHead, DisplacementHead, RecipeArrays, Engine):
             "held_out_accuracy": float(np.mean(predicted[held] == labels[held])) if held.any() else None,
             "held_out_cell_localization": float(np.mean(top[known] == cells[known])) if known.any() else None,
             "held_out_good_max": float(scores[good].max()),
+            "held_out_good_ng_rate": good_ng_rate(scores[good], thresholds[1]),
             **({"displacement_chroma": colour_note} if colour_note else {}),
             "held_out_defect_min": float(scores[~good].min()),
             # join "confusion": what each head said of each true class when held out (rows: true class)
