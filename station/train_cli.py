@@ -126,28 +126,18 @@ def _defect_images(folder: str, seed: int) -> tuple[list, list[str]]:
     """The readable photographs under `folder` (a seeded sample of at most MAX_TAUGHT, drawn before any is
     read), each shrunk as it is read to TAUGHT_SIDE px on its longer side (the choice's crops are smaller), and a
     line for each that cannot be read; one line if none can."""
-    import cv2  # noqa: PLC0415 - the CLI starts without OpenCV and numpy
-    import numpy as np
+    import numpy as np  # noqa: PLC0415 - the CLI starts without numpy
 
-    from station.core.errors import ImageError
     from station.core.freeform import MAX_TAUGHT, TAUGHT_SIDE
-    from station.core.imageio import is_image_file, read_image
+    from station.core.imageio import is_image_file
+    from station.core.training import read_readable
 
     root = Path(folder)
     if not root.is_dir():
         raise StationError(f"--defect-images: {folder} is not a folder")
     paths = sorted(p for p in root.rglob("*") if is_image_file(p))
     paths = [paths[i] for i in np.random.default_rng(seed).permutation(len(paths))[:MAX_TAUGHT]]
-    images, skipped = [], []
-    for path in paths:  # 200 photographs of a 50 MP camera would not fit in memory at full size
-        try:
-            image = read_image(path)
-        except ImageError as exc:
-            skipped.append(str(exc))
-            continue
-        scale = TAUGHT_SIDE / max(image.shape[:2])
-        images.append(cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1
-                      else image)
+    images, _, skipped = read_readable(paths, max_side=TAUGHT_SIDE)
     if not images:
         raise StationError(f"--defect-images: no readable image under {folder}"
                            + (f" ({skipped[0]})" if skipped else ""))

@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from station.core.dataset import Dataset, Sample
@@ -125,15 +126,20 @@ def read_images(data: Dataset) -> list[np.ndarray]:
     return [read_image(s.path) for s in data.samples]
 
 
-def read_readable(paths: list[Path]) -> tuple[list[np.ndarray], list[int], list[str]]:
-    """The images of `paths` that can be read, their indexes, and a line for each one that cannot."""
+def read_readable(paths: list[Path], max_side: int | None = None) -> tuple[list[np.ndarray], list[int], list[str]]:
+    """The images of `paths` that can be read, their indexes, and a line for each one that cannot; with
+    `max_side`, each is shrunk as it is read to at most that many px on its longer side (many photographs of a
+    50 MP camera would not fit in memory at full size)."""
     images, kept, skipped = [], [], []
     for i, path in enumerate(paths):
         try:
-            images.append(read_image(path))
+            image = read_image(path)
         except ImageError as exc:
             skipped.append(str(exc))
             continue
+        scale = max_side / max(image.shape[:2]) if max_side else 1.0
+        images.append(cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1
+                      else image)
         kept.append(i)
     return images, kept, skipped
 
