@@ -136,3 +136,10 @@ def test_the_pdf_report_has_pages_and_its_charts(qapp, tmp_path):
     assert data.startswith(b"%PDF") and pages >= 2  # the charts do not fit on one A4 page
     with pytest.raises(StationError, match="exists"):
         write_pdf(report, pdf)
+
+
+def test_the_yield_is_rounded_down_never_up_to_a_hundred():
+    from station.core.report import yield_digits
+
+    assert yield_digits(99.995, 2) == "99.99" and yield_digits(100.0, 2) == "100.00"
+    assert yield_digits(99.9, 1) == "99.9" and yield_digits(58.1, 1) == "58.1"

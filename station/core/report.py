@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 import os
 import re
 from collections import Counter
@@ -204,6 +205,13 @@ def _fmt(when: datetime) -> str:
     return _as_aware(when).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
+def yield_digits(pct: float, decimals: int) -> str:
+    """A yield in per cent to `decimals` decimals, rounded down: 99.995 is "99.99", never "100.00" while a
+    part failed (the 1e-9 keeps 99.9 from reading as 99.8999...)."""
+    step = 10 ** decimals
+    return f"{math.floor(pct * step + 1e-9) / step:.{decimals}f}"
+
+
 def render_html(report: ShiftReport, chart=None) -> str:
     """The report as one HTML page; `chart(index, svg)` gives the markup of each chart (inline SVG by default;
     the PDF writer puts images in their place)."""
@@ -211,7 +219,7 @@ def render_html(report: ShiftReport, chart=None) -> str:
     charts = [pareto_svg(report.by_class), pareto_svg([(f"pin {k}", n) for k, n in report.by_pin])] + \
         [svg for _, svg in report.charts]
     v = report.verdicts
-    yield_text = "no parts" if report.yield_pct is None else f"{report.yield_pct:.2f} %"
+    yield_text = "no parts" if report.yield_pct is None else f"{yield_digits(report.yield_pct, 2)} %"
     spc = report.spc
     alarms = spc.alarms if spc else []
     h = [
