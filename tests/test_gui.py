@@ -148,6 +148,36 @@ def test_folder_with_a_corrupt_file(qtbot, make_window, synthetic_data, tmp_path
     assert "zz_broken.png" in window.banner.text() and "1 could not be read" in window.banner.text()
 
 
+def test_the_live_view_keeps_its_size_as_counters_grow_and_verdicts_change(qtbot, make_window, monkeypatch):
+    """Counters gaining digits and OK / NG details of one or two lines must not lay the window out again: each
+    time the live view changed size its frame was composed again in the GUI thread, a stall while the line ran
+    (NG reaching 100 took 4 px from the view; by OK reaching 100 000 it had lost 158)."""
+    window = make_window(start=False)
+    qtbot.waitExposed(window)
+    before = window.live_view.size()
+    counts = {"total": 0, "ok": 0, "ng": 0, "review": 0, "yield_pct": None, "unreadable": 0, "bad_files": []}
+    monkeypatch.setattr(window.service.pipeline.tally, "snapshot", lambda: dict(counts))
+    panel = window.verdict_panel
+    for n in (9, 99, 999, 9_999, 99_999, 999_999, 9_999_999):
+        counts.update(total=n + 1, ok=n, ng=n // 10 + 1, review=n // 100 + 1, yield_pct=99.9 * n / (n + 1))
+        window.counters.refresh()
+        panel._show("OK", "OK", "good part \u00b7 2 engines agree")
+        qtbot.wait(5)
+        panel._show("NG", "NG", "misaligned \u00b7 pin col 3, row 2 \u00b7 2 engines agree")
+        qtbot.wait(5)
+        assert window.live_view.size() == before, f"at {n} parts"
+    assert window.counters.values["yield"].text() == "99.8%"  # 99.89999 % rounded down
+    big = window.counters.values["ok"]
+    assert big.text() == "9999999" and big.fitting_px(big.text()) < 30  # drawn smaller, not cut or widened
+
+
+def test_the_yield_is_rounded_down():
+    from station.ui.counters_panel import yield_text
+
+    assert yield_text(99.95) == "99.9%" and yield_text(99.9) == "99.9%" and yield_text(58.1) == "58.1%"
+    assert yield_text(100.0) == "100.0%" and yield_text(None) == "\u2013"
+
+
 def test_counters_reset_asks_first_and_last_ng_opens_full_size(qtbot, make_window, monkeypatch):
     window = make_window()
     qtbot.waitUntil(lambda: window.last_ng.count() > 0, timeout=5000)

@@ -8,6 +8,7 @@ A verdict is shown at once, but marked "not yet logged" until its row is safe in
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QFont, QFontMetrics
 from PySide6.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from station.core.inspector import BAD_FRAME, NO_PART
@@ -15,6 +16,9 @@ from station.core.live import LiveResult
 from station.core.verdict import Verdict
 from station.ui.live_service import LiveService
 
+DETAIL_PX, DETAIL_PAD = 26, 6  # the detail line's font size and padding
+DETAIL_LINES = 2  # lines the detail keeps room for: "good part" and an NG's defect and pin take one or two, and
+# a detail that changed its height with every OK and NG laid the whole right column out again (docs/gui-bench.md)
 _QUEUED = ("not yet logged\u2026", "background:#6b4e00; color:white;")  # the badge of a row on its way
 COLOURS = {"OK": ("#0a8f3c", "white"), "NG": ("#c62020", "white"), "REVIEW": ("#f0a800", "black"),
            "IDLE": ("#4a4d55", "#e8e8e8")}
@@ -41,6 +45,10 @@ class VerdictPanel(QWidget):
             label.setWordWrap(True)
         self.verdict_label.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.verdict_label.setMinimumHeight(150)
+        detail_font = QFont(self.detail_label.font())
+        detail_font.setPixelSize(DETAIL_PX)
+        detail_font.setWeight(QFont.Weight.DemiBold)
+        self.detail_label.setMinimumHeight(DETAIL_LINES * QFontMetrics(detail_font).lineSpacing() + 2 * DETAIL_PAD + 2)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
@@ -65,8 +73,8 @@ class VerdictPanel(QWidget):
             bg, fg = COLOURS[key]
             self.verdict_label.setStyleSheet(
                 f"background:{bg}; color:{fg}; font-size:{size}px; font-weight:800; border-radius:6px 6px 0 0;")
-            self.detail_label.setStyleSheet(f"background:{bg}; color:{fg}; font-size:26px; font-weight:600; "
-                                            "padding:6px; border-radius:0 0 6px 6px;")
+            self.detail_label.setStyleSheet(f"background:{bg}; color:{fg}; font-size:{DETAIL_PX}px; "
+                                            f"font-weight:600; padding:{DETAIL_PAD}px; border-radius:0 0 6px 6px;")
         if self.verdict_label.text() != big:
             self.verdict_label.setText(big)
         if self.detail_label.text() != detail:
