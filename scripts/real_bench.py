@@ -42,7 +42,8 @@ SIDE = 128
 KINDS = {"bottle": "object, 900 x 900", "magnetic-tile": "texture, tiles of varying size",
          "deeppcb": "PCB tracks, 640 x 640", "kolektorsdd": "commutator surface, grey, 500 x ~1250",
          "elpv-poly": "texture, polycrystalline solar cells (EL), grey, 300 x 300",
-         "elpv-mono": "aligned pattern, monocrystalline solar cells (EL), grey, 300 x 300"}
+         "elpv-mono": "aligned pattern, monocrystalline solar cells (EL), grey, 300 x 300",
+         "tire": "object, a tyre's tread from above, 800 x 600"}
 
 
 def _resized(paths: list[Path], grey: bool) -> np.ndarray:

@@ -27,6 +27,10 @@ Sets (licences as their sources state them):
                  electroluminescence, grey, 300 x 300, no masks), CC BY-NC-SA 4.0, zae-bayern/elpv-dataset.
                  Good is a defect probability of 0, defect one of 1; the uncertain 1/3 and 2/3 are left out.
   elpv-mono      The same, monocrystalline cells (aligned pattern: busbars, fingers, rounded corners).
+  tire           MVTec 3D-AD "tire", its colour photographs only (object: a tyre's tread photographed from above,
+                 800 x 600, masks), CC BY-NC-SA 4.0 (license.txt beside it), the review subset as committed in
+                 yagamieren09/Automated-Defect-Detection-System-using-AI-vision (removed from its newest commit;
+                 pinned to one that holds it). Its train and validation good images are both training images.
 """
 
 from __future__ import annotations
@@ -68,6 +72,8 @@ SOURCES = {
     "kolektorsdd": Source("stoy95536/KolektorSDD_Yolov8_Datasets", "81e5cf333010730a05f11d1c0357bc0f24ecf502"),
     "elpv-poly": Source("zae-bayern/elpv-dataset", "411fd729dad19511883306aa85e52f1962cba581"),
     "elpv-mono": Source("zae-bayern/elpv-dataset", "411fd729dad19511883306aa85e52f1962cba581"),
+    "tire": Source("yagamieren09/Automated-Defect-Detection-System-using-AI-vision",
+                   "ab9674c2882da1aa3423d38b2090c85527910b96"),
 }
 
 
@@ -262,9 +268,24 @@ def build_elpv(repo: Repo, out: Writer, kind: str, n_train: int = 300, n_test: i
         out.test("defect", Path(p).stem, repo.image(f"{base}/{p}", cv2.IMREAD_GRAYSCALE))
 
 
+def build_tire(repo: Repo, out: Writer) -> None:
+    base = "dataset/mvtec_3d/tire"
+    for split in ("train", "validation"):
+        for path in repo.ls(f"{base}/{split}/good/rgb"):
+            out.train(f"{split}_{Path(path).stem}", repo.image(path))
+    for path in repo.ls(f"{base}/test"):
+        parts = path.split("/")
+        if parts[-2] != "rgb" or not path.endswith(".png"):
+            continue  # the depth images (xyz) and the masks (gt) are read with their colour image
+        cls, stem = parts[-3], Path(path).stem
+        mask = None if cls == "good" else repo.image(f"{base}/test/{cls}/gt/{stem}.png", cv2.IMREAD_GRAYSCALE)
+        out.test(cls, stem, repo.image(path), mask)
+
+
 BUILDERS = {"bottle": build_bottle, "magnetic-tile": build_magnetic_tile, "deeppcb": build_deeppcb,
             "kolektorsdd": build_kolektorsdd,
-            "elpv-poly": partial(build_elpv, kind="poly"), "elpv-mono": partial(build_elpv, kind="mono")}
+            "elpv-poly": partial(build_elpv, kind="poly"), "elpv-mono": partial(build_elpv, kind="mono"),
+            "tire": build_tire}
 
 
 def main(argv: list[str] | None = None) -> int:
