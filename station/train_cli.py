@@ -132,10 +132,7 @@ def _defect_images(folder: str, seed: int) -> tuple[list, list[str]]:
     from station.core.imageio import is_image_file
     from station.core.training import read_readable
 
-    root = Path(folder)
-    if not root.is_dir():
-        raise StationError(f"--defect-images: {folder} is not a folder")
-    paths = sorted(p for p in root.rglob("*") if is_image_file(p))
+    paths = sorted(p for p in Path(folder).rglob("*") if is_image_file(p))  # a folder: cmd_train checked
     paths = [paths[i] for i in np.random.default_rng(seed).permutation(len(paths))[:MAX_TAUGHT]]
     images, _, skipped = read_readable(paths, max_side=TAUGHT_SIDE)
     if not images:

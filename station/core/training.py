@@ -180,9 +180,9 @@ def read_training_images(data: Dataset) -> tuple[Dataset, list[np.ndarray], list
 
 
 def threshold_warnings(info: dict[str, Any]) -> list[str]:
-    """What the engineer must read before using a recipe: held-out good parts at or above the NG threshold, a share
-    of GOOD_NG_WARN (one in 20) or more. The calibration weighs an escape 5 times a false reject, as rates, so where a labelled
-    defect class looks like the good parts, stopping good parts can cost it least."""
+    """What the engineer must read before using a recipe: held-out good parts at or above the NG threshold, a
+    share of GOOD_NG_WARN (one in 20) or more. The calibration weighs an escape 5 times a false reject, as rates,
+    so where a labelled defect class looks like the good parts, stopping good parts can cost it least."""
     rate = info.get("held_out_good_ng_rate")
     if not isinstance(rate, (int, float)) or not rate >= GOOD_NG_WARN:
         return []
