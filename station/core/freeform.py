@@ -37,6 +37,7 @@ MAX_ELONGATION = 3  # a crop's longer side has at most this many times the cells
 CHOICE_TRAIN = 160  # good images the candidates are fitted on while choosing (at most)
 CHOICE_HELD = 30  # good images held out, each also given every kind of synthetic defect (at most)
 MT_BLOCKS = 8  # the image MT's blocks: 16 px on the 128 px crop, two RT patches a side
+RT_SHRINK = 0.2  # each RT cell's covariance a fifth of the way to the mean cell's: lamp drift (docs/photographs.md)
 TEXTURE_LEVELS = [1, 2]  # the texture model on the 128 px crop halved and quartered (docs/photographs.md)
 PATCH_TRIAL = {"memory": 2048, "candidates": 12000}  # a lighter memory while choosing
 DEFECT_KINDS = ("spot", "scratch", "pasted", "smudge")  # the synthetic defects, by their `kind` number
@@ -138,8 +139,9 @@ def choose_free_form(goods: list[np.ndarray], cell_px: int | None = None, seed: 
     has them."""
     grid = rt_grid(goods, cell_px)
     # the camera aligns: no local search; hundreds of good images: one odd one must not set the thresholds
-    rt = ("rt", {"pixel_map": True, "search_px": 0, "calibration": "robust"}, grid)
-    fused = ("fused", {"parts": [{"engine": "rt", "config": {"pixel_map": True, "search_px": 0}},
+    rt = ("rt", {"pixel_map": True, "search_px": 0, "calibration": "robust", "shrink": RT_SHRINK}, grid)
+    fused = ("fused", {"parts": [{"engine": "rt",
+                                  "config": {"pixel_map": True, "search_px": 0, "shrink": RT_SHRINK}},
                                  {"engine": "texture", "config": {"levels": TEXTURE_LEVELS}},
                                  {"engine": "mt", "config": {"blocks": MT_BLOCKS}}], "rule": "sum"}, grid)
     patch = ("patch", {}, patch_grid(goods, cell_px))

@@ -47,7 +47,7 @@ class RTEngine(Engine):
     @classmethod
     def default_config(cls) -> dict[str, Any]:
         return {"metrics": "soart", "search_px": "auto", "ridge": 1e-3, "folds": 5, "pixel_map": False,
-                "calibration": "max"}
+                "calibration": "max", "shrink": 0.0}
 
     #: recipes saved before the pixel map drew their cells only and calibrated on every held-out good score
     saved_before = {"pixel_map": False, "calibration": "max"}
@@ -81,7 +81,8 @@ class RTEngine(Engine):
             raise EngineError("no good images to build the unit space from")
         first = cell_vectors(scaled, self.grid.cols, self.grid.rows).mean(axis=0)
         vectors = np.stack([self._vectors(s, first) for s in scaled])
-        return UnitSpace.fit(vectors, self.config["metrics"], float(self.config["ridge"]))
+        return UnitSpace.fit(vectors, self.config["metrics"], float(self.config["ridge"]),
+                             shrink=float(self.config["shrink"]))
 
     def _score(self, space: UnitSpace, scaled: np.ndarray) -> np.ndarray:
         return space.distance(self._vectors(scaled, space.standard))

@@ -34,6 +34,7 @@ class RTSettings(_Bounded):
     search_px: StrictInt = Field(ge=0, le=32)
     ridge: float = Field(ge=0, le=1e3)
     folds: StrictInt = Field(ge=2, le=50)
+    shrink: float = Field(0.0, ge=0, le=1)  # each cell's covariance drawn toward the mean of all cells'
 
 
 class ViTArch(BaseModel):
