@@ -170,6 +170,22 @@ def test_synthetic_defects_of_every_kind_change_the_image_and_a_smudge_wipes_out
     assert smudged[changed].std() < tile[..., 0][changed].std()  # less grain where it changed
 
 
+def test_synthetic_defects_land_where_a_camera_would_see_them():
+    """A part on a black background: a dark spot or a smudge drawn on the black changed it by a level or two,
+    which the choice then measured as a defect (a lamp's drift, in effect). Each is drawn again until it is
+    visible: on the part, or bright."""
+    from station.core.freeform import KINDS, VISIBLE_LEVELS, synthetic_defect
+
+    part = np.full((240, 240, 3), 3, np.uint8)
+    cv2.circle(part, (150, 120), 60, (150, 150, 150), -1)
+    rng = np.random.default_rng(4)
+    for kind in range(KINDS):
+        for _ in range(10):
+            out = synthetic_defect(part, part, rng, kind=kind)
+            change = np.abs(out.astype(int) - part).max(axis=-1)
+            assert change[change > 2].mean() >= VISIBLE_LEVELS, kind
+
+
 def test_the_free_form_choice_works_from_a_dozen_good_images_and_skips_an_engine_it_cannot_measure(monkeypatch):
     """Twelve good images made `station train` fail: the fused candidate's image MT was fitted on 6 of them
     and wanted 8. Every candidate is now measured from a dozen, and one that cannot be is left out, saying why."""

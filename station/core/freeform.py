@@ -40,6 +40,8 @@ MT_BLOCKS = 8  # the image MT's blocks: 16 px on the 128 px crop, two RT patches
 RT_SHRINK = 0.2  # each RT cell's covariance a fifth of the way to the mean cell's: lamp drift (docs/photographs.md)
 TEXTURE_LEVELS = [1, 2]  # the texture model on the 128 px crop halved and quartered (docs/photographs.md)
 PATCH_TRIAL = {"memory": 2048, "candidates": 12000}  # a lighter memory while choosing
+VISIBLE_LEVELS = 8  # a synthetic defect changes the pixels it touches by this many grey levels on average, at least
+DRAWS = 8  # tries to place one that does
 DEFECT_KINDS = ("spot", "scratch", "pasted", "smudge")  # the synthetic defects, by their `kind` number
 KINDS = len(DEFECT_KINDS)
 TAUGHT = "taught"  # the key of the engineer's own defect photographs beside the synthetic kinds
@@ -87,11 +89,29 @@ def patch_grid(goods: list[np.ndarray], cell_px: int | None = None) -> CellGrid:
 def synthetic_defect(image: np.ndarray, donor: np.ndarray, rng: np.random.Generator,
                      kind: int | None = None) -> np.ndarray:
     """A copy of a good RGB frame with one synthetic defect of a few per cent of its side (`kind`: 0 a spot,
-    1 a scratch, 2 a rectangle of `donor` pasted elsewhere, 3 a smudge; drawn at random when not given)."""
+    1 a scratch, 2 a rectangle of `donor` pasted elsewhere, 3 a smudge; drawn at random when not given).
+
+    The defect is one a camera can see: where it changed the pixels by less than VISIBLE_LEVELS grey levels on
+    average (a dark spot or a smudge on a black background, background pasted on background), it is drawn
+    again elsewhere, up to DRAWS times. An invisible one measured how an engine reads a drift of a level or
+    two in the background, which is a lamp's drift, not a defect (docs/photographs.md)."""
+    kind = int(rng.integers(KINDS)) if kind is None else kind
+    out = image
+    for _ in range(DRAWS):
+        out, core = _drawn_defect(image, donor, rng, kind)
+        change = np.abs(out.astype(np.int16) - image.astype(np.int16))
+        change = change.max(axis=-1) if change.ndim == 3 else change
+        if core.any() and change[core].mean() >= VISIBLE_LEVELS:
+            break
+    return out
+
+
+def _drawn_defect(image: np.ndarray, donor: np.ndarray, rng: np.random.Generator,
+                  kind: int) -> tuple[np.ndarray, np.ndarray]:
+    """The frame with the defect, and where the defect is at half its strength or more."""
     out = image.astype(np.float32)
     h, w = out.shape[:2]
     side = min(h, w)
-    kind = int(rng.integers(KINDS)) if kind is None else kind
     mask = np.zeros((h, w), np.float32)
     if kind == 0:  # a spot
         centre = (int(rng.integers(w // 8, w - w // 8)), int(rng.integers(h // 8, h - h // 8)))
@@ -117,7 +137,8 @@ def synthetic_defect(image: np.ndarray, donor: np.ndarray, rng: np.random.Genera
         sx, sy = int(rng.integers(0, w - pw)), int(rng.integers(0, h - ph))
         dx, dy = int(rng.integers(0, w - pw)), int(rng.integers(0, h - ph))
         out[dy:dy + ph, dx:dx + pw] = np.rot90(donor[sy:sy + ph, sx:sx + pw], 2)
-    return out.clip(0, 255).astype(np.uint8)
+        mask[dy:dy + ph, dx:dx + pw] = 1.0
+    return out.clip(0, 255).astype(np.uint8), mask.reshape(h, w) >= 0.5 * mask.max()
 
 
 def _trial(name: str, config: dict[str, Any], grid: CellGrid, train: list[np.ndarray], held: list[np.ndarray],
