@@ -3,11 +3,13 @@
 For each photographed set of scripts/real_sets.py (development split): the RT engine as `station train` sets it
 up for a free-form product is fitted on most of the good images (training and test goods together), its NG
 threshold calibrated as in training, and the rest of the good images are scored as they are, 3 % and 6 %
-darker, and 2 grey levels darker or brighter. A drift that small is not a defect; the share judged NG should
+darker, and 2 grey levels darker or brighter (with --keep-saturated, pixels at 255 stay there: an overexposed
+area whose light is far over the sensor's range stays white when the lamp dims a little). A drift that small is not a defect; the share judged NG should
 stay where it is as they are. Compared for each `--shrink` (each cell's covariance drawn toward the mean cell's,
-`shrink` in the RT settings; 0 is the unit space of each cell alone).
+`shrink` in the RT settings; 0 is the unit space of each cell alone), for RT or the fused engine (its RT part).
 
     python scripts/lamp_drift.py bottle tire --shrink 0 0.2
+    python scripts/lamp_drift.py bottle --engine fused
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import cv2
 import numpy as np
 
 from station.core.engines import TrainingSet, engine_class
-from station.core.freeform import RT_SHRINK, rt_grid
+from station.core.freeform import RT_SHRINK, candidate_configs, rt_grid
 from station.core.imageio import is_image_file, read_image
 
 CACHE = Path.home() / ".cache" / "station" / "real-sets"
@@ -28,7 +30,8 @@ DRIFTS = {"as is": lambda a: a, "3 % darker": lambda a: a * 0.97, "6 % darker": 
           "2 levels darker": lambda a: a - 2, "2 levels brighter": lambda a: a + 2}
 
 
-def ng_shares(root: Path, shrink: float, seed: int = 1) -> dict[str, float]:
+def ng_shares(root: Path, engine_name: str, shrink: float, keep_saturated: bool = False,
+              seed: int = 1) -> dict[str, float]:
     paths = sorted(p for sub in ("train/good", "test/good") for p in (root / sub).glob("*") if is_image_file(p))
     if len(paths) < 20:
         raise SystemExit(f"{root}: {len(paths)} good images, at least 20 are needed")
@@ -38,11 +41,16 @@ def ng_shares(root: Path, shrink: float, seed: int = 1) -> dict[str, float]:
     order = np.random.default_rng(seed).permutation(len(crops))
     n_held = max(20, len(crops) // 5)
     held, fit = crops[order[:n_held]], crops[order[n_held:]]
-    engine = engine_class("rt")(grid, {"pixel_map": True, "search_px": 0, "calibration": "robust", "shrink": shrink})
+    config = candidate_configs()[engine_name]
+    for rt in [config] if engine_name == "rt" else [p["config"] for p in config["parts"] if p["engine"] == "rt"]:
+        rt["shrink"] = shrink
+    engine = engine_class(engine_name)(grid, config)
     ng = engine.fit(TrainingSet(fit, ["good"] * len(fit), [None] * len(fit), grid), seed=0).thresholds[1]
     shares = {}
     for name, drift in DRIFTS.items():
-        drifted = np.clip(drift(held.astype(np.float32)), 0, 255).astype(np.uint8)
+        drifted = np.clip(np.rint(drift(held.astype(np.float32))), 0, 255).astype(np.uint8)  # a camera rounds
+        if keep_saturated:  # a region far over the sensor's range stays at 255 however the lamp drifts
+            drifted[held == 255] = 255
         shares[name] = float(np.mean([o.score >= ng for o in engine.infer_batch(drifted)]))
     return shares
 
@@ -51,14 +59,16 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("sets", nargs="+")
     ap.add_argument("--shrink", type=float, nargs="+", default=[0.0, RT_SHRINK])
+    ap.add_argument("--engine", choices=["rt", "fused"], default="rt", help="the free-form engine, as chosen")
     ap.add_argument("--cache", type=Path, default=CACHE)
+    ap.add_argument("--keep-saturated", action="store_true", help="pixels at 255 stay there (overexposed areas)")
     args = ap.parse_args(argv)
-    print("| set | shrink | " + " | ".join(f"NG share, {d}" for d in DRIFTS) + " |")
-    print("|---|---|" + "---|" * len(DRIFTS))
+    print("| set | engine | shrink | " + " | ".join(f"NG share, {d}" for d in DRIFTS) + " |")
+    print("|---|---|---|" + "---|" * len(DRIFTS))
     for name in args.sets:
         for shrink in args.shrink:
-            shares = ng_shares(args.cache / name / "dev", shrink)
-            print(f"| {name} | {shrink:g} | " + " | ".join(f"{v:.2f}" for v in shares.values()) + " |", flush=True)
+            shares = ng_shares(args.cache / name / "dev", args.engine, shrink, args.keep_saturated)
+            print(f"| {name} | {args.engine} | {shrink:g} | " + " | ".join(f"{v:.2f}" for v in shares.values()) + " |", flush=True)
     return 0
 
 

@@ -153,19 +153,26 @@ def _trial(name: str, config: dict[str, Any], grid: CellGrid, train: list[np.nda
     return {kind: float(auroc(good, [o.score for o in engine.infer_batch(crops(ims))])) for kind, ims in faulty.items()}
 
 
+def candidate_configs() -> dict[str, dict[str, Any]]:
+    """The settings of each engine the free-form choice measures, by engine name."""
+    # the camera aligns: no local search; hundreds of good images: one odd one must not set the thresholds
+    rt = {"pixel_map": True, "search_px": 0, "shrink": RT_SHRINK}
+    return {"rt": {**rt, "calibration": "robust"},
+            "fused": {"parts": [{"engine": "rt", "config": dict(rt)},
+                                {"engine": "texture", "config": {"levels": TEXTURE_LEVELS}},
+                                {"engine": "mt", "config": {"blocks": MT_BLOCKS}}], "rule": "sum"},
+            "patch": {}}
+
+
 def choose_free_form(goods: list[np.ndarray], cell_px: int | None = None, seed: int = 0,
                      defects: list[np.ndarray] | None = None) -> tuple[str, dict[str, Any], CellGrid, dict[str, Any]]:
     """(engine, settings, grid, what was measured) for a product given by good RGB frames, and by photographs of
     defective ones (`defects`, any size: each is resized to the crop like the good frames) where the engineer
     has them."""
     grid = rt_grid(goods, cell_px)
-    # the camera aligns: no local search; hundreds of good images: one odd one must not set the thresholds
-    rt = ("rt", {"pixel_map": True, "search_px": 0, "calibration": "robust", "shrink": RT_SHRINK}, grid)
-    fused = ("fused", {"parts": [{"engine": "rt",
-                                  "config": {"pixel_map": True, "search_px": 0, "shrink": RT_SHRINK}},
-                                 {"engine": "texture", "config": {"levels": TEXTURE_LEVELS}},
-                                 {"engine": "mt", "config": {"blocks": MT_BLOCKS}}], "rule": "sum"}, grid)
-    patch = ("patch", {}, patch_grid(goods, cell_px))
+    configs = candidate_configs()
+    rt, fused = ("rt", configs["rt"], grid), ("fused", configs["fused"], grid)
+    patch = ("patch", configs["patch"], patch_grid(goods, cell_px))
     info: dict[str, Any] = {"position_variance_share": round(position_variance_share(goods), 4)}
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(goods))

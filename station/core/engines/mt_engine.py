@@ -39,6 +39,7 @@ MIN_GOOD = 5  # the fused engine (8 images at least) fits its parts on the 5 it 
 QUANTILES = {"grey": (1, 5, 25, 50, 75, 95, 99), "gradient": (50, 90, 99, 99.9), "laplacian": (50, 90, 99, 99.9),
              "contrast": (10, 50, 90, 99, 100)}
 N_GLOBAL = sum(len(q) for q in QUANTILES.values()) + 1  # and the grey level's spread
+CAMERA_STEP_IMAGES = 8  # good crops the camera step is measured on
 STILL = 1e-6  # an item whose spread over the good images is below this never varies: it is left out
 
 
@@ -124,15 +125,32 @@ class MTEngine(Engine):
         m = cv2.resize((per_block / peak).astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
         return output_from_pixel_map(np.exp(np.log(score) * m).astype(np.float32), self.grid)
 
-    def _fit_space(self, x: np.ndarray) -> None:
+    def _camera_step(self, crops: np.ndarray) -> np.ndarray:
+        """(n_items,) how far each item moves when the camera reads every pixel one grey level brighter or
+        darker, whichever moves it more (so a white, saturated area moves as a black one does; the mean over a
+        few good crops)."""
+        sample = crops[:CAMERA_STEP_IMAGES]
+        described = self._describe(sample)
+        steps = [np.abs(self._describe(np.clip(sample.astype(np.int16) + d, 0, 255).astype(np.uint8)) - described)
+                 for d in (1, -1)]
+        return np.maximum(*steps).mean(axis=0)
+
+    def _fit_space(self, x: np.ndarray, step: np.ndarray | None = None) -> None:
+        """The unit space of descriptors x (N, n_items). Each item's variance gets the square of its camera
+        step added: an item that hardly varies among the good images (a black background's level) is not
+        trusted to be steadier than one grey level, so a lamp a little dimmer is not a defect everywhere
+        (without it every good bottle was NG with the lamp 3 % dimmer: scripts/lamp_drift.py)."""
         spread = x.std(axis=0)
         used = spread > STILL * (1.0 + np.abs(x.mean(axis=0)))
         if not used.any():
             raise EngineError("mt: every good image is the same; there is no unit space to measure against")
         x = x[:, used]
-        self.used, self.centre, self.scale = used, x.mean(axis=0), x.std(axis=0)
-        z = (x - self.centre) / self.scale
-        corr = (z.T @ z) / len(z)
+        centred = x - x.mean(axis=0)
+        cov = centred.T @ centred / len(x)
+        if step is not None:
+            cov[np.diag_indices_from(cov)] += step[used] ** 2
+        self.used, self.centre, self.scale = used, x.mean(axis=0), np.sqrt(np.diag(cov))
+        corr = cov / np.outer(self.scale, self.scale)
         values, vectors = np.linalg.eigh(corr)
         values = np.maximum(values, 0.0) + float(self.config["ridge"])
         self.precision = (vectors / values) @ vectors.T
@@ -147,7 +165,7 @@ class MTEngine(Engine):
         held, kept = order[:n_hold], order[n_hold:]
         if progress:
             progress("describing the good images", 0.2)
-        self._fit_space(self._describe(data.crops[kept]))
+        self._fit_space(self._describe(data.crops[kept]), self._camera_step(data.crops[kept]))
         held_out = self._contributions(data.crops[held]).sum(axis=1)
         defect_idx = np.array([i for i, lab in enumerate(data.labels) if lab != data.ok_class], dtype=int)
         defect_scores = self._contributions(data.crops[defect_idx]).sum(axis=1) if defect_idx.size else np.array([])
