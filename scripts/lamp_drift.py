@@ -47,8 +47,12 @@ def ng_shares(root: Path, engine_name: str, shrink: float, keep_saturated: bool 
     engine = engine_class(engine_name)(grid, config)
     ng = engine.fit(TrainingSet(fit, ["good"] * len(fit), [None] * len(fit), grid), seed=0).thresholds[1]
     shares = {}
+    dither = np.random.default_rng(seed + 1).uniform(-0.5, 0.5, held.shape)
     for name, drift in DRIFTS.items():
-        drifted = np.clip(np.rint(drift(held.astype(np.float32))), 0, 255).astype(np.uint8)  # a camera rounds
+        # the light changes before the camera rounds it to a level, and its noise dithers the rounding: scaling
+        # the stored levels and rounding alone would merge neighbouring levels, a histogram no camera gives
+        drifted = np.clip(np.rint(drift(held.astype(np.float32)) + (dither if name != "as is" else 0)), 0, 255)
+        drifted = drifted.astype(np.uint8)
         if keep_saturated:  # a region far over the sensor's range stays at 255 however the lamp drifts
             drifted[held == 255] = 255
         shares[name] = float(np.mean([o.score >= ng for o in engine.infer_batch(drifted)]))
