@@ -15,7 +15,7 @@ def describe(item: LiveResult) -> str:
         return f"{item.frame.name}\n{item.error or 'not inspected (no recipe)'}"
     lines = [f"{r.verdict.value}  {r.label}", f"image: {item.frame.name}", f"score: {r.score:.4g}"]
     if r.top_cell is not None:
-        lines.append(f"most suspicious pin: column {r.top_cell[0] + 1}, row {r.top_cell[1] + 1}")
+        lines.append(f"most suspicious {r.cell_unit}: column {r.top_cell[0] + 1}, row {r.top_cell[1] + 1}")
     if r.class_probs:
         lines.append("classes: " + ", ".join(f"{k} {v:.0%}" for k, v in sorted(r.class_probs.items(),
                                                                              key=lambda kv: -kv[1])))
