@@ -139,7 +139,8 @@ class MTEngine(Engine):
         """The unit space of descriptors x (N, n_items). Each item's variance gets the square of its camera
         step added: an item that hardly varies among the good images (a black background's level) is not
         trusted to be steadier than one grey level, so a lamp a little dimmer is not a defect everywhere
-        (without it every good bottle was NG with the lamp 3 % dimmer: scripts/lamp_drift.py)."""
+        (without it every good bottle was NG with the lamp 2 grey levels darker; with it none: docs/photographs.md,
+        "Lamp drift")."""
         spread = x.std(axis=0)
         used = spread > STILL * (1.0 + np.abs(x.mean(axis=0)))
         if not used.any():
