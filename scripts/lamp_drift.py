@@ -1,12 +1,13 @@
-"""How many good parts a free-form RT recipe rejects when the lamp drifts a little.
+"""How many good parts a free-form recipe rejects when the lamp drifts a little.
 
-For each photographed set of scripts/real_sets.py (development split): the RT engine as `station train` sets it
-up for a free-form product is fitted on most of the good images (training and test goods together), its NG
-threshold calibrated as in training, and the rest of the good images are scored as they are, 3 % and 6 %
+For each photographed set of scripts/real_sets.py (development split): the RT or fused engine as `station train`
+sets it up for a free-form product is fitted on most of the good images (training and test goods together), its
+NG threshold calibrated as in training, and the rest of the good images are scored as they are, 3 % and 6 %
 darker, and 2 grey levels darker or brighter (with --keep-saturated, pixels at 255 stay there: an overexposed
-area whose light is far over the sensor's range stays white when the lamp dims a little). A drift that small is not a defect; the share judged NG should
-stay where it is as they are. Compared for each `--shrink` (each cell's covariance drawn toward the mean cell's,
-`shrink` in the RT settings; 0 is the unit space of each cell alone), for RT or the fused engine (its RT part).
+area whose light is far over the sensor's range stays white when the lamp dims a little). A drift that small is
+not a defect; the share judged NG should stay where it is as they are. Compared for each `--shrink` (each RT
+cell's covariance drawn toward the mean cell's, `shrink` in the RT settings; 0 is the unit space of each cell
+alone).
 
     python scripts/lamp_drift.py bottle tire --shrink 0 0.2
     python scripts/lamp_drift.py bottle --engine fused
@@ -72,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.sets:
         for shrink in args.shrink:
             shares = ng_shares(args.cache / name / "dev", args.engine, shrink, args.keep_saturated)
-            print(f"| {name} | {args.engine} | {shrink:g} | " + " | ".join(f"{v:.2f}" for v in shares.values()) + " |", flush=True)
+            cells = " | ".join(f"{v:.2f}" for v in shares.values())
+            print(f"| {name} | {args.engine} | {shrink:g} | {cells} |", flush=True)
     return 0
 
 

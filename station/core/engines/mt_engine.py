@@ -125,12 +125,11 @@ class MTEngine(Engine):
         m = cv2.resize((per_block / peak).astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
         return output_from_pixel_map(np.exp(np.log(score) * m).astype(np.float32), self.grid)
 
-    def _camera_step(self, crops: np.ndarray) -> np.ndarray:
+    def _camera_step(self, crops: np.ndarray, described: np.ndarray) -> np.ndarray:
         """(n_items,) how far each item moves when the camera reads every pixel one grey level brighter or
         darker, whichever moves it more (so a white, saturated area moves as a black one does; the mean over a
-        few good crops)."""
-        sample = crops[:CAMERA_STEP_IMAGES]
-        described = self._describe(sample)
+        few good crops). `described`: the crops' descriptors, already computed."""
+        sample, described = crops[:CAMERA_STEP_IMAGES], described[:CAMERA_STEP_IMAGES]
         steps = [np.abs(self._describe(np.clip(sample.astype(np.int16) + d, 0, 255).astype(np.uint8)) - described)
                  for d in (1, -1)]
         return np.maximum(*steps).mean(axis=0)
@@ -146,11 +145,11 @@ class MTEngine(Engine):
         if not used.any():
             raise EngineError("mt: every good image is the same; there is no unit space to measure against")
         x = x[:, used]
-        centred = x - x.mean(axis=0)
-        cov = centred.T @ centred / len(x)
+        centre = x.mean(axis=0)
+        cov = (x - centre).T @ (x - centre) / len(x)
         if step is not None:
             cov[np.diag_indices_from(cov)] += step[used] ** 2
-        self.used, self.centre, self.scale = used, x.mean(axis=0), np.sqrt(np.diag(cov))
+        self.used, self.centre, self.scale = used, centre, np.sqrt(np.diag(cov))
         corr = cov / np.outer(self.scale, self.scale)
         values, vectors = np.linalg.eigh(corr)
         values = np.maximum(values, 0.0) + float(self.config["ridge"])
@@ -166,7 +165,8 @@ class MTEngine(Engine):
         held, kept = order[:n_hold], order[n_hold:]
         if progress:
             progress("describing the good images", 0.2)
-        self._fit_space(self._describe(data.crops[kept]), self._camera_step(data.crops[kept]))
+        described = self._describe(data.crops[kept])
+        self._fit_space(described, self._camera_step(data.crops[kept], described))
         held_out = self._contributions(data.crops[held]).sum(axis=1)
         defect_idx = np.array([i for i, lab in enumerate(data.labels) if lab != data.ok_class], dtype=int)
         defect_scores = self._contributions(data.crops[defect_idx]).sum(axis=1) if defect_idx.size else np.array([])

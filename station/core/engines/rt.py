@@ -83,7 +83,8 @@ class UnitSpace:
 
         `shrink` draws each cell's covariance that share of the way toward the mean covariance of all cells, so
         no cell is trusted to be steadier than a share of a typical one: a uniform background hardly varies
-        among good images, and without it a lamp 3 % dimmer made every good bottle NG (docs/photographs.md).
+        among good images, and without it a lamp 3 % dimmer (its saturated corners coming down from 255) made
+        every good bottle NG (docs/photographs.md, "Lamp drift").
         A covariance that is singular (a cell that never varies, or fewer images than metrics)
         gets a ridge relative to its own scale, plus an absolute floor so it is always invertible.
         """
