@@ -103,7 +103,13 @@ def baselines(root: Path) -> dict[str, dict]:
         if any(masks[i].any() for i in keep):
             pix = ranked_auroc(np.concatenate([maps[i].ravel() for i in keep]),
                                np.concatenate([masks[i].ravel() for i in keep]))
+        outside = None  # the map's maximum where no test image has a defect: an image AUROC close to the whole
+        if any(masks[i].any() for i in keep):  # map's comes from something other than the defects (a session)
+            union = np.any([masks[i] for i in keep], axis=0)
+            rest = maps[:, ~union].max(axis=1)
+            outside = auroc(rest[labels], rest[~labels])
         out[name] = {"auroc": auroc(scores[labels], scores[~labels]), "pixel_auroc": pix,
+                     "auroc_outside_defects": outside,
                      "fit_seconds": round(fit, 3), "ms_per_image": round(ms, 3),
                      "wall_seconds": round(time.perf_counter() - t0, 1)}
         log.info("%s %s: %s", root, name, out[name])

@@ -293,3 +293,53 @@ def test_defect_photographs_are_shrunk_as_they_are_read_and_unused_ones_are_said
     few = list(texture(np.random.default_rng(2), 8))  # too few good images to measure the engines on
     engine, _, _, info = choose_free_form(few, defects=images)
     assert info["chosen_by"].startswith("position variance") and info["defect_images_not_used"].startswith("2:")
+
+
+def glinting_part(rng, n, side=64):
+    """An aligned part: a smooth grey body with a lamp's glint at its centre whose brightness and shape change
+    from part to part, on sensor noise (the tyre's glint, docs/photographs.md)."""
+    yy, xx = np.mgrid[:side, :side]
+    out = []
+    for _ in range(n):
+        g = 90 + 0.5 * xx + rng.normal(0, 3, (side, side))
+        cy, cx = side // 2 + rng.integers(-2, 3), side // 2 + rng.integers(-2, 3)
+        sx, sy = rng.uniform(1.5, 4), rng.uniform(1.5, 4)
+        g += rng.uniform(60, 160) * np.exp(-(((xx - cx) / sx) ** 2 + ((yy - cy) / sy) ** 2) / 2)
+        out.append(np.dstack([g.clip(0, 255).astype(np.uint8)] * 3))
+    return np.stack(out)
+
+
+def test_the_patch_memory_reads_a_glint_every_good_part_has_against_good_parts_at_that_place():
+    rng = np.random.default_rng(3)
+    good, parts = glinting_part(rng, 40), glinting_part(rng, 16)
+    for i, img in enumerate(parts[8:]):  # a small dark pit away from the glint
+        cv2.circle(img, (14 + 2 * i, 48), 3, (50, 50, 50), -1)
+    found = {}
+    for per_position in (False, True):
+        engine = engine_class("patch")(GRID, {"memory": 512, "candidates": 4000, "holdout": 0.3,
+                                              "position_z": per_position})
+        report = engine.fit(TrainingSet(good, ["good"] * 40, [None] * 40, GRID), seed=0)
+        assert report.info["distance_per_position"] == (True if per_position else "not asked")
+        scores = [o.score for o in engine.infer_batch(parts)]
+        found[per_position] = auroc(scores[:8], scores[8:])
+    assert found[True] >= 0.95 > found[False]
+
+
+def test_patch_recipes_saved_before_the_reading_per_position_load_and_read_raw_distances():
+    rng = np.random.default_rng(0)
+    good = texture(rng, 20)
+    engine = engine_class("patch")(GRID, {"memory": 256, "candidates": 2000})
+    report = engine.fit(TrainingSet(good, ["good"] * 20, [None] * 20, GRID), seed=0)
+    assert report.info["distance_per_position"] is False  # 3 held-out images: read against the whole map's
+    arrays = engine.arrays()
+    assert arrays["position_mean"].shape == arrays["position_spread"].shape == (64, 64)
+    old = engine_class("patch").from_saved(GRID, {k: v for k, v in engine.config.items() if k != "position_z"})
+    assert old.config["position_z"] is False
+    old.load_arrays({k: v for k, v in arrays.items() if not k.startswith("position_")})
+    np.testing.assert_allclose(old.infer(good[0]).pixel_map, old._distances(good[:1])[0])
+    broken = {**arrays, "position_spread": np.zeros((64, 64), np.float32)}
+    with pytest.raises(EngineError, match="finite and positive"):
+        engine_class("patch")(GRID, dict(engine.config)).load_arrays(broken)
+    del broken["position_mean"]
+    with pytest.raises(EngineError, match="missing"):
+        engine_class("patch")(GRID, dict(engine.config)).load_arrays(broken)

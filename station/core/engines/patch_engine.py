@@ -6,6 +6,12 @@ crops are thinned to a memory by greedy k-centre selection; a crop's anomaly map
 distance to its nearest memory descriptor, brought to the crop's resolution and smoothed. The image score
 is the map's maximum. Good images held out of the memory set the thresholds. The memory forgets where a
 descriptor was seen, so it holds for textures and for views that are not aligned.
+
+With `position_z` (new recipes) the distance is read against what good parts show at the same place: the
+held-out good images' mean and spread of the distance's logarithm per pixel turn it into a z-score (below
+the mean counts 0). A glint or a sharp edge that every good part has varies from part to part, so its patches are
+far from any remembered one on good parts too; as a raw distance it outshone every defect (docs/photographs.md).
+Where views are not aligned, every pixel sees the same spread and the z-score only rescales the map.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import Field, StrictInt
+from pydantic import Field, StrictBool, StrictInt
 
 from station.core.engines.base import (Capabilities, Engine, EngineOutput, FitReport, Progress, TrainingSet,
                                        output_from_pixel_map)
@@ -29,6 +35,10 @@ from station.core.grid import CellGrid
 
 MAX_MEMORY = 65536
 MIN_GOOD = 4
+SPREAD_FLOOR = 0.25  # a pixel's spread of good distances counted at least this share of the median pixel's
+LOG_EPS = 1e-3  # added to a distance before its logarithm: a patch the memory holds exactly is not minus infinity
+MIN_POSITION_IMAGES = 8  # held-out good images needed to read distances per position (fewer: raw distances)
+COVERAGE_IMAGES = 64  # good images whose every descriptor is checked against the first memory (at most)
 
 
 class PatchSettings(_Bounded):
@@ -39,6 +49,7 @@ class PatchSettings(_Bounded):
     dims: StrictInt = Field(ge=2, le=FEATURE_DIM)
     holdout: float = Field(gt=0.0, lt=0.5)
     sigma_px: float = Field(ge=0.0, le=32.0)
+    position_z: StrictBool = False
 
 
 class PatchMemoryEngine(Engine):
@@ -51,7 +62,10 @@ class PatchMemoryEngine(Engine):
 
     @classmethod
     def default_config(cls) -> dict[str, Any]:
-        return {"memory": 8192, "candidates": 40000, "dims": 48, "holdout": 0.15, "sigma_px": 4.0}
+        return {"memory": 8192, "candidates": 40000, "dims": 48, "holdout": 0.15, "sigma_px": 4.0,
+                "position_z": True}
+
+    saved_before = {"position_z": False}  # recipes saved before it read raw distances
 
     def __init__(self, grid: CellGrid, config: dict[str, Any] | None = None) -> None:
         super().__init__(grid, config)
@@ -60,10 +74,21 @@ class PatchMemoryEngine(Engine):
             raise EngineError(f"the patch engine needs a crop whose sides are multiples of 8 px, not {w}x{h}")
         self.descriptor: Descriptor | None = None
         self.memory: torch.Tensor | None = None
+        # per pixel, the held-out good parts' mean and spread of the log distance (position_z)
+        self.position_mean = np.zeros((h, w), np.float32)
+        self.position_spread = np.ones((h, w), np.float32)
 
     # -- scoring ------------------------------------------------------------------------------
     def _maps(self, crops: np.ndarray) -> np.ndarray:
         """(N, H, W) float32 anomaly maps at the crop's resolution."""
+        d = self._distances(crops)
+        if not self.config["position_z"]:
+            return d
+        z = (np.log(d + LOG_EPS) - self.position_mean) / self.position_spread
+        return np.maximum(z, 0.0).astype(np.float32)
+
+    def _distances(self, crops: np.ndarray) -> np.ndarray:
+        """(N, H, W) float32 distances to the nearest memory descriptor at the crop's resolution, smoothed."""
         feats = self.descriptor(crops)
         n, fh, fw, c = feats.shape
         d = nearest_distance(feats.reshape(-1, c), self.memory).reshape(n, 1, fh, fw)
@@ -88,6 +113,18 @@ class PatchMemoryEngine(Engine):
                 rows.append(one[torch.from_numpy(pick)])
         return torch.cat(rows)
 
+    def _uncovered(self, crops: np.ndarray, memory: torch.Tensor, per_image: int, batch: int = 8) -> torch.Tensor:
+        """The `per_image` descriptors of each crop farthest from `memory`: what a random draw of a few per
+        cent of the positions misses (a glint or an edge every good part has, but on a small share of its
+        area), so the final memory covers it and good parts do not read it as a defect."""
+        rows = []
+        for i in range(0, len(crops), batch):
+            feats = self.descriptor(crops[i:i + batch])
+            for one in feats.reshape(feats.shape[0], -1, feats.shape[-1]):
+                far = torch.topk(nearest_distance(one, memory), min(per_image, one.shape[0])).indices
+                rows.append(one[far])
+        return torch.cat(rows)
+
     # -- Engine ---------------------------------------------------------------------------------
     def fit(self, data: TrainingSet, seed: int = 0, progress: Progress | None = None) -> FitReport:
         good_idx = data.indices(data.ok_class)
@@ -110,10 +147,26 @@ class PatchMemoryEngine(Engine):
         if progress:
             progress("choosing the memory (k-centre coreset)", 0.3)
         chosen = greedy_coreset(cand, int(self.config["memory"]), seed)
+        memory = cand[torch.from_numpy(chosen)].contiguous()
+        if progress:
+            progress("covering what the first memory misses", 0.55)
+        some = kept[rng.permutation(len(kept))[:COVERAGE_IMAGES]]
+        per_image = max(1, int(np.ceil(int(self.config["candidates"]) / len(kept))))
+        cand = torch.cat([cand, self._uncovered(crops[some], memory, per_image)])
+        chosen = greedy_coreset(cand, int(self.config["memory"]), seed)
         self.memory = cand[torch.from_numpy(chosen)].contiguous()
         if progress:
             progress("scoring held-out good images", 0.8)
-        held_out = np.array([self._output(m).score for m in self._maps(crops[held])])
+        held_maps = self._distances(crops[held])
+        position = bool(self.config["position_z"]) and len(held) >= MIN_POSITION_IMAGES
+        if position:
+            held_maps = self._read_per_position(held_maps)
+        elif self.config["position_z"]:  # too few to read per position: every pixel against the whole map's
+            logs = np.log(held_maps.astype(np.float64) + LOG_EPS)
+            self.position_mean = np.full(held_maps.shape[1:], logs.mean(), np.float32)
+            self.position_spread = np.full(held_maps.shape[1:], max(float(logs.std()), 1e-6), np.float32)
+            held_maps = self._maps(crops[held])
+        held_out = np.array([self._output(m).score for m in held_maps])
         defect_idx = np.array([i for i, lab in enumerate(data.labels) if lab != data.ok_class], dtype=int)
         defect_scores = np.array([self._output(m).score for m in self._maps(crops[defect_idx])]) \
             if defect_idx.size else np.array([])
@@ -122,8 +175,25 @@ class PatchMemoryEngine(Engine):
             progress("memory ready", 1.0)
         return FitReport(thresholds, {
             "memory_images": int(len(kept)), "memory_size": int(self.memory.shape[0]),
+            "distance_per_position": position if self.config["position_z"] else "not asked",
             "held_out_good_images": int(len(held)), **calibration,
         })
+
+    def _read_per_position(self, held: np.ndarray) -> np.ndarray:
+        """Keep the held-out good log distances' mean and spread per pixel, and return the held-out maps as each
+        would read against the others (leave one out), so the thresholds come from images the statistics did
+        not see."""
+        x = np.log(held.astype(np.float64) + LOG_EPS)
+        n = len(x)
+        s1, s2 = x.sum(axis=0), (x * x).sum(axis=0)
+        mean = s1 / n
+        spread = np.sqrt(np.maximum(s2 / n - mean ** 2, 0.0))
+        floor = max(float(np.median(spread)) * SPREAD_FLOOR, 1e-6)  # a pixel no steadier than a share of a typical one
+        self.position_mean = mean.astype(np.float32)
+        self.position_spread = np.maximum(spread, floor).astype(np.float32)
+        loo_mean = (s1[None] - x) / (n - 1)
+        loo_spread = np.sqrt(np.maximum((s2[None] - x * x) / (n - 1) - loo_mean ** 2, 0.0))
+        return np.maximum((x - loo_mean) / np.maximum(loo_spread, floor), 0.0).astype(np.float32)
 
     def infer(self, crop: np.ndarray) -> EngineOutput:
         return self.infer_batch(crop[None])[0]
@@ -138,7 +208,10 @@ class PatchMemoryEngine(Engine):
     def arrays(self) -> dict[str, np.ndarray]:
         if self.memory is None or self.descriptor is None:
             raise EngineError("the patch engine has not been fitted")
-        return {**self.descriptor.arrays(), "memory": self.memory.numpy().astype(np.float16)}
+        out = {**self.descriptor.arrays(), "memory": self.memory.numpy().astype(np.float16)}
+        if self.config["position_z"]:
+            out.update(position_mean=self.position_mean, position_spread=self.position_spread)
+        return out
 
     def load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         missing = [k for k in ("feat_mean", "feat_std", "projection", "memory") if k not in arrays]
@@ -149,5 +222,14 @@ class PatchMemoryEngine(Engine):
         if memory.ndim != 2 or memory.shape[1] != descriptor.dims or not 1 <= memory.shape[0] <= MAX_MEMORY:
             raise EngineError(f"patch memory has shape {memory.shape}, expected (n <= {MAX_MEMORY}, "
                               f"{descriptor.dims})")
+        if self.config["position_z"]:
+            w, h = self.grid.size
+            mean, spread = arrays.get("position_mean"), arrays.get("position_spread")
+            if mean is None or spread is None or np.shape(mean) != (h, w) or np.shape(spread) != (h, w):
+                raise EngineError(f"the patch engine's good distances per position are missing or not {w}x{h}")
+            mean, spread = np.asarray(mean, np.float32), np.asarray(spread, np.float32)
+            if not (np.isfinite(mean).all() and np.isfinite(spread).all() and (spread > 0).all()):
+                raise EngineError("the patch engine's good distances per position are not finite and positive")
+            self.position_mean, self.position_spread = mean, spread
         self.descriptor = descriptor
         self.memory = torch.from_numpy(memory.astype(np.float32))
