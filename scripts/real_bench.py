@@ -106,8 +106,9 @@ def baselines(root: Path) -> dict[str, dict]:
         outside = None  # the map's maximum where no test image has a defect: an image AUROC close to the whole
         if any(masks[i].any() for i in keep):  # map's comes from something other than the defects (a session)
             union = np.any([masks[i] for i in keep], axis=0)
-            rest = maps[:, ~union].max(axis=1)
-            outside = auroc(rest[labels], rest[~labels])
+            if not union.all():  # tiles whose defects together cover the whole frame leave nothing outside
+                rest = maps[:, ~union].max(axis=1)
+                outside = auroc(rest[labels], rest[~labels])
         out[name] = {"auroc": auroc(scores[labels], scores[~labels]), "pixel_auroc": pix,
                      "auroc_outside_defects": outside,
                      "fit_seconds": round(fit, 3), "ms_per_image": round(ms, 3),
