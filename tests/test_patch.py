@@ -343,3 +343,28 @@ def test_patch_recipes_saved_before_the_reading_per_position_load_and_read_raw_d
     del broken["position_mean"]
     with pytest.raises(EngineError, match="missing"):
         engine_class("patch")(GRID, dict(engine.config)).load_arrays(broken)
+
+
+def test_the_patch_memory_per_position_keeps_good_parts_ok_when_the_lamp_brightens_a_black_background(monkeypatch):
+    rng = np.random.default_rng(5)
+
+    def parts(n):
+        out = []
+        for img in glinting_part(rng, n):
+            g = np.full((64, 64), 16.0) + rng.normal(0, 1.0, (64, 64))  # a black background, the sensor's noise
+            g[12:52, 12:52] = img[12:52, 12:52, 0]
+            out.append(np.dstack([g.clip(0, 255).astype(np.uint8)] * 3))
+        return np.stack(out)
+
+    good, held = parts(40), parts(10)
+    brighter = np.clip(np.rint(held + 2.0 + rng.uniform(-0.5, 0.5, held.shape)), 0, 255).astype(np.uint8)
+
+    def ng_share():
+        engine = engine_class("patch")(GRID, {"memory": 512, "candidates": 4000, "holdout": 0.3})
+        ng = engine.fit(TrainingSet(good, ["good"] * 40, [None] * 40, GRID), seed=0).thresholds[1]
+        return np.mean([o.score >= ng for o in engine.infer_batch(brighter)])
+
+    assert ng_share() == 0.0
+    # without the camera's step in each pixel's spread, the same 2 grey levels stop good parts
+    monkeypatch.setattr(engine_class("patch"), "_camera_step", lambda self, crops, d: np.zeros(d.shape[1:]))
+    assert ng_share() > 0.5

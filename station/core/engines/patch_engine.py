@@ -160,7 +160,7 @@ class PatchMemoryEngine(Engine):
         held_maps = self._distances(crops[held])
         position = bool(self.config["position_z"]) and len(held) >= MIN_POSITION_IMAGES
         if position:
-            held_maps = self._read_per_position(held_maps)
+            held_maps = self._read_per_position(held_maps, self._camera_step(crops[held], held_maps))
         elif self.config["position_z"]:  # too few to read per position: every pixel against the whole map's
             logs = np.log(held_maps.astype(np.float64) + LOG_EPS)
             self.position_mean = np.full(held_maps.shape[1:], logs.mean(), np.float32)
@@ -179,20 +179,29 @@ class PatchMemoryEngine(Engine):
             "held_out_good_images": int(len(held)), **calibration,
         })
 
-    def _read_per_position(self, held: np.ndarray) -> np.ndarray:
-        """Keep the held-out good log distances' mean and spread per pixel, and return the held-out maps as each
-        would read against the others (leave one out), so the thresholds come from images the statistics did
-        not see."""
+    def _camera_step(self, crops: np.ndarray, distances: np.ndarray) -> np.ndarray:
+        """(H, W) how far the log distance moves, per pixel, when the camera reads every pixel one grey level
+        brighter or darker (the larger, averaged over the crops): a flat black background's patches are all
+        but in the memory, and there a grey level more is a large change of a tiny distance's logarithm."""
+        base = np.log(distances.astype(np.float64) + LOG_EPS)
+        moved = [np.abs(np.log(self._distances(np.clip(crops.astype(np.int16) + step, 0, 255).astype(np.uint8))
+                               .astype(np.float64) + LOG_EPS) - base) for step in (1, -1)]
+        return np.maximum(*moved).mean(axis=0)
+
+    def _read_per_position(self, held: np.ndarray, step: np.ndarray) -> np.ndarray:
+        """Keep the held-out good log distances' mean and spread per pixel (the camera's `step` added to the
+        spread), and return the held-out maps as each would read against the others (leave one out), so the
+        thresholds come from images the statistics did not see."""
         x = np.log(held.astype(np.float64) + LOG_EPS)
         n = len(x)
         s1, s2 = x.sum(axis=0), (x * x).sum(axis=0)
         mean = s1 / n
-        spread = np.sqrt(np.maximum(s2 / n - mean ** 2, 0.0))
+        spread = np.sqrt(np.maximum(s2 / n - mean ** 2, 0.0) + step ** 2)  # no steadier than the camera can tell
         floor = max(float(np.median(spread)) * SPREAD_FLOOR, 1e-6)  # a pixel no steadier than a share of a typical one
         self.position_mean = mean.astype(np.float32)
         self.position_spread = np.maximum(spread, floor).astype(np.float32)
         loo_mean = (s1[None] - x) / (n - 1)
-        loo_spread = np.sqrt(np.maximum((s2[None] - x * x) / (n - 1) - loo_mean ** 2, 0.0))
+        loo_spread = np.sqrt(np.maximum((s2[None] - x * x) / (n - 1) - loo_mean ** 2, 0.0) + step ** 2)
         return np.maximum((x - loo_mean) / np.maximum(loo_spread, floor), 0.0).astype(np.float32)
 
     def infer(self, crop: np.ndarray) -> EngineOutput:
