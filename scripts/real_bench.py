@@ -99,12 +99,12 @@ def baselines(root: Path) -> dict[str, dict]:
         ms = (time.perf_counter() - t1) / len(te) * 1e3
         scores = maps.reshape(len(maps), -1).max(axis=1)
         keep = [i for i, m in enumerate(masks) if m is not None]
-        pix = None
+        pix = outside = None
         if any(masks[i].any() for i in keep):
             pix = ranked_auroc(np.concatenate([maps[i].ravel() for i in keep]),
                                np.concatenate([masks[i].ravel() for i in keep]))
-        outside = None  # the map's maximum where no test image has a defect: an image AUROC close to the whole
-        if any(masks[i].any() for i in keep):  # map's comes from something other than the defects (a session)
+            # the map's maximum where no test image has a defect: an image AUROC close to the whole map's comes
+            # from something other than the defects (a session)
             union = np.any([masks[i] for i in keep], axis=0)
             if not union.all():  # tiles whose defects together cover the whole frame leave nothing outside
                 rest = maps[:, ~union].max(axis=1)

@@ -31,7 +31,7 @@ from pydantic import Field, StrictInt
 
 from station.core.engines.base import (Capabilities, Engine, EngineOutput, FitReport, Progress, TrainingSet,
                                        check_crops, output_from_pixel_map)
-from station.core.engines.calibration import held_out_thresholds
+from station.core.engines.calibration import camera_step, held_out_thresholds
 from station.core.engines.settings import _Bounded
 from station.core.errors import EngineError
 
@@ -129,10 +129,7 @@ class MTEngine(Engine):
         """(n_items,) how far each item moves when the camera reads every pixel one grey level brighter or
         darker, whichever moves it more (so a white, saturated area moves as a black one does; the mean over a
         few good crops). `described`: the crops' descriptors, already computed."""
-        sample, described = crops[:CAMERA_STEP_IMAGES], described[:CAMERA_STEP_IMAGES]
-        steps = [np.abs(self._describe(np.clip(sample.astype(np.int16) + d, 0, 255).astype(np.uint8)) - described)
-                 for d in (1, -1)]
-        return np.maximum(*steps).mean(axis=0)
+        return camera_step(self._describe, crops[:CAMERA_STEP_IMAGES], described[:CAMERA_STEP_IMAGES])
 
     def _fit_space(self, x: np.ndarray, step: np.ndarray | None = None) -> None:
         """The unit space of descriptors x (N, n_items). Each item's variance gets the square of its camera

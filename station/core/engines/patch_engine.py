@@ -26,7 +26,7 @@ from pydantic import Field, StrictBool, StrictInt
 
 from station.core.engines.base import (Capabilities, Engine, EngineOutput, FitReport, Progress, TrainingSet,
                                        output_from_pixel_map)
-from station.core.engines.calibration import held_out_thresholds
+from station.core.engines.calibration import camera_step, held_out_thresholds
 from station.core.engines.settings import _Bounded
 from station.core.engines.patch_features import (FEATURE_DIM, Descriptor, greedy_coreset, nearest_distance,
                                                  principal_axes, raw_descriptors)
@@ -35,7 +35,7 @@ from station.core.grid import CellGrid
 
 MAX_MEMORY = 65536
 MIN_GOOD = 4
-SPREAD_FLOOR = 0.25  # a pixel's spread of good distances counted at least this share of the median pixel's
+SPREAD_FLOOR = 0.25  # a pixel's spread of good log distances counted at least this share of the median pixel's
 LOG_EPS = 1e-3  # added to a distance before its logarithm: a patch the memory holds exactly is not minus infinity
 MIN_POSITION_IMAGES = 8  # held-out good images needed to read distances per position (fewer: raw distances)
 COVERAGE_IMAGES = 64  # good images whose every descriptor is checked against the first memory (at most)
@@ -82,10 +82,11 @@ class PatchMemoryEngine(Engine):
     def _maps(self, crops: np.ndarray) -> np.ndarray:
         """(N, H, W) float32 anomaly maps at the crop's resolution."""
         d = self._distances(crops)
-        if not self.config["position_z"]:
-            return d
-        z = (np.log(d + LOG_EPS) - self.position_mean) / self.position_spread
-        return np.maximum(z, 0.0).astype(np.float32)
+        return self._read(np.log(d + LOG_EPS)) if self.config["position_z"] else d
+
+    def _read(self, log_distances: np.ndarray) -> np.ndarray:
+        """Log distances read against the good parts' at each pixel: z-scores, 0 below the mean."""
+        return np.maximum((log_distances - self.position_mean) / self.position_spread, 0.0).astype(np.float32)
 
     def _distances(self, crops: np.ndarray) -> np.ndarray:
         """(N, H, W) float32 distances to the nearest memory descriptor at the crop's resolution, smoothed."""
@@ -165,7 +166,7 @@ class PatchMemoryEngine(Engine):
             logs = np.log(held_maps.astype(np.float64) + LOG_EPS)
             self.position_mean = np.full(held_maps.shape[1:], logs.mean(), np.float32)
             self.position_spread = np.full(held_maps.shape[1:], max(float(logs.std()), 1e-6), np.float32)
-            held_maps = self._maps(crops[held])
+            held_maps = self._read(logs)
         held_out = np.array([self._output(m).score for m in held_maps])
         defect_idx = np.array([i for i, lab in enumerate(data.labels) if lab != data.ok_class], dtype=int)
         defect_scores = np.array([self._output(m).score for m in self._maps(crops[defect_idx])]) \
@@ -183,10 +184,8 @@ class PatchMemoryEngine(Engine):
         """(H, W) how far the log distance moves, per pixel, when the camera reads every pixel one grey level
         brighter or darker (the larger, averaged over the crops): a flat black background's patches are all
         but in the memory, and there a grey level more is a large change of a tiny distance's logarithm."""
-        base = np.log(distances.astype(np.float64) + LOG_EPS)
-        moved = [np.abs(np.log(self._distances(np.clip(crops.astype(np.int16) + step, 0, 255).astype(np.uint8))
-                               .astype(np.float64) + LOG_EPS) - base) for step in (1, -1)]
-        return np.maximum(*moved).mean(axis=0)
+        log_distances = lambda c: np.log(self._distances(c).astype(np.float64) + LOG_EPS)  # noqa: E731
+        return camera_step(log_distances, crops, np.log(distances.astype(np.float64) + LOG_EPS))
 
     def _read_per_position(self, held: np.ndarray, step: np.ndarray) -> np.ndarray:
         """Keep the held-out good log distances' mean and spread per pixel (the camera's `step` added to the
