@@ -368,3 +368,19 @@ def test_the_patch_memory_per_position_keeps_good_parts_ok_when_the_lamp_brighte
     # without the camera's step in each pixel's spread, the same 2 grey levels stop good parts
     monkeypatch.setattr(engine_class("patch"), "_camera_step", lambda self, crops, d: np.zeros(d.shape[1:]))
     assert ng_share() > 0.5
+
+
+def test_nearest_distance_in_chunks_equals_the_distance_to_every_memory_row():
+    import torch
+
+    from station.core.engines.patch_features import nearest_distance
+    gen = torch.Generator().manual_seed(3)
+    memory = torch.randn(700, 48, generator=gen) * 3.0
+    queries = torch.cat([torch.randn(1000, 48, generator=gen) * 3.0, memory[:5]])  # five exactly in the memory
+    expected = torch.cdist(queries.double(), memory.double()).min(dim=1).values
+    for chunk in (1, 256, 5000):
+        got = nearest_distance(queries, memory, chunk=chunk)
+        assert got.shape == (1005,)
+        assert torch.allclose(got[:1000].double(), expected[:1000], rtol=1e-5, atol=1e-4), chunk
+        # a row the memory holds: float32's rounding of |q|^2 + |m|^2 - 2 q.m, not a distance a defect makes
+        assert torch.all(got[-5:] < 1e-3 * expected[:1000].median()) and torch.all(got >= 0)
