@@ -1,0 +1,92 @@
+"""The patch memory at several crop sizes on a real set's dev split: its image AUROC on the real test images
+and its worst synthetic kind as the free-form choice would measure it (docs/photographs.md, "The crop").
+
+    python scripts/patch_crop_trial.py SET [SET ...] [--sides 256,512] [--split dev] [--no-real]
+
+Each side is the crop's shorter side (8 cells of side/8 px). For the synthetic trial the choice's light memory
+and candidates grow with the crop's area over a 256 px crop's (`--fixed-memory` keeps them as the choice has
+them). The real figure fits the default patch memory on every good training image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from station.core import freeform as ff
+from station.core.dataset import load_dataset
+from station.core.engines import TrainingSet, engine_class
+from station.core.evaluate import auroc
+from station.core.imageio import read_image
+
+ROOT = Path.home() / ".cache" / "station" / "real-sets"
+
+
+def trial(name: str, sides: list[int], split: str, real: bool, fixed_memory: bool) -> list[dict]:
+    root = ROOT / name / split
+    goods = [read_image(s.path) for s in load_dataset(root, "train").samples]
+    tests = load_dataset(root, "test").samples if real else []
+    test = [read_image(s.path) for s in tests]
+    good_test = np.array([s.label == "good" for s in tests], dtype=bool)
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(goods))
+    n_held = min(ff.CHOICE_HELD, len(goods) // 4)
+    held = [goods[i] for i in order[:n_held]]
+    train = [goods[i] for i in order[n_held:][:ff.CHOICE_TRAIN]]
+    faulty = {k: [ff.synthetic_defect(im, goods[order[(j + 1) % len(order)]], rng, kind=k)
+                  for j, im in enumerate(held)] for k in range(ff.KINDS)}
+    rows = []
+    for side in sides:
+        grid = ff.patch_grid(goods, side // 8)
+        scale = 1 if fixed_memory else (grid.size[0] * grid.size[1]) / (ff.patch_grid(goods, 32).size[0]
+                                                                        * ff.patch_grid(goods, 32).size[1])
+        config = {**ff.candidate_configs()["patch"], "memory": int(ff.PATCH_TRIAL["memory"] * scale),
+                  "candidates": int(ff.PATCH_TRIAL["candidates"] * scale)}
+        t0 = time.perf_counter()
+        kinds = ff._trial("patch", config, grid, train, held, faulty, 0)
+        row = {"set": name, "side": side, "crop": list(grid.size), "trial_memory": config["memory"],
+               "synthetic": {ff.DEFECT_KINDS[k]: round(v, 3) for k, v in kinds.items()},
+               "worst_kind": round(min(kinds.values()), 3), "trial_s": round(time.perf_counter() - t0, 1)}
+        if real:
+            crops = lambda ims: np.stack([cv2.resize(im, grid.size, interpolation=cv2.INTER_AREA)  # noqa: E731
+                                          for im in ims])
+            c = crops(goods)
+            engine = engine_class("patch")(grid, engine_class("patch").default_config())
+            t0 = time.perf_counter()
+            engine.fit(TrainingSet(c, ["good"] * len(c), [None] * len(c), grid))
+            row["fit_s"] = round(time.perf_counter() - t0, 1)
+            t0 = time.perf_counter()
+            scores = np.array([o.score for o in engine.infer_batch(crops(test))])
+            row["ms_per_image"] = round((time.perf_counter() - t0) / max(len(test), 1) * 1000, 1)
+            row["image_auroc"] = round(float(auroc(scores[good_test], scores[~good_test])), 3)
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("sets", nargs="+")
+    p.add_argument("--sides", default="256,512")
+    p.add_argument("--split", default="dev", choices=["dev", "final"])
+    p.add_argument("--no-real", action="store_true", help="the synthetic trial only")
+    p.add_argument("--fixed-memory", action="store_true", help="the choice's light memory at every side")
+    args = p.parse_args(argv)
+    sides = [int(s) for s in args.sides.split(",")]
+    if any(s % 64 or not 64 <= s <= 1024 for s in sides):
+        p.error("each side must be a multiple of 64 px between 64 and 1024")
+    for name in args.sets:
+        if not (ROOT / name / args.split).is_dir():
+            p.error(f"no set {name} under {ROOT} (build it with scripts/real_sets.py)")
+        trial(name, sides, args.split, not args.no_real, args.fixed_memory)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
