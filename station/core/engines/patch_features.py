@@ -91,10 +91,8 @@ def nearest_distance(queries: torch.Tensor, memory: torch.Tensor, chunk: int = 2
 
     |q - m|^2 = |q|^2 + (|m|^2 - 2 q.m): the bracket worked out in place in one (chunk, memory) buffer, its
     minimum over the memory taken before |q|^2 is added. Small chunks keep the block in the processor's
-    cache; one block of 4096 queries against 8192 rows was several times slower. (`torch.addmm` with the
-    memory's norms as its broadcast input now and then held gigabytes for a moment, enough to exhaust the
-    machine: the buffer is written with `torch.mm(out=)` instead. docs/photographs.md, "Speed of the patch
-    memory".)"""
+    cache. The buffer is written by `torch.mm(out=)`, not `torch.addmm`, whose broadcast input now and then
+    held gigabytes for a moment (docs/photographs.md, "Speed of the patch memory")."""
     m2 = (memory * memory).sum(dim=1)[None, :]
     memory_t = memory.T.contiguous()
     block = torch.empty(min(chunk, max(queries.shape[0], 1)), memory.shape[0], dtype=memory.dtype)
