@@ -37,15 +37,12 @@ def trial(name: str, sides: list[int], split: str, real: bool, fixed_memory: boo
     rng = np.random.default_rng(0)
     order = rng.permutation(len(goods))
     n_held = min(ff.CHOICE_HELD, len(goods) // 4)
-    held = [goods[i] for i in order[:n_held]]
-    train = [goods[i] for i in order[n_held:][:ff.CHOICE_TRAIN]]
-    faulty = {k: [ff.synthetic_defect(im, goods[order[(j + 1) % len(order)]], rng, kind=k)
-                  for j, im in enumerate(held)] for k in range(ff.KINDS)}
+    held, train, faulty = ff.trial_sets(goods, order, n_held, rng)
+    base = ff.patch_grid(goods, 32).size  # the choice's 256 px crop
     rows = []
     for side in sides:
         grid = ff.patch_grid(goods, side // 8)
-        scale = 1 if fixed_memory else (grid.size[0] * grid.size[1]) / (ff.patch_grid(goods, 32).size[0]
-                                                                        * ff.patch_grid(goods, 32).size[1])
+        scale = 1 if fixed_memory else (grid.size[0] * grid.size[1]) / (base[0] * base[1])
         config = {**ff.candidate_configs()["patch"], "memory": int(ff.PATCH_TRIAL["memory"] * scale),
                   "candidates": int(ff.PATCH_TRIAL["candidates"] * scale)}
         t0 = time.perf_counter()

@@ -153,6 +153,19 @@ def _trial(name: str, config: dict[str, Any], grid: CellGrid, train: list[np.nda
     return {kind: float(auroc(good, [o.score for o in engine.infer_batch(crops(ims))])) for kind, ims in faulty.items()}
 
 
+def trial_sets(goods: list[np.ndarray], order: np.ndarray, n_held: int, rng: np.random.Generator
+               ) -> tuple[list[np.ndarray], list[np.ndarray], dict[int | str, list[np.ndarray]]]:
+    """(held-out good frames, frames to fit on, synthetic defects by kind) for the choice: the first `n_held`
+    of `order` held out, at most CHOICE_TRAIN of the rest fitted on, and every held-out frame given each kind
+    of defect once, so each kind is measured on as many images."""
+    held = [goods[i] for i in order[:n_held]]
+    train = [goods[i] for i in order[n_held:][:CHOICE_TRAIN]]
+    faulty: dict[int | str, list[np.ndarray]] = {
+        kind: [synthetic_defect(im, goods[order[(k + 1) % len(order)]], rng, kind=kind) for k, im in enumerate(held)]
+        for kind in range(KINDS)}
+    return held, train, faulty
+
+
 def candidate_configs() -> dict[str, dict[str, Any]]:
     """The settings of each engine the free-form choice measures, by engine name."""
     # the camera aligns: no local search; hundreds of good images: one odd one must not set the thresholds
@@ -184,12 +197,7 @@ def choose_free_form(goods: list[np.ndarray], cell_px: int | None = None, seed: 
                         len(defects))
             info["defect_images_not_used"] = f"{len(defects)}: too few good images to measure the engines on"
         return (*choice, {**info, "chosen_by": "position variance (too few images to measure)"})
-    held = [goods[i] for i in order[:n_held]]
-    train = [goods[i] for i in order[n_held:][:CHOICE_TRAIN]]
-    # every held-out image gets each kind of defect once: each kind is measured on as many images
-    faulty: dict[int | str, list[np.ndarray]] = {
-        kind: [synthetic_defect(im, goods[order[(k + 1) % len(order)]], rng, kind=kind) for k, im in enumerate(held)]
-        for kind in range(KINDS)}
+    held, train, faulty = trial_sets(goods, order, n_held, rng)
     taught = list(defects or [])[:MAX_TAUGHT]
     if taught:
         faulty[TAUGHT] = taught
