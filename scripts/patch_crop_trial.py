@@ -4,8 +4,8 @@ and its worst synthetic kind as the free-form choice would measure it (docs/phot
     python scripts/patch_crop_trial.py SET [SET ...] [--sides 256,512] [--split dev] [--no-real]
 
 Each side is the crop's shorter side (8 cells of side/8 px). For the synthetic trial the choice's light memory
-and candidates grow with the crop's area over a 256 px crop's (`--fixed-memory` keeps them as the choice has
-them). The real figure fits the default patch memory on every good training image.
+and candidates grow with the crop's area over a 256 px crop's as the choice has them (`--fixed-memory` keeps
+the 256 px crop's). The real figure fits the default patch memory on every good training image.
 """
 
 from __future__ import annotations
@@ -38,13 +38,11 @@ def trial(name: str, sides: list[int], split: str, real: bool, fixed_memory: boo
     order = rng.permutation(len(goods))
     n_held = min(ff.CHOICE_HELD, len(goods) // 4)
     held, train, faulty = ff.trial_sets(goods, order, n_held, rng)
-    base = ff.patch_grid(goods, 32).size  # the choice's 256 px crop
+    base = ff.patch_grid(goods, 32)  # the choice's 256 px crop
     rows = []
     for side in sides:
         grid = ff.patch_grid(goods, side // 8)
-        scale = 1 if fixed_memory else (grid.size[0] * grid.size[1]) / (base[0] * base[1])
-        config = {**ff.candidate_configs()["patch"], "memory": int(ff.PATCH_TRIAL["memory"] * scale),
-                  "candidates": int(ff.PATCH_TRIAL["candidates"] * scale)}
+        config = ff._trial_config("patch", ff.candidate_configs()["patch"], base if fixed_memory else grid, base)
         t0 = time.perf_counter()
         kinds = ff._trial("patch", config, grid, train, held, faulty, 0)
         row = {"set": name, "side": side, "crop": list(grid.size), "trial_memory": config["memory"],

@@ -34,6 +34,7 @@ import numpy as np
 from station.core.dataset import load_dataset
 from station.core.evaluate import auroc, ranked_auroc
 from station.core.imageio import read_image, to_gray
+from station.core.recipe import Recipe
 from station.core.engines.rt import UnitSpace, cell_vectors, scale_pixels
 
 log = logging.getLogger("real_bench")
@@ -135,7 +136,9 @@ def station_run(root: Path, work: Path) -> dict:
     trained = station("train", "--data", str(root), "--out", str(recipe), "--quiet", log_path=work / "log.txt")
     wall = time.perf_counter() - t0
     result = station("eval", "--recipe", str(recipe), "--data", str(root), "--json", log_path=work / "log.txt")
-    return {"engine": trained.get("engine"), "auroc": result.get("auroc"), "pixel_auroc": result.get("pixel_auroc"),
+    crop = "x".join(map(str, Recipe.load(recipe).grid.size))
+    return {"engine": trained.get("engine"), "crop": crop, "auroc": result.get("auroc"),
+            "pixel_auroc": result.get("pixel_auroc"),
             "pro": result.get("pro"), "fit_seconds": trained.get("fit_seconds"), "train_wall_seconds": round(wall, 1),
             "ms_per_image": result.get("ms_per_image_median"), "escape_rate": result.get("escape_rate"),
             "false_reject_rate": result.get("false_reject_rate"), "n_images": result.get("n_images"),
@@ -147,13 +150,14 @@ def _f(v, digits=3) -> str:
 
 
 def table(rows: dict[str, dict], split: str) -> str:
-    lines = [f"| set ({split} split) | kind | engine | station image AUROC | station pixel AUROC | PRO (FPR<=0.3) | "
+    lines = [f"| set ({split} split) | kind | engine, crop | station image AUROC | station pixel AUROC | PRO (FPR<=0.3) | "
              "gauss image / pixel AUROC | rt8 image / pixel AUROC | station fit s | station ms/image | "
              "gauss / rt8 fit s | gauss / rt8 ms/image |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in rows.items():
         s, g, t = r["station"], r["gauss"], r["rt8"]
-        lines.append(f"| {name} | {KINDS.get(name, '')} | {s['engine']} | {_f(s['auroc'])} | {_f(s['pixel_auroc'])} | "
+        lines.append(f"| {name} | {KINDS.get(name, '')} | {s['engine']} {s.get('crop', '')} | {_f(s['auroc'])} | "
+                     f"{_f(s['pixel_auroc'])} | "
                      f"{_f(s['pro'])} | {_f(g['auroc'])} / {_f(g['pixel_auroc'])} | {_f(t['auroc'])} / "
                      f"{_f(t['pixel_auroc'])} | {_f(s['fit_seconds'], 1)} | {_f(s['ms_per_image'], 1)} | "
                      f"{_f(g['fit_seconds'], 2)} / {_f(t['fit_seconds'], 2)} | {_f(g['ms_per_image'], 2)} / "

@@ -384,3 +384,38 @@ def test_nearest_distance_in_chunks_equals_the_distance_to_every_memory_row():
         assert torch.allclose(got[:1000].double(), expected[:1000], rtol=1e-5, atol=1e-4), chunk
         # a row the memory holds: float32's rounding of |q|^2 + |m|^2 - 2 q.m, not a distance a defect makes
         assert torch.all(got[-5:] < 1e-3 * expected[:1000].median()) and torch.all(got >= 0)
+
+
+def test_the_patch_memory_at_the_frames_own_detail_is_a_fourth_candidate_with_a_memory_in_proportion(monkeypatch):
+    import station.core.freeform as freeform
+
+    square, tall = [np.zeros((900, 900, 3), np.uint8)], [np.zeros((1250, 500, 3), np.uint8)]
+    assert freeform.fine_patch_grid(square).size == (512, 512)
+    assert freeform.fine_patch_grid([np.zeros((640, 700, 3), np.uint8)]).size == (504, 448)  # 9 x 8 cells of 56
+    w, h = freeform.fine_patch_grid(tall).size  # the shape kept, the area bounded, never above the frame's
+    assert (w, h) == (320, 800) and w * h <= freeform.FINE_AREA
+    assert freeform.fine_patch_grid([np.zeros((300, 300, 3), np.uint8)]) is None  # no finer than 256 px
+    assert freeform.fine_patch_grid([np.zeros((64, 64, 3), np.uint8)]) is None
+
+    seen = {}
+
+    def fake_trial(name, config, grid, train, held, faulty, seed):
+        seen[(name, grid.size)] = config
+        return {k: {(128, 128): 0.7, (256, 256): 0.8, (512, 512): 0.9}[grid.size] for k in faulty}
+
+    monkeypatch.setattr(freeform, "_trial", fake_trial)
+    frames = [np.full((600, 600, 3), 100 + i, np.uint8) for i in range(40)]
+    engine, config, grid, info = choose_free_form(frames)
+    assert engine == "patch" and grid.size == (512, 512) and info["candidate"] == "patch_fine"
+    assert set(info["synthetic_auroc"]) == {"rt", "fused", "patch", "patch_fine"}
+    assert info["patch_crops"] == {"patch": [256, 256], "patch_fine": [512, 512]}
+    # the trial memory grows with the crop's area (4 times), never past the engine's own; the recipe's is the default
+    assert seen[("patch", (256, 256))]["memory"] == freeform.PATCH_TRIAL["memory"]
+    assert seen[("patch", (512, 512))]["memory"] == 4 * freeform.PATCH_TRIAL["memory"]
+    assert seen[("patch", (512, 512))]["candidates"] == 4 * freeform.PATCH_TRIAL["candidates"]
+    assert "memory" not in config
+    monkeypatch.setattr(freeform, "_trial", lambda name, config, grid, *a: {k: 0.8 for k in a[-2]})
+    engine, _, grid, info = choose_free_form(frames)  # a tie: the cheaper crop
+    assert engine == "rt" and info["candidate"] == "rt"
+    engine, _, grid, info = choose_free_form(frames, cell_px=16)  # a taught cell size: no fine crop
+    assert "patch_fine" not in info["synthetic_auroc"]

@@ -1,11 +1,12 @@
 """Which engine fits a free-form product given by good images only, measured rather than guessed.
 
-Three candidates, each on the whole frame resized to its crop, which keeps the frame's shape (a long part is
+Four candidates, each on the whole frame resized to its crop, which keeps the frame's shape (a long part is
 not squeezed into a square; for a square frame:) the RT method per 8 x 8 patch of a 128 px crop
 (one unit space per position: aligned parts); the same RT fused with the texture model (what the surface's
 own pattern does not predict) and the image MT (the whole surface's layout of brightness, contrast and
 colour) on that crop, their evidence added up against good parts (textures and surfaces); and the patch
-memory on a 256 px crop (position-free: views that are not aligned). Each is fitted on most of the good
+memory (position-free: views that are not aligned) on a 256 px crop, and again on a crop at the frame's own
+detail, up to 512 px, where the frames have it (defects a few pixels wide; docs/photographs.md). Each is fitted on most of the good
 images and asked to tell the rest from copies of them with synthetic defects (dark or bright spots,
 scratches, a patch cut from another good image and pasted elsewhere as in CutPaste, smudges that wipe out
 the grain), every held-out image getting each kind once. The product's defects are not known, so each engine
@@ -39,7 +40,9 @@ CHOICE_HELD = 30  # good images held out, each also given every kind of syntheti
 MT_BLOCKS = 8  # the image MT's blocks: 16 px on the 128 px crop, two RT patches a side
 RT_SHRINK = 0.2  # each RT cell's covariance a fifth of the way to the mean cell's: lamp drift (docs/photographs.md)
 TEXTURE_LEVELS = [1, 2]  # the texture model on the 128 px crop halved and quartered (docs/photographs.md)
-PATCH_TRIAL = {"memory": 2048, "candidates": 12000}  # a lighter memory while choosing
+PATCH_TRIAL = {"memory": 2048, "candidates": 12000}  # a lighter memory while choosing, on the 256 px crop
+FINE_SIDE = 512  # the fine patch crop's shorter side, at most: the camera's detail for defects a few px wide
+FINE_AREA = 512 * 512  # and its area, at most: per frame it costs 3 to 4 times the 256 px crop
 VISIBLE_LEVELS = 8  # a synthetic defect changes the pixels it touches by this many grey levels on average, at least
 DRAWS = 8  # tries to place one that does
 DEFECT_KINDS = ("spot", "scratch", "pasted", "smudge")  # the synthetic defects, by their `kind` number
@@ -84,6 +87,27 @@ def patch_grid(goods: list[np.ndarray], cell_px: int | None = None) -> CellGrid:
     crop = PATCH_SIDE if side >= PATCH_SIDE else max(64, int(side // 64) * 64)
     cols, rows = _cells_along(8, aspect(goods))
     return CellGrid(cols, rows, cell_px or crop // 8)
+
+
+def fine_patch_grid(goods: list[np.ndarray]) -> CellGrid | None:
+    """patch_grid's cells on a crop at the frames' own detail: up to FINE_SIDE px on their shorter side (never
+    more than they have, in steps of 64 px) and FINE_AREA px in all; None where that is not finer."""
+    base = patch_grid(goods)
+    short = float(np.median([min(im.shape[:2]) for im in goods]))
+    cell = min(int(min(FINE_SIDE, short) // 64) * 8, int(np.sqrt(FINE_AREA / base.n_cells) // 8) * 8)
+    return CellGrid(base.cols, base.rows, cell) if cell > base.cell_px else None
+
+
+def _trial_config(name: str, config: dict[str, Any], grid: CellGrid, base: CellGrid) -> dict[str, Any]:
+    """The settings a candidate is measured with: the patch memory lighter, in proportion to its crop's area
+    over the 256 px crop's (a memory too small for a larger crop's descriptors loses to a smaller crop for that
+    alone, docs/photographs.md), never more than the engine's own."""
+    if name != "patch":
+        return config
+    full = {**engine_class("patch").default_config(), **config}
+    scale = grid.n_cells * grid.cell_px ** 2 / (base.n_cells * base.cell_px ** 2)
+    return {**config, "memory": min(full["memory"], round(PATCH_TRIAL["memory"] * scale)),
+            "candidates": round(PATCH_TRIAL["candidates"] * scale)}
 
 
 def synthetic_defect(image: np.ndarray, donor: np.ndarray, rng: np.random.Generator,
@@ -184,37 +208,42 @@ def choose_free_form(goods: list[np.ndarray], cell_px: int | None = None, seed: 
     has them."""
     grid = rt_grid(goods, cell_px)
     configs = candidate_configs()
-    rt, fused = ("rt", configs["rt"], grid), ("fused", configs["fused"], grid)
-    patch = ("patch", configs["patch"], patch_grid(goods, cell_px))
+    base = patch_grid(goods, cell_px)
+    # (label, engine, settings, grid), simplest and cheapest first: a later one must do better to be chosen
+    candidates = [("rt", "rt", configs["rt"], grid), ("fused", "fused", configs["fused"], grid),
+                  ("patch", "patch", configs["patch"], base)]
+    fine = None if cell_px else fine_patch_grid(goods)  # a taught cell size sets the crop
+    if fine is not None:
+        candidates.append(("patch_fine", "patch", configs["patch"], fine))
     info: dict[str, Any] = {"position_variance_share": round(position_variance_share(goods), 4)}
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(goods))
     n_held = min(CHOICE_HELD, len(goods) // 4)
     if n_held < 3 or len(goods) - n_held < 8:  # too few to measure: per-position statistics need alignment
-        choice = rt if info["position_variance_share"] < 0.5 else patch
+        choice = candidates[0] if info["position_variance_share"] < 0.5 else candidates[2]
         if defects:
             log.warning("free-form choice: %d defect photographs not used: too few good images to measure on",
                         len(defects))
             info["defect_images_not_used"] = f"{len(defects)}: too few good images to measure the engines on"
-        return (*choice, {**info, "chosen_by": "position variance (too few images to measure)"})
+        return (*choice[1:], {**info, "candidate": choice[0],
+                              "chosen_by": "position variance (too few images to measure)"})
     held, train, faulty = trial_sets(goods, order, n_held, rng)
     taught = list(defects or [])[:MAX_TAUGHT]
     if taught:
         faulty[TAUGHT] = taught
     per_kind, scores, not_measured = {}, {}, {}
-    candidates = (rt, fused, patch)  # simplest first: a later one must do better to be chosen
-    for name, config, its_grid in candidates:
-        trial = {**config, **PATCH_TRIAL} if name == "patch" else config
+    for label, name, config, its_grid in candidates:
         try:
-            per_kind[name] = _trial(name, trial, its_grid, train, held, faulty, seed)
+            per_kind[label] = _trial(name, _trial_config(name, config, its_grid, base), its_grid, train, held,
+                                     faulty, seed)
         except EngineError as exc:  # e.g. too few images for it: it is not chosen, and the recipe says why
-            log.warning("free-form choice: %s could not be measured: %s", name, exc)
-            not_measured[name] = str(exc)
+            log.warning("free-form choice: %s could not be measured: %s", label, exc)
+            not_measured[label] = str(exc)
             continue
         # the product's defects are not known: an engine is as good as the kind it finds worst, the engineer's
         # own defect photographs, where given, being one more kind (docs/photographs.md: with 5 or 20 of them
         # deciding alone, the choice was worse on the real sets than with them as one more kind)
-        scores[name] = min(per_kind[name].values())
+        scores[label] = min(per_kind[label].values())
     log.info("free-form choice: AUROC per kind of defect %s", per_kind)
     measured = [c for c in candidates if c[0] in scores]
     if not measured:
@@ -223,14 +252,16 @@ def choose_free_form(goods: list[np.ndarray], cell_px: int | None = None, seed: 
     choice = max(measured, key=lambda c: (scores[c[0]], -candidates.index(c)))
     if not_measured:
         info["not_measured"] = not_measured
+    if fine is not None:
+        info["patch_crops"] = {"patch": list(base.size), "patch_fine": list(fine.size)}
     chosen_by = (f"synthetic defects and {len(taught)} photographs of defective parts on held-out good images, the "
                  "worst kind" if taught else "synthetic defects on held-out good images, the worst kind")
-    return (*choice, {**info, "chosen_by": chosen_by,
-                      **({"taught_auroc": {k: round(v[TAUGHT], 4) for k, v in per_kind.items()},
-                          "defect_images": len(taught),
-                          "worst_kind_auroc": {k: round(v, 4) for k, v in scores.items()}} if taught else {}),
-                      "synthetic_auroc": {k: round(min(a for kind, a in v.items() if kind != TAUGHT), 4)
-                                          for k, v in per_kind.items()},
-                      "synthetic_auroc_per_kind": {k: {DEFECT_KINDS[kind]: round(v, 4) for kind, v in kinds.items()
-                                                       if kind != TAUGHT}
-                                                   for k, kinds in per_kind.items()}})
+    return (*choice[1:], {**info, "candidate": choice[0], "chosen_by": chosen_by,
+                          **({"taught_auroc": {k: round(v[TAUGHT], 4) for k, v in per_kind.items()},
+                              "defect_images": len(taught),
+                              "worst_kind_auroc": {k: round(v, 4) for k, v in scores.items()}} if taught else {}),
+                          "synthetic_auroc": {k: round(min(a for kind, a in v.items() if kind != TAUGHT), 4)
+                                              for k, v in per_kind.items()},
+                          "synthetic_auroc_per_kind": {k: {DEFECT_KINDS[kind]: round(v, 4)
+                                                           for kind, v in kinds.items() if kind != TAUGHT}
+                                                       for k, kinds in per_kind.items()}})
