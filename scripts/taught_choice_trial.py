@@ -28,7 +28,7 @@ from station.core.engines import TrainingSet, engine_class  # noqa: E402
 from station.core.evaluate import auroc  # noqa: E402
 from station.core.imageio import read_image  # noqa: E402
 
-ORDER = ("rt", "fused", "patch")  # the choice's order: the simpler first on a tie
+ORDER = ("rt", "fused", "patch", "patch_fine")  # the choice's order: the simpler first on a tie
 
 
 def trial(name: str, n: int) -> str:
@@ -47,7 +47,7 @@ def trial(name: str, n: int) -> str:
         score = lambda ims: np.array([o.score for o in engine.infer_batch(crops(ims))])  # noqa: E731
         good = score(held)
         t = score(test_images)
-        real[engine_name] = round(float(auroc(t[~y], t[y])), 3)
+        real[f"{engine_name} {grid.size[0]}x{grid.size[1]}"] = round(float(auroc(t[~y], t[y])), 3)
         return {kind: float(auroc(good, score(ims))) for kind, ims in faulty.items()}
 
     original = freeform._trial
