@@ -10,8 +10,6 @@ from pathlib import Path
 
 from station.core.errors import StationError
 
-DEFECT_LABEL = "defect"  # the engineer's defect photographs, one class: an anomaly engine names no kind
-
 
 def add_commands(sub) -> None:
     from station.cli import COUNT, SEED, _float_in, _int_in  # noqa: PLC0415 - cli imports this module lazily
@@ -136,18 +134,16 @@ def _defect_images(folder: str, seed: int) -> tuple[list, list[str]]:
 
     paths = sorted(p for p in Path(folder).rglob("*") if is_image_file(p))  # a folder: cmd_train checked
     paths = [paths[i] for i in np.random.default_rng(seed).permutation(len(paths))[:MAX_TAUGHT]]
-    images, kept, skipped = read_readable(paths, max_side=TAUGHT_SIDE)
+    images, _, skipped = read_readable(paths, max_side=TAUGHT_SIDE)
     if not images:
         raise StationError(f"--defect-images: no readable image under {folder}"
                            + (f" ({skipped[0]})" if skipped else ""))
-    return images, [paths[i] for i in kept], skipped
+    return images, skipped
 
 
 def cmd_train(args) -> int:
     from station.cli import _emit, _json_object_arg, _report_skipped  # noqa: PLC0415 - the CLI's shared output helpers
-    from dataclasses import replace  # noqa: PLC0415
-
-    from station.core.dataset import Sample, load_dataset
+    from station.core.dataset import load_dataset
     from station.core.grid import CellGrid
     from station.core.resources import demo_dir
     from station.core.teach import Setup
@@ -182,16 +178,11 @@ def cmd_train(args) -> int:
     if free_form:  # good images only and no cells given: the whole frame is resized to the crop
         defects = None
         if args.defect_images:
-            defects, defect_paths, unread = _defect_images(args.defect_images, args.seed)
+            defects, unread = _defect_images(args.defect_images, args.seed)
             _report_skipped(unread)
             skipped = skipped + unread
         args.engine, auto_config, grid, choice = choose_free_form(
             [im for im, s in zip(images, data.samples) if s.label == "good"], args.cell_px, args.seed, defects)
-        if defects:  # they set the thresholds too: the NG line where the engineer's own defects are
-            data = replace(data, samples=data.samples + [Sample(p, DEFECT_LABEL) for p in defect_paths])
-            images = images + defects
-            choice["thresholds_from"] = (f"held-out good images and {len(defects)} photographs of defective "
-                                         "parts (--defect-images)")
         region_mode = "full"
         print(f"station: no --engine given; good images only: the {args.engine} engine with a pixel map on a "
               f"{grid.size[0]}x{grid.size[1]} crop of the whole frame, chosen by {choice['chosen_by']} "

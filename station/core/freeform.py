@@ -224,7 +224,7 @@ def choose_free_form(goods: list[np.ndarray], cell_px: int | None = None, seed: 
         if defects:
             log.warning("free-form choice: %d defect photographs not used: too few good images to measure on",
                         len(defects))
-            info["defect_images_not_used"] = f"{len(defects)}: too few good images to measure the engines on them"
+            info["defect_images_not_used"] = f"{len(defects)}: too few good images to measure the engines on"
         return (*choice[1:], {**info, "candidate": choice[0],
                               "chosen_by": "position variance (too few images to measure)"})
     held, train, faulty = trial_sets(goods, order, n_held, rng)
