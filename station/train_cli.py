@@ -166,10 +166,11 @@ def cmd_train(args) -> int:
         check_out_folder(setup_out, SETUP_FILES, "setup", data_root, option="the proposed setup folder")
     config = _json_object_arg(args.config, "--config")
     data = load_dataset(data_root, "train").sample_per_class(args.max_per_class, args.seed)
-    data, images, skipped = read_training_images(data)  # read once: the proposal and the training share them
+    free_form = args.engine == "auto" and not needs_cells(data, bool(args.grid or args.setup or args.region == "blob"))
+    # read once: the proposal and the training share them; a free-form product's frames only as large as the crop needs
+    data, images, skipped = read_training_images(data, whole_frames=free_form)
     _report_skipped(skipped)
     setup, setup_paths, region_mode, auto_config, choice = None, {}, args.region, {}, {}
-    free_form = args.engine == "auto" and not needs_cells(data, bool(args.grid or args.setup or args.region == "blob"))
     if args.engine == "auto" and not free_form:
         args.engine = "rt"
     if args.defect_images and not free_form:

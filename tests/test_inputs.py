@@ -175,6 +175,49 @@ def test_one_good_image_of_another_size_is_left_out_and_named(synthetic_data, tm
     assert all(im.shape == (256, 256, 3) for im in images) and len(kept.samples) == len(images)
 
 
+def test_a_large_cameras_free_form_frames_are_kept_no_larger_than_the_crop_needs_and_live_frames_match(
+        tmp_path, capsys, monkeypatch):
+    """A 20 MP camera's good images at full size would not fit in memory by the hundred: a free-form product
+    keeps each frame only as large as its way to the crop needs, and a live frame at full size gets the same
+    crop, so the recipe scores it as it scored the frames it was trained on."""
+    import station.core.freeform as freeform
+    import station.core.training as training
+    from station.core.registration import WHOLE_LONG_PX, WHOLE_SHORT_PX, bounded_whole_frame
+
+    rng = np.random.default_rng(3)
+    data = tmp_path / "d" / "train" / "good"
+    data.mkdir(parents=True)
+    base = cv2.GaussianBlur(rng.integers(0, 255, (70, 110, 3), dtype=np.uint8), (0, 0), 2)
+    frames = []
+    for k in range(10):  # 1400 x 2200 px: over the bound on both sides
+        frame = cv2.resize(base, (2200, 1400), interpolation=cv2.INTER_CUBIC)
+        frame = np.clip(frame.astype(np.int16) + rng.integers(-6, 7, frame.shape), 0, 255).astype(np.uint8)
+        cv2.imwrite(str(data / f"{k:02d}.png"), frame)
+        frames.append(frame)
+    shrunk = bounded_whole_frame(frames[0])
+    assert min(shrunk.shape[:2]) == WHOLE_SHORT_PX and max(shrunk.shape[:2]) <= WHOLE_LONG_PX
+    assert bounded_whole_frame(shrunk) is shrunk  # once shrunk, never again
+
+    seen = []
+    real_read = training.read_training_images
+
+    def spy(data, whole_frames=False):
+        out = real_read(data, whole_frames)
+        seen.append(max(max(im.shape[:2]) for im in out[1]))
+        return out
+
+    monkeypatch.setattr(training, "read_training_images", spy)
+    # the choice is measured elsewhere (test_patch, test_texture): here RT, so the test stays short
+    monkeypatch.setattr(freeform, "choose_free_form", lambda goods, cell_px, seed, defects: (
+        "rt", freeform.candidate_configs()["rt"], freeform.rt_grid(goods, cell_px), {"chosen_by": "test"}))
+    code, _, err = run(["train", "--data", str(tmp_path / "d"), "--out", str(tmp_path / "r")], capsys)
+    assert code == 0, err
+    assert seen == [shrunk.shape[1]], seen  # read once, each frame within the bound (2200 x 1400 -> 1609 x 1024)
+    inspector = Inspector(Recipe.load(tmp_path / "r"))
+    full, small = inspector.inspect(frames[1]), inspector.inspect(bounded_whole_frame(frames[1]))
+    assert full.score == small.score and np.array_equal(full.registered.crop, small.registered.crop)
+
+
 # -- options, JSON and settings ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("argv, needle", [

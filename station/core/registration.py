@@ -23,6 +23,11 @@ from station.core.pattern import PatternSearch, Roi, canonical_to_golden, compos
 WORK_WIDTH = 320  # frames are located at about this width; the crop is taken from the full frame
 MIN_FRAME_SIDE = 16  # as station.core.imageio.MIN_SIDE: no part fits in less
 PART_SEEN_SHARE = 0.9  # a part stands apart in at least this share of good images: blob registration
+# a whole frame ("full" mode) is first brought within these sides, twice the largest free-form crop (512 px on
+# its shorter side): training keeps its frames at this size, not a 20 MP camera's, and a live frame goes the
+# same way to the crop, so both see the same pixels
+WHOLE_SHORT_PX = 1024
+WHOLE_LONG_PX = 4096
 
 
 @dataclass
@@ -139,6 +144,17 @@ def _rect_to_matrix(rect, grid: CellGrid, scale: float) -> np.ndarray:
     return np.array([[ax[0], ay[0], origin[0]], [ax[1], ay[1], origin[1]]])
 
 
+def bounded_whole_frame(image: np.ndarray) -> np.ndarray:
+    """`image` shrunk (area averaging) to at most WHOLE_SHORT_PX on its shorter side and WHOLE_LONG_PX on its
+    longer one; as it is when it is within them, so a frame shrunk once is not shrunk again."""
+    h, w = image.shape[:2]
+    scale = min(WHOLE_SHORT_PX / min(h, w), WHOLE_LONG_PX / max(h, w))
+    if scale >= 1.0:
+        return image
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
 class Registrar:
     def __init__(self, region: Region, grid: CellGrid) -> None:
         self.region, self.grid = region, grid
@@ -171,7 +187,7 @@ class Registrar:
         h, w = rgb.shape[:2]
         if self.region.mode == "full" and np.allclose(matrix, self.initial_full(w, h)):
             # the whole frame shrunk to the crop: area averaging, not point samples that alias fine texture
-            return cv2.resize(rgb, self.grid.size, interpolation=cv2.INTER_AREA)
+            return cv2.resize(bounded_whole_frame(rgb), self.grid.size, interpolation=cv2.INTER_AREA)
         return cv2.warpAffine(rgb, matrix, self.grid.size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                               borderMode=cv2.BORDER_REPLICATE)
 

@@ -19,7 +19,7 @@ from station.core.errors import DatasetError, ImageError, RegistrationError
 from station.core.grid import CellGrid
 from station.core.imageio import read_image
 from station.core.recipe import BUNDLE_FILES, Recipe
-from station.core.registration import Region, Registrar, fit_region
+from station.core.registration import Region, Registrar, bounded_whole_frame, fit_region
 from station.core.teach import Setup, cell_size, fit_pattern_region, propose_setup
 
 logger = logging.getLogger(__name__)
@@ -126,10 +126,12 @@ def read_images(data: Dataset) -> list[np.ndarray]:
     return [read_image(s.path) for s in data.samples]
 
 
-def read_readable(paths: list[Path], max_side: int | None = None) -> tuple[list[np.ndarray], list[int], list[str]]:
+def read_readable(paths: list[Path], max_side: int | None = None,
+                  whole_frames: bool = False) -> tuple[list[np.ndarray], list[int], list[str]]:
     """The images of `paths` that can be read, their indexes, and a line for each one that cannot; with
     `max_side`, each is shrunk as it is read to at most that many px on its longer side (many photographs of a
-    50 MP camera would not fit in memory at full size)."""
+    50 MP camera would not fit in memory at full size); with `whole_frames`, each is shrunk as a whole frame is
+    on its way to a free-form crop (`bounded_whole_frame`), which gives the crop the same pixels."""
     images, kept, skipped = [], [], []
     for i, path in enumerate(paths):
         try:
@@ -138,8 +140,9 @@ def read_readable(paths: list[Path], max_side: int | None = None) -> tuple[list[
             skipped.append(str(exc))
             continue
         scale = max_side / max(image.shape[:2]) if max_side else 1.0
-        images.append(cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1
-                      else image)
+        if scale < 1:
+            image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        images.append(bounded_whole_frame(image) if whole_frames else image)
         kept.append(i)
     return images, kept, skipped
 
@@ -156,11 +159,12 @@ def odd_sizes(sizes: list[tuple[int, int]]) -> tuple[tuple[int, int] | None, lis
     return size, [i for i, s in enumerate(sizes) if s != size]
 
 
-def read_training_images(data: Dataset) -> tuple[Dataset, list[np.ndarray], list[str]]:
+def read_training_images(data: Dataset, whole_frames: bool = False) -> tuple[Dataset, list[np.ndarray], list[str]]:
     """The dataset's readable images, with a line for each image left out: files that cannot be read, and good
     images whose size differs from the camera's (one odd image must not switch the whole recipe to full-frame
-    registration). DatasetError when no good image remains."""
-    images, kept, skipped = read_readable([s.path for s in data.samples])
+    registration). DatasetError when no good image remains. `whole_frames` (a free-form product: each frame
+    resized to the crop) keeps each frame only as large as its way to the crop needs (`read_readable`)."""
+    images, kept, skipped = read_readable([s.path for s in data.samples], whole_frames=whole_frames)
     samples = [data.samples[i] for i in kept]
     goods = [i for i, s in enumerate(samples) if s.label == "good"]
     size, odd = odd_sizes([images[i].shape[:2] for i in goods])
