@@ -6,6 +6,7 @@ import json
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from station.cli import main
 from station.core.dataset import load_dataset
@@ -421,3 +422,29 @@ def test_the_patch_memory_at_the_frames_own_detail_is_a_fourth_candidate_with_a_
     assert engine == "rt" and info["candidate"] == "rt"
     engine, _, grid, info = choose_free_form(frames, cell_px=16)  # a taught cell size: no fine crop
     assert "patch_fine" not in info["synthetic_auroc"]
+
+
+def test_the_search_pruned_by_clusters_finds_the_nearest_row_as_every_row_does():
+    """Pruning by the triangle inequality must never miss the nearest row: on a memory with structure (good
+    descriptors gather) it looks at a fraction of the pairs; on one without, it searches every row; both exact."""
+    from station.core.engines.patch_features import nearest_distance
+    from station.core.engines.patch_search import MAX_PAIRS_SHARE, MemoryIndex
+
+    gen = torch.Generator().manual_seed(4)
+    centres = torch.randn(40, 16, generator=gen) * 6
+    memory = (centres[torch.randint(0, 40, (4000,), generator=gen)] + torch.randn(4000, 16, generator=gen))
+    near = memory[torch.randint(0, 4000, (3000,), generator=gen)] + 0.3 * torch.randn(3000, 16, generator=gen)
+    far = torch.randn(500, 16, generator=gen) * 12  # defects: far from every good descriptor
+    queries = torch.cat([near, far, memory[:100]])  # and some the memory holds exactly (distance 0)
+    index = MemoryIndex(memory)
+    got = index.nearest(queries)
+    assert 0 < index.searched_share < MAX_PAIRS_SHARE  # pruned, not every row
+    assert torch.allclose(got, nearest_distance(queries, memory), rtol=1e-4, atol=2e-3)
+    assert float(got[-100:].max()) < 2e-2
+
+    flat = torch.rand(4000, 16, generator=gen)  # no structure: nearly every bound is below the distance found
+    index = MemoryIndex(flat)
+    queries = torch.rand(2000, 16, generator=gen)
+    assert torch.allclose(index.nearest(queries), nearest_distance(queries, flat), rtol=1e-4, atol=2e-3)
+    small = MemoryIndex(memory[:500])  # too small to cluster: every row, as before
+    assert small.centres is None and torch.equal(small.nearest(queries), nearest_distance(queries, memory[:500]))

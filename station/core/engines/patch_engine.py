@@ -28,8 +28,9 @@ from station.core.engines.base import (Capabilities, Engine, EngineOutput, FitRe
                                        output_from_pixel_map)
 from station.core.engines.calibration import camera_step, held_out_thresholds
 from station.core.engines.settings import _Bounded
-from station.core.engines.patch_features import (FEATURE_DIM, Descriptor, greedy_coreset, nearest_distance,
-                                                 principal_axes, raw_descriptors)
+from station.core.engines.patch_features import (FEATURE_DIM, Descriptor, greedy_coreset, principal_axes,
+                                                 raw_descriptors)
+from station.core.engines.patch_search import MemoryIndex
 from station.core.errors import EngineError
 from station.core.grid import CellGrid
 
@@ -74,6 +75,7 @@ class PatchMemoryEngine(Engine):
             raise EngineError(f"the patch engine needs a crop whose sides are multiples of 8 px, not {w}x{h}")
         self.descriptor: Descriptor | None = None
         self.memory: torch.Tensor | None = None
+        self._index: MemoryIndex | None = None  # the memory's clusters, built on the first search
         # per pixel, the held-out good parts' mean and spread of the log distance (position_z)
         self.position_mean = np.zeros((h, w), np.float32)
         self.position_spread = np.ones((h, w), np.float32)
@@ -92,7 +94,9 @@ class PatchMemoryEngine(Engine):
         """(N, H, W) float32 distances to the nearest memory descriptor at the crop's resolution, smoothed."""
         feats = self.descriptor(crops)
         n, fh, fw, c = feats.shape
-        d = nearest_distance(feats.reshape(-1, c), self.memory).reshape(n, 1, fh, fw)
+        if self._index is None or self._index.memory is not self.memory:
+            self._index = MemoryIndex(self.memory)
+        d = self._index.nearest(feats.reshape(-1, c)).reshape(n, 1, fh, fw)
         h, w = crops.shape[1:3]
         up = F.interpolate(d, size=(h, w), mode="bilinear", align_corners=False)[:, 0].numpy()
         sigma = float(self.config["sigma_px"])
@@ -118,11 +122,11 @@ class PatchMemoryEngine(Engine):
         """The `per_image` descriptors of each crop farthest from `memory`: what a random draw of a few per
         cent of the positions misses (a glint or an edge every good part has, but on a small share of its
         area), so the final memory covers it and good parts do not read it as a defect."""
-        rows = []
+        rows, index = [], MemoryIndex(memory)
         for i in range(0, len(crops), batch):
             feats = self.descriptor(crops[i:i + batch])
             for one in feats.reshape(feats.shape[0], -1, feats.shape[-1]):
-                far = torch.topk(nearest_distance(one, memory), min(per_image, one.shape[0])).indices
+                far = torch.topk(index.nearest(one), min(per_image, one.shape[0])).indices
                 rows.append(one[far])
         return torch.cat(rows)
 
