@@ -446,5 +446,7 @@ def test_the_search_pruned_by_clusters_finds_the_nearest_row_as_every_row_does()
     index = MemoryIndex(flat)
     queries = torch.rand(2000, 16, generator=gen)
     assert torch.allclose(index.nearest(queries), nearest_distance(queries, flat), rtol=1e-4, atol=2e-3)
+    assert index.searched_share == 1.0 and index._unpruned > 0  # every row, and so for the next searches
+    assert torch.allclose(index.nearest(queries), nearest_distance(queries, flat), rtol=1e-4, atol=2e-3)
     small = MemoryIndex(memory[:500])  # too small to cluster: every row, as before
     assert small.centres is None and torch.equal(small.nearest(queries), nearest_distance(queries, memory[:500]))

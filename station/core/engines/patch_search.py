@@ -6,7 +6,8 @@ its nearest cluster; a row of cluster k is then at least |q - centre_k| - radius
 inequality), so only the clusters whose bound is below the distance found so far are searched. The result is
 the brute-force distance (up to the rounding of the matrix products both use). Good parts' descriptors lie
 close to their nearest cluster and most of the memory is never looked at; where the memory has no such
-structure (most bounds below the distance found), the search falls back to comparing every row.
+structure (most bounds below the distance found: KolektorSDD's), the search compares every row, and goes on
+doing so for the next RETRY_AFTER searches before it tries the clusters again.
 Measured in docs/photographs.md ("The patch memory's search, pruned").
 """
 
@@ -21,6 +22,7 @@ MIN_MEMORY = 1024  # a smaller memory is searched row by row: the clusters would
 KMEANS_ROUNDS = 10
 MAX_PAIRS_SHARE = 0.25  # more (query, cluster) pairs to search than this share of all: search every row
 ROUNDING = 1e-3  # the bound is loosened by this share of the lengths involved: the products round, the bound not
+RETRY_AFTER = 32  # searches of every row after one the clusters did not prune, before they are tried again
 CHUNK = 4096  # queries per product against one cluster: a cluster is small, its block stays in the cache
 
 
@@ -31,6 +33,7 @@ class MemoryIndex:
         self.memory = memory
         self.centres: torch.Tensor | None = None
         self.searched_share = 1.0  # of (query, cluster) pairs, in the last search: 1.0 when every row was
+        self._unpruned = 0  # searches of every row still to make before the clusters are tried again
         if memory.shape[0] < max(MIN_MEMORY, 4 * clusters):
             return
         centres = memory[:clusters].clone()
@@ -55,7 +58,8 @@ class MemoryIndex:
     def nearest(self, queries: torch.Tensor) -> torch.Tensor:
         """Euclidean distance from each query row to its nearest memory row."""
         self.searched_share = 1.0
-        if self.centres is None or queries.shape[0] < self.centres.shape[0]:
+        if self.centres is None or queries.shape[0] < self.centres.shape[0] or self._unpruned > 0:
+            self._unpruned = max(0, self._unpruned - 1)
             return nearest_distance(queries, self.memory)
         to_centre = torch.cdist(queries, self.centres)
         own = to_centre.argmin(dim=1)
@@ -65,7 +69,8 @@ class MemoryIndex:
         todo = (to_centre - self.radius[None, :] - slack[:, None]) < best[:, None]
         todo[torch.arange(queries.shape[0]), own] = False
         share = (int(todo.sum()) + queries.shape[0]) / todo.numel()
-        if share > MAX_PAIRS_SHARE:
+        if share > MAX_PAIRS_SHARE:  # the next frames are much like this one: no clusters for a while
+            self._unpruned = RETRY_AFTER
             return nearest_distance(queries, self.memory)
         self.searched_share = share
         query, cluster = todo.nonzero(as_tuple=True)
