@@ -1,6 +1,8 @@
-"""Time the patch memory's search on a recipe's own descriptors: every memory row (nearest_distance) against
-the search pruned by clusters (patch_search.MemoryIndex), one crop at a time as the live view asks, the two
-interleaved so the machine's load falls on both alike; and the largest difference between their distances.
+"""Time the patch memory's two costs per crop on a recipe's own crops, one crop at a time as the live view asks,
+each pair interleaved so the machine's load falls on both alike, with the largest difference between them:
+the search, every memory row (nearest_distance) against the search pruned by clusters (patch_search.MemoryIndex);
+and the descriptors, each window's pixels gathered, standardised and projected (raw_descriptors, as before)
+against the projection done as convolutions (patch_features.Descriptor).
 
     python scripts/bench_patch_search.py RECIPE DATA [--images 24] [--repeat 3]
 
@@ -19,7 +21,7 @@ import numpy as np
 import torch
 
 from station.core.dataset import load_dataset
-from station.core.engines.patch_features import nearest_distance
+from station.core.engines.patch_features import nearest_distance, raw_descriptors
 from station.core.engines.patch_search import MemoryIndex
 from station.core.imageio import read_image
 from station.core.inspector import Inspector
@@ -44,11 +46,19 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     index = MemoryIndex(engine.memory)
     build_ms = (time.perf_counter() - t0) * 1e3
-    times: dict[str, list[float]] = {"every_row": [], "pruned": []}
-    worst = 0.0
+    times: dict[str, list[float]] = {"every_row": [], "pruned": [], "windows": [], "convolutions": []}
+    worst = worst_descriptor = 0.0
+    d = engine.descriptor
     for _ in range(args.repeat):
         for crop in crops:
-            feats = engine.descriptor(crop[None])
+            t0 = time.perf_counter()
+            with torch.no_grad():
+                windows = ((raw_descriptors(crop[None]) - d.mean) / d.std) @ d.projection
+            t1 = time.perf_counter()
+            feats = d(crop[None])
+            times["windows"].append(t1 - t0)
+            times["convolutions"].append(time.perf_counter() - t1)
+            worst_descriptor = max(worst_descriptor, float((feats - windows).abs().max()))
             queries = feats.reshape(-1, feats.shape[-1])
             t0 = time.perf_counter()
             brute = nearest_distance(queries, engine.memory)
@@ -63,7 +73,10 @@ def main(argv: list[str] | None = None) -> int:
                       "memory": list(engine.memory.shape), "threads": torch.get_num_threads(),
                       "index_build_ms": round(build_ms, 1), "median_ms_per_crop": median,
                       "ratio": round(median["every_row"] / median["pruned"], 2), "largest_difference": worst,
-                      "typical_distance": round(float(brute.median()), 4)}))
+                      "typical_distance": round(float(brute.median()), 4),
+                      "descriptor_ratio": round(median["windows"] / median["convolutions"], 2),
+                      "descriptor_largest_difference": worst_descriptor,
+                      "descriptor_largest_value": round(float(feats.abs().max()), 3)}))
     return 0
 
 

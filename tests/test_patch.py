@@ -450,3 +450,24 @@ def test_the_search_pruned_by_clusters_finds_the_nearest_row_as_every_row_does()
     assert torch.allclose(index.nearest(queries), nearest_distance(queries, flat), rtol=1e-4, atol=2e-3)
     small = MemoryIndex(memory[:500])  # too small to cluster: every row, as before
     assert small.centres is None and torch.equal(small.nearest(queries), nearest_distance(queries, memory[:500]))
+
+
+def test_descriptors_as_convolutions_equal_each_windows_pixels_standardised_and_projected():
+    from station.core.engines.patch_features import FEATURE_DIM, Descriptor, raw_descriptors
+    rng = np.random.default_rng(5)
+    crops = rng.integers(0, 256, (3, 64, 96, 3), dtype=np.uint8)
+    crops[0, 20:30, 40:50] = 255  # a bright square: edges inside and across the windows
+    mean = rng.random(FEATURE_DIM).astype(np.float32)
+    std = (rng.random(FEATURE_DIM) + 0.05).astype(np.float32)
+    projection = rng.standard_normal((FEATURE_DIM, 12)).astype(np.float32)
+    describe = Descriptor(mean, std, projection)
+    expected = ((raw_descriptors(crops).double() - torch.from_numpy(mean).double())
+                / torch.from_numpy(std).double()) @ torch.from_numpy(projection).double()
+    got = describe(crops, batch=2)
+    assert got.shape == (3, 16, 24, 12) and got.dtype == torch.float32
+    assert torch.allclose(got.double(), expected, rtol=1e-4, atol=1e-3 * float(expected.abs().max()))
+    # a window's position matters: the same pixels shifted by one descriptor step give the shifted descriptors
+    shifted = describe(np.roll(crops, 4, axis=2))
+    assert torch.allclose(shifted[:, 4:-4, 5:-5], got[:, 4:-4, 4:-6], atol=1e-3 * float(expected.abs().max()))
+    with pytest.raises(EngineError):
+        describe(crops[:, :60])

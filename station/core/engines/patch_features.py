@@ -34,7 +34,12 @@ def raw_descriptors(crops: np.ndarray) -> torch.Tensor:
 
 
 class Descriptor:
-    """Crops to standardised, projected descriptors (N, H/4, W/4, D)."""
+    """Crops to standardised, projected descriptors (N, H/4, W/4, D).
+
+    Standardising and projecting a window's pixels is linear in them, so each scale's share is a convolution of
+    that scale's image with the projection's rows for it (stride 4 / scale), and the three are added: the same
+    descriptors as `raw_descriptors` standardised and projected, to float rounding, without building the
+    144 values of every position first (about 4 times faster per 512 px crop; docs/photographs.md)."""
 
     def __init__(self, mean: np.ndarray, std: np.ndarray, projection: np.ndarray) -> None:
         mean, std, projection = (np.asarray(a, np.float32) for a in (mean, std, projection))
@@ -45,6 +50,11 @@ class Descriptor:
         if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(projection)) and np.all(std > 0)):
             raise EngineError("descriptor statistics are not finite and positive")
         self.mean, self.std, self.projection = (torch.from_numpy(a) for a in (mean, std, projection))
+        per_pixel = self.projection / self.std[:, None] / 255.0  # (FEATURE_DIM, D) on uint8 grey levels
+        per_scale = 3 * WINDOW * WINDOW  # rows of one scale, in raw_descriptors' order: channel, row, column
+        self._kernels = [per_pixel[i * per_scale:(i + 1) * per_scale].T.reshape(-1, 3, WINDOW, WINDOW).contiguous()
+                         for i in range(len(SCALES))]
+        self._bias = -(self.mean / self.std) @ self.projection
 
     @property
     def dims(self) -> int:
@@ -52,9 +62,21 @@ class Descriptor:
 
     @torch.no_grad()
     def __call__(self, crops: np.ndarray, batch: int = 16) -> torch.Tensor:
-        parts = [((raw_descriptors(crops[i:i + batch]) - self.mean) / self.std) @ self.projection
-                 for i in range(0, len(crops), batch)]
-        return torch.cat(parts)
+        return torch.cat([self._projected(crops[i:i + batch]) for i in range(0, len(crops), batch)])
+
+    def _projected(self, crops: np.ndarray) -> torch.Tensor:
+        n, h, w = crops.shape[:3]
+        if h % 8 or w % 8:
+            raise EngineError(f"descriptor crops need sides that are multiples of 8 px, not {w}x{h}")
+        x = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).contiguous().float()
+        out = None
+        for (s, pad), kernel in zip(SCALES, self._kernels):
+            xs = F.avg_pool2d(x, s) if s > 1 else x
+            if any(pad):
+                xs = F.pad(xs, pad, mode="replicate")
+            y = F.conv2d(xs, kernel, bias=self._bias if out is None else None, stride=STRIDE // s)
+            out = y if out is None else out.add_(y)
+        return out.permute(0, 2, 3, 1).contiguous()
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {"feat_mean": self.mean.numpy(), "feat_std": self.std.numpy(), "projection": self.projection.numpy()}
