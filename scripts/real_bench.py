@@ -44,7 +44,8 @@ KINDS = {"bottle": "object, 900 x 900", "magnetic-tile": "texture, tiles of vary
          "deeppcb": "PCB tracks, 640 x 640", "kolektorsdd": "commutator surface, grey, 500 x ~1250",
          "elpv-poly": "texture, polycrystalline solar cells (EL), grey, 300 x 300",
          "elpv-mono": "aligned pattern, monocrystalline solar cells (EL), grey, 300 x 300",
-         "tire": "object, a tyre's tread from above, 800 x 600"}
+         "tire": "object, a tyre's tread from above, 800 x 600",
+         "bottle-turned": "object turned at random, 900 x 900"}
 
 
 def _resized(paths: list[Path], grey: bool) -> np.ndarray:

@@ -27,6 +27,10 @@ Sets (licences as their sources state them):
                  electroluminescence, grey, 300 x 300, no masks), CC BY-NC-SA 4.0, zae-bayern/elpv-dataset.
                  Good is a defect probability of 0, defect one of 1; the uncertain 1/3 and 2/3 are left out.
   elpv-mono      The same, monocrystalline cells (aligned pattern: busbars, fingers, rounded corners).
+  bottle-turned  The bottle set, every photograph turned by its own angle (0 to 360 degrees, drawn from a hash
+                 of its name) and shifted by up to 5 % of its side, the corners filled by reflection; a mask
+                 turns with its photograph. An object the camera does not see in one pose: what a part
+                 tumbling on a conveyor, or a round part in any orientation, gives.
   tire           MVTec 3D-AD "tire", its colour photographs only (object: a tyre's tread photographed from above,
                  800 x 600, masks), CC BY-NC-SA 4.0 (license.txt beside it), the review subset as committed in
                  yagamieren09/Automated-Defect-Detection-System-using-AI-vision (removed from its newest commit;
@@ -72,6 +76,7 @@ SOURCES = {
     "kolektorsdd": Source("stoy95536/KolektorSDD_Yolov8_Datasets", "81e5cf333010730a05f11d1c0357bc0f24ecf502"),
     "elpv-poly": Source("zae-bayern/elpv-dataset", "411fd729dad19511883306aa85e52f1962cba581"),
     "elpv-mono": Source("zae-bayern/elpv-dataset", "411fd729dad19511883306aa85e52f1962cba581"),
+    "bottle-turned": Source("doanthai161/Bottle-Anomaly-Detection", "ff4e8f31ed4dfbdb522fa9e50f32787510054c74"),
     "tire": Source("yagamieren09/Automated-Defect-Detection-System-using-AI-vision",
                    "ab9674c2882da1aa3423d38b2090c85527910b96"),
 }
@@ -150,6 +155,30 @@ def build_bottle(repo: Repo, out: Writer) -> None:
         cls, stem = path.split("/")[-2], Path(path).stem
         mask = None if cls == "good" else repo.image(f"{base}/ground_truth/{cls}/{stem}_mask.png", cv2.IMREAD_GRAYSCALE)
         out.test(cls, stem, repo.image(path), mask)
+
+
+def turned(image: np.ndarray, key: str, mask: bool = False) -> np.ndarray:
+    """`image` turned about its centre by an angle drawn from a hash of `key` and shifted by up to 5 % of its side;
+    a mask (nearest neighbour, zeros outside) with the same key turns as its photograph does."""
+    rng = np.random.default_rng(int.from_bytes(hashlib.sha1(b"turn:" + key.encode()).digest()[:8], "little"))
+    angle, dx, dy = rng.uniform(0, 360), rng.uniform(-0.05, 0.05), rng.uniform(-0.05, 0.05)
+    h, w = image.shape[:2]
+    matrix = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+    matrix[:, 2] += (dx * w, dy * h)
+    return cv2.warpAffine(image, matrix, (w, h), flags=cv2.INTER_NEAREST if mask else cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT if mask else cv2.BORDER_REFLECT)
+
+
+def build_bottle_turned(repo: Repo, out: Writer) -> None:
+    base = "data/bottle/bottle"
+    for path in repo.ls(f"{base}/train/good"):
+        stem = Path(path).stem
+        out.train(stem, turned(repo.image(path), f"train/{stem}"))
+    for path in repo.ls(f"{base}/test"):
+        cls, stem = path.split("/")[-2], Path(path).stem
+        mask = None if cls == "good" else turned(
+            repo.image(f"{base}/ground_truth/{cls}/{stem}_mask.png", cv2.IMREAD_GRAYSCALE), f"{cls}/{stem}", mask=True)
+        out.test(cls, stem, turned(repo.image(path), f"{cls}/{stem}"), mask)
 
 
 TILE_GAP = 100  # photographs of one tile are numbered within this of each other (six lightings, exp1-exp6)
@@ -285,7 +314,7 @@ def build_tire(repo: Repo, out: Writer) -> None:
 BUILDERS = {"bottle": build_bottle, "magnetic-tile": build_magnetic_tile, "deeppcb": build_deeppcb,
             "kolektorsdd": build_kolektorsdd,
             "elpv-poly": partial(build_elpv, kind="poly"), "elpv-mono": partial(build_elpv, kind="mono"),
-            "tire": build_tire}
+            "tire": build_tire, "bottle-turned": build_bottle_turned}
 
 
 def main(argv: list[str] | None = None) -> int:

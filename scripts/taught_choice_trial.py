@@ -28,7 +28,7 @@ from station.core.engines import TrainingSet, engine_class  # noqa: E402
 from station.core.evaluate import auroc  # noqa: E402
 from station.core.imageio import read_image  # noqa: E402
 
-ORDER = ("rt", "fused", "patch", "patch_fine")  # the choice's order: the simpler first on a tie
+ORDER = ("rt", "fused", "patch", "patch_coarse", "patch_fine")  # the choice's order: the simpler first on a tie
 
 
 def trial(name: str, n: int) -> str:

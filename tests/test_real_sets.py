@@ -120,3 +120,16 @@ def test_magnetic_tile_keeps_a_tiles_six_lightings_on_one_side_of_every_split(tm
     trained = {p.stem for p in out.glob("dev/train/good/*.png")}
     tested = {p.stem for p in out.glob("*/test/good/*.png")}
     assert trained and tested and not trained & tested
+
+
+def test_a_turned_photograph_and_its_mask_turn_alike_and_each_name_its_own_way():
+    photo = np.zeros((120, 120, 3), np.uint8)
+    photo[20:50, 70:100] = 255
+    mask = np.where(photo[:, :, 0] > 0, 255, 0).astype(np.uint8)
+    a, m = rs.turned(photo, "broken/003"), rs.turned(mask, "broken/003", mask=True)
+    assert set(np.unique(m)) <= {0, 255}
+    bright = a[:, :, 0] > 127
+    inside = (m > 0) & bright
+    assert inside.sum() > 0.9 * (m > 0).sum() and inside.sum() > 0.8 * bright[10:110, 10:110].sum()
+    assert not np.array_equal(rs.turned(photo, "broken/004"), a)  # another name, another angle
+    assert np.array_equal(rs.turned(photo, "broken/003"), a)  # rebuilt the same

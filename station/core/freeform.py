@@ -1,17 +1,22 @@
 """Which engine fits a free-form product given by good images only, measured rather than guessed.
 
-Four candidates, each on the whole frame resized to its crop, which keeps the frame's shape (a long part is
+Five candidates, each on the whole frame resized to its crop, which keeps the frame's shape (a long part is
 not squeezed into a square; for a square frame:) the RT method per 8 x 8 patch of a 128 px crop
 (one unit space per position: aligned parts); the same RT fused with the texture model (what the surface's
 own pattern does not predict) and the image MT (the whole surface's layout of brightness, contrast and
 colour) on that crop, their evidence added up against good parts (textures and surfaces); and the patch
-memory (position-free: views that are not aligned) on a 256 px crop, and again on a crop at the frame's own
-detail, up to 512 px, where the frames have it (defects a few pixels wide; docs/photographs.md). Each is fitted on most of the good
+memory (position-free: views that are not aligned) on a 256 px crop, again on a crop half as large (each
+descriptor then sees twice as much of the part: an object turned or shifted from frame to frame), and on a crop at
+the frame's own detail, up to 512 px, where the frames have it (defects a few pixels wide; docs/photographs.md).
+Each is fitted on most of the good
 images and asked to tell the rest from copies of them with synthetic defects (dark or bright spots,
 scratches, a patch cut from another good image and pasted elsewhere as in CutPaste, smudges that wipe out
 the grain), every held-out image getting each kind once. The product's defects are not known, so each engine
 counts as good as the kind of defect it finds worst (its lowest AUROC over the kinds); the best of those is
-chosen, the simpler one on a tie. Synthetic defects guess at the product's; where the engineer gives photographs
+chosen. A kind that no candidate tells from good parts better than chance would (its best AUROC within
+1.645 standard errors of 0.5) says nothing about which is better and is left out of that minimum; a candidate
+later in the list must beat the one chosen so far by more than CHOICE_MARGIN (the simpler one keeps a tie).
+Synthetic defects guess at the product's; where the engineer gives photographs
 of real defective parts, they are one more kind (held-out good images against them), so an engine blind to the
 product's own defects is not chosen however well it finds the synthetic ones.
 """
@@ -50,6 +55,8 @@ KINDS = len(DEFECT_KINDS)
 TAUGHT = "taught"  # the key of the engineer's own defect photographs beside the synthetic kinds
 MAX_TAUGHT = 200  # defect photographs read for the choice (at most): a few tell the engines apart
 TAUGHT_SIDE = 1024  # px on a defect photograph's longer side, at most: larger than any candidate's crop
+CHOICE_MARGIN = 0.01  # a later candidate must find its worst kind better than this to displace an earlier one
+CHANCE_Z = 1.645  # a kind is informative where some candidate's AUROC is this many null standard errors above 0.5
 
 
 def position_variance_share(images: list[np.ndarray], side: int = 32) -> float:
@@ -96,6 +103,30 @@ def fine_patch_grid(goods: list[np.ndarray]) -> CellGrid | None:
     short = float(np.median([min(im.shape[:2]) for im in goods]))
     cell = min(int(min(FINE_SIDE, short) // 64) * 8, int(np.sqrt(FINE_AREA / base.n_cells) // 8) * 8)
     return CellGrid(base.cols, base.rows, cell) if cell > base.cell_px else None
+
+
+def coarse_patch_grid(goods: list[np.ndarray]) -> CellGrid | None:
+    """patch_grid's cells on a crop half as large (cells a multiple of 8 px, at least 8): each descriptor sees
+    twice as much of the part; None where the patch crop is too small to halve."""
+    base = patch_grid(goods)
+    cell = (base.cell_px // 2) // 8 * 8
+    return CellGrid(base.cols, base.rows, cell) if cell >= 8 else None
+
+
+def chance_auroc(n_good: int, n_faulty: int) -> float:
+    """The AUROC that a scorer blind to the defects exceeds only once in 20 (one-sided), for `n_good` good and
+    `n_faulty` faulty images: 0.5 plus CHANCE_Z standard errors of the AUROC under no difference (Mann-Whitney)."""
+    return 0.5 + CHANCE_Z * float(np.sqrt((n_good + n_faulty + 1) / (12.0 * n_good * n_faulty)))
+
+
+def informative_kinds(per_kind: dict[str, dict[int | str, float]], sizes: dict[int | str, int],
+                      n_good: int) -> list[int | str]:
+    """The kinds of defect some candidate tells from `n_good` held-out good images better than chance would
+    (`sizes`: faulty images per kind); all of them where none is (nothing then tells the candidates apart
+    better). The engineer's own photographs always count."""
+    kinds = list(sizes)
+    keep = [k for k in kinds if k == TAUGHT or max(v[k] for v in per_kind.values()) > chance_auroc(n_good, sizes[k])]
+    return keep or kinds
 
 
 def _trial_config(name: str, config: dict[str, Any], grid: CellGrid, base: CellGrid) -> dict[str, Any]:
@@ -209,10 +240,13 @@ def choose_free_form(goods: list[np.ndarray], cell_px: int | None = None, seed: 
     grid = rt_grid(goods, cell_px)
     configs = candidate_configs()
     base = patch_grid(goods, cell_px)
-    # (label, engine, settings, grid), simplest and cheapest first: a later one must do better to be chosen
+    # (label, engine, settings, grid), simplest first: a later one must do better by CHOICE_MARGIN to be chosen
     candidates = [("rt", "rt", configs["rt"], grid), ("fused", "fused", configs["fused"], grid),
                   ("patch", "patch", configs["patch"], base)]
-    fine = None if cell_px else fine_patch_grid(goods)  # a taught cell size sets the crop
+    coarse = None if cell_px else coarse_patch_grid(goods)  # a taught cell size sets the crop
+    if coarse is not None:
+        candidates.append(("patch_coarse", "patch", configs["patch"], coarse))
+    fine = None if cell_px else fine_patch_grid(goods)
     if fine is not None:
         candidates.append(("patch_fine", "patch", configs["patch"], fine))
     info: dict[str, Any] = {"position_variance_share": round(position_variance_share(goods), 4)}
@@ -231,7 +265,7 @@ def choose_free_form(goods: list[np.ndarray], cell_px: int | None = None, seed: 
     taught = list(defects or [])[:MAX_TAUGHT]
     if taught:
         faulty[TAUGHT] = taught
-    per_kind, scores, not_measured = {}, {}, {}
+    per_kind, not_measured = {}, {}
     for label, name, config, its_grid in candidates:
         try:
             per_kind[label] = _trial(name, _trial_config(name, config, its_grid, base), its_grid, train, held,
@@ -239,29 +273,39 @@ def choose_free_form(goods: list[np.ndarray], cell_px: int | None = None, seed: 
         except EngineError as exc:  # e.g. too few images for it: it is not chosen, and the recipe says why
             log.warning("free-form choice: %s could not be measured: %s", label, exc)
             not_measured[label] = str(exc)
-            continue
-        # the product's defects are not known: an engine is as good as the kind it finds worst, the engineer's
-        # own defect photographs, where given, being one more kind (docs/photographs.md: with 5 or 20 of them
-        # deciding alone, the choice was worse on the real sets than with them as one more kind)
-        scores[label] = min(per_kind[label].values())
     log.info("free-form choice: AUROC per kind of defect %s", per_kind)
-    measured = [c for c in candidates if c[0] in scores]
+    measured = [c for c in candidates if c[0] in per_kind]
     if not measured:
         raise EngineError("no free-form engine could be measured on these good images: "
                           + "; ".join(f"{k}: {v}" for k, v in not_measured.items()))
-    choice = max(measured, key=lambda c: (scores[c[0]], -candidates.index(c)))
+    # the product's defects are not known: an engine is as good as the kind it finds worst, the engineer's own
+    # defect photographs, where given, being one more kind (docs/photographs.md: with 5 or 20 of them deciding
+    # alone, the choice was worse on the real sets than with them as one more kind); a kind no candidate sees
+    # better than chance would only add noise to that minimum
+    kinds = informative_kinds(per_kind, {k: len(v) for k, v in faulty.items()}, len(held))
+    scores = {label: min(per_kind[label][k] for k in kinds) for label in per_kind}
+    choice = measured[0]
+    for c in measured[1:]:
+        if scores[c[0]] > scores[choice[0]] + CHOICE_MARGIN:
+            choice = c
     if not_measured:
         info["not_measured"] = not_measured
-    if fine is not None:
-        info["patch_crops"] = {"patch": list(base.size), "patch_fine": list(fine.size)}
+    left_out = [k for k in faulty if k not in kinds]
+    if left_out:
+        info["kinds_left_out"] = {"kinds": [DEFECT_KINDS[k] if isinstance(k, int) else k for k in left_out],
+                                  "why": f"no candidate above AUROC {chance_auroc(len(held), len(held)):.3f}, "
+                                         "what chance alone reaches once in 20"}
+    crops = {label: list(g.size) for label, _, _, g in candidates if label.startswith("patch")}
+    if len(crops) > 1:
+        info["patch_crops"] = crops
     chosen_by = (f"synthetic defects and {len(taught)} photographs of defective parts on held-out good images, the "
                  "worst kind" if taught else "synthetic defects on held-out good images, the worst kind")
     return (*choice[1:], {**info, "candidate": choice[0], "chosen_by": chosen_by,
                           **({"taught_auroc": {k: round(v[TAUGHT], 4) for k, v in per_kind.items()},
-                              "defect_images": len(taught),
-                              "worst_kind_auroc": {k: round(v, 4) for k, v in scores.items()}} if taught else {}),
+                              "defect_images": len(taught)} if taught else {}),
+                          "worst_kind_auroc": {k: round(v, 4) for k, v in scores.items()},
                           "synthetic_auroc": {k: round(min(a for kind, a in v.items() if kind != TAUGHT), 4)
                                               for k, v in per_kind.items()},
                           "synthetic_auroc_per_kind": {k: {DEFECT_KINDS[kind]: round(v, 4)
-                                                           for kind, v in kinds.items() if kind != TAUGHT}
-                                                       for k, kinds in per_kind.items()}})
+                                                           for kind, v in found.items() if kind != TAUGHT}
+                                                       for k, found in per_kind.items()}})

@@ -1,0 +1,15 @@
+"""The free-form engine choice's rule, written out for the tests that check a choice against its figures."""
+
+from __future__ import annotations
+
+from station.core.freeform import CHOICE_MARGIN
+
+
+def chosen_by_the_rule(worst: dict[str, float], order: tuple[str, ...]) -> str:
+    """The free-form choice as docs/photographs.md states it: in the candidates' order, a later one is chosen
+    where its worst kind is better than the one chosen so far by more than the margin."""
+    choice = order[0]
+    for name in order[1:]:
+        if worst[name] > worst[choice] + CHOICE_MARGIN:
+            choice = name
+    return choice
