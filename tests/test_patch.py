@@ -2,6 +2,7 @@
 masks exist, the defect outline drawn over the frame, and `station train` choosing the engine itself."""
 
 import json
+import os
 
 import cv2
 import numpy as np
@@ -522,3 +523,26 @@ def test_a_kind_no_candidate_sees_better_than_chance_does_not_decide_and_a_later
             table[label] = [0.55, 0.56, 0.57, 0.52 if label == "fused" else 0.5]
     info = choose_free_form(frames)[3]
     assert "kinds_left_out" not in info and info["candidate"] == "fused"
+
+
+def test_making_the_descriptor_starts_no_thread_in_the_thread_that_loads_the_recipe():
+    """A torch matrix product in Descriptor's constructor started an OpenMP team in the thread that loads the recipe;
+    beside the inference thread's own team, on two cores, the live line's search then took twice as long (41 against
+    84 ms per frame, docs/photographs.md). In a fresh process, so no earlier test has started the pool."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os, numpy as np, torch\n"
+        "torch.set_num_threads(2)\n"
+        "from station.core.engines.patch_features import Descriptor, FEATURE_DIM\n"
+        "before = len(os.listdir('/proc/self/task'))\n"
+        "rng = np.random.default_rng(0)\n"
+        "d = Descriptor(rng.random(FEATURE_DIM).astype(np.float32), rng.random(FEATURE_DIM).astype(np.float32) + 0.5,\n"
+        "               rng.standard_normal((FEATURE_DIM, 48)).astype(np.float32))\n"
+        "print(before, len(os.listdir('/proc/self/task')))\n")
+    if not os.path.isdir("/proc/self/task"):
+        pytest.skip("no /proc: the threads cannot be counted here")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    before, after = map(int, out.stdout.split())
+    assert after == before

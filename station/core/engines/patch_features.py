@@ -50,11 +50,15 @@ class Descriptor:
         if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(projection)) and np.all(std > 0)):
             raise EngineError("descriptor statistics are not finite and positive")
         self.mean, self.std, self.projection = (torch.from_numpy(a) for a in (mean, std, projection))
-        per_pixel = self.projection / self.std[:, None] / 255.0  # (FEATURE_DIM, D) on uint8 grey levels
+        # worked out with numpy, not torch: a torch matrix product here, in the thread that loads the recipe, starts
+        # a second OpenMP team beside the inference thread's, and on two cores the live line's search then took
+        # twice as long (docs/photographs.md, "The patch memory's descriptors as convolutions")
+        per_pixel = projection / std[:, None] / 255.0  # (FEATURE_DIM, D) on uint8 grey levels
         per_scale = 3 * WINDOW * WINDOW  # rows of one scale, in raw_descriptors' order: channel, row, column
-        self._kernels = [per_pixel[i * per_scale:(i + 1) * per_scale].T.reshape(-1, 3, WINDOW, WINDOW).contiguous()
-                         for i in range(len(SCALES))]
-        self._bias = -(self.mean / self.std) @ self.projection
+        self._kernels = [torch.from_numpy(np.ascontiguousarray(
+            per_pixel[i * per_scale:(i + 1) * per_scale].T.reshape(-1, 3, WINDOW, WINDOW), dtype=np.float32))
+            for i in range(len(SCALES))]
+        self._bias = torch.from_numpy((-(mean.astype(np.float64) / std) @ projection).astype(np.float32))
 
     @property
     def dims(self) -> int:
