@@ -523,6 +523,8 @@ def test_a_kind_no_candidate_sees_better_than_chance_does_not_decide_and_a_later
             table[label] = [0.55, 0.56, 0.57, 0.52 if label == "fused" else 0.5]
     info = choose_free_form(frames)[3]
     assert "kinds_left_out" not in info and info["candidate"] == "fused"
+    info = choose_free_form(frames, defects=[frames[0]] * 3)[3]  # the photographs do not decide alone then
+    assert "kinds_left_out" not in info and info["worst_kind_auroc"]["fused"] == 0.52
 
 
 def test_making_the_descriptor_starts_no_thread_in_the_thread_that_loads_the_recipe():

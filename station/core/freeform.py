@@ -121,12 +121,12 @@ def chance_auroc(n_good: int, n_faulty: int) -> float:
 
 def informative_kinds(per_kind: dict[str, dict[int | str, float]], sizes: dict[int | str, int],
                       n_good: int) -> list[int | str]:
-    """The kinds of defect some candidate tells from `n_good` held-out good images better than chance would
-    (`sizes`: faulty images per kind); all of them where none is (nothing then tells the candidates apart
-    better). The engineer's own photographs always count."""
-    kinds = list(sizes)
-    keep = [k for k in kinds if k == TAUGHT or max(v[k] for v in per_kind.values()) > chance_auroc(n_good, sizes[k])]
-    return keep or kinds
+    """The synthetic kinds of defect some candidate tells from `n_good` held-out good images better than chance
+    would (`sizes`: faulty images per kind), all of them where none is (nothing then tells the candidates apart
+    better), and the engineer's own photographs, which always count."""
+    synthetic = [k for k in sizes if k != TAUGHT]
+    keep = [k for k in synthetic if max(v[k] for v in per_kind.values()) > chance_auroc(n_good, sizes[k])]
+    return (keep or synthetic) + [k for k in sizes if k == TAUGHT]
 
 
 def _trial_config(name: str, config: dict[str, Any], grid: CellGrid, base: CellGrid) -> dict[str, Any]:

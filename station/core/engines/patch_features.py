@@ -39,7 +39,7 @@ class Descriptor:
     Standardising and projecting a window's pixels is linear in them, so each scale's share is a convolution of
     that scale's image with the projection's rows for it (stride 4 / scale), and the three are added: the same
     descriptors as `raw_descriptors` standardised and projected, to float rounding, without building the
-    144 values of every position first (about 4 times faster per 512 px crop; docs/photographs.md)."""
+    144 values of every position first (2 to 3 times faster per 512 px crop; docs/photographs.md)."""
 
     def __init__(self, mean: np.ndarray, std: np.ndarray, projection: np.ndarray) -> None:
         mean, std, projection = (np.asarray(a, np.float32) for a in (mean, std, projection))
