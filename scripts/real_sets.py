@@ -147,16 +147,6 @@ class Writer:
             self.put(f"{split}/ground_truth/{cls}/{name}_mask.png", np.where(mask > 127, 255, 0).astype(np.uint8))
 
 
-def build_bottle(repo: Repo, out: Writer) -> None:
-    base = "data/bottle/bottle"
-    for path in repo.ls(f"{base}/train/good"):
-        out.train(Path(path).stem, repo.image(path))
-    for path in repo.ls(f"{base}/test"):
-        cls, stem = path.split("/")[-2], Path(path).stem
-        mask = None if cls == "good" else repo.image(f"{base}/ground_truth/{cls}/{stem}_mask.png", cv2.IMREAD_GRAYSCALE)
-        out.test(cls, stem, repo.image(path), mask)
-
-
 def turned(image: np.ndarray, key: str, mask: bool = False) -> np.ndarray:
     """`image` turned about its centre by an angle drawn from a hash of `key` and shifted by up to 5 % of its side;
     a mask (nearest neighbour, zeros outside) with the same key turns as its photograph does."""
@@ -169,16 +159,18 @@ def turned(image: np.ndarray, key: str, mask: bool = False) -> np.ndarray:
                           borderMode=cv2.BORDER_CONSTANT if mask else cv2.BORDER_REFLECT)
 
 
-def build_bottle_turned(repo: Repo, out: Writer) -> None:
+def build_bottle(repo: Repo, out: Writer, turn: bool = False) -> None:
+    """The bottle set; with `turn`, every photograph and its mask turned alike (`turned`)."""
     base = "data/bottle/bottle"
+    pose = turned if turn else (lambda image, key, mask=False: image)
     for path in repo.ls(f"{base}/train/good"):
         stem = Path(path).stem
-        out.train(stem, turned(repo.image(path), f"train/{stem}"))
+        out.train(stem, pose(repo.image(path), f"train/{stem}"))
     for path in repo.ls(f"{base}/test"):
         cls, stem = path.split("/")[-2], Path(path).stem
-        mask = None if cls == "good" else turned(
+        mask = None if cls == "good" else pose(
             repo.image(f"{base}/ground_truth/{cls}/{stem}_mask.png", cv2.IMREAD_GRAYSCALE), f"{cls}/{stem}", mask=True)
-        out.test(cls, stem, turned(repo.image(path), f"{cls}/{stem}"), mask)
+        out.test(cls, stem, pose(repo.image(path), f"{cls}/{stem}"), mask)
 
 
 TILE_GAP = 100  # photographs of one tile are numbered within this of each other (six lightings, exp1-exp6)
@@ -314,7 +306,7 @@ def build_tire(repo: Repo, out: Writer) -> None:
 BUILDERS = {"bottle": build_bottle, "magnetic-tile": build_magnetic_tile, "deeppcb": build_deeppcb,
             "kolektorsdd": build_kolektorsdd,
             "elpv-poly": partial(build_elpv, kind="poly"), "elpv-mono": partial(build_elpv, kind="mono"),
-            "tire": build_tire, "bottle-turned": build_bottle_turned}
+            "tire": build_tire, "bottle-turned": partial(build_bottle, turn=True)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,7 +27,6 @@ from choice_rule import chosen_by_the_rule
 GRID = CellGrid(8, 8, 8)  # a 64 x 64 crop
 
 
-
 def texture(rng, n, side=64):
     """Woven-looking tiles: stripes at a random phase plus noise (a texture: no fixed position)."""
     yy, xx = np.mgrid[:side, :side]
