@@ -466,16 +466,19 @@ def test_the_search_pruned_by_clusters_finds_the_nearest_row_as_every_row_does()
     assert small.centres is None and torch.equal(small.nearest(queries), nearest_distance(queries, memory[:500]))
 
 
-def test_descriptors_as_convolutions_equal_each_windows_pixels_standardised_and_projected():
-    from station.core.engines.patch_features import FEATURE_DIM, Descriptor, raw_descriptors
+@pytest.mark.parametrize("scales", [3, 4])  # the default, and the descriptor that sees 32 px
+def test_descriptors_as_convolutions_equal_each_windows_pixels_standardised_and_projected(scales):
+    from station.core.engines.patch_features import PER_SCALE, Descriptor, raw_descriptors
     rng = np.random.default_rng(5)
     crops = rng.integers(0, 256, (3, 64, 96, 3), dtype=np.uint8)
     crops[0, 20:30, 40:50] = 255  # a bright square: edges inside and across the windows
-    mean = rng.random(FEATURE_DIM).astype(np.float32)
-    std = (rng.random(FEATURE_DIM) + 0.05).astype(np.float32)
-    projection = rng.standard_normal((FEATURE_DIM, 12)).astype(np.float32)
+    dim = PER_SCALE * scales
+    mean = rng.random(dim).astype(np.float32)
+    std = (rng.random(dim) + 0.05).astype(np.float32)
+    projection = rng.standard_normal((dim, 12)).astype(np.float32)
     describe = Descriptor(mean, std, projection)
-    expected = ((raw_descriptors(crops).double() - torch.from_numpy(mean).double())
+    assert describe.scales == scales
+    expected = ((raw_descriptors(crops, scales).double() - torch.from_numpy(mean).double())
                 / torch.from_numpy(std).double()) @ torch.from_numpy(projection).double()
     got = describe(crops, batch=2)
     assert got.shape == (3, 16, 24, 12) and got.dtype == torch.float32
@@ -485,6 +488,33 @@ def test_descriptors_as_convolutions_equal_each_windows_pixels_standardised_and_
     assert torch.allclose(shifted[:, 4:-4, 5:-5], got[:, 4:-4, 4:-6], atol=1e-3 * float(expected.abs().max()))
     with pytest.raises(EngineError):
         describe(crops[:, :60])
+    with pytest.raises(EngineError, match="raw values"):
+        Descriptor(mean[:-1], std[:-1], projection[:-1])
+
+
+def test_the_fourth_scale_sees_32_px_around_a_step_and_a_recipe_says_how_many_its_descriptor_has():
+    from station.core.engines.patch_features import PER_SCALE, raw_descriptors
+    crops = np.zeros((2, 64, 64, 3), np.uint8)
+    crops[1, 40, 40] = 255  # one pixel, 10 descriptor steps right and down of (0, 0): beyond 16 px
+    changed = (raw_descriptors(crops[1:]) != raw_descriptors(crops[:1]))[0]  # (16, 16, 4 * PER_SCALE)
+    per_scale = changed.reshape(16, 16, 4, PER_SCALE).any(dim=-1)  # where each scale sees the pixel
+    reach = [int(per_scale[..., k].any(dim=0).sum()) for k in range(4)]  # steps along one side that see it
+    assert reach[0] == 1 and reach[1] < reach[2] < reach[3] and reach[3] >= 7  # 32 px: 7 or 8 steps of 4 px
+    rng = np.random.default_rng(0)
+    good = texture(rng, 20)
+    engine = engine_class("patch")(GRID, {"memory": 256, "candidates": 2000, "scales": 4})
+    engine.fit(TrainingSet(good, ["good"] * 20, [None] * 20, GRID), seed=0)
+    assert engine.arrays()["feat_mean"].shape == (4 * PER_SCALE,)
+    old = engine_class("patch").from_saved(GRID, {"memory": 256, "candidates": 2000, "position_z": True})
+    assert old.config["scales"] == 3  # a recipe saved before the setting: three, as its descriptor has
+    old.fit(TrainingSet(good, ["good"] * 20, [None] * 20, GRID), seed=0)
+    saved = old.arrays()
+    assert saved["feat_mean"].shape == (3 * PER_SCALE,)
+    loaded = engine_class("patch").from_saved(GRID, {k: v for k, v in old.config.items() if k != "scales"})
+    loaded.load_arrays(saved)
+    np.testing.assert_allclose(loaded.infer(good[0]).pixel_map, old.infer(good[0]).pixel_map, rtol=2e-3, atol=1e-2)  # float16 memory
+    with pytest.raises(EngineError, match="3 scales, its settings say 4"):
+        engine_class("patch")(GRID, dict(engine.config)).load_arrays(saved)
 
 
 def test_a_kind_no_candidate_sees_better_than_chance_does_not_decide_and_a_later_candidate_needs_a_margin(monkeypatch):

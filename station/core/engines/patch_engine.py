@@ -28,8 +28,8 @@ from station.core.engines.base import (Capabilities, Engine, EngineOutput, FitRe
                                        output_from_pixel_map)
 from station.core.engines.calibration import camera_step, held_out_thresholds
 from station.core.engines.settings import _Bounded
-from station.core.engines.patch_features import (FEATURE_DIM, Descriptor, greedy_coreset, principal_axes,
-                                                 raw_descriptors)
+from station.core.engines.patch_features import (FEATURE_DIM, SCALES, Descriptor, greedy_coreset,
+                                                 principal_axes, raw_descriptors)
 from station.core.engines.patch_search import MemoryIndex
 from station.core.errors import EngineError
 from station.core.grid import CellGrid
@@ -51,6 +51,7 @@ class PatchSettings(_Bounded):
     holdout: float = Field(gt=0.0, lt=0.5)
     sigma_px: float = Field(ge=0.0, le=32.0)
     position_z: StrictBool = False
+    scales: StrictInt = Field(default=3, ge=3, le=len(SCALES))
 
 
 class PatchMemoryEngine(Engine):
@@ -64,7 +65,7 @@ class PatchMemoryEngine(Engine):
     @classmethod
     def default_config(cls) -> dict[str, Any]:
         return {"memory": 8192, "candidates": 40000, "dims": 48, "holdout": 0.15, "sigma_px": 4.0,
-                "position_z": True}
+                "position_z": True, "scales": 3}  # 4: a descriptor that sees 32 px (docs/photographs.md)
 
     saved_before = {"position_z": False}  # recipes saved before it read raw distances
 
@@ -112,7 +113,7 @@ class PatchMemoryEngine(Engine):
         per_image = max(1, int(np.ceil(n / len(crops))))
         rows = []
         for i in range(0, len(crops), batch):
-            f = raw_descriptors(crops[i:i + batch])
+            f = raw_descriptors(crops[i:i + batch], int(self.config["scales"]))
             for one in f.reshape(f.shape[0], -1, f.shape[-1]):
                 pick = rng.choice(one.shape[0], min(per_image, one.shape[0]), replace=False)
                 rows.append(one[torch.from_numpy(pick)])
@@ -230,6 +231,9 @@ class PatchMemoryEngine(Engine):
         if missing:
             raise EngineError(f"patch engine arrays {', '.join(missing)} are missing")
         descriptor = Descriptor(arrays["feat_mean"], arrays["feat_std"], arrays["projection"])
+        if descriptor.scales != int(self.config["scales"]):
+            raise EngineError(f"the patch engine's descriptor has {descriptor.scales} scales, its settings say "
+                              f"{self.config['scales']}")
         memory = np.asarray(arrays["memory"])
         if memory.ndim != 2 or memory.shape[1] != descriptor.dims or not 1 <= memory.shape[0] <= MAX_MEMORY:
             raise EngineError(f"patch memory has shape {memory.shape}, expected (n <= {MAX_MEMORY}, "
