@@ -204,7 +204,11 @@ def cmd_train(args) -> int:
             print("station: the good images differ in size: each frame is resized to the crop, not registered",
                   file=sys.stderr)
         else:
-            setup = teach_for(data, goods, grid, args.cell_px, labelled_images(data, images=images, seed=args.seed))
+            labelled = labelled_images(data, images=images, seed=args.seed)
+            setup = teach_for(data, goods, grid, args.cell_px, labelled)
+            if args.engine == "patch" and setup.grid.cell_px % 8 and not args.cell_px:
+                # its descriptors step 4 px on crops whose sides are multiples of 8: the proposal's cells rounded up
+                setup = teach_for(data, goods, grid, -(-setup.grid.cell_px // 8) * 8, labelled)
             grid = setup.grid
             if int(os.environ.get("RANK", "0")) == 0:
                 setup_paths = setup.save(setup_out, goods[:8])

@@ -205,6 +205,19 @@ def test_train_picks_the_best_measured_engine_on_good_only_data_and_eval_reports
     assert result["pixel_auroc"] > 0.9 and result["pro"] is not None and result["n_pixel_maps"] == 12
 
 
+def test_train_with_the_patch_engine_named_on_a_proposed_grid_rounds_its_cells_to_the_descriptors_step(
+        tmp_path, capsys):
+    """Asked for by name on good images only, the patch engine trains on the proposed setup; the proposal's
+    cells (12 px here) are rounded up to a multiple of 8 px, which its descriptors need (it stopped with an
+    error before)."""
+    data = write_mvtec(tmp_path / "set", np.random.default_rng(3))
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "r"), "--quiet", "--engine", "patch",
+                 "--config", json.dumps({"memory": 256, "candidates": 2000})]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["engine"] == "patch" and out["setup"]["grid"]["cell_px"] % 8 == 0
+    assert Recipe.load(tmp_path / "r").grid.cell_px == out["setup"]["grid"]["cell_px"]
+
+
 def test_overlay_draws_the_pixel_map_and_the_defect_outline(tmp_path):
     data = write_mvtec(tmp_path / "set", np.random.default_rng(4))
     assert main(["train", "--data", str(data), "--out", str(tmp_path / "r"), "--quiet",

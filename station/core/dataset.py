@@ -15,6 +15,7 @@ from pathlib import Path
 from station.core.engines.base import ok_first
 from station.core.errors import DatasetError
 from station.core.imageio import is_image_file
+from station.core.masks import find_mask
 
 OK_CLASS = "good"
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
@@ -25,7 +26,7 @@ class Sample:
     path: Path
     label: str
     cell: tuple[int, int] | None = None  # (col, row) of the defective cell, where known
-    mask: Path | None = None  # MVTec ground-truth mask, in frame coordinates
+    mask: Path | None = None  # ground-truth mask (a file, or a folder of them: station.core.masks), frame coordinates
 
 
 @dataclass
@@ -118,8 +119,7 @@ def _mvtec(root: Path, split: str) -> Dataset:
     truth = root / "ground_truth"
     samples = []
     for s in data.samples:
-        mask = truth / s.label / f"{s.path.stem}_mask.png"
-        samples.append(Sample(s.path, s.label, s.cell, mask if mask.is_file() else None))
+        samples.append(Sample(s.path, s.label, s.cell, find_mask(truth / s.label, s.path.stem)))
     return Dataset(root, "mvtec", samples)
 
 

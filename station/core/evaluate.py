@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import statistics
 import time
 from typing import Any
@@ -11,12 +12,16 @@ import numpy as np
 
 from station.core.engines.base import ok_first
 from station.core.dataset import Dataset
+from station.core.errors import ImageError
 from station.core.imageio import read_image
 from station.core.inspector import Inspector
+from station.core.masks import read_mask
 from station.core.recipe import Recipe
 from station.core.registration import cell_offsets
 from station.core.training import mask_cell
 from station.core.verdict import Verdict
+
+log = logging.getLogger(__name__)
 
 
 def auroc(good_scores, defect_scores) -> float | None:
@@ -113,10 +118,11 @@ def summarize(labels: list[str], predicted: list[str], verdicts: list[Verdict], 
     }
 
 
-def true_cell(inspector: Inspector, sample, result) -> tuple[int, int] | None:
-    """The labelled defective cell of a sample: from the manifest, else from its mask after registration."""
+def true_cell(inspector: Inspector, sample, result, shape: tuple[int, int] | None = None) -> tuple[int, int] | None:
+    """The labelled defective cell of a sample: from the manifest, else from its mask after registration (the
+    frame's `shape`, where given, is the mask's)."""
     if sample.cell is None and sample.mask is not None and result.registered is not None:
-        return mask_cell(inspector.registrar, result.registered, sample.mask)
+        return mask_cell(inspector.registrar, result.registered, sample.mask, shape)
     return sample.cell
 
 
@@ -137,8 +143,8 @@ def evaluate(recipe: Recipe, data: Dataset) -> dict[str, Any]:
         verdicts.append(result.verdict)
         scores.append(result.score)
         top_cells.append(result.top_cell)
-        true_cells.append(true_cell(inspector, sample, result))
-        truth = crop_mask(inspector, sample, result, ok)
+        true_cells.append(true_cell(inspector, sample, result, image.shape[:2]))
+        truth = crop_mask(inspector, sample, result, ok, image.shape[:2])
         if truth is not None:
             maps.append(small(result.pixel_map))
             masks.append(small(truth.astype(np.float32)) >= 0.5)
@@ -179,9 +185,11 @@ def small(image: np.ndarray) -> np.ndarray:
     return cv2.resize(image.astype(np.float32), size, interpolation=cv2.INTER_AREA)
 
 
-def crop_mask(inspector: Inspector, sample, result, ok_class: str) -> np.ndarray | None:
+def crop_mask(inspector: Inspector, sample, result, ok_class: str,
+              shape: tuple[int, int] | None = None) -> np.ndarray | None:
     """The ground-truth mask in the crop's coordinates (all clear for a good part), where the engine gave
-    a pixel map and the truth is known: a good sample, or a defect with its MVTec mask."""
+    a pixel map and the truth is known: a good sample, or a defect with its mask (brought to the frame's
+    `shape` where given; one that cannot be read is left out with a warning)."""
     if result.pixel_map is None or result.registered is None:
         return None
     h, w = result.pixel_map.shape
@@ -189,7 +197,11 @@ def crop_mask(inspector: Inspector, sample, result, ok_class: str) -> np.ndarray
         return np.zeros((h, w), bool)
     if sample.mask is None:
         return None
-    mask = read_image(sample.mask)[:, :, 0]
+    try:
+        mask = read_mask(sample.mask, shape).astype(np.uint8) * 255
+    except ImageError as exc:  # a broken mask loses one image's pixel figures, not the evaluation
+        log.warning("mask left out: %s", exc)
+        return None
     warped = inspector.registrar.warp(np.dstack([mask] * 3), result.registered.matrix)[:, :, 0]
     if warped.shape != (h, w):
         warped = cv2.resize(warped, (w, h), interpolation=cv2.INTER_NEAREST)

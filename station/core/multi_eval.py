@@ -47,7 +47,7 @@ def evaluate_line(line: MultiInspector, data: Dataset) -> dict[str, Any]:
         result = line.inspect(image)
         ms.append((time.perf_counter() - t0) * 1e3)
         labels.append(sample.label)
-        true_cells.append(true_cell(lead, sample, result))
+        true_cells.append(true_cell(lead, sample, result, image.shape[:2]))
         combined.add(result)
         for name, sub in result.engines.items():
             own[name].add(sub)

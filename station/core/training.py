@@ -18,6 +18,7 @@ from station.core.engines.base import Progress
 from station.core.errors import DatasetError, ImageError, RegistrationError
 from station.core.grid import CellGrid
 from station.core.imageio import read_image
+from station.core.masks import read_mask
 from station.core.recipe import BUNDLE_FILES, Recipe
 from station.core.registration import Region, Registrar, bounded_whole_frame, fit_region
 from station.core.teach import Setup, cell_size, fit_pattern_region, propose_setup
@@ -30,10 +31,12 @@ RECIPE_FILES = BUNDLE_FILES  # what `station train --out` may replace
 ONE_CAMERA_SHARE = 0.75  # good images of one size at least this share: one camera, the others are odd ones out
 
 
-def mask_cell(registrar: Registrar, registered, mask_path: Path) -> tuple[int, int] | None:
-    """The grid cell most covered by a ground-truth mask (frame coordinates), after registration."""
+def mask_cell(registrar: Registrar, registered, mask_path: Path,
+              shape: tuple[int, int] | None = None) -> tuple[int, int] | None:
+    """The grid cell most covered by a ground-truth mask (frame coordinates: the frame's `shape` where given),
+    after registration."""
     try:
-        mask = read_image(mask_path)[:, :, 0]
+        mask = read_mask(mask_path, shape).astype(np.uint8) * 255
     except ImageError as exc:  # a broken mask loses one image's cell label, not the run
         logger.warning("mask left out: %s", exc)
         return None
@@ -59,7 +62,7 @@ def register_samples(registrar: Registrar, samples: list[Sample], images: list[n
         labels.append(sample.label)
         cell = sample.cell
         if cell is None and sample.mask is not None:
-            cell = mask_cell(registrar, reg, sample.mask)
+            cell = mask_cell(registrar, reg, sample.mask, image.shape[:2])
         cells.append(cell)
     return TrainingSet(np.stack(crops), labels, cells, registrar.grid)
 

@@ -319,14 +319,15 @@ def score_dataset(recipe: Recipe, data: Dataset, progress: Progress | None = Non
     for i, sample in enumerate(data.samples):
         if should_stop is not None and should_stop():
             raise WorkbenchError("scoring the validation set was cancelled")
-        result = inspector.inspect(read_image(sample.path))
+        image = read_image(sample.path)
+        result = inspector.inspect(image)
         scores[i] = result.score
         no_part[i] = result.label == NO_PART and result.registered is None
         if result.cell_scores is not None:
             cell_scores[i] = result.cell_scores
         probs.append(result.class_probs)
         top_cells.append(result.top_cell)
-        true_cells.append(true_cell(inspector, sample, result))
+        true_cells.append(true_cell(inspector, sample, result, image.shape[:2]))
         if progress is not None:
             progress(f"scored {sample.path.name}", (i + 1) / n)
     return ScoredSet([s.path for s in data.samples], [s.label for s in data.samples], scores, cell_scores, probs,
