@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         for crop in crops:
             t0 = time.perf_counter()
             with torch.no_grad():
-                windows = ((raw_descriptors(crop[None]) - d.mean) / d.std) @ d.projection
+                windows = ((raw_descriptors(crop[None], d.scales) - d.mean) / d.std) @ d.projection
             t1 = time.perf_counter()
             feats = d(crop[None])
             times["windows"].append(t1 - t0)

@@ -509,7 +509,7 @@ def test_the_fourth_scale_sees_32_px_around_a_step_and_a_recipe_says_how_many_it
     from station.core.engines.patch_features import PER_SCALE, raw_descriptors
     crops = np.zeros((2, 64, 64, 3), np.uint8)
     crops[1, 40, 40] = 255  # one pixel, 10 descriptor steps right and down of (0, 0): beyond 16 px
-    changed = (raw_descriptors(crops[1:]) != raw_descriptors(crops[:1]))[0]  # (16, 16, 4 * PER_SCALE)
+    changed = (raw_descriptors(crops[1:], 4) != raw_descriptors(crops[:1], 4))[0]  # (16, 16, 4 * PER_SCALE)
     per_scale = changed.reshape(16, 16, 4, PER_SCALE).any(dim=-1)  # where each scale sees the pixel
     reach = [int(per_scale[..., k].any(dim=0).sum()) for k in range(4)]  # steps along one side that see it
     assert reach[0] == 1 and reach[1] < reach[2] < reach[3] and reach[3] >= 7  # 32 px: 7 or 8 steps of 4 px
@@ -525,7 +525,8 @@ def test_the_fourth_scale_sees_32_px_around_a_step_and_a_recipe_says_how_many_it
     assert saved["feat_mean"].shape == (3 * PER_SCALE,)
     loaded = engine_class("patch").from_saved(GRID, {k: v for k, v in old.config.items() if k != "scales"})
     loaded.load_arrays(saved)
-    np.testing.assert_allclose(loaded.infer(good[0]).pixel_map, old.infer(good[0]).pixel_map, rtol=2e-3, atol=1e-2)  # float16 memory
+    np.testing.assert_allclose(loaded.infer(good[0]).pixel_map, old.infer(good[0]).pixel_map,  # memory in float16
+                               rtol=2e-3, atol=1e-2)
     with pytest.raises(EngineError, match="3 scales, its settings say 4"):
         engine_class("patch")(GRID, dict(engine.config)).load_arrays(saved)
 

@@ -28,7 +28,7 @@ from station.core.engines.base import (Capabilities, Engine, EngineOutput, FitRe
                                        output_from_pixel_map)
 from station.core.engines.calibration import camera_step, held_out_thresholds
 from station.core.engines.settings import _Bounded
-from station.core.engines.patch_features import (FEATURE_DIM, SCALES, Descriptor, greedy_coreset,
+from station.core.engines.patch_features import (DEFAULT_SCALES, FEATURE_DIM, SCALES, Descriptor, greedy_coreset,
                                                  principal_axes, raw_descriptors)
 from station.core.engines.patch_search import MemoryIndex
 from station.core.errors import EngineError
@@ -51,7 +51,7 @@ class PatchSettings(_Bounded):
     holdout: float = Field(gt=0.0, lt=0.5)
     sigma_px: float = Field(ge=0.0, le=32.0)
     position_z: StrictBool = False
-    scales: StrictInt = Field(default=3, ge=3, le=len(SCALES))
+    scales: StrictInt = Field(default=DEFAULT_SCALES, ge=3, le=len(SCALES))
 
 
 class PatchMemoryEngine(Engine):
@@ -65,7 +65,7 @@ class PatchMemoryEngine(Engine):
     @classmethod
     def default_config(cls) -> dict[str, Any]:
         return {"memory": 8192, "candidates": 40000, "dims": 48, "holdout": 0.15, "sigma_px": 4.0,
-                "position_z": True, "scales": 3}  # 4: a descriptor that sees 32 px (docs/photographs.md)
+                "position_z": True, "scales": DEFAULT_SCALES}  # 4: a descriptor that sees 32 px
 
     saved_before = {"position_z": False}  # recipes saved before it read raw distances
 

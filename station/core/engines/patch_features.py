@@ -21,6 +21,7 @@ WINDOW = 4  # pixels a side of each scale's window
 SCALES = ((1, (0, 0, 0, 0)), (2, (1, 1, 1, 1)), (4, (1, 2, 1, 2)), (8, (3, 4, 3, 4)))
 PER_SCALE = 3 * WINDOW * WINDOW  # values of one scale's window: channel, row, column
 FEATURE_DIM = PER_SCALE * len(SCALES)  # the most a descriptor has
+DEFAULT_SCALES = 3  # the first three: the fourth was measured and left as a setting (docs/photographs.md)
 
 
 def _pooled(x: torch.Tensor, s: int) -> tuple[torch.Tensor, int, int]:
@@ -39,7 +40,7 @@ def scale_count(dims: int) -> int:
     return dims // PER_SCALE
 
 
-def raw_descriptors(crops: np.ndarray, scales: int = len(SCALES)) -> torch.Tensor:
+def raw_descriptors(crops: np.ndarray, scales: int = DEFAULT_SCALES) -> torch.Tensor:
     """(N, H, W, 3) uint8 crops, sides multiples of 8, to (N, H/4, W/4, PER_SCALE * scales) float32 in 0..1
     (the first `scales` of SCALES)."""
     n, h, w = crops.shape[:3]
