@@ -185,9 +185,10 @@ def cmd_train(args) -> int:
         args.engine, auto_config, grid, choice = choose_free_form(
             [im for im, s in zip(images, data.samples) if s.label == "good"], args.cell_px, args.seed, defects)
         region_mode = "full"
+        ranked = f" ({choice['ranked_by']}) {choice['ranking']}" if "ranking" in choice else ""
         print(f"station: no --engine given; good images only: the {args.engine} engine with a pixel map on a "
-              f"{grid.size[0]}x{grid.size[1]} crop of the whole frame, chosen by {choice['chosen_by']} "
-              f"{choice.get('worst_kind_auroc', choice.get('synthetic_auroc', ''))}", file=sys.stderr)
+              f"{grid.size[0]}x{grid.size[1]} crop of the whole frame, chosen by {choice['chosen_by']}{ranked}",
+              file=sys.stderr)
     elif args.region == "blob":
         grid = CellGrid.parse(args.grid or "3x9", args.cell_px or 24)
     elif args.setup:

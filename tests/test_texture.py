@@ -118,7 +118,7 @@ def test_the_free_form_choice_tries_the_fused_engine_and_keeps_the_simplest_on_a
     for name, kinds in info["synthetic_auroc_per_kind"].items():  # an engine counts as good as its worst kind
         assert set(kinds) == {"spot", "scratch", "pasted", "smudge"}
         assert info["synthetic_auroc"][name] == min(kinds.values())
-    assert engine == chosen_by_the_rule(info["worst_kind_auroc"], ("rt", "fused", "patch"))
+    assert engine == chosen_by_the_rule(info["ranking"], ("rt", "fused", "patch"))
     if engine == "fused":
         assert [p["engine"] for p in config["parts"]] == ["rt", "texture", "mt"] and grid.size == (128, 128)
         assert config["rule"] == "sum"

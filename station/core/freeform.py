@@ -14,8 +14,11 @@ scratches, a patch cut from another good image and pasted elsewhere as in CutPas
 the grain), every held-out image getting each kind once. The product's defects are not known, so each engine
 counts as good as the kind of defect it finds worst (its lowest AUROC over the kinds); the best of those is
 chosen. A kind that no candidate tells from good parts better than chance would (its best AUROC within
-1.645 standard errors of 0.5) says nothing about which is better and is left out of that minimum; a candidate
-later in the list must beat the one chosen so far by more than CHOICE_MARGIN (the simpler one keeps a tie).
+1.645 standard errors of 0.5) says nothing about which is better and is left out of that minimum. Where every
+candidate is blind to some kind (each worst kind at chance, if for different kinds), the minima are all noise,
+and the candidates are ranked instead by how far above chance they are over the kinds, on average (0 for a kind
+at chance). A candidate later in the list must beat the one chosen so far by more than CHOICE_MARGIN (the
+simpler one keeps a tie).
 Synthetic defects guess at the product's; where the engineer gives photographs
 of real defective parts, they are one more kind (held-out good images against them), so an engine blind to the
 product's own defects is not chosen however well it finds the synthetic ones.
@@ -127,6 +130,19 @@ def informative_kinds(per_kind: dict[str, dict[int | str, float]], sizes: dict[i
     synthetic = [k for k in sizes if k != TAUGHT]
     keep = [k for k in synthetic if max(v[k] for v in per_kind.values()) > chance_auroc(n_good, sizes[k])]
     return (keep or synthetic) + [k for k in sizes if k == TAUGHT]
+
+
+def choice_ranking(per_kind: dict[str, dict[int | str, float]], kinds: list[int | str],
+                   chance: dict[int | str, float]) -> tuple[str, dict[str, float]]:
+    """(what ranks the candidates, each one's figure): its worst kind's AUROC; but where every candidate is
+    blind to some kind (its worst at or below what chance reaches, `chance` per kind), those minima are all
+    noise, and the mean over the kinds of how far each is above chance (0 where it is not) ranks them instead:
+    the candidate that sees most of the rest (docs/photographs.md, "When every candidate is blind to a kind")."""
+    worst = {label: min(found[k] for k in kinds) for label, found in per_kind.items()}
+    if any(min(found[k] - chance[k] for k in kinds) > 0 for found in per_kind.values()):
+        return "worst kind", worst
+    return "mean above chance, every candidate blind to a kind", {
+        label: float(np.mean([max(found[k] - chance[k], 0.0) for k in kinds])) for label, found in per_kind.items()}
 
 
 def _trial_config(name: str, config: dict[str, Any], grid: CellGrid, base: CellGrid) -> dict[str, Any]:
@@ -284,9 +300,10 @@ def choose_free_form(goods: list[np.ndarray], cell_px: int | None = None, seed: 
     # better than chance would only add noise to that minimum
     kinds = informative_kinds(per_kind, {k: len(v) for k, v in faulty.items()}, len(held))
     scores = {label: min(per_kind[label][k] for k in kinds) for label in per_kind}
+    ranked_by, ranking = choice_ranking(per_kind, kinds, {k: chance_auroc(len(held), len(faulty[k])) for k in kinds})
     choice = measured[0]
     for c in measured[1:]:
-        if scores[c[0]] > scores[choice[0]] + CHOICE_MARGIN:
+        if ranking[c[0]] > ranking[choice[0]] + CHOICE_MARGIN:
             choice = c
     if not_measured:
         info["not_measured"] = not_measured
@@ -304,6 +321,7 @@ def choose_free_form(goods: list[np.ndarray], cell_px: int | None = None, seed: 
                           **({"taught_auroc": {k: round(v[TAUGHT], 4) for k, v in per_kind.items()},
                               "defect_images": len(taught)} if taught else {}),
                           "worst_kind_auroc": {k: round(v, 4) for k, v in scores.items()},
+                          "ranked_by": ranked_by, "ranking": {k: round(v, 4) for k, v in ranking.items()},
                           "synthetic_auroc": {k: round(min(a for kind, a in v.items() if kind != TAUGHT), 4)
                                               for k, v in per_kind.items()},
                           "synthetic_auroc_per_kind": {k: {DEFECT_KINDS[kind]: round(v, 4)
