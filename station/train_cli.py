@@ -185,7 +185,7 @@ def cmd_train(args) -> int:
         args.engine, auto_config, grid, choice = choose_free_form(
             [im for im, s in zip(images, data.samples) if s.label == "good"], args.cell_px, args.seed, defects)
         region_mode = "full"
-        ranked = f" ({choice['ranked_by']}) {choice['ranking']}" if "ranking" in choice else ""
+        ranked = f" {choice['ranking']}" if "ranking" in choice else ""
         print(f"station: no --engine given; good images only: the {args.engine} engine with a pixel map on a "
               f"{grid.size[0]}x{grid.size[1]} crop of the whole frame, chosen by {choice['chosen_by']}{ranked}",
               file=sys.stderr)

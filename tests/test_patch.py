@@ -603,6 +603,7 @@ def test_where_every_candidate_is_blind_to_some_kind_the_one_that_sees_most_of_t
     assert info["worst_kind_auroc"] == {"rt": 0.502, "fused": 0.498, "patch": 0.512, "patch_coarse": 0.514,
                                         "patch_fine": 0.494}  # all at chance (0.624): noise
     assert info["ranked_by"].startswith("mean above chance") and (engine, grid.size) == ("patch", (320, 800))
+    assert info["chosen_by"].endswith("the mean above chance, every candidate blind to a kind")
     assert info["ranking"]["patch_fine"] == max(info["ranking"].values())
     chance = freeform.chance_auroc(30, 30)
     assert info["ranking"]["patch_fine"] == pytest.approx(sum(a - chance for a in (0.723, 0.887, 0.634)) / 4, abs=1e-3)

@@ -315,8 +315,8 @@ def choose_free_form(goods: list[np.ndarray], cell_px: int | None = None, seed: 
     crops = {label: list(g.size) for label, _, _, g in candidates if label.startswith("patch")}
     if len(crops) > 1:
         info["patch_crops"] = crops
-    chosen_by = (f"synthetic defects and {len(taught)} photographs of defective parts on held-out good images, the "
-                 "worst kind" if taught else "synthetic defects on held-out good images, the worst kind")
+    chosen_by = (f"synthetic defects and {len(taught)} photographs of defective parts" if taught
+                 else "synthetic defects") + f" on held-out good images, the {ranked_by}"
     return (*choice[1:], {**info, "candidate": choice[0], "chosen_by": chosen_by,
                           **({"taught_auroc": {k: round(v[TAUGHT], 4) for k, v in per_kind.items()},
                               "defect_images": len(taught)} if taught else {}),
