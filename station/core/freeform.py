@@ -133,12 +133,11 @@ def informative_kinds(per_kind: dict[str, dict[int | str, float]], sizes: dict[i
 
 
 def choice_ranking(per_kind: dict[str, dict[int | str, float]], kinds: list[int | str],
-                   chance: dict[int | str, float]) -> tuple[str, dict[str, float]]:
-    """(what ranks the candidates, each one's figure): its worst kind's AUROC; but where every candidate is
-    blind to some kind (its worst at or below what chance reaches, `chance` per kind), those minima are all
-    noise, and the mean over the kinds of how far each is above chance (0 where it is not) ranks them instead:
+                   chance: dict[int | str, float], worst: dict[str, float]) -> tuple[str, dict[str, float]]:
+    """(what ranks the candidates, each one's figure): its worst kind's AUROC (`worst`); but where every
+    candidate is blind to some kind (its worst at or below what chance reaches, `chance` per kind), those minima
+    are all noise, and the mean over the kinds of how far each is above chance (0 where it is not) ranks them instead:
     the candidate that sees most of the rest (docs/photographs.md, "When every candidate is blind to a kind")."""
-    worst = {label: min(found[k] for k in kinds) for label, found in per_kind.items()}
     if any(min(found[k] - chance[k] for k in kinds) > 0 for found in per_kind.values()):
         return "worst kind", worst
     return "mean above chance, every candidate blind to a kind", {
@@ -300,7 +299,8 @@ def choose_free_form(goods: list[np.ndarray], cell_px: int | None = None, seed: 
     # better than chance would only add noise to that minimum
     kinds = informative_kinds(per_kind, {k: len(v) for k, v in faulty.items()}, len(held))
     scores = {label: min(per_kind[label][k] for k in kinds) for label in per_kind}
-    ranked_by, ranking = choice_ranking(per_kind, kinds, {k: chance_auroc(len(held), len(faulty[k])) for k in kinds})
+    ranked_by, ranking = choice_ranking(per_kind, kinds, {k: chance_auroc(len(held), len(faulty[k])) for k in kinds},
+                                        scores)
     choice = measured[0]
     for c in measured[1:]:
         if ranking[c[0]] > ranking[choice[0]] + CHOICE_MARGIN:

@@ -8,7 +8,6 @@ and now and then at another size than their image.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import cv2
@@ -16,8 +15,6 @@ import numpy as np
 
 from station.core.errors import ImageError
 from station.core.imageio import IMAGE_SUFFIXES, is_image_file, read_image
-
-log = logging.getLogger(__name__)
 
 # suffixes tried for a mask, the usual one first
 MASK_SUFFIXES = (".png",) + tuple(sorted(IMAGE_SUFFIXES - {".png"}))
