@@ -41,6 +41,32 @@ def test_mvtec_layout_with_masks(tmp_path):
     assert [s.mask is not None for s in test.samples] == [False, True]
 
 
+def test_btad_layout_reads_ok_as_good_and_ko_masks_by_stem(tmp_path):
+    # BTAD names its good folders `ok` and its defects `ko`, with masks of the image's stem in another format
+    root = tmp_path / "btad" / "01"
+    img = np.full((64, 64, 3), 128, np.uint8)
+    for rel in ("train/ok/0000.bmp", "train/ok/0001.bmp", "test/ok/0000.bmp", "test/ko/0000.bmp"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(root / rel), img)
+    (root / "ground_truth/ko").mkdir(parents=True)
+    cv2.imwrite(str(root / "ground_truth/ko/0000.png"), np.zeros((64, 64), np.uint8))
+    train = load_dataset(root, "train")
+    assert train.layout == "mvtec" and train.classes == ["good"] and len(train.samples) == 2
+    test = load_dataset(root, "test")
+    assert test.classes == ["good", "ko"]
+    assert [(s.label, s.mask is not None) for s in test.samples] == [("ko", True), ("good", False)]
+    assert test.samples[0].mask.name == "0000.png"
+
+
+def test_a_train_folder_with_a_defect_class_beside_ok_is_an_imagefolder(tmp_path):
+    root = tmp_path / "set"
+    img = np.full((32, 32, 3), 128, np.uint8)
+    for rel in ("train/ok/0.png", "train/ko/0.png", "test/ok/0.png"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(root / rel), img)
+    assert load_dataset(root, "train").layout == "imagefolder"
+
+
 @pytest.mark.parametrize("channels", [1, 3, 4])
 def test_images_of_any_channel_count_read_as_rgb(tmp_path, channels):
     shape = (30, 50) if channels == 1 else (30, 50, channels)

@@ -18,6 +18,9 @@ from station.core.imageio import is_image_file
 from station.core.masks import find_mask
 
 OK_CLASS = "good"
+# Names the MVTec family gives its good folders: MVTec AD, VisA and MPDD say `good`, BTAD says `ok`.
+# Images in either are labelled OK_CLASS.
+GOOD_FOLDER_NAMES = (OK_CLASS, "ok")
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 
 
@@ -108,18 +111,31 @@ def _imagefolder(root: Path, layout: str = "imagefolder") -> Dataset:
     return Dataset(root, layout, samples)
 
 
+def _good_folder(train: Path) -> Path | None:
+    """The MVTec-family train folder's only class folder, where it is named as a good one (`good`, `ok`)."""
+    if not train.is_dir():
+        return None
+    folders = [p for p in train.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    if len(folders) == 1 and folders[0].name.lower() in GOOD_FOLDER_NAMES:
+        return folders[0]
+    return None
+
+
 def _mvtec(root: Path, split: str) -> Dataset:
+    good = _good_folder(root / "train")
+    if good is None:
+        raise DatasetError(f"{root} has no train/good folder")
     if split == "train":
-        good = root / "train" / OK_CLASS
-        if not good.is_dir():
-            raise DatasetError(f"{root} has no train/good folder")
         return Dataset(root, "mvtec", _class_folder(good, OK_CLASS, {}, root))
     test = root / "test"
     data = _imagefolder(test, "mvtec")
     truth = root / "ground_truth"
     samples = []
     for s in data.samples:
-        samples.append(Sample(s.path, s.label, s.cell, find_mask(truth / s.label, s.path.stem)))
+        # the test's good folder carries the train's name (`ok` in BTAD); its images are OK_CLASS
+        label = OK_CLASS if s.label.lower() in GOOD_FOLDER_NAMES else s.label
+        mask = None if label == OK_CLASS else find_mask(truth / s.label, s.path.stem)
+        samples.append(Sample(s.path, label, s.cell, mask))
     return Dataset(root, "mvtec", samples)
 
 
@@ -136,10 +152,7 @@ def load_dataset(root: str | Path, split: str = "train") -> Dataset:
         raise DatasetError(f"dataset path is not a folder: {root}")
     if split not in ("train", "test"):
         raise DatasetError(f"unknown split {split!r}")
-    is_mvtec = (root / "train" / OK_CLASS).is_dir() and (root / "test").is_dir() and not any(
-        p.is_dir() and p.name != OK_CLASS for p in (root / "train").iterdir()
-    )
-    if is_mvtec:
+    if _good_folder(root / "train") is not None and (root / "test").is_dir():
         return _mvtec(root, split)
     if (root / split).is_dir():
         return _imagefolder(root / split)
