@@ -35,6 +35,15 @@ Sets (licences as their sources state them):
                  800 x 600, masks), CC BY-NC-SA 4.0 (license.txt beside it), the review subset as committed in
                  yagamieren09/Automated-Defect-Detection-System-using-AI-vision (removed from its newest commit;
                  pinned to one that holds it). Its train and validation good images are both training images.
+  screw          MVTec AD "screw" (object that turns and shifts: a screw lying at any angle, grey, 1024 x 1024),
+                 CC BY-NC-SA 4.0 (license.txt beside it), as committed in dungdao1995/SkipGanomaly-MVTECAD. The
+                 copy renamed its defective test images to one folder (test/1), so their kinds are lost and its
+                 masks cannot be paired with them: one class `defect`, no masks.
+  metal-plate    MPDD "metal_plate" (metal plates photographed on a bench, 512 x 512 as the copy resized them,
+                 masks), Jezek et al. 2021, CC BY-NC-SA 4.0 (as the original states; the copy has no licence
+                 file), as committed in BupeshKumarR/defect-segmentation-for-mpdd, which split it for supervised
+                 training: an image is good where its mask is empty. Byte-identical copies are read once; half
+                 of the good images (by a hash of their name) are training images, the rest test images.
 """
 
 from __future__ import annotations
@@ -77,6 +86,8 @@ SOURCES = {
     "elpv-poly": Source("zae-bayern/elpv-dataset", "411fd729dad19511883306aa85e52f1962cba581"),
     "elpv-mono": Source("zae-bayern/elpv-dataset", "411fd729dad19511883306aa85e52f1962cba581"),
     "bottle-turned": Source("doanthai161/Bottle-Anomaly-Detection", "ff4e8f31ed4dfbdb522fa9e50f32787510054c74"),
+    "screw": Source("dungdao1995/SkipGanomaly-MVTECAD", "4bb4ee6f77e374413bd3d499225e7057692c740e"),
+    "metal-plate": Source("BupeshKumarR/defect-segmentation-for-mpdd", "5d8b9cddfa7af2f145bafaaf6eca53294f5aa7b0"),
     "tire": Source("yagamieren09/Automated-Defect-Detection-System-using-AI-vision",
                    "ab9674c2882da1aa3423d38b2090c85527910b96"),
 }
@@ -303,10 +314,47 @@ def build_tire(repo: Repo, out: Writer) -> None:
         out.test(cls, stem, repo.image(path), mask)
 
 
+def build_screw(repo: Repo, out: Writer) -> None:
+    base = "data/screw"
+    for path in repo.ls(f"{base}/train/good"):
+        out.train(Path(path).stem, repo.image(path, cv2.IMREAD_GRAYSCALE))
+    for folder, cls in (("0", "good"), ("1", "defect")):
+        for path in repo.ls(f"{base}/test/{folder}"):
+            stem = Path(path).stem.replace("(", "_").replace(")", "")  # 000(1) -> 000_1
+            out.test(cls, stem, repo.image(path, cv2.IMREAD_GRAYSCALE))
+
+
+def build_metal_plate(repo: Repo, out: Writer) -> None:
+    base = "data_supervised/metal_plate"
+    seen: set[str] = set()
+    for path in repo.ls(base):
+        parts = path.split("/")
+        if parts[-2] != "images":
+            continue  # masks are read with their image
+        data = repo.read(path)
+        digest = hashlib.sha1(data).hexdigest()
+        if digest in seen:
+            continue  # the copy repeats some defective images byte for byte
+        seen.add(digest)
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        if image is None:
+            raise SystemExit(f"real_sets: {path} is not a readable image")
+        mask = repo.image(f"{base}/{parts[-3]}/masks/{parts[-1]}", cv2.IMREAD_GRAYSCALE)
+        name = f"{parts[-3]}_{Path(path).stem}"
+        if not (mask > 127).any():
+            if in_train(name, 0.5):
+                out.train(name, image)
+            else:
+                out.test("good", name, image)
+        else:
+            out.test("defect", name, image, mask)
+
+
 BUILDERS = {"bottle": build_bottle, "magnetic-tile": build_magnetic_tile, "deeppcb": build_deeppcb,
             "kolektorsdd": build_kolektorsdd,
             "elpv-poly": partial(build_elpv, kind="poly"), "elpv-mono": partial(build_elpv, kind="mono"),
-            "tire": build_tire, "bottle-turned": partial(build_bottle, turn=True)}
+            "tire": build_tire, "bottle-turned": partial(build_bottle, turn=True),
+            "screw": build_screw, "metal-plate": build_metal_plate}
 
 
 def main(argv: list[str] | None = None) -> int:
