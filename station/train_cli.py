@@ -149,6 +149,7 @@ def cmd_train(args) -> int:
     from station.core.teach import Setup
     from station.core.engines import engine_class
     from station.core.freeform import choose_free_form
+    from station.core.pose import turned_back_goods
     from station.core.outfolder import check_not_over, check_out_folder
     from station.core.teach import SETUP_FILES
     from station.core.training import (RECIPE_FILES, labelled_images, needs_cells, one_camera, read_training_images,
@@ -170,7 +171,7 @@ def cmd_train(args) -> int:
     # read once: the proposal and the training share them; a free-form product's frames only as large as the crop needs
     data, images, skipped = read_training_images(data, whole_frames=free_form)
     _report_skipped(skipped)
-    setup, setup_paths, region_mode, auto_config, choice = None, {}, args.region, {}, {}
+    setup, setup_paths, region_mode, auto_config, choice, pose = None, {}, args.region, {}, {}, None
     if args.engine == "auto" and not free_form:
         args.engine = "rt"
     if args.defect_images and not free_form:
@@ -182,12 +183,17 @@ def cmd_train(args) -> int:
             defects, unread = _defect_images(args.defect_images, args.seed)
             _report_skipped(unread)
             skipped = skipped + unread
-        args.engine, auto_config, grid, choice = choose_free_form(
-            [im for im, s in zip(images, data.samples) if s.label == "good"], args.cell_px, args.seed, defects)
-        region_mode = "full"
+        goods = [im for im, s in zip(images, data.samples) if s.label == "good"]
+        pose, views, turned = turned_back_goods(goods)
+        args.engine, auto_config, grid, choice = choose_free_form(views, args.cell_px, args.seed, defects)
+        if turned:
+            choice = {**choice, "pose": turned}
+        region_mode = "pose" if pose is not None else "full"
         ranked = f" {choice['ranking']}" if "ranking" in choice else ""
+        where = ("the part turned back to one pose (it lies at any angle)" if pose is not None
+                 else "the whole frame")
         print(f"station: no --engine given; good images only: the {args.engine} engine with a pixel map on a "
-              f"{grid.size[0]}x{grid.size[1]} crop of the whole frame, chosen by {choice['chosen_by']}{ranked}",
+              f"{grid.size[0]}x{grid.size[1]} crop of {where}, chosen by {choice['chosen_by']}{ranked}",
               file=sys.stderr)
     elif args.region == "blob":
         grid = CellGrid.parse(args.grid or "3x9", args.cell_px or 24)
@@ -240,7 +246,7 @@ def cmd_train(args) -> int:
                                  engine_config=config, progress=progress,
                                  provenance={"command": command, **({"engine_choice": choice} if choice else {})},
                                  refine=args.registration, setup=setup, region_mode=region_mode,
-                                 cell_px=args.cell_px, images=images)
+                                 cell_px=args.cell_px, images=images, pose=pose)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only the first process writes the recipe
         return 0
     recipe.save(out)

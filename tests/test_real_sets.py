@@ -133,3 +133,31 @@ def test_a_turned_photograph_and_its_mask_turn_alike_and_each_name_its_own_way()
     assert inside.sum() > 0.9 * (m > 0).sum() and inside.sum() > 0.8 * bright[10:110, 10:110].sum()
     assert not np.array_equal(rs.turned(photo, "broken/004"), a)  # another name, another angle
     assert np.array_equal(rs.turned(photo, "broken/003"), a)  # rebuilt the same
+
+
+def test_metal_plate_reads_each_image_once_and_calls_it_good_where_its_mask_is_empty(tmp_path):
+    base = "data_supervised/metal_plate"
+    empty, marked = np.zeros((30, 20), np.uint8), np.zeros((30, 20), np.uint8)
+    marked[5:10, 5:10] = 255
+    files = {}
+    for split, stem, value, mask in (("train", "a", 10, empty), ("train", "b", 20, marked), ("val", "c", 30, empty),
+                                     ("test", "d", 20, marked), ("test", "e", 40, empty)):  # d repeats b
+        files[f"{base}/{split}/images/{stem}.png"] = _png(value)
+        files[f"{base}/{split}/masks/{stem}.png"] = cv2.imencode(".png", mask)[1].tobytes()
+    git_dir, head = _commit(tmp_path / "src", files)
+    rs.BUILDERS["metal-plate"](rs.Repo(git_dir, head), rs.Writer(tmp_path / "out"))
+    found = sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.png"))
+    defects = [p for p in found if "/test/defect/" in p]
+    assert [Path(p).name for p in defects] == ["test_d.png"]  # listed first; train/b, the same bytes, is not read
+    assert any(p.endswith("ground_truth/defect/test_d_mask.png") for p in found)
+    goods = {Path(p).name for p in found if "/good/" in p}
+    assert goods == {"train_a.png", "val_c.png", "test_e.png"}  # every good one, in training or test
+
+
+def test_screw_names_lose_their_brackets_and_its_test_folders_become_classes(tmp_path):
+    files = {"data/screw/train/good/000.png": _png(10), "data/screw/test/0/000.png": _png(20),
+             "data/screw/test/1/000(1).png": _png(30)}
+    git_dir, head = _commit(tmp_path / "src", files)
+    rs.BUILDERS["screw"](rs.Repo(git_dir, head), rs.Writer(tmp_path / "out"))
+    names = {p.relative_to(tmp_path / "out").as_posix().split("/", 1)[1] for p in (tmp_path / "out").rglob("*.png")}
+    assert "train/good/000.png" in names and "test/good/000.png" in names and "test/defect/000_1.png" in names

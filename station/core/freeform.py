@@ -36,7 +36,7 @@ from station.core.engines import TrainingSet, engine_class
 from station.core.errors import EngineError
 from station.core.evaluate import auroc
 from station.core.grid import CellGrid
-from station.core.imageio import to_gray
+from station.core.pose import position_variance_share
 
 log = logging.getLogger(__name__)
 
@@ -60,15 +60,6 @@ MAX_TAUGHT = 200  # defect photographs read for the choice (at most): a few tell
 TAUGHT_SIDE = 1024  # px on a defect photograph's longer side, at most: larger than any candidate's crop
 CHOICE_MARGIN = 0.01  # a later candidate must find its worst kind better than this to displace an earlier one
 CHANCE_Z = 1.645  # a kind is informative where some candidate's AUROC is this many null standard errors above 0.5
-
-
-def position_variance_share(images: list[np.ndarray], side: int = 32) -> float:
-    """How much of the good frames' grey-level variance remains at a fixed position (each frame resized to
-    `side` px): near 0 when every frame shows the same thing at the same place, near 1 for textures."""
-    grey = np.stack([cv2.resize(to_gray(im) if im.ndim == 3 else im, (side, side), interpolation=cv2.INTER_AREA)
-                     for im in images]).astype(np.float64)
-    total = grey.var()
-    return float(grey.var(axis=0).mean() / total) if total > 0 else 0.0
 
 
 def aspect(goods: list[np.ndarray]) -> float:

@@ -52,6 +52,8 @@ def same_registration(lead: Recipe, other: Recipe) -> bool:
     if a.mode == "pattern":
         return a.pattern is not None and b.pattern is not None and a.pattern.to_dict() == b.pattern.to_dict() \
             and a.margin == b.margin
+    if a.mode == "pose":  # the crop spans the same stretch of the part
+        return abs(a.span_x - b.span_x) <= SHARE_SHIFT_PX and abs(a.span_y - b.span_y) <= SHARE_SHIFT_PX
     return abs(a.shift_x - b.shift_x) <= SHARE_SHIFT_PX and abs(a.shift_y - b.shift_y) <= SHARE_SHIFT_PX
 
 

@@ -100,13 +100,15 @@ class PatternSpec(_Strict):
 
 
 class RegionSpec(_Strict):
-    mode: Literal["blob", "full", "pattern"]
+    mode: Literal["blob", "full", "pattern", "pose"]
     polarity: Literal["dark", "bright"] = "dark"
     min_area_frac: float = Field(ge=0, le=1)
     max_area_frac: float = Field(ge=0, le=1)
     refine: Literal["ecc", "none"] = "ecc"
     shift_x: float = 0.0
     shift_y: float = 0.0
+    span_x: float = 0.0  # "pose": frame px along and across the part (checked by the Registrar)
+    span_y: float = 0.0
     pattern: PatternSpec | None = None
 
 
@@ -427,6 +429,9 @@ def _content_hash(doc: RecipeDoc, blob: bytes) -> str:
     dumped = doc.model_dump()
     if dumped["region"].get("pattern") is None:  # a key added later: recipes without it keep their hash
         dumped["region"].pop("pattern", None)
+    if dumped["region"]["mode"] != "pose":  # so are these, only a pose region's
+        dumped["region"].pop("span_x", None)
+        dumped["region"].pop("span_y", None)
     text = json.dumps(dumped, sort_keys=True, separators=(",", ":"))
     digest = hashlib.sha256(text.encode("utf-8"))
     digest.update(hashlib.sha256(blob).digest())

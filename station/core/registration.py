@@ -4,10 +4,14 @@ pin lands in its own cell of the grid.
 The part is the largest blob of the part's polarity (darker or brighter than the background) that
 does not touch the frame border; its minimum-area rectangle gives a first similarity warp, which
 ECC then refines against the template (the mean registered good part). Products that fill the
-frame ("full" mode) are simply resized. `Region` is learned from good images by `fit_region`.
+frame ("full" mode) are simply resized. A part that lies at any angle on a plain background ("pose" mode,
+station.core.pose) is turned back to one pose. `Region` is learned from good images by `fit_region`
+(`fit_pose_region` for a pose).
 """
 
 from __future__ import annotations
+
+import logging
 
 from dataclasses import dataclass
 from typing import Literal
@@ -18,7 +22,10 @@ import numpy as np
 from station.core.errors import RegistrationError
 from station.core.grid import CellGrid
 from station.core.imageio import MAX_PIXELS, MAX_SIDE, to_gray, to_rgb
+from station.core.pose import PoseFit, likeness, part_pose, pose_matrix, warp_area
 from station.core.pattern import PatternSearch, Roi, canonical_to_golden, compose, correlation, refine_ecc
+
+log = logging.getLogger(__name__)
 
 WORK_WIDTH = 320  # frames are located at about this width; the crop is taken from the full frame
 MIN_FRAME_SIDE = 16  # as station.core.imageio.MIN_SIDE: no part fits in less
@@ -32,7 +39,7 @@ WHOLE_LONG_PX = 4096
 
 @dataclass
 class Region:
-    mode: Literal["blob", "full", "pattern"]
+    mode: Literal["blob", "full", "pattern", "pose"]
     polarity: Literal["dark", "bright"] = "dark"
     min_area_frac: float = 0.0
     max_area_frac: float = 1.0
@@ -44,11 +51,15 @@ class Region:
     template: np.ndarray | None = None  # (H, W) float32 mean registered good crop, grey 0..1 (+ margin: pattern)
     pattern: PatternSetup | None = None  # "pattern" mode: what was taught
     reference: np.ndarray | None = None  # "pattern" mode: the golden frame, grey 0..1, coarse size
+    span_x: float = 0.0  # "pose" mode: frame px the crop spans along the part's axis
+    span_y: float = 0.0  # and across it
 
     def to_dict(self) -> dict:
         out = {"mode": self.mode, "polarity": self.polarity, "min_area_frac": self.min_area_frac,
                "max_area_frac": self.max_area_frac, "refine": self.refine,
                "shift_x": self.shift_x, "shift_y": self.shift_y}
+        if self.mode == "pose":
+            out.update(span_x=self.span_x, span_y=self.span_y)
         if self.pattern is not None:
             out["pattern"] = self.pattern.to_dict()
         return out
@@ -165,12 +176,18 @@ class Registrar:
             p = region.pattern
             golden_scale = region.reference.shape[1] / p.frame_size[0]
             self._search = PatternSearch(region.reference, golden_scale, p.roi, p.max_angle, p.max_scale)
+        if region.mode == "pose" and not all(np.isfinite(v) and 1 <= v <= MAX_SIDE
+                                             for v in (region.span_x, region.span_y)):
+            raise RegistrationError("a pose region needs the span of its crop (1 to "
+                                    f"{MAX_SIDE} px along and across the part)")
 
     def initial(self, rgb: np.ndarray) -> np.ndarray:
         """First canonical->frame matrix, from the blob (or the whole frame)."""
         h, w = rgb.shape[:2]
         if self.region.mode == "full":
             return self.initial_full(w, h)
+        if self.region.mode == "pose":
+            return self._initial_pose(rgb, w)
         gray = to_gray(rgb)
         small, scale = _work_size(gray)
         contour, frac = _blob(small, self.region.polarity)
@@ -183,8 +200,55 @@ class Registrar:
         matrix[:, 2] += matrix[:, :2] @ np.array([self.region.shift_x, self.region.shift_y])
         return matrix
 
+    def _initial_pose(self, rgb: np.ndarray, frame_width: int) -> np.ndarray:
+        """The part turned back to its pose; of the two half turns, the one more like the template. `rgb` may be
+        the frame (`frame_width` px wide) shrunk (`_register_pose`): the matrix is in its coordinates, and so is
+        the span's scale."""
+        pose = part_pose(rgb)
+        if not self.region.min_area_frac <= pose.area_frac <= self.region.max_area_frac:
+            raise RegistrationError(f"part not found: the part covers {pose.area_frac:.1%} of the frame, expected "
+                                    f"{self.region.min_area_frac:.1%}..{self.region.max_area_frac:.1%}")
+        k = rgb.shape[1] / frame_width
+        span = (self.region.span_x * k, self.region.span_y * k)
+        matrix = pose_matrix(pose, span, self.grid.size)
+        template = self.region.crop_template
+        if template is None:
+            return matrix
+        flipped = pose_matrix(pose, span, self.grid.size, flip=True)
+        if likeness(warp_area(rgb, flipped, self.grid.size), template) > \
+                likeness(warp_area(rgb, matrix, self.grid.size), template):
+            return flipped
+        return matrix
+
+    def _register_pose(self, rgb: np.ndarray) -> Registered:
+        """A pose region's registration on the frame shrunk once, by area, to about the crop's scale (each warp
+        of a camera's full frame would shrink it again), then ECC against the template as for a blob."""
+        h, w = rgb.shape[:2]
+        step = self.region.span_x / self.grid.size[0]  # frame px per crop px
+        small = rgb
+        if step > 1.5:
+            small = cv2.resize(rgb, (max(1, round(w / step)), max(1, round(h / step))), interpolation=cv2.INTER_AREA)
+        matrix = self._initial_pose(small, w)
+        crop = warp_area(small, matrix, self.grid.size)
+        refined = False
+        template = self.region.template
+        if self.region.refine == "ecc" and template is not None:
+            warp = np.eye(2, 3, dtype=np.float32)
+            try:
+                _, warp = cv2.findTransformECC(template, to_gray(crop).astype(np.float32) / 255.0, warp,
+                                               cv2.MOTION_EUCLIDEAN,
+                                               (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 1e-4), None, 3)
+                matrix = compose(matrix, warp.astype(np.float64))
+                crop, refined = warp_area(small, matrix, self.grid.size), True
+            except cv2.error:
+                log.debug("pose: ECC did not converge; the part's pose from its outline is kept")
+        sx, sy = w / small.shape[1], h / small.shape[0]
+        return Registered(crop, np.array([[sx, 0, 0], [0, sy, 0]]) @ np.vstack([matrix, [0, 0, 1]]), refined)
+
     def warp(self, rgb: np.ndarray, matrix: np.ndarray) -> np.ndarray:
         h, w = rgb.shape[:2]
+        if self.region.mode == "pose":  # a camera's frame to a small crop: averaged, not point samples
+            return warp_area(rgb, matrix, self.grid.size)
         if self.region.mode == "full" and np.allclose(matrix, self.initial_full(w, h)):
             # the whole frame shrunk to the crop: area averaging, not point samples that alias fine texture
             return cv2.resize(bounded_whole_frame(rgb), self.grid.size, interpolation=cv2.INTER_AREA)
@@ -216,6 +280,8 @@ class Registrar:
     def _register(self, rgb: np.ndarray) -> Registered:
         if self._search is not None:
             return self._register_pattern(rgb)
+        if self.region.mode == "pose":
+            return self._register_pose(rgb)
         matrix = self.initial(rgb)
         crop = self.warp(rgb, matrix)
         template = self.region.template
@@ -314,6 +380,22 @@ def fit_region(images: list[np.ndarray], grid: CellGrid, refine: str = "ecc",
     if region.mode == "blob":
         region.shift_x, region.shift_y = _grid_shift(registrar, images)
     for _ in range(2 if refine == "ecc" else 1):  # a second pass on refined crops gives a sharper template
+        crops = _grey_crops(registrar, images)
+        if len(crops) < max(1, len(images) // 2):
+            raise RegistrationError("the part could not be located in most good images; use images where the "
+                                    "part stands clearly apart from the background")
+        region.template = np.mean(crops, axis=0).astype(np.float32)
+    return region
+
+
+def fit_pose_region(images: list[np.ndarray], grid: CellGrid, fit: PoseFit, refine: str = "ecc") -> Region:
+    """The pose region for `grid` from good frames and what `station.core.pose.fit_pose` found in them: the
+    template is the mean turned-back good crop, taken twice (the second time each frame the half turn more like
+    the first mean)."""
+    region = Region("pose", min_area_frac=fit.area[0], max_area_frac=fit.area[1], refine=refine,
+                    span_x=fit.span[0], span_y=fit.span[1])
+    registrar = Registrar(region, grid)
+    for _ in range(2):
         crops = _grey_crops(registrar, images)
         if len(crops) < max(1, len(images) // 2):
             raise RegistrationError("the part could not be located in most good images; use images where the "

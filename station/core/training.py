@@ -20,7 +20,8 @@ from station.core.grid import CellGrid
 from station.core.imageio import read_image
 from station.core.masks import read_mask
 from station.core.recipe import BUNDLE_FILES, Recipe
-from station.core.registration import Region, Registrar, bounded_whole_frame, fit_region
+from station.core.pose import PoseFit
+from station.core.registration import Region, Registrar, bounded_whole_frame, fit_pose_region, fit_region
 from station.core.teach import Setup, cell_size, fit_pattern_region, propose_setup
 
 logger = logging.getLogger(__name__)
@@ -202,13 +203,15 @@ def train_recipe(data: Dataset, engine_name: str, grid: CellGrid | tuple[int, in
                  engine_config: dict[str, Any] | None = None, provenance: dict[str, Any] | None = None,
                  progress: Progress | None = None, refine: str = "ecc", setup: Setup | None = None,
                  region_mode: str = "pattern", cell_px: int | None = None,
-                 images: list[np.ndarray] | None = None) -> tuple[Recipe, dict[str, Any]]:
+                 images: list[np.ndarray] | None = None, pose: PoseFit | None = None) -> tuple[Recipe, dict[str, Any]]:
     """Fit an engine on a dataset. Registration follows the taught `setup`; without one, the setup is proposed
     from the good images (the recipe's provenance holds it) or, with `region_mode="blob"`, the part is the largest
     dark or bright blob (recipes of earlier versions). Good images of different sizes (tiles of a texture)
     cannot be registered to one golden frame: each frame is then resized to the crop ("full"). `images`, when
     the caller has read them already (`read_training_images`, with the dataset it returns), saves reading them
-    again; else unreadable and odd images are left out and listed in the stats' `skipped_images`."""
+    again; else unreadable and odd images are left out and listed in the stats' `skipped_images`. A part that
+    lies at any angle (`region_mode="pose"`) is turned back to the `pose` found in the good images
+    (station.core.pose), on the grid given."""
     if not any(s.label == "good" for s in data.samples):
         raise DatasetError(f"{data.root} has no 'good' images; every engine needs the OK class")
     t0 = time.perf_counter()
@@ -226,6 +229,10 @@ def train_recipe(data: Dataset, engine_name: str, grid: CellGrid | tuple[int, in
     elif region_mode == "full":
         grid = full_frame_grid(goods, grid, cell_px)
         region = Region("full", refine="none")
+    elif region_mode == "pose":
+        if pose is None or not isinstance(grid, CellGrid):
+            raise DatasetError("a pose region needs the part's pose from the good images and the grid")
+        region = fit_pose_region(goods, grid, pose, refine)
     elif region_mode == "pattern":
         if setup is None:
             setup = teach_for(data, goods, grid, cell_px, labelled_images(data, images=images, seed=seed))

@@ -1,0 +1,194 @@
+"""A part turned back to one pose: for a product that lies or falls at any angle on a plain background.
+
+A screw on a table, a bracket on a belt: the camera sees the part turned and shifted from frame to frame, and
+an engine with one statistic per position (RT, the image MT) then compares the thread of one screw with the
+background of another. Where the part stands apart from the background and has a long axis, each frame is
+turned and shifted so that the part's centre sits at the crop's centre and its long axis along the crop's x
+axis, the heavier end first; the crop spans the part and a margin round it, at the camera's own scale (never
+stretched to fit: a shorter part stays shorter). A part that is symmetric end to end is put the right way
+round by its likeness to the good parts' mean crop (the template).
+
+`fit_pose` decides from good frames whether the product is such a part (`PoseFit`), `pose_matrix` places the
+crop in one frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from station.core.errors import RegistrationError
+from station.core.imageio import to_gray
+
+WORK_SIDE = 256  # the part is found on a copy of the frame this many px on its longer side
+MIN_CONTRAST = 12  # grey levels between the part and the background, at least (Otsu's cut on the difference)
+MAX_EDGE_SHARE = 0.05  # of the frame's edge the part may touch (a screw's tip may; a surface runs along it)
+MIN_ELONGATION = 1.6  # the part's long axis this many times its short one (as variances' square roots), at least
+MARGIN = 0.12  # of the part's length, round it on every side: a defect that sticks out stays in the crop
+MAX_ASPECT = 3.0  # the crop's longer side at most this many times its shorter one (the free-form crops' rule)
+VARIANCE_GAIN = 0.5  # turned back, the frames' position variance share must fall to this share of it, at most
+
+
+@dataclass(frozen=True)
+class PartPose:
+    centre: tuple[float, float]  # frame px
+    angle: float  # degrees: the part's long axis, from its heavier end, against the frame's x axis
+    elongation: float  # long over short axis
+    length: float  # frame px along the long axis (the part's extent, 1st to 99th percentile)
+    width: float  # frame px across it
+    area_frac: float  # the part's share of the frame
+
+
+def part_pose(frame: np.ndarray) -> PartPose:
+    """Where the part lies in `frame`: the largest region that differs from the border's grey level by Otsu's
+    cut, touching at most MAX_EDGE_SHARE of the frame's edge. RegistrationError (one line) when there is none."""
+    gray = to_gray(frame)
+    h, w = gray.shape
+    scale = min(1.0, WORK_SIDE / max(h, w))
+    small = gray if scale >= 1 else cv2.resize(gray, (max(1, round(w * scale)), max(1, round(h * scale))),
+                                               interpolation=cv2.INTER_AREA)
+    small = cv2.GaussianBlur(small, (5, 5), 0).astype(np.int16)
+    border = np.concatenate([small[0], small[-1], small[:, 0], small[:, -1]])
+    diff = np.abs(small - int(np.median(border))).astype(np.uint8)
+    cut, mask = cv2.threshold(diff, 0, 1, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
+    if cut < MIN_CONTRAST:
+        raise RegistrationError("part not found: nothing in the frame stands apart from the background")
+    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    if n < 2:
+        raise RegistrationError("part not found: nothing in the frame stands apart from the background")
+    best = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    part = labels == best
+    sh, sw = small.shape
+    edge = np.concatenate([part[0], part[-1], part[:, 0], part[:, -1]])
+    if edge.mean() > MAX_EDGE_SHARE:  # a surface that fills the frame, not a part lying on a background
+        raise RegistrationError("part not found: what stands apart from the background runs along the frame's edge")
+    ys, xs = np.nonzero(part)
+    if xs.size < 8:
+        raise RegistrationError("part not found: the region that stands apart is a speck")
+    cx, cy = float(xs.mean()), float(ys.mean())
+    values, vectors = np.linalg.eigh(np.cov(np.stack([xs - cx, ys - cy])))
+    major = vectors[:, 1]
+    along = (xs - cx) * major[0] + (ys - cy) * major[1]
+    if np.mean(along ** 3) < 0:  # the heavier end first
+        major, along = -major, -along
+    across = (xs - cx) * -major[1] + (ys - cy) * major[0]
+    lo, hi = np.percentile(along, [1, 99])
+    return PartPose(centre=(cx / scale, cy / scale), angle=float(np.degrees(np.arctan2(major[1], major[0]))),
+                    elongation=float(np.sqrt(values[1] / max(values[0], 1e-9))),
+                    length=float(hi - lo + 1) / scale, width=float(np.ptp(across) + 1) / scale,
+                    area_frac=float(xs.size) / float(sh * sw))
+
+
+def pose_matrix(pose: PartPose, span: tuple[float, float], size: tuple[int, int], flip: bool = False) -> np.ndarray:
+    """2x3 matrix from canonical crop coordinates (`size` = w, h px) to frame coordinates: the crop spans
+    `span` frame px (along, across the part's axis), centred on the part; `flip` turns it by half a turn."""
+    w, h = size
+    theta = np.radians(pose.angle + (180.0 if flip else 0.0))
+    a = np.array([np.cos(theta), np.sin(theta)]) * span[0] / w  # canonical x: along the part
+    b = np.array([-np.sin(theta), np.cos(theta)]) * span[1] / h  # canonical y: across it
+    c = np.array(pose.centre) - a * w / 2 - b * h / 2
+    return np.array([[a[0], b[0], c[0]], [a[1], b[1], c[1]]])
+
+
+def warp_area(rgb: np.ndarray, matrix: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The crop of `size` given by `matrix` (canonical -> frame), the frame first shrunk by area where the crop
+    is much coarser than it, so that fine grain averages rather than aliases."""
+    step = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))  # frame px per crop px
+    if step > 1.5:
+        h, w = rgb.shape[:2]
+        small = cv2.resize(rgb, (max(1, round(w / step)), max(1, round(h / step))), interpolation=cv2.INTER_AREA)
+        sx, sy = small.shape[1] / w, small.shape[0] / h
+        matrix = np.array([[sx, 0, 0], [0, sy, 0]]) @ np.vstack([matrix, [0, 0, 1]])
+        rgb = small
+    return cv2.warpAffine(rgb, matrix, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_REPLICATE)
+
+
+@dataclass(frozen=True)
+class PoseFit:
+    span: tuple[float, float]  # frame px along and across the part that the crop covers
+    area: tuple[float, float]  # the part's share of the frame, lowest and highest a frame may show
+    elongation: float  # the good parts' median
+    found: int  # good frames where the part was found
+
+
+def fit_pose(goods: list[np.ndarray]) -> PoseFit | None:
+    """Whether good frames show a part on a plain background with a long axis (None where not): found in
+    every frame (a good frame where it is not would stop training), off the border, and long; the crop then
+    spans the longest part seen and a margin."""
+    poses = []
+    for frame in goods:
+        try:
+            poses.append(part_pose(frame))
+        except RegistrationError:
+            continue
+    if len(goods) < 4 or len(poses) < len(goods):
+        return None
+    elongation = np.array([p.elongation for p in poses])
+    if np.percentile(elongation, 5) < MIN_ELONGATION:  # a round part has no axis to turn it back by
+        return None
+    length = float(np.percentile([p.length for p in poses], 99))
+    width = float(np.percentile([p.width for p in poses], 99))
+    along = length * (1 + 2 * MARGIN)
+    across = max(width + 2 * MARGIN * length, along / MAX_ASPECT)
+    area = np.array([p.area_frac for p in poses])
+    # a frame showing far less or more of a part than the good ones is no part of this product; every good one is
+    low, high = min(0.6 * np.median(area), 0.9 * area.min()), min(1.0, max(1.5 * np.median(area), 1.1 * area.max()))
+    return PoseFit(span=(along, across), area=(float(low), float(high)),
+                   elongation=float(np.median(elongation)), found=len(poses))
+
+
+def canonical_size(fit: PoseFit) -> tuple[int, int]:
+    """The crop at the camera's own scale (one crop px per frame px): what the free-form grids are sized from."""
+    return max(16, round(fit.span[0])), max(16, round(fit.span[1]))
+
+
+def turned_back(frame: np.ndarray, fit: PoseFit, size: tuple[int, int] | None = None,
+                template: np.ndarray | None = None) -> np.ndarray:
+    """`frame` with its part turned back to the canonical pose, as a crop of `size` (default: the camera's scale);
+    the half turn that matches `template` (grey 0..1 at `size`) best, where given."""
+    size = size or canonical_size(fit)
+    pose = part_pose(frame)
+    crop = warp_area(frame, pose_matrix(pose, fit.span, size), size)
+    if template is None:
+        return crop
+    turned = warp_area(frame, pose_matrix(pose, fit.span, size, flip=True), size)
+    return turned if likeness(turned, template) > likeness(crop, template) else crop
+
+
+def position_variance_share(images: list[np.ndarray], side: int = 32) -> float:
+    """How much of the good frames' grey-level variance remains at a fixed position (each frame resized to
+    `side` px): near 0 when every frame shows the same thing at the same place, near 1 for textures."""
+    grey = np.stack([cv2.resize(to_gray(im) if im.ndim == 3 else im, (side, side), interpolation=cv2.INTER_AREA)
+                     for im in images]).astype(np.float64)
+    total = grey.var()
+    return float(grey.var(axis=0).mean() / total) if total > 0 else 0.0
+
+
+def turned_back_goods(goods: list[np.ndarray]) -> tuple[PoseFit | None, list[np.ndarray], dict]:
+    """(the pose, the good frames turned back at the camera's scale, what was measured) where the product is a
+    part that lies at any angle and turning it back steadies its frames (their position variance share falls
+    to VARIANCE_GAIN of the whole frames' or below); else (None, `goods` as they are, what was measured)."""
+    fit = fit_pose(goods)
+    if fit is None:
+        return None, goods, {}
+    size = canonical_size(fit)
+    first = [turned_back(g, fit, size) for g in goods]
+    template = np.mean([to_gray(c).astype(np.float32) / 255.0 for c in first], axis=0)
+    turned = [turned_back(g, fit, size, template) for g in goods]
+    before, after = position_variance_share(goods), position_variance_share(turned)
+    info = {"position_variance_share": [round(before, 4), round(after, 4)], "elongation": round(fit.elongation, 2),
+            "span_px": [round(v, 1) for v in fit.span]}
+    if after > VARIANCE_GAIN * before:
+        return None, goods, {**info, "used": False}
+    return fit, turned, {**info, "used": True}
+
+
+def likeness(crop: np.ndarray, template: np.ndarray) -> float:
+    """Normalised correlation of a crop's grey levels with the template's (grey 0..1, the crop's size)."""
+    g = to_gray(crop).astype(np.float32) / 255.0
+    a, b = g - g.mean(), template - template.mean()
+    return float((a * b).sum() / max(np.sqrt((a * a).sum() * (b * b).sum()), 1e-9))
