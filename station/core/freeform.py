@@ -1,6 +1,7 @@
 """Which engine fits a free-form product given by good images only, measured rather than guessed.
 
-Five candidates, each on the whole frame resized to its crop, which keeps the frame's shape (a long part is
+Five candidates, each on the frames given (whole frames, or a part turned back to one pose where
+station.core.pose finds one) resized to its crop, which keeps the frame's shape (a long part is
 not squeezed into a square; for a square frame:) the RT method per 8 x 8 patch of a 128 px crop
 (one unit space per position: aligned parts); the same RT fused with the texture model (what the surface's
 own pattern does not predict) and the image MT (the whole surface's layout of brightness, contrast and
