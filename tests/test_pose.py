@@ -82,6 +82,15 @@ def test_parts_without_an_axis_and_surfaces_are_not_turned(what):
     assert fit is None and views is frames
 
 
+def test_a_part_the_fixture_holds_in_one_pose_keeps_the_whole_frame():
+    rng = np.random.default_rng(6)
+    held = [screw(rng, float(rng.uniform(-2, 2)), centre=(100 + rng.uniform(-3, 3), 100)) for _ in range(20)]
+    fit, views, info = turned_back_goods(held)
+    assert fit is None and views is held
+    loose = [screw(rng, float(rng.uniform(-20, 20))) for _ in range(20)]  # turned within 20 degrees: it moves
+    assert turned_back_goods(loose)[0] is not None
+
+
 def test_a_pose_is_not_used_unless_the_part_is_found_in_every_good_frame():
     rng = np.random.default_rng(3)
     goods = [screw(rng) for _ in range(10)] + [np.full((SIDE, SIDE, 3), 205, np.uint8)]  # one empty table
