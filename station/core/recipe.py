@@ -242,7 +242,7 @@ class Recipe:
             folder.parent.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
             (tmp / ARRAYS_FILE).write_bytes(blob)
-            (tmp / RECIPE_FILE).write_text(json.dumps(doc.model_dump(), indent=2) + "\n", encoding="utf-8")
+            (tmp / RECIPE_FILE).write_text(json.dumps(_saved(doc.model_dump()), indent=2) + "\n", encoding="utf-8")
             (tmp / SEAL_FILE).write_text(sealed + "\n", encoding="ascii")
             if folder.exists():
                 # the old bundle goes aside under a name no one else uses, and only then is it removed
@@ -425,13 +425,19 @@ def _check_replaceable(folder: Path) -> None:
                           f"({', '.join(others[:3])}{', ...' if len(others) > 3 else ''}); nothing was replaced")
 
 
-def _content_hash(doc: RecipeDoc, blob: bytes) -> str:
-    dumped = doc.model_dump()
-    if dumped["region"].get("pattern") is None:  # a key added later: recipes without it keep their hash
-        dumped["region"].pop("pattern", None)
-    if dumped["region"]["mode"] != "pose":  # so are these, only a pose region's
+def _saved(dumped: dict) -> dict:
+    """A recipe document as written: the pose region's keys (added later) only in a pose region's, so every
+    other recipe's file is as it was."""
+    if dumped["region"]["mode"] != "pose":
         dumped["region"].pop("span_x", None)
         dumped["region"].pop("span_y", None)
+    return dumped
+
+
+def _content_hash(doc: RecipeDoc, blob: bytes) -> str:
+    dumped = _saved(doc.model_dump())
+    if dumped["region"].get("pattern") is None:  # a key added later: recipes without it keep their hash
+        dumped["region"].pop("pattern", None)
     text = json.dumps(dumped, sort_keys=True, separators=(",", ":"))
     digest = hashlib.sha256(text.encode("utf-8"))
     digest.update(hashlib.sha256(blob).digest())
