@@ -110,6 +110,12 @@ def test_a_pose_region_registers_a_turned_part_and_says_when_there_is_none():
     assert np.corrcoef(ga.ravel(), gb.ravel())[0, 1] > 0.85
     with pytest.raises(RegistrationError, match="part not found"):
         registrar.register(np.full((SIDE, SIDE, 3), 205, np.uint8))
+    # the same view from a camera of twice the resolution gives the same crop: the span follows the frame's size
+    frame = screw(rng, 70.0)
+    c1 = registrar.register(frame).crop
+    c2 = registrar.register(cv2.resize(frame, (2 * SIDE, 2 * SIDE), interpolation=cv2.INTER_CUBIC)).crop
+    g1, g2 = (cv2.cvtColor(c, cv2.COLOR_RGB2GRAY).astype(np.float32) for c in (c1, c2))
+    assert np.corrcoef(g1.ravel(), g2.ravel())[0, 1] > 0.95
     small = np.full((SIDE, SIDE, 3), 205, np.uint8)
     small[50:150, 50:150] = cv2.resize(screw(rng), (100, 100), interpolation=cv2.INTER_AREA)
     with pytest.raises(RegistrationError, match="part not found: the part covers"):

@@ -42,6 +42,7 @@ def line_names(recipes: list[Recipe]) -> list[str]:
 
 
 SHARE_SHIFT_PX = 1.0  # two blob regions whose grids sit this close take the same crop
+SHARE_SPAN = 1e-3  # two pose regions whose spans differ by at most this share of the frame's side take the same crop
 
 
 def same_registration(lead: Recipe, other: Recipe) -> bool:
@@ -52,8 +53,8 @@ def same_registration(lead: Recipe, other: Recipe) -> bool:
     if a.mode == "pattern":
         return a.pattern is not None and b.pattern is not None and a.pattern.to_dict() == b.pattern.to_dict() \
             and a.margin == b.margin
-    if a.mode == "pose":  # the crop spans the same stretch of the part
-        return abs(a.span_x - b.span_x) <= SHARE_SHIFT_PX and abs(a.span_y - b.span_y) <= SHARE_SHIFT_PX
+    if a.mode == "pose":  # the crop spans the same stretch of the part (shares of the frame's side)
+        return abs(a.span_x - b.span_x) <= SHARE_SPAN and abs(a.span_y - b.span_y) <= SHARE_SPAN
     return abs(a.shift_x - b.shift_x) <= SHARE_SHIFT_PX and abs(a.shift_y - b.shift_y) <= SHARE_SHIFT_PX
 
 

@@ -111,7 +111,9 @@ def warp_area(rgb: np.ndarray, matrix: np.ndarray, size: tuple[int, int]) -> np.
 
 @dataclass(frozen=True)
 class PoseFit:
-    span: tuple[float, float]  # frame px along and across the part that the crop covers
+    # what the crop covers along and across the part, in shares of the frame's shorter side: a camera giving the
+    # same view at a higher resolution (or training's frames shrunk, `bounded_whole_frame`) gets the same crop
+    span: tuple[float, float]
     area: tuple[float, float]  # the part's share of the frame, lowest and highest a frame may show
     elongation: float  # the good parts' median
     found: int  # good frames where the part was found
@@ -121,19 +123,20 @@ def fit_pose(goods: list[np.ndarray]) -> PoseFit | None:
     """Whether good frames show a part on a plain background with a long axis (None where not): found in
     every frame (a good frame where it is not would stop training), off the border, and long; the crop then
     spans the longest part seen and a margin."""
-    poses = []
+    poses, sides = [], []
     for frame in goods:
         try:
             poses.append(part_pose(frame))
         except RegistrationError:
             continue
+        sides.append(float(min(frame.shape[:2])))
     if len(goods) < 4 or len(poses) < len(goods):
         return None
     elongation = np.array([p.elongation for p in poses])
     if np.percentile(elongation, 5) < MIN_ELONGATION:  # a round part has no axis to turn it back by
         return None
-    length = float(np.percentile([p.length for p in poses], 99))
-    width = float(np.percentile([p.width for p in poses], 99))
+    length = float(np.percentile([p.length / side for p, side in zip(poses, sides)], 99))
+    width = float(np.percentile([p.width / side for p, side in zip(poses, sides)], 99))
     along = length * (1 + 2 * MARGIN)
     across = max(width + 2 * MARGIN * length, along / MAX_ASPECT)
     area = np.array([p.area_frac for p in poses])
@@ -143,21 +146,28 @@ def fit_pose(goods: list[np.ndarray]) -> PoseFit | None:
                    elongation=float(np.median(elongation)), found=len(poses))
 
 
-def canonical_size(fit: PoseFit) -> tuple[int, int]:
-    """The crop at the camera's own scale (one crop px per frame px): what the free-form grids are sized from."""
-    return max(16, round(fit.span[0])), max(16, round(fit.span[1]))
+def canonical_size(fit: PoseFit, side: float) -> tuple[int, int]:
+    """The crop at the camera's own scale (one crop px per frame px) for frames `side` px on their shorter side:
+    what the free-form grids are sized from."""
+    return max(16, round(fit.span[0] * side)), max(16, round(fit.span[1] * side))
+
+
+def span_px(fit_span: tuple[float, float], frame: np.ndarray) -> tuple[float, float]:
+    """The crop's span in `frame`'s px."""
+    side = float(min(frame.shape[:2]))
+    return fit_span[0] * side, fit_span[1] * side
 
 
 def turned_back(frame: np.ndarray, fit: PoseFit, size: tuple[int, int] | None = None,
                 template: np.ndarray | None = None) -> np.ndarray:
     """`frame` with its part turned back to the canonical pose, as a crop of `size` (default: the camera's scale);
     the half turn that matches `template` (grey 0..1 at `size`) best, where given."""
-    size = size or canonical_size(fit)
-    pose = part_pose(frame)
-    crop = warp_area(frame, pose_matrix(pose, fit.span, size), size)
+    size = size or canonical_size(fit, min(frame.shape[:2]))
+    pose, span = part_pose(frame), span_px(fit.span, frame)
+    crop = warp_area(frame, pose_matrix(pose, span, size), size)
     if template is None:
         return crop
-    turned = warp_area(frame, pose_matrix(pose, fit.span, size, flip=True), size)
+    turned = warp_area(frame, pose_matrix(pose, span, size, flip=True), size)
     return turned if likeness(turned, template) > likeness(crop, template) else crop
 
 
@@ -179,13 +189,13 @@ def turned_back_goods(goods: list[np.ndarray]) -> tuple[PoseFit | None, list[np.
     fit = fit_pose(goods) if before >= MOVING_SHARE else None
     if fit is None:
         return None, goods, {}
-    size = canonical_size(fit)
+    size = canonical_size(fit, float(np.median([min(g.shape[:2]) for g in goods])))
     first = [turned_back(g, fit, size) for g in goods]
     template = np.mean([to_gray(c).astype(np.float32) / 255.0 for c in first], axis=0)
     turned = [turned_back(g, fit, size, template) for g in goods]
     after = position_variance_share(turned)
     info = {"position_variance_share": [round(before, 4), round(after, 4)], "elongation": round(fit.elongation, 2),
-            "span_px": [round(v, 1) for v in fit.span]}
+            "span_of_shorter_side": [round(v, 4) for v in fit.span]}
     if after > VARIANCE_GAIN * before:
         return None, goods, {**info, "used": False}
     return fit, turned, {**info, "used": True}

@@ -107,7 +107,7 @@ class RegionSpec(_Strict):
     refine: Literal["ecc", "none"] = "ecc"
     shift_x: float = 0.0
     shift_y: float = 0.0
-    span_x: float = 0.0  # "pose": frame px along and across the part (checked by the Registrar)
+    span_x: float = 0.0  # "pose": shares of the frame's shorter side along and across the part (the Registrar checks)
     span_y: float = 0.0
     pattern: PatternSpec | None = None
 

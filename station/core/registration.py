@@ -22,7 +22,7 @@ import numpy as np
 from station.core.errors import RegistrationError
 from station.core.grid import CellGrid
 from station.core.imageio import MAX_PIXELS, MAX_SIDE, to_gray, to_rgb
-from station.core.pose import PoseFit, likeness, part_pose, pose_matrix, warp_area
+from station.core.pose import PoseFit, likeness, part_pose, pose_matrix, span_px, warp_area
 from station.core.pattern import PatternSearch, Roi, canonical_to_golden, compose, correlation, refine_ecc
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,7 @@ PART_SEEN_SHARE = 0.9  # a part stands apart in at least this share of good imag
 # same way to the crop, so both see the same pixels
 WHOLE_SHORT_PX = 1024
 WHOLE_LONG_PX = 4096
+MAX_SPAN = 16.0  # a pose crop spans at most this many times the frame's shorter side
 
 
 @dataclass
@@ -51,7 +52,7 @@ class Region:
     template: np.ndarray | None = None  # (H, W) float32 mean registered good crop, grey 0..1 (+ margin: pattern)
     pattern: PatternSetup | None = None  # "pattern" mode: what was taught
     reference: np.ndarray | None = None  # "pattern" mode: the golden frame, grey 0..1, coarse size
-    span_x: float = 0.0  # "pose" mode: frame px the crop spans along the part's axis
+    span_x: float = 0.0  # "pose" mode: what the crop spans along the part's axis, in shares of the frame's shorter side
     span_y: float = 0.0  # and across it
 
     def to_dict(self) -> dict:
@@ -176,10 +177,10 @@ class Registrar:
             p = region.pattern
             golden_scale = region.reference.shape[1] / p.frame_size[0]
             self._search = PatternSearch(region.reference, golden_scale, p.roi, p.max_angle, p.max_scale)
-        if region.mode == "pose" and not all(np.isfinite(v) and 1 <= v <= MAX_SIDE
+        if region.mode == "pose" and not all(np.isfinite(v) and 0.01 <= v <= MAX_SPAN
                                              for v in (region.span_x, region.span_y)):
-            raise RegistrationError("a pose region needs the span of its crop (1 to "
-                                    f"{MAX_SIDE} px along and across the part)")
+            raise RegistrationError("a pose region needs the span of its crop (0.01 to "
+                                    f"{MAX_SPAN} times the frame's shorter side, along and across the part)")
 
     def initial(self, rgb: np.ndarray) -> np.ndarray:
         """First canonical->frame matrix, from the blob (or the whole frame)."""
@@ -187,7 +188,7 @@ class Registrar:
         if self.region.mode == "full":
             return self.initial_full(w, h)
         if self.region.mode == "pose":
-            return self._initial_pose(rgb, w)
+            return self._initial_pose(rgb)
         gray = to_gray(rgb)
         small, scale = _work_size(gray)
         contour, frac = _blob(small, self.region.polarity)
@@ -200,16 +201,14 @@ class Registrar:
         matrix[:, 2] += matrix[:, :2] @ np.array([self.region.shift_x, self.region.shift_y])
         return matrix
 
-    def _initial_pose(self, rgb: np.ndarray, frame_width: int) -> np.ndarray:
+    def _initial_pose(self, rgb: np.ndarray) -> np.ndarray:
         """The part turned back to its pose; of the two half turns, the one more like the template. `rgb` may be
-        the frame (`frame_width` px wide) shrunk (`_register_pose`): the matrix is in its coordinates, and so is
-        the span's scale."""
+        the frame shrunk (`_register_pose`): the matrix is in its coordinates."""
         pose = part_pose(rgb)
         if not self.region.min_area_frac <= pose.area_frac <= self.region.max_area_frac:
             raise RegistrationError(f"part not found: the part covers {pose.area_frac:.1%} of the frame, expected "
                                     f"{self.region.min_area_frac:.1%}..{self.region.max_area_frac:.1%}")
-        k = rgb.shape[1] / frame_width
-        span = (self.region.span_x * k, self.region.span_y * k)
+        span = span_px((self.region.span_x, self.region.span_y), rgb)
         matrix = pose_matrix(pose, span, self.grid.size)
         template = self.region.crop_template
         if template is None:
@@ -224,11 +223,11 @@ class Registrar:
         """A pose region's registration on the frame shrunk once, by area, to about the crop's scale (each warp
         of a camera's full frame would shrink it again), then ECC against the template as for a blob."""
         h, w = rgb.shape[:2]
-        step = self.region.span_x / self.grid.size[0]  # frame px per crop px
+        step = span_px((self.region.span_x, self.region.span_y), rgb)[0] / self.grid.size[0]  # frame px per crop px
         small = rgb
         if step > 1.5:
             small = cv2.resize(rgb, (max(1, round(w / step)), max(1, round(h / step))), interpolation=cv2.INTER_AREA)
-        matrix = self._initial_pose(small, w)
+        matrix = self._initial_pose(small)
         crop = warp_area(small, matrix, self.grid.size)
         refined = False
         template = self.region.template
