@@ -124,7 +124,7 @@ def _good_folder(train: Path) -> Path | None:
 def _mvtec(root: Path, split: str) -> Dataset:
     good = _good_folder(root / "train")
     if good is None:
-        raise DatasetError(f"{root} has no train/good folder")
+        raise DatasetError(f"{root} has no train/good (or train/ok) folder")
     if split == "train":
         return Dataset(root, "mvtec", _class_folder(good, OK_CLASS, {}, root))
     test = root / "test"

@@ -12,7 +12,6 @@ station.core.pose) is turned back to one pose. `Region` is learned from good ima
 from __future__ import annotations
 
 import logging
-
 from dataclasses import dataclass
 from typing import Literal
 
