@@ -64,7 +64,17 @@ def test_a_train_folder_with_a_defect_class_beside_ok_is_an_imagefolder(tmp_path
     for rel in ("train/ok/0.png", "train/ko/0.png", "test/ok/0.png"):
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(root / rel), img)
-    assert load_dataset(root, "train").layout == "imagefolder"
+    data = load_dataset(root, "train")
+    assert data.layout == "imagefolder" and data.classes == ["good", "ko"]  # a plant's OK folder is the good class
+
+
+def test_an_imagefolder_with_ok_and_ng_folders_trains_without_renaming(tmp_path):
+    img = np.full((32, 32, 3), 128, np.uint8)
+    for rel in ("OK/0.png", "OK/1.png", "NG/0.png"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(tmp_path / rel), img)
+    data = load_dataset(tmp_path, "train")
+    assert data.classes == ["good", "NG"] and data.counts() == {"good": 2, "NG": 1}
 
 
 @pytest.mark.parametrize("channels", [1, 3, 4])

@@ -18,8 +18,8 @@ from station.core.imageio import is_image_file
 from station.core.masks import find_mask
 
 OK_CLASS = "good"
-# Names the MVTec family gives its good folders: MVTec AD, VisA and MPDD say `good`, BTAD says `ok`.
-# Images in either are labelled OK_CLASS.
+# Names given to good folders: MVTec AD, VisA and MPDD say `good`, BTAD and many plants `ok` (or `OK`).
+# Images in any of them are labelled OK_CLASS, in either layout.
 GOOD_FOLDER_NAMES = (OK_CLASS, "ok")
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 
@@ -100,6 +100,12 @@ def read_manifest_cells(folder: Path) -> dict[str, tuple[int, int]]:
         raise DatasetError(f"manifest {path} is not valid: {exc}") from None
 
 
+def class_label(folder_name: str) -> str:
+    """A class folder's label: OK_CLASS for any of the good folders' names (`good`, `ok`, `OK`, `Good`), else
+    the folder's name."""
+    return OK_CLASS if folder_name.lower() in GOOD_FOLDER_NAMES else folder_name
+
+
 def _imagefolder(root: Path, layout: str = "imagefolder") -> Dataset:
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not class_dirs:
@@ -107,7 +113,7 @@ def _imagefolder(root: Path, layout: str = "imagefolder") -> Dataset:
     cells = read_manifest_cells(root)
     samples: list[Sample] = []
     for d in class_dirs:
-        samples.extend(_class_folder(d, d.name, cells, root))
+        samples.extend(_class_folder(d, class_label(d.name), cells, root))
     return Dataset(root, layout, samples)
 
 
@@ -131,11 +137,9 @@ def _mvtec(root: Path, split: str) -> Dataset:
     data = _imagefolder(test, "mvtec")
     truth = root / "ground_truth"
     samples = []
-    for s in data.samples:
-        # the test's good folder carries the train's name (`ok` in BTAD); its images are OK_CLASS
-        label = OK_CLASS if s.label.lower() in GOOD_FOLDER_NAMES else s.label
-        mask = None if label == OK_CLASS else find_mask(truth / s.label, s.path.stem)
-        samples.append(Sample(s.path, label, s.cell, mask))
+    for s in data.samples:  # the good folder may be `ok` (BTAD): its images are OK_CLASS, with no mask
+        mask = None if s.label == OK_CLASS else find_mask(truth / s.label, s.path.stem)
+        samples.append(Sample(s.path, s.label, s.cell, mask))
     return Dataset(root, "mvtec", samples)
 
 
