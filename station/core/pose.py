@@ -190,8 +190,10 @@ def turned_back_goods(goods: list[np.ndarray]) -> tuple[PoseFit | None, list[np.
     if fit is None:
         return None, goods, {}
     size = canonical_size(fit, float(np.median([min(g.shape[:2]) for g in goods])))
-    first = [turned_back(g, fit, size) for g in goods]
-    template = np.mean([to_gray(c).astype(np.float32) / 255.0 for c in first], axis=0)
+    total = np.zeros((size[1], size[0]), np.float64)  # summed as it goes: the first turns are not kept
+    for g in goods:
+        total += to_gray(turned_back(g, fit, size))
+    template = (total / (255.0 * len(goods))).astype(np.float32)
     turned = [turned_back(g, fit, size, template) for g in goods]
     after = position_variance_share(turned)
     info = {"position_variance_share": [round(before, 4), round(after, 4)], "elongation": round(fit.elongation, 2),
