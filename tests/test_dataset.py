@@ -26,12 +26,16 @@ def test_sample_per_class_is_seeded_and_bounded(synthetic_data):
     assert max(a.counts().values()) == 5
 
 
+def _images(root, rels, side=64):
+    """A flat grey image at each of `rels` under `root`."""
+    for rel in rels:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(root / rel), np.full((side, side, 3), 128, np.uint8))
+
+
 def test_mvtec_layout_with_masks(tmp_path):
     root = tmp_path / "mvtec"
-    img = np.full((64, 64, 3), 128, np.uint8)
-    for rel in ("train/good/000.png", "test/good/000.png", "test/scratch/000.png"):
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(root / rel), img)
+    _images(root, ("train/good/000.png", "test/good/000.png", "test/scratch/000.png"))
     (root / "ground_truth/scratch").mkdir(parents=True)
     cv2.imwrite(str(root / "ground_truth/scratch/000_mask.png"), np.zeros((64, 64), np.uint8))
     train = load_dataset(root, "train")
@@ -44,10 +48,7 @@ def test_mvtec_layout_with_masks(tmp_path):
 def test_btad_layout_reads_ok_as_good_and_ko_masks_by_stem(tmp_path):
     # BTAD names its good folders `ok` and its defects `ko`, with masks of the image's stem in another format
     root = tmp_path / "btad" / "01"
-    img = np.full((64, 64, 3), 128, np.uint8)
-    for rel in ("train/ok/0000.bmp", "train/ok/0001.bmp", "test/ok/0000.bmp", "test/ko/0000.bmp"):
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(root / rel), img)
+    _images(root, ("train/ok/0000.bmp", "train/ok/0001.bmp", "test/ok/0000.bmp", "test/ko/0000.bmp"))
     (root / "ground_truth/ko").mkdir(parents=True)
     cv2.imwrite(str(root / "ground_truth/ko/0000.png"), np.zeros((64, 64), np.uint8))
     train = load_dataset(root, "train")
@@ -60,19 +61,13 @@ def test_btad_layout_reads_ok_as_good_and_ko_masks_by_stem(tmp_path):
 
 def test_a_train_folder_with_a_defect_class_beside_ok_is_an_imagefolder(tmp_path):
     root = tmp_path / "set"
-    img = np.full((32, 32, 3), 128, np.uint8)
-    for rel in ("train/ok/0.png", "train/ko/0.png", "test/ok/0.png"):
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(root / rel), img)
+    _images(root, ("train/ok/0.png", "train/ko/0.png", "test/ok/0.png"), side=32)
     data = load_dataset(root, "train")
     assert data.layout == "imagefolder" and data.classes == ["good", "ko"]  # a plant's OK folder is the good class
 
 
 def test_an_imagefolder_with_ok_and_ng_folders_trains_without_renaming(tmp_path):
-    img = np.full((32, 32, 3), 128, np.uint8)
-    for rel in ("OK/0.png", "OK/1.png", "NG/0.png"):
-        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(tmp_path / rel), img)
+    _images(tmp_path, ("OK/0.png", "OK/1.png", "NG/0.png"), side=32)
     data = load_dataset(tmp_path, "train")
     assert data.classes == ["good", "NG"] and data.counts() == {"good": 2, "NG": 1}
 

@@ -230,16 +230,10 @@ class Registrar:
         crop = warp_area(small, matrix, self.grid.size)
         refined = False
         template = self.region.template
-        if self.region.refine == "ecc" and template is not None:
-            warp = np.eye(2, 3, dtype=np.float32)
-            try:
-                _, warp = cv2.findTransformECC(template, to_gray(crop).astype(np.float32) / 255.0, warp,
-                                               cv2.MOTION_EUCLIDEAN,
-                                               (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 1e-4), None, 3)
-                matrix = compose(matrix, warp.astype(np.float64))
-                crop, refined = warp_area(small, matrix, self.grid.size), True
-            except cv2.error:
-                log.debug("pose: ECC did not converge; the part's pose from its outline is kept")
+        warp = _ecc_refinement(template, crop) if self.region.refine == "ecc" and template is not None else None
+        if warp is not None:
+            matrix = compose(matrix, warp)
+            crop, refined = warp_area(small, matrix, self.grid.size), True
         sx, sy = w / small.shape[1], h / small.shape[0]
         return Registered(crop, np.array([[sx, 0, 0], [0, sy, 0]]) @ np.vstack([matrix, [0, 0, 1]]), refined)
 
@@ -285,16 +279,10 @@ class Registrar:
         template = self.region.template
         if self.region.refine != "ecc" or template is None:
             return Registered(crop, matrix, False)
-        gray = to_gray(crop).astype(np.float32) / 255.0
-        warp = np.eye(2, 3, dtype=np.float32)
-        try:
-            _, warp = cv2.findTransformECC(template, gray, warp, cv2.MOTION_EUCLIDEAN,
-                                           (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 1e-4), None, 3)
-        except cv2.error:
+        warp = _ecc_refinement(template, crop)
+        if warp is None:
             return Registered(crop, matrix, False)
-        # template coords -> crop coords (warp), then crop coords -> frame coords (matrix)
-        full = np.vstack([matrix, [0, 0, 1]]) @ np.vstack([warp.astype(np.float64), [0, 0, 1]])
-        matrix = full[:2]
+        matrix = compose(matrix, warp)  # template coords -> crop coords (warp), then crop -> frame (matrix)
         return Registered(self.warp(rgb, matrix), matrix, True)
 
     def _register_pattern(self, rgb: np.ndarray) -> Registered:
@@ -329,6 +317,19 @@ class Registrar:
         return cv2.warpAffine(to_gray(rgb), outer, (w + 2 * m, h + 2 * m),
                               flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                               borderMode=cv2.BORDER_REPLICATE).astype(np.float32) / 255.0
+
+
+def _ecc_refinement(template: np.ndarray, crop: np.ndarray) -> np.ndarray | None:
+    """The 2x3 Euclidean warp (template coordinates -> crop coordinates) that ECC finds between the template and
+    a registered crop; None where it does not converge (the first registration is then kept)."""
+    try:
+        _, warp = cv2.findTransformECC(template, to_gray(crop).astype(np.float32) / 255.0,
+                                       np.eye(2, 3, dtype=np.float32), cv2.MOTION_EUCLIDEAN,
+                                       (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 1e-4), None, 3)
+    except cv2.error:
+        log.debug("registration: ECC did not converge; the first registration is kept")
+        return None
+    return warp.astype(np.float64)
 
 
 def _work_size(gray: np.ndarray) -> tuple[np.ndarray, float]:
@@ -377,13 +378,19 @@ def fit_region(images: list[np.ndarray], grid: CellGrid, refine: str = "ecc",
     registrar = Registrar(region, grid)
     if region.mode == "blob":
         region.shift_x, region.shift_y = _grid_shift(registrar, images)
-    for _ in range(2 if refine == "ecc" else 1):  # a second pass on refined crops gives a sharper template
+    _fit_template(registrar, images, 2 if refine == "ecc" else 1)  # a second pass on refined crops: sharper
+    return region
+
+
+def _fit_template(registrar: Registrar, images: list[np.ndarray], passes: int) -> None:
+    """The region's template: the mean registered good crop, taken `passes` times (each on the crops the last
+    template registered)."""
+    for _ in range(passes):
         crops = _grey_crops(registrar, images)
         if len(crops) < max(1, len(images) // 2):
             raise RegistrationError("the part could not be located in most good images; use images where the "
                                     "part stands clearly apart from the background")
-        region.template = np.mean(crops, axis=0).astype(np.float32)
-    return region
+        registrar.region.template = np.mean(crops, axis=0).astype(np.float32)
 
 
 def fit_pose_region(images: list[np.ndarray], grid: CellGrid, fit: PoseFit, refine: str = "ecc") -> Region:
@@ -392,13 +399,7 @@ def fit_pose_region(images: list[np.ndarray], grid: CellGrid, fit: PoseFit, refi
     the first mean)."""
     region = Region("pose", min_area_frac=fit.area[0], max_area_frac=fit.area[1], refine=refine,
                     span_x=fit.span[0], span_y=fit.span[1])
-    registrar = Registrar(region, grid)
-    for _ in range(2):
-        crops = _grey_crops(registrar, images)
-        if len(crops) < max(1, len(images) // 2):
-            raise RegistrationError("the part could not be located in most good images; use images where the "
-                                    "part stands clearly apart from the background")
-        region.template = np.mean(crops, axis=0).astype(np.float32)
+    _fit_template(Registrar(region, grid), images, 2)  # the second pass settles each frame's half turn
     return region
 
 
