@@ -148,8 +148,7 @@ def cmd_train(args) -> int:
     from station.core.resources import demo_dir
     from station.core.teach import Setup
     from station.core.engines import engine_class
-    from station.core.freeform import choose_free_form
-    from station.core.pose import turned_back_goods
+    from station.core.freeform_plan import plan_free_form
     from station.core.outfolder import check_not_over, check_out_folder
     from station.core.teach import SETUP_FILES
     from station.core.training import (RECIPE_FILES, labelled_images, needs_cells, one_camera, read_training_images,
@@ -184,17 +183,10 @@ def cmd_train(args) -> int:
             _report_skipped(unread)
             skipped = skipped + unread
         goods = [im for im, s in zip(images, data.samples) if s.label == "good"]
-        pose, views, turned = turned_back_goods(goods)
-        args.engine, auto_config, grid, choice = choose_free_form(views, args.cell_px, args.seed, defects)
-        if turned:
-            choice = {**choice, "pose": turned}
-        region_mode = "pose" if pose is not None else "full"
-        ranked = f" {choice['ranking']}" if "ranking" in choice else ""
-        where = ("the part turned back to one pose (it lies at any angle)" if pose is not None
-                 else "the whole frame")
-        print(f"station: no --engine given; good images only: the {args.engine} engine with a pixel map on a "
-              f"{grid.size[0]}x{grid.size[1]} crop of {where}, chosen by {choice['chosen_by']}{ranked}",
-              file=sys.stderr)
+        plan = plan_free_form(goods, args.cell_px, args.seed, defects)
+        args.engine, auto_config, grid, choice = plan.engine, plan.config, plan.grid, plan.choice
+        region_mode, pose = plan.region_mode, plan.pose
+        print(f"station: no --engine given; good images only: {plan.describe()}", file=sys.stderr)
     elif args.region == "blob":
         grid = CellGrid.parse(args.grid or "3x9", args.cell_px or 24)
     elif args.setup:

@@ -1,5 +1,6 @@
 """Training from the GUI: refit RT / RT-attention (seconds) or train the ViT in a worker thread, with a
-progress bar, live loss and accuracy curves, Cancel, and the attention-over-training strip. The live
+progress bar, live loss and accuracy curves, Cancel, and the attention-over-training strip; a free-form product
+(whole frame or pose) is retrained as `station train` trains it (station.core.freeform_plan). The live
 line keeps running; the result becomes the workbench's candidate recipe (not yet published)."""
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QHBoxLayout, Q
 from station.core.engines import engine_class, engine_names
 from station.core.engines.base import TrainingEvent
 from station.core.teach import Setup, latest_setup
+from station.core.freeform_plan import AUTO, FREE_FORM_REGIONS, fit_free_form
 from station.core.training import train_recipe
 from station.core.workbench.errors import WorkbenchError
 from station.ui.image_canvas import to_qimage
@@ -28,6 +30,8 @@ from station.ui.workbench.plots import plot_widget, release_plots
 from station.ui.workbench.workbench import Workbench
 
 STRIP_HEIGHT = 200
+AUTO_SUMMARY = ("auto: measured on these images (a free-form product: the engine and crop station train would "
+                "choose, the captured defects counting in the choice; a product with cells: RT)")
 STRIP_CAPTION = "Attention over training (ViT): where the model looks on one validation defect image"
 
 
@@ -56,7 +60,7 @@ def strip_image(maps: list[tuple[int, np.ndarray]], scale: int = 8, max_tiles: i
 
 
 def fit_candidate(workbench: Workbench, engine: str, include_original: bool, grid, name: str, config: dict | None,
-                  train_dir: Path, progress, should_stop, emit, region_kind: str = "pattern"):
+                  train_dir: Path, progress, should_stop, emit, region_kind: str = "pattern", running=None):
     """The training job (worker thread; touches no widget): read the data, fit, hand curves and maps out."""
     data = workbench.training_data(include_original)
     state = Path(train_dir) / "state.json"
@@ -82,15 +86,18 @@ def fit_candidate(workbench: Workbench, engine: str, include_original: bool, gri
 
     if should_stop():
         return None
-    # registration as taught: the newest setup of the Teach dialog, else the running recipe's kind (a blob
-    # recipe stays one; a pattern recipe gets its setup proposed again from these images, with its grid)
-    taught = latest_setup(workbench.root / "setups")
-    setup = Setup.load(taught) if taught is not None else None
-    region_mode = "blob" if setup is None and region_kind == "blob" else "pattern"
-    recipe, stats = train_recipe(data, engine, grid, name, engine_config=config, progress=relay, setup=setup,
-                                 region_mode=region_mode,
-                                 provenance={"trained_with": "workbench", "data_counts": data.counts(),
-                                             **({"setup_folder": str(taught)} if taught else {})})
+    provenance = {"trained_with": "workbench", "data_counts": data.counts()}
+    if region_kind in FREE_FORM_REGIONS:  # a free-form product stays one: whole frame or pose, as station train
+        recipe, stats = fit_free_form(data, engine, name, config, relay, provenance, running)
+    else:
+        # registration as taught: the newest setup of the Teach dialog, else the running recipe's kind (a blob
+        # recipe stays one; a pattern recipe gets its setup proposed again from these images, with its grid)
+        taught = latest_setup(workbench.root / "setups")
+        setup = Setup.load(taught) if taught is not None else None
+        region_mode = "blob" if setup is None and region_kind == "blob" else "pattern"
+        recipe, stats = train_recipe(data, "rt" if engine == AUTO else engine, grid, name, engine_config=config,
+                                     progress=relay, setup=setup, region_mode=region_mode,
+                                     provenance={**provenance, **({"setup_folder": str(taught)} if taught else {})})
     strip = Path(train_dir) / "attention_strip.png"
     return recipe, stats, str(strip) if strip.is_file() else ""
 
@@ -108,11 +115,13 @@ class TrainingView(QWidget):
         self.last_error = ""
 
         self.engine = QComboBox(self)
+        self.engine.addItem(AUTO_SUMMARY, AUTO)
         for name in engine_names():
             self.engine.addItem(capabilities(name).summary or name, name)
         recipe = workbench.service.recipe
-        if recipe is not None:
-            self.engine.setCurrentIndex(max(0, self.engine.findData(recipe.doc.engine.name)))
+        if recipe is not None:  # a free-form product: measured again on the new images, as station train does
+            running = AUTO if recipe.region.mode in FREE_FORM_REGIONS else recipe.doc.engine.name
+            self.engine.setCurrentIndex(max(0, self.engine.findData(running)))
         self.include_original = QCheckBox("Also train on the images the running recipe was trained on", self)
         self.include_original.setChecked(True)
         self.epochs = QSpinBox(self)
@@ -188,7 +197,8 @@ class TrainingView(QWidget):
         self.start_button.setEnabled(role == "engineer" and self.job is None)
 
     def _on_engine(self) -> None:
-        trainable = capabilities(self.engine.currentData()).trainable
+        engine = self.engine.currentData()
+        trainable = engine != AUTO and capabilities(engine).trainable
         self.epochs.setEnabled(trainable)
         for w in (self.loss_plot, self.acc_plot, self.strip_caption, self.strip):
             w.setVisible(trainable)
@@ -220,13 +230,13 @@ class TrainingView(QWidget):
         stamp = time.strftime("%Y%m%d-%H%M%S")
         train_dir = self.workbench.root / "training" / f"{engine}-{stamp}"
         config = None
-        if capabilities(engine).trainable:  # a training run: its folder, and no console progress bar
+        if engine != AUTO and capabilities(engine).trainable:  # a training run: its folder, and no console progress bar
             config = {"train_dir": str(train_dir),
                       "train": {"progress_bar": False, "threads": 1, "checkpoint_every": 2}}
             if self.epochs.value():
                 config["epochs"] = self.epochs.value()
         fit = partial(fit_candidate, self.workbench, engine, self.include_original.isChecked(), recipe.grid,
-                      recipe.name, config, train_dir, region_kind=recipe.region.mode)
+                      recipe.name, config, train_dir, region_kind=recipe.region.mode, running=recipe)
         self.job = Job(fit, name="station-training", parent=self)
         self.job.progress.connect(self._on_progress)
         self.job.data.connect(self._on_data)
@@ -283,7 +293,8 @@ class TrainingView(QWidget):
             self._set_strip(QPixmap(strip))
         thresholds = ", ".join(f"{v:.4g}" for v in recipe.thresholds)
         n = ", ".join(f"{k} {v}" for k, v in stats.get("n_train", {}).items())
-        self.result.setText(f"Candidate ready: {recipe.doc.engine.name} on {n}; fitted in {stats.get('fit_seconds')} s; "
+        what = stats.get("plan") or recipe.doc.engine.name
+        self.result.setText(f"Candidate ready: {what}; trained on {n}; fitted in {stats.get('fit_seconds')} s; "
                             f"review / NG thresholds {thresholds}. Tune it in the Threshold tuner, try it in "
                             "Shadow mode, then publish. Nothing has changed on the line yet."
                             + "".join(f"\nWarning: {line}" for line in stats.get("warnings", [])))

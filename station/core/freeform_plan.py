@@ -1,0 +1,91 @@
+"""What a free-form product (no cells taught: good images of a part or a surface) is trained with, the same from
+`station train` and from the workbench: the whole frame, or the part turned back to one pose where it lies at
+any angle (station.core.pose); the engine and crop the free-form choice measures best (station.core.freeform),
+or the engine the engineer picked, on the crop that choice would give it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from station.core.dataset import Dataset
+from station.core.engines import engine_class
+from station.core.engines.base import Progress
+from station.core.freeform import MAX_TAUGHT, candidate_configs, choose_free_form, patch_grid, rt_grid
+from station.core.grid import CellGrid
+from station.core.pose import PoseFit, turned_back_goods
+from station.core.training import read_training_images, train_recipe
+
+FREE_FORM_REGIONS = ("full", "pose")  # the region modes of a free-form recipe
+AUTO = "auto"  # the engine name that asks for the measured choice
+
+
+@dataclass
+class FreeFormPlan:
+    engine: str
+    config: dict[str, Any]
+    grid: CellGrid
+    region_mode: str  # "full" or "pose"
+    pose: PoseFit | None
+    choice: dict[str, Any] = field(default_factory=dict)  # the recipe's provenance `engine_choice`
+
+    def describe(self) -> str:
+        """One line for the engineer: the engine, its crop and where it comes from, and why it was chosen."""
+        where = ("the part turned back to one pose (it lies at any angle)" if self.pose is not None
+                 else "the whole frame")
+        ranking = self.choice.get("ranking", {})
+        ranked = f" ({', '.join(f'{k} {v:.3f}' for k, v in ranking.items())})" if ranking else ""
+        return (f"the {self.engine} engine with a pixel map on a {self.grid.size[0]}x{self.grid.size[1]} crop of "
+                f"{where}, chosen by {self.choice.get('chosen_by', 'the engineer')}{ranked}")
+
+
+def plan_free_form(goods: list[np.ndarray], cell_px: int | None = None, seed: int = 0,
+                   defects: list[np.ndarray] | None = None, engine: str = AUTO,
+                   running: Any = None) -> FreeFormPlan:
+    """The plan for good RGB frames `goods` (and photographs of defective parts, `defects`, which count in the
+    measured choice). `engine` other than AUTO is the engineer's pick: it keeps the `running` recipe's crop and
+    settings where that recipe runs the same engine on the same kind of region, and otherwise gets the crop and
+    settings the choice measures it with."""
+    pose, views, turned = turned_back_goods(goods)
+    region_mode = "pose" if pose is not None else "full"
+    if engine == AUTO:
+        engine, config, grid, choice = choose_free_form(views, cell_px, seed, defects)
+    else:
+        choice = {"candidate": engine, "chosen_by": "the engineer"}
+        if (running is not None and running.doc.engine.name == engine and running.region.mode == region_mode
+                and not cell_px):
+            config = {k: v for k, v in running.doc.engine.config.items() if k != "train_dir"}
+            grid = running.grid
+        else:
+            config = dict(candidate_configs().get(engine, {}))
+            grid = patch_grid(views, cell_px) if engine == "patch" else rt_grid(views, cell_px)
+    if turned:
+        choice = {**choice, "pose": turned}
+    return FreeFormPlan(engine, config, grid, region_mode, pose, choice)
+
+
+def fit_free_form(data: Dataset, engine: str, name: str, config: dict[str, Any] | None = None,
+                  progress: Progress | None = None, provenance: dict[str, Any] | None = None,
+                  running: Any = None, seed: int = 0) -> tuple[Any, dict[str, Any]]:
+    """(recipe, stats) of a free-form product retrained from `data` (the workbench's captures): its good images
+    train; its images of any other class are the engineer's photographs of defective parts, which count in the
+    measured choice (`engine` AUTO) as `station train --defect-images` does, and train only an engine that names
+    classes. `config` is laid over the plan's settings (a training run's folder)."""
+    data, images, skipped = read_training_images(data, whole_frames=True)
+    good = [i for i, s in enumerate(data.samples) if s.label == "good"]
+    others = [i for i, s in enumerate(data.samples) if s.label != "good"]
+    drawn = np.random.default_rng(seed).permutation(len(others))[:MAX_TAUGHT]
+    defects = [images[others[i]] for i in drawn] or None
+    plan = plan_free_form([images[i] for i in good], None, seed, defects, engine, running)
+    keep = good if engine_class(plan.engine).kind == "anomaly" else list(range(len(images)))
+    train = Dataset(data.root, data.layout, [data.samples[i] for i in keep])
+    recipe, stats = train_recipe(train, plan.engine, plan.grid, name, seed=seed,
+                                 engine_config={**plan.config, **(config or {})}, progress=progress,
+                                 provenance={**(provenance or {}), "engine_choice": plan.choice},
+                                 region_mode=plan.region_mode, images=[images[i] for i in keep], pose=plan.pose)
+    stats["plan"] = plan.describe()
+    if skipped:
+        stats["skipped_images"] = skipped + stats.get("skipped_images", [])
+    return recipe, stats
