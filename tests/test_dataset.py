@@ -59,6 +59,23 @@ def test_btad_layout_reads_ok_as_good_and_ko_masks_by_stem(tmp_path):
     assert test.samples[0].mask.name == "0000.png"
 
 
+def test_mvtec_ad_2_layout_reads_validation_goods_and_the_public_test_with_its_masks(tmp_path):
+    # MVTec AD 2: validation/good beside train/good, the labelled test in test_public/ with its ground truth
+    # inside it, and test_private/ (no labels) left alone
+    root = tmp_path / "mvtec_ad_2" / "can"
+    _images(root, ("train/good/000_regular.png", "train/good/001_regular.png", "validation/good/000_regular.png",
+                   "test_public/good/000_regular.png", "test_public/bad/000_overexposed.png",
+                   "test_private/000_regular.png"))
+    (root / "test_public/ground_truth/bad").mkdir(parents=True)
+    cv2.imwrite(str(root / "test_public/ground_truth/bad/000_overexposed_mask.png"), np.zeros((64, 64), np.uint8))
+    train = load_dataset(root, "train")
+    assert train.layout == "mvtec" and train.counts() == {"good": 3}
+    test = load_dataset(root, "test")
+    assert test.classes == ["good", "bad"]  # ground_truth is not a class
+    assert [(s.label, s.mask.name if s.mask else None) for s in test.samples] == [
+        ("bad", "000_overexposed_mask.png"), ("good", None)]
+
+
 def test_a_train_folder_with_a_defect_class_beside_ok_is_an_imagefolder(tmp_path):
     root = tmp_path / "set"
     _images(root, ("train/ok/0.png", "train/ko/0.png", "test/ok/0.png"), side=32)

@@ -319,3 +319,25 @@ def test_vit_training_runs_in_a_worker_with_curves_and_can_be_cancelled(qtbot, s
     view.cancel()
     qtbot.waitUntil(lambda: view.job is None, timeout=60000)
     assert "cancelled" in view.result.text() and wb.candidate is None
+
+
+def test_the_tuners_default_validation_set_is_the_training_sets_test_split(tmp_path):
+    """An MVTec-family set's provenance names its root, whose test split the tuner reads (before, it looked for a
+    `test` folder beside the root); a `train` folder's is the `test` folder beside it."""
+    from types import SimpleNamespace
+
+    from station.ui.workbench.threshold_tuner import ThresholdTuner
+
+    def default(original):
+        return ThresholdTuner._default_validation(SimpleNamespace(
+            workbench=SimpleNamespace(original_data_path=lambda: original)))
+
+    mvtec = tmp_path / "can"
+    for rel in ("train/good", "test_public/good"):
+        (mvtec / rel).mkdir(parents=True)
+    assert default(mvtec) == mvtec
+    folders = tmp_path / "demo"
+    for rel in ("train/good", "test/good"):
+        (folders / rel).mkdir(parents=True)
+    assert default(folders / "train") == folders / "test"
+    assert default(None) is None

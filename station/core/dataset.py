@@ -1,4 +1,5 @@
-"""Labelled image sets on disk: the ImageFolder layout (`DIR/<class>/*`) and the MVTec AD layout.
+"""Labelled image sets on disk: the ImageFolder layout (`DIR/<class>/*`) and the MVTec AD layout (MVTec AD 2's
+`validation/good` and `test_public/` too).
 
 `good` is the OK class. A `manifest.json` written by `station synth` (or by hand) beside the class
 folders gives the defective cell of each image; MVTec `ground_truth` masks give it after
@@ -22,6 +23,7 @@ OK_CLASS = "good"
 # Images in any of them are labelled OK_CLASS, in either layout.
 GOOD_FOLDER_NAMES = (OK_CLASS, "ok")
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
+TEST_FOLDER_NAMES = ("test", "test_public")  # MVTec AD (and BTAD, MPDD, VisA as converted), MVTec AD 2
 
 
 @dataclass(frozen=True)
@@ -106,8 +108,8 @@ def class_label(folder_name: str) -> str:
     return OK_CLASS if folder_name.lower() in GOOD_FOLDER_NAMES else folder_name
 
 
-def _imagefolder(root: Path, layout: str = "imagefolder") -> Dataset:
-    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+def _imagefolder(root: Path, layout: str = "imagefolder", skip: Path | None = None) -> Dataset:
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and p != skip)
     if not class_dirs:
         raise DatasetError(f"{root} has no class folders (expected {root}/good/*.png and one folder per defect class)")
     cells = read_manifest_cells(root)
@@ -127,20 +129,34 @@ def _good_folder(train: Path) -> Path | None:
     return None
 
 
+def _test_folder(root: Path) -> Path | None:
+    """The MVTec-family test folder: `test`, else MVTec AD 2's `test_public` (its labelled public test split;
+    `test_private` has no labels)."""
+    return next((root / name for name in TEST_FOLDER_NAMES if (root / name).is_dir()), None)
+
+
 def _mvtec(root: Path, split: str) -> Dataset:
     good = _good_folder(root / "train")
     if good is None:
         raise DatasetError(f"{root} has no train/good (or train/ok) folder")
-    if split == "train":
-        return Dataset(root, "mvtec", _class_folder(good, OK_CLASS, {}, root))
-    test = root / "test"
-    data = _imagefolder(test, "mvtec")
-    truth = root / "ground_truth"
+    if split == "train":  # MVTec AD 2's validation/good are good images too: the engines hold out their own
+        extra = _good_folder(root / "validation")
+        return Dataset(root, "mvtec", _class_folder(good, OK_CLASS, {}, root)
+                       + (_class_folder(extra, OK_CLASS, {}, root) if extra is not None else []))
+    test = _test_folder(root)
+    # MVTec AD keeps the masks beside test/, MVTec AD 2 inside test_public/: that folder is not a class
+    truth = root / "ground_truth" if (root / "ground_truth").is_dir() else test / "ground_truth"
+    data = _imagefolder(test, "mvtec", skip=truth)
     samples = []
     for s in data.samples:  # the good folder may be `ok` (BTAD): its images are OK_CLASS, with no mask
         mask = None if s.label == OK_CLASS else find_mask(truth / s.label, s.path.stem)
         samples.append(Sample(s.path, s.label, s.cell, mask))
     return Dataset(root, "mvtec", samples)
+
+
+def is_mvtec(root: Path) -> bool:
+    """Whether `root` holds a set in the MVTec AD family's layout (train/good and a test split beside it)."""
+    return _good_folder(root / "train") is not None and _test_folder(root) is not None
 
 
 def load_dataset(root: str | Path, split: str = "train") -> Dataset:
@@ -156,7 +172,7 @@ def load_dataset(root: str | Path, split: str = "train") -> Dataset:
         raise DatasetError(f"dataset path is not a folder: {root}")
     if split not in ("train", "test"):
         raise DatasetError(f"unknown split {split!r}")
-    if _good_folder(root / "train") is not None and (root / "test").is_dir():
+    if is_mvtec(root):
         return _mvtec(root, split)
     if (root / split).is_dir():
         return _imagefolder(root / split)

@@ -19,7 +19,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QCheckBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGridLayout, QGroupBox,
                                QHBoxLayout, QLabel, QLineEdit, QProgressBar, QPushButton, QVBoxLayout, QWidget)
 
-from station.core.dataset import load_dataset
+from station.core.dataset import is_mvtec, load_dataset
 from station.core.errors import StationError
 from station.core.recipe import Recipe
 from station.core.workbench.errors import WorkbenchError
@@ -237,10 +237,14 @@ class ThresholdTuner(QWidget):
         return label
 
     def _default_validation(self) -> Path | None:
+        """The test split beside the running recipe's training images: an MVTec-family set's own root (its
+        `test` or `test_public` split is what the tuner reads there), else the `test` folder beside `train`."""
         original = self.workbench.original_data_path()
-        if original is not None and (original.parent / "test").is_dir():
-            return original.parent / "test"
-        return None
+        if original is None:
+            return None
+        if is_mvtec(original):
+            return original
+        return original.parent / "test" if (original.parent / "test").is_dir() else None
 
     def _browse(self) -> None:
         path = QFileDialog.getExistingDirectory(self, "Validation set", self.folder.text())
