@@ -53,9 +53,20 @@ class InspectionResult:
             "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()},
             "recipe_hash": self.recipe_hash,
             "message": self.message,
+            **({"tone_shift": round(self.registered.tone_shift, 2)}
+               if self.registered is not None and self.registered.tone_shift is not None else {}),
             **({"engines": {name: r.to_dict() for name, r in self.engines.items()},
                 "disagreement": self.disagreement} if self.engines else {}),
         }
+
+
+def light_note(shift: float | None) -> str:
+    """What the operator is told when a free-form part was shot in other light than the taught good parts (a lamp
+    that dimmed, an exposure that changed; `shift`, grey levels, None when it was not): it was judged in their
+    tones, and the light wants a look."""
+    if shift is None:
+        return ""
+    return f"light {abs(shift):.0f} levels {'darker' if shift < 0 else 'brighter'} than taught: check the lamp"
 
 
 def _finite(v: float) -> float | None:
@@ -115,7 +126,7 @@ class Inspector:
         timings = {"registration": registration_ms, "engine": engine_ms, "total": registration_ms + engine_ms}
         return InspectionResult(verdict, label, out.score, out.cell_scores, top_cell(out), timings,
                                 self.recipe.content_hash, registered, out.class_probs, extra=out.extra,
-                                pixel_map=out.pixel_map)
+                                pixel_map=out.pixel_map, message=light_note(registered.tone_shift))
 
     def _label(self, verdict: Verdict, probs: dict[str, float] | None) -> str:
         ok = self.recipe.doc.ok_class

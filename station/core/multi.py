@@ -43,6 +43,7 @@ def line_names(recipes: list[Recipe]) -> list[str]:
 
 SHARE_SHIFT_PX = 1.0  # two blob regions whose grids sit this close take the same crop
 SHARE_SPAN = 1e-3  # two pose regions whose spans differ by at most this share of the frame's side take the same crop
+SHARE_TONE = 2.0  # grey levels: two free-form regions whose reference tones differ by at most this take the same crop
 
 
 def same_registration(lead: Recipe, other: Recipe) -> bool:
@@ -50,6 +51,9 @@ def same_registration(lead: Recipe, other: Recipe) -> bool:
     a, b = lead.region, other.region
     if lead.grid != other.grid or (a.mode, a.polarity, a.refine) != (b.mode, b.polarity, b.refine):
         return False
+    if (a.tone is None) != (b.tone is None) or (a.tone is not None and (
+            np.abs(a.tone.reference - b.tone.reference).max() > SHARE_TONE or a.tone.limit != b.tone.limit)):
+        return False  # a crop brought to the lead's tones: shared only where they are the other's too
     if a.mode == "pattern":
         return a.pattern is not None and b.pattern is not None and a.pattern.to_dict() == b.pattern.to_dict() \
             and a.margin == b.margin

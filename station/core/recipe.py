@@ -34,6 +34,7 @@ from station.core.errors import EngineError, RecipeError, RegistrationError, Sta
 from station.core.grid import CellGrid
 from station.core.jsonio import loads_bounded
 from station.core.registration import PatternSetup, Region, Registrar
+from station.core.tone import check_tone
 
 log = logging.getLogger(__name__)
 
@@ -223,6 +224,9 @@ class Recipe:
             arrays["region.template"] = np.ascontiguousarray(self.region.template, dtype=np.float32)
         if self.region.reference is not None:
             arrays["region.reference"] = np.ascontiguousarray(self.region.reference, dtype=np.float32)
+        if self.region.tone is not None:
+            arrays["region.tone"] = np.ascontiguousarray(self.region.tone.reference, dtype=np.float32)
+            arrays["region.tone_limit"] = np.array([self.region.tone.limit], dtype=np.float32)
         return arrays
 
     def save(self, folder: str | Path) -> Path:
@@ -347,9 +351,16 @@ class Recipe:
                 raise RecipeError(f"recipe {folder}: a pattern region needs its setup, template and golden frame")
             if not (np.all(np.isfinite(reference)) and np.all(np.isfinite(template))):
                 raise RecipeError(f"recipe {folder}: the region's arrays hold values that are not numbers")
+        tone = arrays.get("region.tone")
         try:
-            region = Region(**spec, template=template, pattern=pattern, reference=reference)
+            if tone is not None:
+                if doc.region.mode not in ("full", "pose"):
+                    raise RecipeError(f"recipe {folder}: only a free-form region (full, pose) matches tones")
+                tone = check_tone(tone, arrays.get("region.tone_limit"))
+            region = Region(**spec, template=template, pattern=pattern, reference=reference, tone=tone)
             Registrar(region, grid)
+        except EngineError as exc:
+            raise RecipeError(f"recipe {folder}: {exc}") from None
         except RegistrationError as exc:
             raise RecipeError(f"recipe {folder}: {exc}") from None
         return cls(doc, region, engine, folder)

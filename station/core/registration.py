@@ -22,6 +22,7 @@ from station.core.errors import RegistrationError
 from station.core.grid import CellGrid
 from station.core.imageio import MAX_PIXELS, MAX_SIDE, to_gray, to_rgb
 from station.core.pose import PoseFit, likeness, part_pose, pose_matrix, span_px, warp_area
+from station.core.tone import Tone
 from station.core.pattern import PatternSearch, Roi, canonical_to_golden, compose, correlation, refine_ecc
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ class Region:
     reference: np.ndarray | None = None  # "pattern" mode: the golden frame, grey 0..1, coarse size
     span_x: float = 0.0  # "pose" mode: what the crop spans along the part's axis, in shares of the frame's shorter side
     span_y: float = 0.0  # and across it
+    tone: Tone | None = None  # free-form regions shot in one light: the good crops' tones (station.core.tone)
 
     def to_dict(self) -> dict:
         out = {"mode": self.mode, "polarity": self.polarity, "min_area_frac": self.min_area_frac,
@@ -106,6 +108,8 @@ class Registered:
     matrix: np.ndarray  # 2x3, canonical crop coordinates -> frame coordinates
     refined: bool
     match: float | None = None  # pattern mode: correlation of the crop with the template
+    tone_shift: float | None = None  # free-form: the crop's tone shift (grey levels) where it was shot in other
+    # light and brought back to the good crops' tones
 
     def to_frame(self, points: np.ndarray) -> np.ndarray:
         """Canonical (x, y) points (N, 2) to frame coordinates."""
@@ -263,11 +267,15 @@ class Registrar:
                                     f"megapixels and {MAX_SIDE} px a side")
         rgb = to_rgb(frame)
         try:
-            return self._register(rgb)
+            found = self._register(rgb)
         except cv2.error as exc:
             message = " ".join(str(exc).split())[-160:]
             raise RegistrationError(f"the part could not be located in this {w} x {h} px frame (OpenCV: "
                                     f"{message})") from None
+        if self.region.tone is None:
+            return found
+        crop, shift = self.region.tone.judged(found.crop)
+        return Registered(crop, found.matrix, found.refined, found.match, shift)
 
     def _register(self, rgb: np.ndarray) -> Registered:
         if self._search is not None:

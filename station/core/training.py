@@ -23,6 +23,7 @@ from station.core.recipe import BUNDLE_FILES, Recipe
 from station.core.pose import PoseFit
 from station.core.registration import Region, Registrar, bounded_whole_frame, fit_pose_region, fit_region
 from station.core.teach import Setup, cell_size, fit_pattern_region, propose_setup
+from station.core.tone import steady_tone
 
 logger = logging.getLogger(__name__)
 GOOD_NG_WARN = 0.05  # held-out good images at or above NG from which training warns: one good part in 20
@@ -243,6 +244,12 @@ def train_recipe(data: Dataset, engine_name: str, grid: CellGrid | tuple[int, in
     engine = engine_class(engine_name)(grid, engine_config)
     registrar = Registrar(region, grid)
     training = register_samples(registrar, data.samples, images)
+    if region_mode in ("full", "pose"):
+        # where the good parts were shot in one light, a free-form crop shot in other light is judged in their
+        # tones: the registrar brings it back from now on
+        region.tone = steady_tone(training.crops[training.indices(training.ok_class)])
+        if region.tone is not None:
+            training.crops = np.stack([region.tone.judged(c)[0] for c in training.crops])
     t_reg = time.perf_counter()
     report = engine.fit(training, seed=seed, progress=progress)
     t_fit = time.perf_counter()

@@ -127,7 +127,7 @@ class VerdictPanel(QWidget):
         if result.disagreement:  # a line of several engines that do not agree on this part
             self._show(result.verdict.value, result.verdict.value, disagreement_text(result))
         elif result.verdict is Verdict.OK:
-            self._show("OK", "OK", "good part" + agreed(result))
+            self._show("OK", "OK", "good part" + agreed(result) + note(result))
         elif result.verdict is Verdict.NG:
             if result.label == NO_PART:
                 self._show("NG", "NG", "no part found")
@@ -135,9 +135,9 @@ class VerdictPanel(QWidget):
                 self._show("NG", "NG", result.message)
             else:
                 where = f" \u00b7 {result.cell_unit} col {result.top_cell[0] + 1}, row {result.top_cell[1] + 1}" if result.top_cell else ""
-                self._show("NG", "NG", f"{result.label}{where}{agreed(result)}")
+                self._show("NG", "NG", f"{result.label}{where}{agreed(result)}{note(result)}")
         else:
-            self._show("REVIEW", "REVIEW", "check this part by hand")
+            self._show("REVIEW", "REVIEW", "check this part by hand" + note(result))
 
     def _on_run_state(self, state: str) -> None:
         if state != "running":
@@ -155,6 +155,11 @@ class VerdictPanel(QWidget):
             self._show("IDLE", "NO IMAGE", message or state)
         elif state in ("camera stalled", "camera frozen"):  # the last verdict is not the part in front of it
             self._show("IDLE", state.upper(), message or state)
+
+
+def note(result) -> str:
+    """The result's note on a judged part (the light changed), on a line of its own; "" when there is none."""
+    return f"\n{result.message}" if result.message else ""
 
 
 def agreed(result) -> str:

@@ -1,0 +1,122 @@
+"""A free-form crop shot in other light is brought to the good crops' tones before it is judged: a lamp that
+dims or brightens, a camera's exposure or gain that changes, is not a defect.
+
+The good crops' grey-level quantiles (their median at each of QUANTILES levels) are the reference. Where the
+good parts were shot in one light (`steady_tone`), a crop whose tones are further from the reference than the
+good crops' ever were has its own quantiles mapped onto the reference's by one monotone curve, applied alike to
+its three channels: a grey level keeps its order, a colour its hue, and a defect, which moves a few per cent of
+the crop's pixels, hardly moves the quantiles that the curve follows. A crop in the good parts' light is judged
+as it is (docs/photographs.md, "The light of the day").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from station.core.errors import EngineError
+
+QUANTILES = np.linspace(0.02, 0.98, 25)  # the levels the curve follows: the extremes are left to the ends
+MAX_STRETCH = 4.0  # a curve steeper than this (a nearly blank crop's tones spread over the reference) is capped
+STEADY_CHANGE = 3.0  # grey levels: good crops that matching moves by no more than this were shot in one light
+STEADY_CROPS = 200  # good crops the steadiness is measured on (at most)
+MIN_LIMIT = 2.0  # grey levels: a crop's tones within this of the good crops' are judged as they are,
+MIN_LIMIT_SHARE = 0.05  # and within this share of the good crops' median grey level (a lamp's gain is a share)
+LIMIT_SPREADS = 6.0  # and within this many of the good crops' own robust spreads of tone shift
+
+
+def _grey(crop: np.ndarray) -> np.ndarray:
+    return crop if crop.ndim == 2 else crop.astype(np.float32).mean(axis=2)
+
+
+def tone_quantiles(crop: np.ndarray) -> np.ndarray:
+    """(len(QUANTILES),) the crop's grey-level quantiles (the mean of its channels), 0..255."""
+    return np.quantile(_grey(crop), QUANTILES).astype(np.float32)
+
+
+def reference_tone(crops: np.ndarray | list[np.ndarray]) -> np.ndarray:
+    """The good crops' tone: at each level, the median of their quantiles (one odd crop does not move it)."""
+    return np.median(np.stack([tone_quantiles(c) for c in crops]), axis=0).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Tone:
+    """A free-form recipe's light: the good crops' reference tone, and how far a crop's tones may be from it
+    (grey levels, `tone_shift`) before it is brought back to it."""
+
+    reference: np.ndarray
+    limit: float
+
+    def judged(self, crop: np.ndarray) -> tuple[np.ndarray, float | None]:
+        """(the crop to judge, its tone shift where it was brought back to the reference, else None)."""
+        shift = tone_shift(crop, self.reference)
+        if abs(shift) <= self.limit:
+            return crop, None
+        return match_tone(crop, self.reference), shift
+
+
+def steady_tone(crops: np.ndarray | list[np.ndarray]) -> Tone | None:
+    """The good crops' light where they were photographed in one light: matched to their reference tone, a
+    typical good crop (the median) moves by at most STEADY_CHANGE grey levels on average. A crop then counts as
+    shot in other light once its tone shift is beyond what the good crops show (LIMIT_SPREADS robust spreads
+    of theirs from their median; at least MIN_LIMIT grey levels and MIN_LIMIT_SHARE of their median level).
+    Else None: where the good parts' own tones vary (tiles of different shades, cells of different efficiency)
+    or their histogram is not one a curve can follow (a black-and-white board), the engines learn the tones as
+    they are."""
+    crops = list(crops)[:STEADY_CROPS]
+    reference = reference_tone(crops)
+    change = [float(np.abs(match_tone(c, reference).astype(np.int16) - c).mean()) for c in crops]
+    if float(np.median(change)) > STEADY_CHANGE:
+        return None
+    shifts = np.array([tone_shift(c, reference) for c in crops])  # what the good parts' own light does
+    centre = float(np.median(shifts))
+    spread = 1.4826 * float(np.median(np.abs(shifts - centre)))
+    floor = max(MIN_LIMIT, MIN_LIMIT_SHARE * float(np.median(reference)))
+    return Tone(reference, max(floor, abs(centre) + LIMIT_SPREADS * spread))
+
+
+def check_tone(reference: np.ndarray, limit: np.ndarray | None) -> Tone:
+    """A recipe's saved light, or EngineError in one line: QUANTILES grey levels in 0..255, not decreasing, and a
+    limit of 0..255 grey levels."""
+    reference = np.asarray(reference, dtype=np.float32)
+    if reference.shape != QUANTILES.shape or not np.isfinite(reference).all() or reference.min() < 0 \
+            or reference.max() > 255 or np.any(np.diff(reference) < 0):
+        raise EngineError(f"the region's reference tone must be {QUANTILES.size} grey levels in 0..255, not "
+                          f"decreasing; got shape {reference.shape}")
+    value = np.asarray(limit if limit is not None else [], dtype=np.float32).ravel()
+    if value.shape != (1,) or not np.isfinite(value[0]) or not 0 <= value[0] <= 255:
+        raise EngineError("the region's tone limit must be one number of grey levels in 0..255")
+    return Tone(reference, float(value[0]))
+
+
+def tone_curve(crop: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """(256,) float32: each grey level of `crop` to the reference's tone. Between the matched quantiles the
+    curve is linear; beyond them it goes on with the slope from the first matched quantile to the last (the
+    gain of a lamp or an exposure; the slope of the few pixels in a tail's last stretch is noise). No stretch is steeper than MAX_STRETCH or flat."""
+    q = tone_quantiles(crop).astype(np.float64)
+    r = reference.astype(np.float64)
+    dq = np.maximum(np.diff(q), 1e-3)
+    slope = np.clip(np.diff(r) / dq, 1.0 / MAX_STRETCH, MAX_STRETCH)
+    knots = np.concatenate([[0.0], np.cumsum(dq)]) + q[0]  # strictly increasing, the crop's levels
+    values = np.concatenate([[0.0], np.cumsum(slope * dq)])
+    values += float(np.median(r - values))  # the stretches keep their slopes; the curve sits on the reference
+    levels = np.arange(256, dtype=np.float64)
+    curve = np.interp(levels, knots, values)
+    below, above = levels < knots[0], levels > knots[-1]
+    overall = float(np.clip((values[-1] - values[0]) / (knots[-1] - knots[0]), 1.0 / MAX_STRETCH, MAX_STRETCH))
+    curve[below] = values[0] - (knots[0] - levels[below]) * overall
+    curve[above] = values[-1] + (levels[above] - knots[-1]) * overall
+    return np.clip(curve, 0, 255).astype(np.float32)
+
+
+def match_tone(crop: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """`crop` (uint8, grey or RGB) with its tones brought to `reference`'s."""
+    lut = np.rint(tone_curve(crop, reference)).astype(np.uint8)
+    return lut[crop]
+
+
+def tone_shift(crop: np.ndarray, reference: np.ndarray) -> float:
+    """How far the crop's tones are from the reference's: the median gap of their quantiles, grey levels (signed:
+    negative where the crop is darker)."""
+    return float(np.median(tone_quantiles(crop) - reference))
