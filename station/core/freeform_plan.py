@@ -18,7 +18,6 @@ from station.core.grid import CellGrid
 from station.core.pose import PoseFit, turned_back_goods
 from station.core.training import read_training_images, train_recipe
 
-FREE_FORM_REGIONS = ("full", "pose")  # the region modes of a free-form recipe
 AUTO = "auto"  # the engine name that asks for the measured choice
 
 

@@ -33,7 +33,7 @@ from station.core.engines import Engine, engine_class
 from station.core.errors import EngineError, RecipeError, RegistrationError, StationError
 from station.core.grid import CellGrid
 from station.core.jsonio import loads_bounded
-from station.core.registration import PatternSetup, Region, Registrar
+from station.core.registration import FREE_FORM_REGIONS, PatternSetup, Region, Registrar
 from station.core.tone import check_tone
 
 log = logging.getLogger(__name__)
@@ -354,7 +354,7 @@ class Recipe:
         tone = arrays.get("region.tone")
         try:
             if tone is not None:
-                if doc.region.mode not in ("full", "pose"):
+                if doc.region.mode not in FREE_FORM_REGIONS:
                     raise RecipeError(f"recipe {folder}: only a free-form region (full, pose) matches tones")
                 tone = check_tone(tone, arrays.get("region.tone_limit"))
             region = Region(**spec, template=template, pattern=pattern, reference=reference, tone=tone)

@@ -38,6 +38,9 @@ WHOLE_LONG_PX = 4096
 MAX_SPAN = 16.0  # a pose crop spans at most this many times the frame's shorter side
 
 
+FREE_FORM_REGIONS = ("full", "pose")  # the region modes of a free-form product (no cells taught)
+
+
 @dataclass
 class Region:
     mode: Literal["blob", "full", "pattern", "pose"]

@@ -21,7 +21,8 @@ from station.core.imageio import read_image
 from station.core.masks import read_mask
 from station.core.recipe import BUNDLE_FILES, Recipe
 from station.core.pose import PoseFit
-from station.core.registration import Region, Registrar, bounded_whole_frame, fit_pose_region, fit_region
+from station.core.registration import (FREE_FORM_REGIONS, Region, Registrar, bounded_whole_frame, fit_pose_region,
+                                       fit_region)
 from station.core.teach import Setup, cell_size, fit_pattern_region, propose_setup
 from station.core.tone import steady_tone
 
@@ -244,7 +245,7 @@ def train_recipe(data: Dataset, engine_name: str, grid: CellGrid | tuple[int, in
     engine = engine_class(engine_name)(grid, engine_config)
     registrar = Registrar(region, grid)
     training = register_samples(registrar, data.samples, images)
-    if region_mode in ("full", "pose"):
+    if region_mode in FREE_FORM_REGIONS:
         # where the good parts were shot in one light, a free-form crop shot in other light is judged in their
         # tones: the registrar brings it back from now on
         region.tone = steady_tone(training.crops[training.indices(training.ok_class)])

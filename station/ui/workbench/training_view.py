@@ -21,7 +21,8 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QHBoxLayout, Q
 from station.core.engines import engine_class, engine_names
 from station.core.engines.base import TrainingEvent
 from station.core.teach import Setup, latest_setup
-from station.core.freeform_plan import AUTO, FREE_FORM_REGIONS, fit_free_form
+from station.core.freeform_plan import AUTO, fit_free_form
+from station.core.registration import FREE_FORM_REGIONS
 from station.core.training import train_recipe
 from station.core.workbench.errors import WorkbenchError
 from station.ui.image_canvas import to_qimage
