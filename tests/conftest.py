@@ -74,3 +74,46 @@ def no_leaked_top_level_widgets(request):
     gc.collect()
     if leaked:
         pytest.fail(f"top-level widgets leaked by this test: {names}")
+
+
+_MODAL_CALLS = {"QMessageBox": ("warning", "critical", "information", "question", "about"),
+                "QFileDialog": ("getExistingDirectory", "getOpenFileName", "getSaveFileName"),
+                "QInputDialog": ("getText", "getItem", "getInt")}
+
+
+@pytest.fixture(autouse=True)
+def no_blocking_dialogs(request, monkeypatch):
+    """A modal box offscreen waits for a click that never comes: a test that opened one (often while closing
+    its window after a failed assertion) hung CI for its whole 90 minutes. Here such a box answers at once
+    (Cancel, nothing chosen) and the test fails naming it; a test that expects one patches it itself."""
+    if not {"qtbot", "qapp"} & set(request.fixturenames) and "PySide6.QtWidgets" not in sys.modules:
+        yield
+        return
+    from PySide6 import QtWidgets
+
+    opened: list[str] = []
+
+    def refuse(kind: str, name: str):
+        def answer(*args, **_kwargs):
+            texts = [a for a in args if isinstance(a, str)]
+            opened.append(f"{kind}.{name}({' / '.join(t[:80] for t in texts)})")
+            if kind == "QMessageBox":
+                return QtWidgets.QMessageBox.StandardButton.Cancel
+            if kind == "QInputDialog":
+                return ("", False) if name != "getInt" else (0, False)
+            return "" if name == "getExistingDirectory" else ("", "")
+        return staticmethod(answer)
+
+    for kind, names in _MODAL_CALLS.items():
+        for name in names:
+            monkeypatch.setattr(getattr(QtWidgets, kind), name, refuse(kind, name))
+
+    def exec_refused(dialog, *_args):
+        opened.append(f"{type(dialog).__name__}.exec({dialog.windowTitle()!r})")
+        return 0
+
+    monkeypatch.setattr(QtWidgets.QDialog, "exec", exec_refused)
+    yield
+    if opened:
+        pytest.fail("a modal dialog opened that the test did not expect (offscreen it would wait forever): "
+                    + "; ".join(opened))
