@@ -126,8 +126,8 @@ def test_a_full_disk_is_shown_at_once_rows_are_spooled_memory_is_bounded_and_all
     disk_full.set()
     t0 = time.monotonic()
     tickets = [store.add(_result(), f"s{i}.png", big) for i in range(10)]
-    assert _wait(lambda: "disk full" in store.problem, timeout=1.0), store.problem
-    assert time.monotonic() - t0 < 1.0
+    assert _wait(lambda: "disk full" in store.problem, timeout=5.0), store.problem
+    assert time.monotonic() - t0 < 5.0  # not after a busy timeout or a backlog (seconds apart on a loaded CI host)
     assert all(t.wait(2) for t in tickets) and {t.state for t in tickets} == {"spooled"}
     assert store.spooled == 10 and "kept in the spool" in store.problem
 

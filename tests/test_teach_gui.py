@@ -194,7 +194,7 @@ def test_an_operator_cannot_save_and_nothing_is_written(qtbot, workbench, goods,
     out = tmp_path / "refused"
     dialog = open_dialog(qtbot, workbench, goods, grid=(3, 9), out_dir=out)
     assert not workbench.is_engineer and not dialog.save_button.isEnabled()
-    with qtbot.waitSignal(dialog.failed, timeout=1000) as failed:
+    with qtbot.waitSignal(dialog.failed, timeout=15000) as failed:
         assert not dialog.save()
     assert "engineer mode" in failed.args[0] and "engineer mode" in dialog.message.text()
     assert not out.exists() and workbench.audit.entries() == []

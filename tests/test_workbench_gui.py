@@ -95,7 +95,7 @@ def test_first_use_sets_the_pin_wrong_pin_is_refused_and_idle_time_locks(qtbot, 
     dialog.pin.setText(PIN)
     assert dialog.submit() and wb.is_engineer
     now[0] += wb.session.idle_seconds + 1
-    with qtbot.waitSignal(wb.role_changed, timeout=3000):
+    with qtbot.waitSignal(wb.role_changed, timeout=15000):
         pass
     assert not wb.is_engineer and not menu.capture_group.actions()[0].isEnabled()
 
