@@ -46,13 +46,23 @@ SHARE_SPAN = 1e-3  # two pose regions whose spans differ by at most this share o
 SHARE_TONE = 2.0  # grey levels: two free-form regions whose reference tones differ by at most this take the same crop
 
 
+def _same_tone(a, b) -> bool:
+    """Two regions' tones (station.core.tone.Tone or None) judge every crop alike: within SHARE_TONE grey levels
+    of each other, with the same limits."""
+    if a is None or b is None:
+        return a is None and b is None
+    if (a.blocks is None) != (b.blocks is None) or a.limit != b.limit or a.block_limit != b.block_limit:
+        return False
+    close = np.abs(a.reference - b.reference).max() <= SHARE_TONE
+    return close and (a.blocks is None or np.abs(a.blocks - b.blocks).max() <= SHARE_TONE)
+
+
 def same_registration(lead: Recipe, other: Recipe) -> bool:
     """Whether `other` may judge `lead`'s registered crop: the same grid and region, up to a pixel of shift."""
     a, b = lead.region, other.region
     if lead.grid != other.grid or (a.mode, a.polarity, a.refine) != (b.mode, b.polarity, b.refine):
         return False
-    if (a.tone is None) != (b.tone is None) or (a.tone is not None and (
-            np.abs(a.tone.reference - b.tone.reference).max() > SHARE_TONE or a.tone.limit != b.tone.limit)):
+    if not _same_tone(a.tone, b.tone):
         return False  # a crop brought to the lead's tones: shared only where they are the other's too
     if a.mode == "pattern":
         return a.pattern is not None and b.pattern is not None and a.pattern.to_dict() == b.pattern.to_dict() \

@@ -227,6 +227,9 @@ class Recipe:
         if self.region.tone is not None:
             arrays["region.tone"] = np.ascontiguousarray(self.region.tone.reference, dtype=np.float32)
             arrays["region.tone_limit"] = np.array([self.region.tone.limit], dtype=np.float32)
+            if self.region.tone.blocks is not None:
+                arrays["region.tone_blocks"] = np.ascontiguousarray(self.region.tone.blocks, dtype=np.float32)
+                arrays["region.tone_block_limit"] = np.array([self.region.tone.block_limit], dtype=np.float32)
         return arrays
 
     def save(self, folder: str | Path) -> Path:
@@ -356,7 +359,8 @@ class Recipe:
             if tone is not None:
                 if doc.region.mode not in FREE_FORM_REGIONS:
                     raise RecipeError(f"recipe {folder}: only a free-form region (full, pose) matches tones")
-                tone = check_tone(tone, arrays.get("region.tone_limit"))
+                tone = check_tone(tone, arrays.get("region.tone_limit"), arrays.get("region.tone_blocks"),
+                                  arrays.get("region.tone_block_limit"))
             region = Region(**spec, template=template, pattern=pattern, reference=reference, tone=tone)
             Registrar(region, grid)
         except EngineError as exc:

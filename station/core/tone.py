@@ -6,13 +6,16 @@ good parts were shot in one light (`steady_tone`), a crop whose tones are furthe
 good crops' ever were has its own quantiles mapped onto the reference's by one monotone curve, applied alike to
 its three channels: a grey level keeps its order, a colour its hue, and a defect, which moves a few per cent of
 the crop's pixels, hardly moves the quantiles that the curve follows. A crop in the good parts' light is judged
-as it is (docs/photographs.md, "The light of the day").
+as it is (docs/photographs.md, "The light of the day"), and so is one whose tones moved in a few places only: a
+lamp lights the whole part, so its change shows in most of the crop's blocks, where a large bright stain moves
+the quantiles as much but only its own blocks.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from station.core.errors import EngineError
@@ -24,6 +27,8 @@ STEADY_CROPS = 200  # good crops the steadiness is measured on (at most)
 MIN_LIMIT = 2.0  # grey levels: a crop's tones within this of the good crops' are judged as they are,
 MIN_LIMIT_SHARE = 0.05  # and within this share of the good crops' median grey level (a lamp's gain is a share)
 LIMIT_SPREADS = 6.0  # and within this many of the good crops' own robust spreads of tone shift
+BLOCKS = 4  # the crop's blocks a side whose mean levels tell a change of light (everywhere) from a defect's (here)
+BLOCKS_MOVED = 0.25  # a change of light moves three blocks in four at least (the quantile read of their moves)
 
 
 def tone_quantiles(crop: np.ndarray) -> np.ndarray:
@@ -56,6 +61,8 @@ class Tone:
 
     reference: np.ndarray
     limit: float
+    blocks: np.ndarray | None = None  # (BLOCKS * BLOCKS,) the good crops' median level per block; None in
+    block_limit: float = 0.0  # recipes saved before it, which judge by the quantiles alone
 
     def judged(self, crop: np.ndarray) -> tuple[np.ndarray, float | None]:
         """(the crop to judge, its tone shift where it was brought back to the reference, else None)."""
@@ -63,6 +70,8 @@ class Tone:
         shift = _shift(q, self.reference)
         if abs(shift) <= self.limit:
             return crop, None
+        if self.blocks is not None and block_shift(crop, self.blocks, shift) <= self.block_limit:
+            return crop, None  # much of the crop is in the taught light: what moved is in a few places
         return _applied(crop, _curve(q, self.reference)), shift
 
 
@@ -81,25 +90,65 @@ def steady_tone(crops: np.ndarray | list[np.ndarray]) -> Tone | None:
               for c, q in zip(crops, quantiles)]
     if float(np.median(change)) > STEADY_CHANGE:
         return None
-    shifts = np.array([_shift(q, reference) for q in quantiles])  # what the good parts' own light does
-    centre = float(np.median(shifts))
-    spread = 1.4826 * float(np.median(np.abs(shifts - centre)))
     floor = max(MIN_LIMIT, MIN_LIMIT_SHARE * float(np.median(reference)))
-    return Tone(reference, max(floor, abs(centre) + LIMIT_SPREADS * spread))
+    levels = np.stack([block_levels(c) for c in crops])
+    blocks = np.median(levels, axis=0).astype(np.float32)
+    return Tone(reference, _limit([_shift(q, reference) for q in quantiles], floor), blocks,
+                _limit([max(_block_shift(b, blocks, 1.0), _block_shift(b, blocks, -1.0)) for b in levels], floor))
 
 
-def check_tone(reference: np.ndarray, limit: np.ndarray | None) -> Tone:
+def _limit(shifts: list[float], floor: float) -> float:
+    """How far a crop's shift may be before it counts as other light: beyond what the good crops' own shifts
+    reach (their median plus LIMIT_SPREADS robust spreads), and at least `floor`."""
+    centre = float(np.median(shifts))
+    spread = 1.4826 * float(np.median(np.abs(np.asarray(shifts) - centre)))
+    return max(floor, abs(centre) + LIMIT_SPREADS * spread)
+
+
+def block_levels(crop: np.ndarray) -> np.ndarray:
+    """(BLOCKS * BLOCKS,) float32: the crop's mean grey level in each of its blocks."""
+    grey = crop.astype(np.float32) if crop.ndim == 2 else crop.astype(np.float32).mean(axis=2)
+    return cv2.resize(grey, (BLOCKS, BLOCKS), interpolation=cv2.INTER_AREA).ravel()
+
+
+def block_shift(crop: np.ndarray, blocks: np.ndarray, towards: float) -> float:
+    """How far the crop's blocks moved from the good crops' block levels in the direction of `towards` (the sign
+    of its tone shift): the move that three blocks in four exceed (grey levels; 0 or below where a quarter of
+    them did not move that way). A change of light moves nearly every block; a defect, however large its blocks'
+    move, leaves most of them where they were."""
+    return _block_shift(block_levels(crop), blocks, towards)
+
+
+def _block_shift(levels: np.ndarray, blocks: np.ndarray, towards: float) -> float:
+    way = 1.0 if towards > 0 else -1.0
+    return float(np.quantile(way * (levels - blocks), BLOCKS_MOVED))
+
+
+def check_tone(reference: np.ndarray, limit: np.ndarray | None, blocks: np.ndarray | None = None,
+               block_limit: np.ndarray | None = None) -> Tone:
     """A recipe's saved light, or EngineError in one line: QUANTILES grey levels in 0..255, not decreasing, and a
-    limit of 0..255 grey levels."""
+    limit of 0..255 grey levels; where saved (recipes since the blocks), BLOCKS * BLOCKS block levels in 0..255
+    and their limit alike."""
     reference = np.asarray(reference, dtype=np.float32)
     if reference.shape != QUANTILES.shape or not np.isfinite(reference).all() or reference.min() < 0 \
             or reference.max() > 255 or np.any(np.diff(reference) < 0):
         raise EngineError(f"the region's reference tone must be {QUANTILES.size} grey levels in 0..255, not "
                           f"decreasing; got shape {reference.shape}")
+    value = _grey_limit(limit, "tone limit")
+    if blocks is None and block_limit is None:
+        return Tone(reference, value)
+    blocks = np.asarray(blocks if blocks is not None else [], dtype=np.float32).ravel()
+    if blocks.shape != (BLOCKS * BLOCKS,) or not np.isfinite(blocks).all() or blocks.min() < 0 or blocks.max() > 255:
+        raise EngineError(f"the region's tone blocks must be {BLOCKS * BLOCKS} grey levels in 0..255; "
+                          f"got shape {blocks.shape}")
+    return Tone(reference, value, blocks, _grey_limit(block_limit, "tone block limit"))
+
+
+def _grey_limit(limit: np.ndarray | None, what: str) -> float:
     value = np.asarray(limit if limit is not None else [], dtype=np.float32).ravel()
     if value.shape != (1,) or not np.isfinite(value[0]) or not 0 <= value[0] <= 255:
-        raise EngineError("the region's tone limit must be one number of grey levels in 0..255")
-    return Tone(reference, float(value[0]))
+        raise EngineError(f"the region's {what} must be one number of grey levels in 0..255")
+    return float(value[0])
 
 
 def tone_curve(crop: np.ndarray, reference: np.ndarray) -> np.ndarray:
