@@ -155,3 +155,48 @@ def test_overlapping_scores_are_cut_by_rates_not_by_counts():
     defect = np.concatenate([[1.5, 2.0], np.linspace(20, 60, 118)])  # two weak defects among 120
     _, ng = calibrate_thresholds(good, defect)
     assert np.mean(good >= ng) <= 0.1  # counts would have cut at 1.5: 97 % of good parts rejected
+
+
+def _stained_parts(rng, n, side=64):
+    """Good grained faces (n, side, side, 3) and one with a dark 6 px square centred on a cell corner."""
+    import cv2
+
+    grain = cv2.GaussianBlur(np.random.default_rng(7).normal(0, 1, (side, side)).astype(np.float32), (0, 0), 1.2)
+    base = 120 + 30 * grain / grain.std()
+    goods = np.stack([np.clip(base + rng.normal(0, 3, base.shape), 0, 255) for _ in range(n)]).astype(np.uint8)
+    flawed = goods[0].copy()
+    flawed[29:35, 29:35] = 30  # the corner of four 8 px cells, at (32, 32)
+    return np.repeat(goods[..., None], 3, axis=-1), np.repeat(flawed[..., None], 3, axis=-1)
+
+
+def test_a_staggered_map_puts_a_flaw_on_a_cell_corner_where_it_is_and_keeps_the_score():
+    """RT alone maps from two grids half a cell apart: the cells' map is flat over the four cells a flaw on their
+    corner touches; the second grid has a cell centred on it. The score, cells and thresholds stay the first grid's,
+    and the second unit space is saved and read back with the recipe's arrays."""
+    rng = np.random.default_rng(0)
+    goods, flawed = _stained_parts(rng, 24)
+    grid = CellGrid(8, 8, 8)
+    data = TrainingSet(goods, ["good"] * len(goods), [None] * len(goods), grid)
+    config = {"pixel_map": True, "search_px": 0, "calibration": "robust"}
+    plain, staggered = (engine_class("rt")(grid, {**config, "staggered": s}) for s in (False, True))
+    report_plain, report_staggered = plain.fit(data), staggered.fit(data)
+    assert report_plain.thresholds == report_staggered.thresholds
+    a, b = plain.infer(flawed), staggered.infer(flawed)
+    assert a.score == b.score and np.array_equal(a.cell_scores, b.cell_scores) and b.pixel_map.max() <= b.score
+    def off(m):  # how far the centre of the map's top tenth is from the flaw's centre, px
+        ys, xs = np.nonzero(m >= 0.9 * m.max())
+        return float(np.hypot(ys.mean() - 31.5, xs.mean() - 31.5))
+
+    assert off(b.pixel_map) <= 1.5 and off(b.pixel_map) < off(a.pixel_map) - 1
+    inside = lambda m: m[28:36, 28:36].mean() / m.mean()  # noqa: E731 - how much of the map sits on the flaw
+    assert inside(b.pixel_map) > 1.2 * inside(a.pixel_map)
+    arrays = staggered.arrays()
+    assert {"offset.standard", "offset.mean", "offset.cov_inv"} <= set(arrays)
+    loaded = engine_class("rt").from_saved(grid, staggered.config)
+    loaded.load_arrays(arrays)
+    assert np.array_equal(loaded.infer(flawed).pixel_map, b.pixel_map)
+    before = engine_class("rt").from_saved(grid, {k: v for k, v in plain.config.items() if k != "staggered"})
+    before.load_arrays(plain.arrays())  # a recipe saved before the setting: one grid, as then
+    assert before.offset_space is None and np.array_equal(before.infer(flawed).pixel_map, a.pixel_map)
+    with pytest.raises(EngineError, match="offset.standard"):
+        loaded.load_arrays(plain.arrays())

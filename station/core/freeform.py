@@ -232,7 +232,9 @@ def candidate_configs() -> dict[str, dict[str, Any]]:
     """The settings of each engine the free-form choice measures, by engine name."""
     # the camera aligns: no local search; hundreds of good images: one odd one must not set the thresholds
     rt = {"pixel_map": True, "search_px": 0, "shrink": RT_SHRINK}
-    return {"rt": {**rt, "calibration": "robust"},
+    # RT alone draws its map from two grids half a cell apart (its score and thresholds are the first grid's, so
+    # the choice reads it as before); as a part of the fused engine it keeps one, the fused map being its sum
+    return {"rt": {**rt, "calibration": "robust", "staggered": True},
             "fused": {"parts": [{"engine": "rt", "config": dict(rt)},
                                 {"engine": "texture", "config": {"levels": TEXTURE_LEVELS}},
                                 {"engine": "mt", "config": {"blocks": MT_BLOCKS}}], "rule": "sum"},

@@ -1,4 +1,9 @@
-"""The RT engine: one unit space of good parts, RT/SOART metrics per cell, RT distance per cell and image."""
+"""The RT engine: one unit space of good parts, RT/SOART metrics per cell, RT distance per cell and image.
+
+With `staggered` (and `pixel_map`), a second unit space is fitted on the cells of the crop shifted by half a
+cell, and the pixel map is the mean of the two grids' maps: the map has a value every half cell, so a defect's
+outline follows it more closely (dev bottle: PRO 0.836 -> 0.850, the tyre's RT map 0.422 -> 0.490;
+docs/photographs.md). The image score, the cells and the thresholds stay the first grid's."""
 
 from __future__ import annotations
 
@@ -47,10 +52,10 @@ class RTEngine(Engine):
     @classmethod
     def default_config(cls) -> dict[str, Any]:
         return {"metrics": "soart", "search_px": "auto", "ridge": 1e-3, "folds": 5, "pixel_map": False,
-                "calibration": "max", "shrink": 0.0}
+                "calibration": "max", "shrink": 0.0, "staggered": False}
 
     #: recipes saved before the pixel map drew their cells only and calibrated on every held-out good score
-    saved_before = {"pixel_map": False, "calibration": "max"}
+    saved_before = {"pixel_map": False, "calibration": "max", "staggered": False}
 
     scaled_px = {"search_px": 1}  # the local search, measured at 24 px cells; other cells scale it
 
@@ -61,31 +66,47 @@ class RTEngine(Engine):
             raise EngineError(f"search_px must be 'auto' or a whole number of px from 0 to 32, not {sp!r}")
         if self.config["calibration"] not in ("max", "robust"):
             raise EngineError(f"calibration must be 'max' or 'robust', not {self.config['calibration']!r}")
-        if not isinstance(self.config["pixel_map"], bool):
-            raise EngineError(f"pixel_map must be true or false, not {self.config['pixel_map']!r}")
+        for key in ("pixel_map", "staggered"):
+            if not isinstance(self.config[key], bool):
+                raise EngineError(f"{key} must be true or false, not {self.config[key]!r}")
         if self.config["metrics"] not in METRIC_SETS:
             raise EngineError(f"unknown RT metric set {self.config['metrics']!r}; use one of {sorted(METRIC_SETS)}")
         self.unit_space: UnitSpace | None = None
+        self.offset_space: UnitSpace | None = None  # the half-cell-shifted grid's, where staggered
+
+    @property
+    def offset_grid(self) -> CellGrid | None:
+        """The grid of the cells shifted by half a cell (one fewer each way), where the map is staggered."""
+        g = self.grid
+        if not (self.config["pixel_map"] and self.config["staggered"]) or g.cols < 2 or g.rows < 2 or g.cell_px % 2:
+            return None
+        return CellGrid(g.cols - 1, g.rows - 1, g.cell_px)
+
+    def _offset(self, scaled: np.ndarray) -> np.ndarray:
+        """The scaled crop(s) (..., H, W) with half a cell cut from each side: the offset grid's crop."""
+        h = self.grid.cell_px // 2
+        return np.ascontiguousarray(scaled[..., h:-h, h:-h])
 
     # -- vectors -------------------------------------------------------------------------
     def _scaled(self, crop: np.ndarray) -> np.ndarray:
         gray = crop if crop.ndim == 2 else to_gray(crop)
         return scale_pixels(gray)
 
-    def _vectors(self, scaled: np.ndarray, standard: np.ndarray) -> np.ndarray:
-        return searched_cell_vectors(scaled, self.grid, standard, int(self.config["search_px"]))
+    def _vectors(self, scaled: np.ndarray, standard: np.ndarray, grid: CellGrid | None = None) -> np.ndarray:
+        return searched_cell_vectors(scaled, grid or self.grid, standard, int(self.config["search_px"]))
 
-    def _fit_space(self, scaled: np.ndarray) -> UnitSpace:
+    def _fit_space(self, scaled: np.ndarray, grid: CellGrid | None = None) -> UnitSpace:
         """Unit space from scaled good crops (N, H, W): standard, then vectors searched against it."""
         if len(scaled) == 0:
             raise EngineError("no good images to build the unit space from")
-        first = cell_vectors(scaled, self.grid.cols, self.grid.rows).mean(axis=0)
-        vectors = np.stack([self._vectors(s, first) for s in scaled])
+        grid = grid or self.grid
+        first = cell_vectors(scaled, grid.cols, grid.rows).mean(axis=0)
+        vectors = np.stack([self._vectors(s, first, grid) for s in scaled])
         return UnitSpace.fit(vectors, self.config["metrics"], float(self.config["ridge"]),
                              shrink=float(self.config["shrink"]))
 
-    def _score(self, space: UnitSpace, scaled: np.ndarray) -> np.ndarray:
-        return space.distance(self._vectors(scaled, space.standard))
+    def _score(self, space: UnitSpace, scaled: np.ndarray, grid: CellGrid | None = None) -> np.ndarray:
+        return space.distance(self._vectors(scaled, space.standard, grid))
 
     # -- Engine ----------------------------------------------------------------------------
     def fit(self, data: TrainingSet, seed: int = 0, progress: Progress | None = None) -> FitReport:
@@ -108,6 +129,8 @@ class RTEngine(Engine):
             if progress:
                 progress("cross-validating the unit space", (f + 1) / (folds + 1))
         self.unit_space = self._fit_space(good)
+        offset = self.offset_grid
+        self.offset_space = None if offset is None else self._fit_space(self._offset(good), offset)
         if not can_cross_validate:  # too few images to hold any out: in-sample scores, said in info
             held_out = np.array([self._score(self.unit_space, s).max() for s in good])
         defect_idx = np.array([i for i, lab in enumerate(data.labels) if lab != data.ok_class], dtype=int)
@@ -133,23 +156,42 @@ class RTEngine(Engine):
         d2 = self._score(self.unit_space, self._scaled(crop))
         d2 = np.nan_to_num(d2, nan=np.inf)
         cells = d2.reshape(self.grid.rows, self.grid.cols)
-        return EngineOutput(float(d2.max()), cells, pixel_map=self._pixel_map(cells) if self.config["pixel_map"] else None)
+        if not self.config["pixel_map"]:
+            return EngineOutput(float(d2.max()), cells)
+        pixel_map = self._pixel_map(cells, self.grid)
+        offset = self.offset_grid
+        if self.offset_space is not None and offset is not None:
+            shifted = self._score(self.offset_space, self._offset(self._scaled(crop)), offset)
+            shifted = np.nan_to_num(shifted, nan=np.inf).reshape(offset.rows, offset.cols)
+            h = self.grid.cell_px // 2
+            other = pixel_map.copy()
+            other[h:-h, h:-h] = self._pixel_map(shifted, offset)
+            pixel_map = np.minimum(0.5 * (pixel_map + other), np.float32(min(d2.max(), np.finfo(np.float32).max)))
+        return EngineOutput(float(d2.max()), cells, pixel_map=pixel_map)
 
-    def _pixel_map(self, cells: np.ndarray) -> np.ndarray:
+    @staticmethod
+    def _pixel_map(cells: np.ndarray, grid: CellGrid) -> np.ndarray:
         """The cells' RT distances at the crop's resolution (each cell's value at its centre, linear between
         centres, so its maximum is at most the image score): free-form parts get a map, not a grid of blocks."""
         finite = np.nan_to_num(cells, posinf=np.finfo(np.float32).max / 4).astype(np.float32)
-        return cv2.resize(finite, self.grid.size, interpolation=cv2.INTER_LINEAR)
+        return cv2.resize(finite, grid.size, interpolation=cv2.INTER_LINEAR)
 
     def arrays(self) -> dict[str, np.ndarray]:
         if self.unit_space is None:
             raise EngineError("the RT engine has not been fitted")
-        return self.unit_space.arrays("good.")
+        arrays = self.unit_space.arrays("good.")
+        if self.offset_space is not None:
+            arrays.update(self.offset_space.arrays("offset."))
+        return arrays
 
     def load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
-        space = UnitSpace.from_arrays(arrays, "good.", self.config["metrics"])
-        ch, cw = self.grid.cell_px, self.grid.cell_px
-        if space.standard.shape != (self.grid.n_cells, ch * cw):
+        self.unit_space = self._loaded(arrays, "good.", self.grid)
+        offset = self.offset_grid
+        self.offset_space = None if offset is None else self._loaded(arrays, "offset.", offset)
+
+    def _loaded(self, arrays: dict[str, np.ndarray], prefix: str, grid: CellGrid) -> UnitSpace:
+        space = UnitSpace.from_arrays(arrays, prefix, self.config["metrics"])
+        if space.standard.shape != (grid.n_cells, grid.cell_px * grid.cell_px):
             raise EngineError(f"unit space is for another grid: standard vectors {space.standard.shape}, "
-                              f"grid needs {(self.grid.n_cells, ch * cw)}")
-        self.unit_space = space
+                              f"grid needs {(grid.n_cells, grid.cell_px * grid.cell_px)}")
+        return space

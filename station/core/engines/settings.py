@@ -35,6 +35,7 @@ class RTSettings(_Bounded):
     ridge: float = Field(ge=0, le=1e3)
     folds: StrictInt = Field(ge=2, le=50)
     shrink: float = Field(0.0, ge=0, le=1)  # each cell's covariance drawn toward the mean of all cells'
+    staggered: StrictBool = False  # a second grid half a cell over, for the pixel map
 
 
 class ViTArch(BaseModel):
