@@ -90,7 +90,7 @@ def test_free_form_choice_follows_alignment():
     assert position_variance_share(aligned) < 0.1
     engine, config, grid, info = choose_free_form(aligned)  # too few to measure: the variance decides
     assert (engine, grid.size) == ("rt", (128, 128))
-    assert config == {"pixel_map": True, "search_px": 0, "calibration": "robust", "shrink": RT_SHRINK}
+    assert config == {"pixel_map": True, "search_px": 0, "calibration": "robust", "shrink": RT_SHRINK, "staggered": True}
     assert "too few" in info["chosen_by"]
     tiles = list(texture(rng, 8))
     assert position_variance_share(tiles) > 0.5
