@@ -131,6 +131,24 @@ def test_signed_and_float_pixels_are_refused_in_one_line(tmp_path):
     assert read_image(unsigned)[0, 0, 0] == 2
 
 
+def test_a_cameras_12_bit_images_in_16_bit_files_are_named_once_per_folder(tmp_path, caplog):
+    """A 12-bit camera's frames saved as 16-bit PNG keep 16 grey levels by their high byte: the station reads them
+    as it reads every 16-bit image (one rule for all the product's frames) and says so, once for the folder."""
+    few, full = tmp_path / "mono12", tmp_path / "mono16"
+    few.mkdir()
+    full.mkdir()
+    ramp = np.tile(np.linspace(0, 1, 64), (48, 1))
+    for i in range(3):
+        cv2.imwrite(str(few / f"{i}.png"), (ramp * 4095).astype(np.uint16))
+        cv2.imwrite(str(full / f"{i}.png"), (ramp * 65535).astype(np.uint16))
+    with caplog.at_level("WARNING", logger="station.core.imageio"):
+        frames = [read_image(p) for p in sorted(few.iterdir())] + [read_image(p) for p in sorted(full.iterdir())]
+    told = [r.getMessage() for r in caplog.records]
+    assert len(told) == 1 and "reach only 4095 of 65535" in told[0] and "keep 16 grey levels" in told[0]
+    assert str(few) in told[0] and "\n" not in told[0]
+    assert frames[0].max() == 15 and frames[-1].max() == 255  # read alike, as before
+
+
 def test_a_damaged_file_says_so_in_one_line_and_nothing_on_stderr(tmp_path, capfd):
     ok, enc = cv2.imencode(".png", np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8))
     data = bytearray(enc.tobytes())

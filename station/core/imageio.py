@@ -121,17 +121,34 @@ def _opened(path: Path) -> Iterator[Image.Image]:
         logger.debug("reading %s: %s", path, warning.message)
 
 
+FEW_BITS = 4096  # a 16-bit grey image whose levels stay below this holds a 12-bit camera's (or fewer) values
+_FEW_BITS_TOLD: set[Path] = set()  # folders whose few-bit images were named once (bounded below)
+
+
+def _high_byte(values: np.ndarray, path: Path) -> np.ndarray:
+    """16-bit grey levels as RGB uint8, by their high byte (a fixed rule: every frame of a product alike). A
+    camera's 10- or 12-bit values saved in 16-bit files keep only 4 to 16 grey levels that way: said once per
+    folder, so the engineer saves them another way rather than teaching a nearly black product."""
+    top = int(values.max()) if values.size else 0
+    if 0 < top < FEW_BITS and path.parent not in _FEW_BITS_TOLD and len(_FEW_BITS_TOLD) < 256:
+        _FEW_BITS_TOLD.add(path.parent)
+        logger.warning("%s: 16-bit grey levels reach only %d of 65535; read by their high byte they keep %d grey "
+                       "levels: save the camera's images as 8-bit, or scaled to the full 16 bits (said once for "
+                       "%s)", path, top, (top >> 8) + 1, path.parent)
+    return to_rgb(values.astype(np.uint16))
+
+
 def _pixels(image: Image.Image, path: Path) -> np.ndarray:
     """The decoded image as RGB uint8; 16-bit grey keeps its high byte, as 16-bit colour does in Pillow."""
     mode = image.mode
     if mode in ("I;16", "I;16L", "I;16B", "I;16N"):
-        return to_rgb(np.asarray(image).astype(np.uint16))
+        return _high_byte(np.asarray(image), path)
     if mode == "I":  # 32-bit integers: 16-bit grey in older Pillow, or a signed image
         values = np.asarray(image)
         if values.size and (values.min() < 0 or values.max() > 65535):
             raise ImageError(f"image {path} has signed or 32-bit pixel values ({values.min()}..{values.max()}); "
                              "save it as 8- or 16-bit unsigned")
-        return to_rgb(values.astype(np.uint16))
+        return _high_byte(values, path)
     if mode.startswith("I;") or mode in ("F", "F;32F") or mode not in _CONVERTIBLE:
         raise ImageError(f"image {path} has pixels of type {mode!r} (signed, floating point or unknown); save it "
                          "as 8- or 16-bit unsigned")
