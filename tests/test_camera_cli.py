@@ -37,7 +37,7 @@ def test_a_camera_that_never_appears_ends_after_the_timeout(monkeypatch, synthet
     elapsed = time.monotonic() - t0
     assert last_line_error(code, err) == ("station: error: camera 99 did not deliver a frame within 0.5 s "
                                           "(camera 99 not found)")
-    assert out == "" and elapsed < 5
+    assert out == "" and elapsed < 20  # it ends, rather than waiting on: seconds apart on a loaded CI host
 
 
 def test_a_camera_whose_read_blocks_ends_after_the_timeout(monkeypatch, synthetic_recipe, synthetic_data, capsys):
