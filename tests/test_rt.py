@@ -181,6 +181,8 @@ def test_a_staggered_map_puts_a_flaw_on_a_cell_corner_where_it_is_and_keeps_the_
     plain, staggered = (engine_class("rt")(grid, {**config, "staggered": s}) for s in (False, True))
     report_plain, report_staggered = plain.fit(data), staggered.fit(data)
     assert report_plain.thresholds == report_staggered.thresholds
+    assert staggered.capabilities.map_name == "RT distance per 8 px patch, drawn per pixel"  # the legend
+    assert engine_class("rt")(grid, {"search_px": 0}).capabilities.map_name == "RT distance per cell"
     a, b = plain.infer(flawed), staggered.infer(flawed)
     assert a.score == b.score and np.array_equal(a.cell_scores, b.cell_scores) and b.pixel_map.max() <= b.score
     def off(m):  # how far the centre of the map's top tenth is from the flaw's centre, px

@@ -7,6 +7,7 @@ docs/photographs.md). The image score, the cells and the thresholds stay the fir
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import cv2
@@ -73,6 +74,9 @@ class RTEngine(Engine):
             raise EngineError(f"unknown RT metric set {self.config['metrics']!r}; use one of {sorted(METRIC_SETS)}")
         self.unit_space: UnitSpace | None = None
         self.offset_space: UnitSpace | None = None  # the half-cell-shifted grid's, where staggered
+        if self.config["pixel_map"]:  # the legend names what a free-form part's map shows
+            self.capabilities = replace(RTEngine.capabilities,
+                                        map_name=f"RT distance per {grid.cell_px} px patch, drawn per pixel")
 
     @property
     def offset_grid(self) -> CellGrid | None:
