@@ -211,3 +211,24 @@ def test_the_line_sets_torch_threads_and_runs_its_engines_on_threads_when_the_se
         sequential.shutdown()
     finally:
         torch.set_num_threads(threads)
+
+
+def test_the_operator_reads_each_engine_in_words_never_the_logs_json():
+    """A line of two engines keeps each engine's result as JSON in the result's message, for the log. The verdict
+    panel showed that message as the part's note (every demo part: 'engines {"vit": {"verdict": ...'); it shows
+    only the lamp's line now, and the full-size view names each engine in words."""
+    from station.core.live import LiveResult
+    from station.core.registration import Registered
+    from station.core.sources import Frame
+    from station.ui.result_dialog import describe
+    from station.ui.verdict_panel import note
+
+    both = _combine(_result("OK", score=0.01), _result("OK", score=1.0))
+    assert '"verdict"' in both.message  # what the log keeps
+    assert note(both) == ""
+    text = describe(LiveResult(1, Frame(None, 0, 0.0, "part.png"), both, None, None, {}, 0.0))
+    assert "vit: OK good, score 0.01" in text and "rta: OK good, score 1" in text and "{" not in text
+    lit = _result("OK")
+    lit.registered = Registered(np.zeros((8, 8, 3), np.uint8), np.eye(2, 3), False, tone_shift=-38.0)
+    assert note(lit) == "\nlight 38 levels darker than taught: check the lamp"
+    assert note(_combine(lit, _result("OK"))) == note(lit)  # the lead engine's registration is the line's

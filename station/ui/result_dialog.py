@@ -19,7 +19,10 @@ def describe(item: LiveResult) -> str:
     if r.class_probs:
         lines.append("classes: " + ", ".join(f"{k} {v:.0%}" for k, v in sorted(r.class_probs.items(),
                                                                              key=lambda kv: -kv[1])))
-    if r.message:
+    if len(r.engines) > 1:  # each engine's own verdict, readable (the log keeps them as JSON in the message)
+        lines += [f"{name}: {e.verdict.value} {e.label}, score {e.score:.4g}" + (f" ({e.message})" if e.message else "")
+                  for name, e in r.engines.items()]
+    elif r.message:
         lines.append(r.message)
     lines.append(f"recipe hash: {r.recipe_hash.removeprefix('sha256:')[:12]}")
     return "\n".join(lines)

@@ -11,7 +11,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QFont, QFontMetrics
 from PySide6.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 
-from station.core.inspector import BAD_FRAME, NO_PART
+from station.core.inspector import BAD_FRAME, NO_PART, light_note
 from station.core.live import LiveResult
 from station.core.verdict import Verdict
 from station.ui.live_service import LiveService
@@ -158,8 +158,10 @@ class VerdictPanel(QWidget):
 
 
 def note(result) -> str:
-    """The result's note on a judged part (the light changed), on a line of its own; "" when there is none."""
-    return f"\n{result.message}" if result.message else ""
+    """The result's note on a judged part (the light changed), on a line of its own; "" when there is none. Not
+    the result's log message: on a line of several engines that is each engine's result as JSON, for the log."""
+    text = light_note(result.registered.tone_shift) if result.registered is not None else ""
+    return f"\n{text}" if text else ""
 
 
 def agreed(result) -> str:
