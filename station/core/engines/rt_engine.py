@@ -157,15 +157,15 @@ class RTEngine(Engine):
     def infer(self, crop: np.ndarray) -> EngineOutput:
         if self.unit_space is None:
             raise EngineError("the RT engine has not been fitted")
-        d2 = self._score(self.unit_space, self._scaled(crop))
-        d2 = np.nan_to_num(d2, nan=np.inf)
+        scaled = self._scaled(crop)
+        d2 = np.nan_to_num(self._score(self.unit_space, scaled), nan=np.inf)
         cells = d2.reshape(self.grid.rows, self.grid.cols)
         if not self.config["pixel_map"]:
             return EngineOutput(float(d2.max()), cells)
         pixel_map = self._pixel_map(cells, self.grid)
         offset = self.offset_grid
         if self.offset_space is not None and offset is not None:
-            shifted = self._score(self.offset_space, self._offset(self._scaled(crop)), offset)
+            shifted = self._score(self.offset_space, self._offset(scaled), offset)
             shifted = np.nan_to_num(shifted, nan=np.inf).reshape(offset.rows, offset.cols)
             h = self.grid.cell_px // 2
             other = pixel_map.copy()
