@@ -12,7 +12,7 @@ from station.cli import main
 from station.core.errors import RegistrationError
 from station.core.grid import CellGrid
 from station.core.inspector import Inspector
-from station.core.pose import fit_pose, part_pose, turned_back_goods
+from station.core.pose import fit_pose, fit_round, part_pose, pattern_turn, round_part_pose, turned_back_goods
 from station.core.recipe import Recipe
 from station.core.registration import Registrar, fit_pose_region
 
@@ -71,7 +71,7 @@ def test_turned_back_frames_show_the_part_in_one_pose():
 
 
 @pytest.mark.parametrize("what", ["round", "surface", "blank"])
-def test_parts_without_an_axis_and_surfaces_are_not_turned(what):
+def test_surfaces_are_not_turned_and_a_part_without_an_axis_is_not_turned_by_one(what):
     rng = np.random.default_rng(2)
     frames = []
     for _ in range(12):
@@ -83,6 +83,9 @@ def test_parts_without_an_axis_and_surfaces_are_not_turned(what):
         frames.append(cv2.cvtColor(np.clip(image, 0, 255).astype(np.uint8), cv2.COLOR_GRAY2RGB))
     assert fit_pose(frames) is None
     fit, views, info = turned_back_goods(frames)
+    if what == "round":  # a disc that moves is centred, and turned by its pattern, not by an axis it lacks
+        assert fit is not None and fit.turn == "pattern" and info["used"]
+        return
     assert fit is None and views is frames
 
 
@@ -160,3 +163,105 @@ def test_train_turns_a_part_that_lies_at_any_angle_back_and_finds_a_bite_out_of_
         m = cv2.getRotationMatrix2D((105, 100), angle, 1.0)
         bite = m @ np.array([130.0, 92.0, 1.0]) + [95.0 - 105, 105.0 - 100]
         assert np.hypot(*(found - bite)) < 15, (angle, found, bite)
+
+
+def cap(rng: np.random.Generator, angle: float | None = None, centre: tuple[float, float] | None = None,
+        spot: bool = False, neighbour: bool = False, mask: list | None = None) -> np.ndarray:
+    """A round dark cap with a hole, a printed bar and a dot on one side, on a light table, turned by `angle`
+    (random if None) about its centre; with `spot`, a light fleck on it (its mask appended to `mask`); with
+    `neighbour`, part of another cap in the frame's corner."""
+    image = np.full((SIDE, SIDE), 210, np.float32)
+    cv2.circle(image, (100, 100), 60, 70.0, -1)
+    cv2.circle(image, (100, 100), 25, 210.0, -1)  # the hole shows the table
+    cv2.rectangle(image, (120, 95), (150, 105), 140.0, -1)
+    cv2.circle(image, (100, 60), 6, 150.0, -1)
+    bite = np.zeros((SIDE, SIDE), np.uint8)
+    if spot:
+        cv2.circle(image, (80, 135), 6, 200.0, -1)
+        cv2.circle(bite, (80, 135), 6, 255, -1)
+    angle = float(rng.uniform(0, 360)) if angle is None else angle
+    cx, cy = centre if centre is not None else (100 + rng.uniform(-15, 15), 100 + rng.uniform(-15, 15))
+    m = cv2.getRotationMatrix2D((100, 100), angle, 1.0)
+    m[:, 2] += [cx - 100, cy - 100]
+    image = cv2.warpAffine(image, m, (SIDE, SIDE), borderValue=210.0)
+    if neighbour:
+        cv2.circle(image, (SIDE + 20, SIDE + 20), 70, 70.0, -1)
+    if mask is not None:
+        mask.append(cv2.warpAffine(bite, m, (SIDE, SIDE), flags=cv2.INTER_NEAREST))
+    image = image + rng.normal(0, 3, (SIDE, SIDE))
+    return cv2.cvtColor(np.clip(image, 0, 255).astype(np.uint8), cv2.COLOR_GRAY2RGB)
+
+
+def test_a_round_part_is_centred_even_with_a_neighbour_at_the_frames_edge():
+    rng = np.random.default_rng(7)
+    for neighbour in (False, True):
+        pose = round_part_pose(cap(rng, 30.0, centre=(90.0, 105.0), neighbour=neighbour))
+        assert np.hypot(pose.centre[0] - 90, pose.centre[1] - 105) < 3  # the hole does not move the centre
+        assert 110 < pose.length < 130  # the cap is 120 px across; the neighbour is not counted
+    with pytest.raises(RegistrationError, match="part not found"):
+        round_part_pose(np.full((SIDE, SIDE, 3), 210, np.uint8))
+
+
+def test_a_round_part_is_turned_back_by_its_pattern():
+    rng = np.random.default_rng(8)
+    goods = [cap(rng) for _ in range(20)]
+    fit, views, info = turned_back_goods(goods)
+    assert fit is not None and fit.turn == "pattern" and info["used"] and info["turned_by"] == "pattern"
+    assert fit.span[0] == fit.span[1]  # a square about its centre
+    grey = np.stack([cv2.cvtColor(v, cv2.COLOR_RGB2GRAY) for v in views]).astype(np.float32)
+    mean = grey.mean(axis=0)
+    for g in grey:  # every print at one place: the turn was found, not only the centre
+        assert np.corrcoef(g.ravel(), mean.ravel())[0, 1] > 0.95
+    crop = cv2.cvtColor(views[0], cv2.COLOR_RGB2GRAY).astype(np.float32)
+    turned = cv2.warpAffine(crop, cv2.getRotationMatrix2D((crop.shape[1] / 2, crop.shape[0] / 2), 37.0, 1.0),
+                            crop.shape[::-1], borderMode=cv2.BORDER_REPLICATE)
+    # the turn measured is the one made, to a degree, either way round
+    turn = pattern_turn(cv2.cvtColor(turned.astype(np.uint8), cv2.COLOR_GRAY2RGB), mean / 255.0) % 360
+    assert min(abs(turn - 323.0), abs(turn - 37.0)) < 1.5
+
+
+def test_a_round_pose_region_registers_a_turned_cap_and_keeps_its_turn_in_the_recipe(tmp_path):
+    rng = np.random.default_rng(9)
+    goods = [cap(rng) for _ in range(16)]
+    fit = fit_round(goods)
+    grid = CellGrid(16, 16, 8)
+    region = fit_pose_region(goods, grid, fit)
+    assert region.turn == "pattern" and region.to_dict()["turn"] == "pattern"
+    registrar = Registrar(region, grid)
+    a, b = (cv2.cvtColor(registrar.register(cap(rng, angle)).crop, cv2.COLOR_RGB2GRAY).astype(np.float32)
+            for angle in (10.0, 250.0))
+    assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.95
+    axis = fit_pose_region([screw(rng) for _ in range(8)], CellGrid(24, 12, 8), fit_pose([screw(rng) for _ in range(8)]))
+    assert "turn" not in axis.to_dict()  # an axis pose's recipe is written as before the round part
+
+
+def test_train_centres_and_turns_a_round_part_and_finds_a_fleck_on_it(tmp_path, capsys):
+    rng = np.random.default_rng(10)
+    root = tmp_path / "set"
+    (root / "train" / "good").mkdir(parents=True)
+    for i in range(40):
+        cv2.imwrite(str(root / "train" / "good" / f"{i:03d}.png"), cap(rng))
+    (root / "ground_truth" / "fleck").mkdir(parents=True)
+    for cls, spot in (("good", False), ("fleck", True)):
+        (root / "test" / cls).mkdir(parents=True)
+        for i in range(8):
+            masks: list = []
+            cv2.imwrite(str(root / "test" / cls / f"{i:03d}.png"), cap(rng, spot=spot, mask=masks))
+            if spot:
+                cv2.imwrite(str(root / "ground_truth" / "fleck" / f"{i:03d}_mask.png"), masks[0])
+    recipe = tmp_path / "r"
+    assert main(["train", "--data", str(root), "--out", str(recipe), "--quiet"]) == 0
+    assert "round part centred and turned back to one pose by its pattern" in capsys.readouterr().err
+    loaded = Recipe.load(recipe)
+    assert loaded.region.mode == "pose" and loaded.region.turn == "pattern"
+    assert main(["eval", "--recipe", str(recipe), "--data", str(root), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["auroc"] >= 0.9 and result["pixel_auroc"] > 0.9
+    for angle in (40.0, 200.0):  # the hottest pixel, taken back to the frame, is on the fleck however it lies
+        result = Inspector(loaded).inspect(cap(rng, angle, centre=(95.0, 105.0), spot=True))
+        y, x = np.unravel_index(np.argmax(result.pixel_map), result.pixel_map.shape)
+        scale = loaded.grid.size[0] / result.pixel_map.shape[1]
+        found = result.registered.to_frame(np.array([[(x + 0.5) * scale, (y + 0.5) * scale]]))[0]
+        m = cv2.getRotationMatrix2D((100, 100), angle, 1.0)
+        fleck = m @ np.array([80.0, 135.0, 1.0]) + [95.0 - 100, 105.0 - 100]
+        assert np.hypot(*(found - fleck)) < 12, (angle, found, fleck)

@@ -32,8 +32,10 @@ class FreeFormPlan:
 
     def describe(self) -> str:
         """One line for the engineer: the engine, its crop and where it comes from, and why it was chosen."""
-        where = ("the part turned back to one pose (it lies at any angle)" if self.pose is not None
-                 else "the whole frame")
+        where = "the whole frame"
+        if self.pose is not None:
+            where = ("the round part centred and turned back to one pose by its pattern (it lies at any angle)"
+                     if self.pose.turn == "pattern" else "the part turned back to one pose (it lies at any angle)")
         ranking = self.choice.get("ranking", {})
         ranked = f" ({', '.join(f'{k} {v:.3f}' for k, v in ranking.items())})" if ranking else ""
         return (f"the {self.engine} engine with a pixel map on a {self.grid.size[0]}x{self.grid.size[1]} crop of "

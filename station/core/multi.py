@@ -68,7 +68,7 @@ def same_registration(lead: Recipe, other: Recipe) -> bool:
         return a.pattern is not None and b.pattern is not None and a.pattern.to_dict() == b.pattern.to_dict() \
             and a.margin == b.margin
     if a.mode == "pose":  # the crop spans the same stretch of the part (shares of the frame's side)
-        return abs(a.span_x - b.span_x) <= SHARE_SPAN and abs(a.span_y - b.span_y) <= SHARE_SPAN
+        return a.turn == b.turn and abs(a.span_x - b.span_x) <= SHARE_SPAN and abs(a.span_y - b.span_y) <= SHARE_SPAN
     return abs(a.shift_x - b.shift_x) <= SHARE_SHIFT_PX and abs(a.shift_y - b.shift_y) <= SHARE_SHIFT_PX
 
 

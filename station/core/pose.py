@@ -8,13 +8,18 @@ axis, the heavier end first; the crop spans the part and a margin round it, at t
 stretched to fit: a shorter part stays shorter). A part that is symmetric end to end is put the right way
 round by its likeness to the good parts' mean crop (the template).
 
-`fit_pose` decides from good frames whether the product is such a part (`PoseFit`), `pose_matrix` places the
-crop in one frame.
+A part without a long axis (a cap, a bottle's mouth seen from above, a washer) is centred instead on the largest
+circle inside it and turned by its pattern: the circular correlation of its rings with the good parts' mean crop
+(`pattern_turn`). Its crop is a square about the centre, and what lies outside the circle it sweeps is set to
+the background's level (`swept_circle`): a neighbouring part in the corner is not part of it.
+
+`fit_pose` (`fit_round`) decides from good frames whether the product is such a part (`PoseFit`),
+`pose_matrix` places the crop in one frame.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -29,6 +34,8 @@ MIN_ELONGATION = 1.6  # the part's long axis this many times its short one (as v
 MARGIN = 0.12  # of the part's length, round it on every side: a defect that sticks out stays in the crop
 MAX_ASPECT = 3.0  # the crop's longer side at most this many times its shorter one (the free-form crops' rule)
 VARIANCE_GAIN = 0.5  # turned back, the frames' position variance share must fall to this share of it, at most
+ROUND_MARGIN = 0.05  # of a round part's diameter, round it on every side: its crop is a square about its centre
+TURN_STEPS = 360  # angles a round part's turn is measured at (its pattern's correlation, then interpolated)
 MOVING_SHARE = 0.15  # and the whole frames' must be this much at least: a part the fixture holds in one pose
 # (the upright bottle: 0.005) keeps the whole frame; the screw: 0.68, a part turned within 20 degrees: about 0.3
 
@@ -43,9 +50,9 @@ class PartPose:
     area_frac: float  # the part's share of the frame
 
 
-def part_pose(frame: np.ndarray) -> PartPose:
-    """Where the part lies in `frame`: the largest region that differs from the border's grey level by Otsu's
-    cut, touching at most MAX_EDGE_SHARE of the frame's edge. RegistrationError (one line) when there is none."""
+def _standing_apart(frame: np.ndarray) -> tuple[np.ndarray, float]:
+    """(mask of what differs from the border's grey level by Otsu's cut, on a copy of the frame WORK_SIDE px on its
+    longer side; that copy's scale). RegistrationError (one line) where nothing stands apart."""
     gray = to_gray(frame)
     h, w = gray.shape
     scale = min(1.0, WORK_SIDE / max(h, w))
@@ -57,13 +64,20 @@ def part_pose(frame: np.ndarray) -> PartPose:
     cut, mask = cv2.threshold(diff, 0, 1, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
     if cut < MIN_CONTRAST:
         raise RegistrationError("part not found: nothing in the frame stands apart from the background")
+    return mask, scale
+
+
+def part_pose(frame: np.ndarray) -> PartPose:
+    """Where the part lies in `frame`: the largest region that differs from the border's grey level by Otsu's
+    cut, touching at most MAX_EDGE_SHARE of the frame's edge. RegistrationError (one line) when there is none."""
+    mask, scale = _standing_apart(frame)
     mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     if n < 2:
         raise RegistrationError("part not found: nothing in the frame stands apart from the background")
     best = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
     part = labels == best
-    sh, sw = small.shape
+    sh, sw = mask.shape
     edge = np.concatenate([part[0], part[-1], part[:, 0], part[:, -1]])
     if edge.mean() > MAX_EDGE_SHARE:  # a surface that fills the frame, not a part lying on a background
         raise RegistrationError("part not found: what stands apart from the background runs along the frame's edge")
@@ -82,6 +96,79 @@ def part_pose(frame: np.ndarray) -> PartPose:
                     elongation=float(np.sqrt(values[1] / max(values[0], 1e-9))),
                     length=float(hi - lo + 1) / scale, width=float(np.ptp(across) + 1) / scale,
                     area_frac=float(xs.size) / float(sh * sw))
+
+
+def _holes_filled(mask: np.ndarray) -> np.ndarray:
+    """`mask` (0/1) with every background region that does not reach the frame's edge filled: a washer's hole, a
+    cap's dark print."""
+    n, labels = cv2.connectedComponents((1 - mask).astype(np.uint8), connectivity=4)
+    outside = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    return np.where(np.isin(labels, outside), mask, 1).astype(np.uint8)
+
+
+def round_part_pose(frame: np.ndarray) -> PartPose:
+    """Where a part without a long axis lies in `frame`: the centre of the largest circle inside what stands
+    apart from the background (holes filled), and how far it reaches (on nine rays in ten from that centre); its
+    turn (`angle`) is left at 0 for its pattern to set (`pattern_turn`). Whatever else stands apart further out
+    (a neighbouring part at the frame's edge) is not counted. RegistrationError (one line) when there is none."""
+    mask, scale = _standing_apart(frame)
+    mask = _holes_filled(cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8)))
+    dist = cv2.distanceTransform(mask, cv2.DIST_L2, 5)
+    y, x = np.unravel_index(int(np.argmax(dist)), dist.shape)
+    if dist[y, x] < 4:
+        raise RegistrationError("part not found: the region that stands apart is a speck")
+    sh, sw = mask.shape
+    reach = float(np.hypot(sh, sw))
+    rays = cv2.warpPolar(mask * 255, (int(reach), TURN_STEPS), (float(x), float(y)), reach,
+                         cv2.WARP_POLAR_LINEAR | cv2.INTER_NEAREST) < 128
+    exits = np.where(rays.any(axis=1), rays.argmax(axis=1), rays.shape[1]) * reach / rays.shape[1]
+    radius = float(np.percentile(exits, 90))
+    if min(x, y, sw - 1 - x, sh - 1 - y) < 0.9 * radius:
+        raise RegistrationError("part not found: the round part runs off the frame")
+    yy, xx = np.nonzero(mask)
+    inside = np.hypot(xx - x, yy - y) <= radius
+    xs, ys = xx[inside] - float(x), yy[inside] - float(y)
+    values = np.linalg.eigvalsh(np.cov(np.stack([xs, ys])))
+    return PartPose(centre=(float(x) / scale, float(y) / scale), angle=0.0,
+                    elongation=float(np.sqrt(values[1] / max(values[0], 1e-9))),
+                    length=2 * radius / scale, width=2 * radius / scale, area_frac=float(xs.size) / float(sh * sw))
+
+
+def swept_circle(crop: np.ndarray) -> np.ndarray:
+    """A round part's crop with what lies outside the circle the part sweeps as it turns (the crop's inscribed
+    circle) set to the median colour on that circle's rim: a neighbouring part or a fixture's corner there
+    belongs to no part, and moves from frame to frame."""
+    h, w = crop.shape[:2]
+    yy, xx = np.ogrid[:h, :w]
+    r = np.hypot((xx + 0.5 - w / 2) / (w / 2), (yy + 0.5 - h / 2) / (h / 2))
+    out = r >= 1.0
+    rim = (r >= 0.94) & ~out
+    crop = crop.copy()
+    crop[out] = np.median(crop[rim], axis=0).astype(crop.dtype)
+    return crop
+
+
+def _turn_signature(grey: np.ndarray) -> np.ndarray:
+    """A crop's grey levels on rings about its centre, one row per angle (TURN_STEPS), each ring less its mean:
+    a turn of the part is a shift of the rows."""
+    h, w = grey.shape
+    r = min(h, w) / 2
+    rings = cv2.warpPolar(grey.astype(np.float32), (max(8, int(r)), TURN_STEPS), (w / 2, h / 2), r,
+                          cv2.WARP_POLAR_LINEAR | cv2.INTER_LINEAR)
+    return rings - rings.mean(axis=0, keepdims=True)
+
+
+def pattern_turn(crop: np.ndarray, template: np.ndarray) -> float:
+    """Degrees by which the part in `crop` (centred) is turned against `template` (grey 0..1, the crop's size):
+    the peak of the circular correlation of their rings, between the two nearest angles."""
+    a = _turn_signature(to_gray(crop).astype(np.float32) / 255.0)
+    b = _turn_signature(template)
+    corr = np.real(np.fft.ifft((np.fft.fft(a, axis=0) * np.conj(np.fft.fft(b, axis=0))).sum(axis=1)))
+    k = int(np.argmax(corr))
+    left, mid, right = corr[k - 1], corr[k], corr[(k + 1) % TURN_STEPS]
+    bend = left - 2 * mid + right
+    step = 0.5 * (left - right) / bend if bend < 0 else 0.0
+    return float((k + step) * 360.0 / TURN_STEPS)
 
 
 def pose_matrix(pose: PartPose, span: tuple[float, float], size: tuple[int, int], flip: bool = False) -> np.ndarray:
@@ -117,6 +204,7 @@ class PoseFit:
     area: tuple[float, float]  # the part's share of the frame, lowest and highest a frame may show
     elongation: float  # the good parts' median
     found: int  # good frames where the part was found
+    turn: str = "axis"  # "axis": by the part's long axis; "pattern": a round part, turned by its pattern (the template)
 
 
 def fit_pose(goods: list[np.ndarray]) -> PoseFit | None:
@@ -139,11 +227,34 @@ def fit_pose(goods: list[np.ndarray]) -> PoseFit | None:
     width = float(np.percentile([p.width / side for p, side in zip(poses, sides)], 99))
     along = length * (1 + 2 * MARGIN)
     across = max(width + 2 * MARGIN * length, along / MAX_ASPECT)
+    return PoseFit(span=(along, across), area=_area_bounds(poses), elongation=float(np.median(elongation)),
+                   found=len(poses))
+
+
+def _area_bounds(poses: list[PartPose]) -> tuple[float, float]:
+    """The part's share of the frame, lowest and highest: a frame showing far less or more of a part than the good
+    ones is no part of this product; every good one is."""
     area = np.array([p.area_frac for p in poses])
-    # a frame showing far less or more of a part than the good ones is no part of this product; every good one is
     low, high = min(0.6 * np.median(area), 0.9 * area.min()), min(1.0, max(1.5 * np.median(area), 1.1 * area.max()))
-    return PoseFit(span=(along, across), area=(float(low), float(high)),
-                   elongation=float(np.median(elongation)), found=len(poses))
+    return float(low), float(high)
+
+
+def fit_round(goods: list[np.ndarray]) -> PoseFit | None:
+    """Whether good frames show a part without a long axis on a plain background (None where not): found in every
+    frame (`round_part_pose`); the crop is a square about its centre spanning the largest part seen and a margin,
+    and the part is turned by its pattern against the good parts' (`pattern_turn`)."""
+    poses, sides = [], []
+    for frame in goods:
+        try:
+            poses.append(round_part_pose(frame))
+        except RegistrationError:
+            continue
+        sides.append(float(min(frame.shape[:2])))
+    if len(goods) < 4 or len(poses) < len(goods):
+        return None
+    side = float(np.percentile([p.length / s for p, s in zip(poses, sides)], 99)) * (1 + 2 * ROUND_MARGIN)
+    return PoseFit(span=(side, side), area=_area_bounds(poses),
+                   elongation=float(np.median([p.elongation for p in poses])), found=len(poses), turn="pattern")
 
 
 def canonical_size(fit: PoseFit, side: float) -> tuple[int, int]:
@@ -161,9 +272,17 @@ def span_px(fit_span: tuple[float, float], frame: np.ndarray) -> tuple[float, fl
 def turned_back(frame: np.ndarray, fit: PoseFit, size: tuple[int, int] | None = None,
                 template: np.ndarray | None = None) -> np.ndarray:
     """`frame` with its part turned back to the canonical pose, as a crop of `size` (default: the camera's scale);
-    the half turn that matches `template` (grey 0..1 at `size`) best, where given."""
+    the half turn (a round part: the turn) that matches `template` (grey 0..1 at `size`) best, where given."""
     size = size or canonical_size(fit, min(frame.shape[:2]))
-    pose, span = part_pose(frame), span_px(fit.span, frame)
+    span = span_px(fit.span, frame)
+    if fit.turn == "pattern":
+        pose = round_part_pose(frame)
+        crop = warp_area(frame, pose_matrix(pose, span, size), size)
+        if template is None:
+            return swept_circle(crop)
+        return swept_circle(warp_area(frame, pose_matrix(replace(pose, angle=pattern_turn(crop, template)), span,
+                                                         size), size))
+    pose = part_pose(frame)
     crop = warp_area(frame, pose_matrix(pose, span, size), size)
     if template is None:
         return crop
@@ -184,20 +303,29 @@ def turned_back_goods(goods: list[np.ndarray]) -> tuple[PoseFit | None, list[np.
     """(the pose, the good frames turned back at the camera's scale, what was measured) where the product is a
     part that lies at any angle (the whole frames' position variance share MOVING_SHARE or more) and turning it
     back steadies its frames (their share falls to VARIANCE_GAIN of the whole frames' or below); else (None,
-    `goods` as they are, what was measured)."""
+    `goods` as they are, what was measured). A part with a long axis is turned by it; one without (round) is
+    centred and turned by its pattern, against the first good frame's and then twice against their mean."""
     before = position_variance_share(goods)
-    fit = fit_pose(goods) if before >= MOVING_SHARE else None
+    fit = None
+    if before >= MOVING_SHARE:
+        fit = fit_pose(goods) or fit_round(goods)
     if fit is None:
         return None, goods, {}
     size = canonical_size(fit, float(np.median([min(g.shape[:2]) for g in goods])))
-    total = np.zeros((size[1], size[0]), np.float64)  # summed as it goes: the first turns are not kept
-    for g in goods:
-        total += to_gray(turned_back(g, fit, size))
-    template = (total / (255.0 * len(goods))).astype(np.float32)
-    turned = [turned_back(g, fit, size, template) for g in goods]
+    if fit.turn == "pattern":
+        template = to_gray(turned_back(goods[0], fit, size)).astype(np.float32) / 255.0
+        for _ in range(2):
+            turned = [turned_back(g, fit, size, template) for g in goods]
+            template = (np.mean([to_gray(t) for t in turned], axis=0) / 255.0).astype(np.float32)
+    else:
+        total = np.zeros((size[1], size[0]), np.float64)  # summed as it goes: the first turns are not kept
+        for g in goods:
+            total += to_gray(turned_back(g, fit, size))
+        template = (total / (255.0 * len(goods))).astype(np.float32)
+        turned = [turned_back(g, fit, size, template) for g in goods]
     after = position_variance_share(turned)
     info = {"position_variance_share": [round(before, 4), round(after, 4)], "elongation": round(fit.elongation, 2),
-            "span_of_shorter_side": [round(v, 4) for v in fit.span]}
+            "span_of_shorter_side": [round(v, 4) for v in fit.span], "turned_by": fit.turn}
     if after > VARIANCE_GAIN * before:
         return None, goods, {**info, "used": False}
     return fit, turned, {**info, "used": True}

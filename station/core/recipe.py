@@ -110,6 +110,7 @@ class RegionSpec(_Strict):
     shift_y: float = 0.0
     span_x: float = 0.0  # "pose": shares of the frame's shorter side along and across the part (the Registrar checks)
     span_y: float = 0.0
+    turn: Literal["axis", "pattern"] = "axis"  # "pose": by the part's long axis, or a round part's by its pattern
     pattern: PatternSpec | None = None
 
 
@@ -446,6 +447,8 @@ def _saved(dumped: dict) -> dict:
     if dumped["region"]["mode"] != "pose":
         dumped["region"].pop("span_x", None)
         dumped["region"].pop("span_y", None)
+    if dumped["region"].get("turn", "axis") == "axis":  # a key added later: other recipes' files are as they were
+        dumped["region"].pop("turn", None)
     return dumped
 
 

@@ -12,7 +12,7 @@ station.core.pose) is turned back to one pose. `Region` is learned from good ima
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import cv2
@@ -21,7 +21,8 @@ import numpy as np
 from station.core.errors import RegistrationError
 from station.core.grid import CellGrid
 from station.core.imageio import MAX_PIXELS, MAX_SIDE, to_gray, to_rgb
-from station.core.pose import PoseFit, likeness, part_pose, pose_matrix, span_px, warp_area
+from station.core.pose import (PoseFit, likeness, part_pose, pattern_turn, pose_matrix, round_part_pose, span_px,
+                               swept_circle, warp_area)
 from station.core.tone import Tone
 from station.core.pattern import PatternSearch, Roi, canonical_to_golden, compose, correlation, refine_ecc
 
@@ -57,6 +58,7 @@ class Region:
     reference: np.ndarray | None = None  # "pattern" mode: the golden frame, grey 0..1, coarse size
     span_x: float = 0.0  # "pose" mode: what the crop spans along the part's axis, in shares of the frame's shorter side
     span_y: float = 0.0  # and across it
+    turn: Literal["axis", "pattern"] = "axis"  # "pose" mode: by the part's long axis, or (round) by its pattern
     tone: Tone | None = None  # free-form regions shot in one light: the good crops' tones (station.core.tone)
 
     def to_dict(self) -> dict:
@@ -65,6 +67,8 @@ class Region:
                "shift_x": self.shift_x, "shift_y": self.shift_y}
         if self.mode == "pose":
             out.update(span_x=self.span_x, span_y=self.span_y)
+            if self.turn != "axis":  # a key added later: the axis pose's recipes are written as before
+                out["turn"] = self.turn
         if self.pattern is not None:
             out["pattern"] = self.pattern.to_dict()
         return out
@@ -210,7 +214,7 @@ class Registrar:
     def _initial_pose(self, rgb: np.ndarray) -> np.ndarray:
         """The part turned back to its pose; of the two half turns, the one more like the template. `rgb` may be
         the frame shrunk (`_register_pose`): the matrix is in its coordinates."""
-        pose = part_pose(rgb)
+        pose = round_part_pose(rgb) if self.region.turn == "pattern" else part_pose(rgb)
         if not self.region.min_area_frac <= pose.area_frac <= self.region.max_area_frac:
             raise RegistrationError(f"part not found: the part covers {pose.area_frac:.1%} of the frame, expected "
                                     f"{self.region.min_area_frac:.1%}..{self.region.max_area_frac:.1%}")
@@ -219,11 +223,19 @@ class Registrar:
         template = self.region.crop_template
         if template is None:
             return matrix
+        if self.region.turn == "pattern":  # a round part: turned as its pattern is against the good parts'
+            turn = pattern_turn(warp_area(rgb, matrix, self.grid.size), template)
+            return pose_matrix(replace(pose, angle=turn), span, self.grid.size)
         flipped = pose_matrix(pose, span, self.grid.size, flip=True)
         if likeness(warp_area(rgb, flipped, self.grid.size), template) > \
                 likeness(warp_area(rgb, matrix, self.grid.size), template):
             return flipped
         return matrix
+
+    def _pose_crop(self, rgb: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+        """A pose region's crop; a round part's without what lies outside the circle it sweeps (`swept_circle`)."""
+        crop = warp_area(rgb, matrix, self.grid.size)
+        return swept_circle(crop) if self.region.turn == "pattern" else crop
 
     def _register_pose(self, rgb: np.ndarray) -> Registered:
         """A pose region's registration on the frame shrunk once, by area, to about the crop's scale (each warp
@@ -234,20 +246,20 @@ class Registrar:
         if step > 1.5:
             small = cv2.resize(rgb, (max(1, round(w / step)), max(1, round(h / step))), interpolation=cv2.INTER_AREA)
         matrix = self._initial_pose(small)
-        crop = warp_area(small, matrix, self.grid.size)
+        crop = self._pose_crop(small, matrix)
         refined = False
         template = self.region.template
         warp = _ecc_refinement(template, crop) if self.region.refine == "ecc" and template is not None else None
         if warp is not None:
             matrix = compose(matrix, warp)
-            crop, refined = warp_area(small, matrix, self.grid.size), True
+            crop, refined = self._pose_crop(small, matrix), True
         sx, sy = w / small.shape[1], h / small.shape[0]
         return Registered(crop, np.array([[sx, 0, 0], [0, sy, 0]]) @ np.vstack([matrix, [0, 0, 1]]), refined)
 
     def warp(self, rgb: np.ndarray, matrix: np.ndarray) -> np.ndarray:
         h, w = rgb.shape[:2]
         if self.region.mode == "pose":  # a camera's frame to a small crop: averaged, not point samples
-            return warp_area(rgb, matrix, self.grid.size)
+            return self._pose_crop(rgb, matrix)
         if self.region.mode == "full" and np.allclose(matrix, self.initial_full(w, h)):
             # the whole frame shrunk to the crop: area averaging, not point samples that alias fine texture
             return cv2.resize(bounded_whole_frame(rgb), self.grid.size, interpolation=cv2.INTER_AREA)
@@ -407,9 +419,13 @@ def _fit_template(registrar: Registrar, images: list[np.ndarray], passes: int) -
 def fit_pose_region(images: list[np.ndarray], grid: CellGrid, fit: PoseFit, refine: str = "ecc") -> Region:
     """The pose region for `grid` from good frames and what `station.core.pose.fit_pose` found in them: the
     template is the mean turned-back good crop, taken twice (the second time each frame the half turn more like
-    the first mean)."""
+    the first mean; a round part: turned against the first good part's crop, then against the first mean)."""
     region = Region("pose", min_area_frac=fit.area[0], max_area_frac=fit.area[1], refine=refine,
-                    span_x=fit.span[0], span_y=fit.span[1])
+                    span_x=fit.span[0], span_y=fit.span[1], turn=fit.turn)
+    if fit.turn == "pattern":  # a round part's turn is measured against a pattern: the first good part's, to start
+        registrar = Registrar(region, grid)
+        first = registrar.warp(images[0], registrar.initial(images[0]))
+        region.template = to_gray(first).astype(np.float32) / 255.0
     _fit_template(Registrar(region, grid), images, 2)  # the second pass settles each frame's half turn
     return region
 
