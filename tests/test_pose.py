@@ -202,6 +202,17 @@ def test_a_round_part_is_centred_even_with_a_neighbour_at_the_frames_edge():
         round_part_pose(np.full((SIDE, SIDE, 3), 210, np.uint8))
 
 
+def test_an_oval_part_is_centred_to_a_fraction_of_a_pixel_however_it_lies():
+    rng = np.random.default_rng(11)
+    for angle in range(0, 180, 20):  # an oval's largest inner circle may slide along its long axis; its mass does not
+        image = np.full((SIDE, SIDE), 200, np.float32)
+        cx, cy = 100 + rng.uniform(-10, 10), 100 + rng.uniform(-10, 10)
+        cv2.ellipse(image, ((cx, cy), (110, 80), angle), 60.0, -1)
+        image = np.clip(image + rng.normal(0, 3, image.shape), 0, 255).astype(np.uint8)
+        pose = round_part_pose(cv2.cvtColor(image, cv2.COLOR_GRAY2RGB))
+        assert np.hypot(pose.centre[0] - cx, pose.centre[1] - cy) < 1.0, angle
+
+
 def test_a_round_part_is_turned_back_by_its_pattern():
     rng = np.random.default_rng(8)
     goods = [cap(rng) for _ in range(20)]

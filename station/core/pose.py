@@ -107,10 +107,11 @@ def _holes_filled(mask: np.ndarray) -> np.ndarray:
 
 
 def round_part_pose(frame: np.ndarray) -> PartPose:
-    """Where a part without a long axis lies in `frame`: the centre of the largest circle inside what stands
-    apart from the background (holes filled), and how far it reaches (on nine rays in ten from that centre); its
-    turn (`angle`) is left at 0 for its pattern to set (`pattern_turn`). Whatever else stands apart further out
-    (a neighbouring part at the frame's edge) is not counted. RegistrationError (one line) when there is none."""
+    """Where a part without a long axis lies in `frame`: the largest circle inside what stands apart from the
+    background (holes filled), how far the part reaches from that circle's centre (on nine rays in ten), and the
+    centre of what stands apart within that reach; its turn (`angle`) is left at 0 for its pattern to set
+    (`pattern_turn`). Whatever else stands apart further out (a neighbouring part at the frame's edge) is not
+    counted. RegistrationError (one line) when there is none."""
     mask, scale = _standing_apart(frame)
     mask = _holes_filled(cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8)))
     dist = cv2.distanceTransform(mask, cv2.DIST_L2, 5)
@@ -127,9 +128,10 @@ def round_part_pose(frame: np.ndarray) -> PartPose:
         raise RegistrationError("part not found: the round part runs off the frame")
     yy, xx = np.nonzero(mask)
     inside = np.hypot(xx - x, yy - y) <= radius
-    xs, ys = xx[inside] - float(x), yy[inside] - float(y)
+    cx, cy = float(xx[inside].mean()), float(yy[inside].mean())  # between pixels, and steady on an oval part
+    xs, ys = xx[inside] - cx, yy[inside] - cy
     values = np.linalg.eigvalsh(np.cov(np.stack([xs, ys])))
-    return PartPose(centre=(float(x) / scale, float(y) / scale), angle=0.0,
+    return PartPose(centre=(cx / scale, cy / scale), angle=0.0,
                     elongation=float(np.sqrt(values[1] / max(values[0], 1e-9))),
                     length=2 * radius / scale, width=2 * radius / scale, area_frac=float(xs.size) / float(sh * sw))
 
