@@ -21,6 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--recipe")
     p.add_argument("--size", default="1280x800")
     p.add_argument("--timeout", type=float, default=30.0)
+    p.add_argument("--fill", type=float, default=4.0,
+                   help="seconds the line runs before the first shot (0 for a short folder, which would end first)")
     args = p.parse_args(argv)
 
     from station.core.settings import StationSettings
@@ -36,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     window.show()
     saved = []
     # let the counters, the strip and the last-NG list fill first, as they would on a running line
-    end = time.monotonic() + 4
+    end = time.monotonic() + args.fill
     while time.monotonic() < end:
         app.processEvents()
         time.sleep(0.01)
