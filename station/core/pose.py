@@ -38,6 +38,8 @@ ROUND_MARGIN = 0.05  # of a round part's diameter, round it on every side: its c
 TURN_STEPS = 360  # angles a round part's turn is measured at (its pattern's correlation, then interpolated)
 MOVING_SHARE = 0.15  # and the whole frames' must be this much at least: a part the fixture holds in one pose
 # (the upright bottle: 0.005) keeps the whole frame; the screw: 0.68, a part turned within 20 degrees: about 0.3
+ROUND_MOVING_SHARE = 0.05  # the same for a part without a long axis: its outline stays where it is as it turns, so
+# only its inner pattern moves (an oval nut turning in place: 0.08; the upright bottle still 0.006)
 
 
 @dataclass(frozen=True)
@@ -304,13 +306,14 @@ def position_variance_share(images: list[np.ndarray], side: int = 32) -> float:
 def turned_back_goods(goods: list[np.ndarray]) -> tuple[PoseFit | None, list[np.ndarray], dict]:
     """(the pose, the good frames turned back at the camera's scale, what was measured) where the product is a
     part that lies at any angle (the whole frames' position variance share MOVING_SHARE or more) and turning it
-    back steadies its frames (their share falls to VARIANCE_GAIN of the whole frames' or below); else (None,
+    back steadies its frames (their share falls to VARIANCE_GAIN of the whole frames' or below; ROUND_MOVING_SHARE
+for a part without a long axis); else (None,
     `goods` as they are, what was measured). A part with a long axis is turned by it; one without (round) is
     centred and turned by its pattern, against the first good frame's and then twice against their mean."""
     before = position_variance_share(goods)
-    fit = None
-    if before >= MOVING_SHARE:
-        fit = fit_pose(goods) or fit_round(goods)
+    fit = fit_pose(goods) if before >= MOVING_SHARE else None
+    if fit is None and before >= ROUND_MOVING_SHARE:
+        fit = fit_round(goods)
     if fit is None:
         return None, goods, {}
     size = canonical_size(fit, float(np.median([min(g.shape[:2]) for g in goods])))
