@@ -47,7 +47,8 @@ KINDS = {"bottle": "object, 900 x 900", "magnetic-tile": "texture, tiles of vary
          "tire": "object, a tyre's tread from above, 800 x 600",
          "bottle-turned": "object turned at random, 900 x 900",
          "screw": "object lying at any angle, grey, 1024 x 1024, no masks",
-         "metal-plate": "object hanging at any angle, 512 x 512"}
+         "metal-plate": "object hanging at any angle, 512 x 512",
+         "casting": "round cast impeller at any angle, grey, 300 x 300, no masks"}
 
 
 def _resized(paths: list[Path], grey: bool) -> np.ndarray:

@@ -44,6 +44,12 @@ Sets (licences as their sources state them):
                  file), as committed in BupeshKumarR/defect-segmentation-for-mpdd, which split it for supervised
                  training: an image is good where its mask is empty. Byte-identical copies are read once; half
                  of the good images (by a hash of their name) are training images, the rest test images.
+  casting        Submersible pump impellers, cast, photographed from above (a round part at any angle and a
+                 little shifted, grey on a grey table, 300 x 300, no masks), Dabhi 2020 ("casting product image
+                 data for quality inspection", Kaggle, CC BY-NC-ND 4.0 as it states), as committed in
+                 Ritamkarmakar2105/Submersible-pump-impeller-defect-Detection-and-Analysis. A seventh of its 2875
+                 good training images (by a hash of their name, 400 or so) train; its test images (262 good, 453
+                 defective) are the test images.
 """
 
 from __future__ import annotations
@@ -90,6 +96,8 @@ SOURCES = {
     "metal-plate": Source("BupeshKumarR/defect-segmentation-for-mpdd", "5d8b9cddfa7af2f145bafaaf6eca53294f5aa7b0"),
     "tire": Source("yagamieren09/Automated-Defect-Detection-System-using-AI-vision",
                    "ab9674c2882da1aa3423d38b2090c85527910b96"),
+    "casting": Source("Ritamkarmakar2105/Submersible-pump-impeller-defect-Detection-and-Analysis",
+                      "fdd84ad8b07d436a6240f1c8c063189e223f0b37"),
 }
 
 
@@ -350,11 +358,21 @@ def build_metal_plate(repo: Repo, out: Writer) -> None:
             out.test("defect", name, image, mask)
 
 
+def build_casting(repo: Repo, out: Writer) -> None:
+    base = "casting_data/casting_data"
+    for path in repo.ls(f"{base}/train/ok_front"):
+        if in_train(Path(path).stem, 1 / 7):
+            out.train(Path(path).stem, repo.image(path, cv2.IMREAD_GRAYSCALE))
+    for folder, cls in (("ok_front", "good"), ("def_front", "defect")):
+        for path in repo.ls(f"{base}/test/{folder}"):
+            out.test(cls, Path(path).stem, repo.image(path, cv2.IMREAD_GRAYSCALE))
+
+
 BUILDERS = {"bottle": build_bottle, "magnetic-tile": build_magnetic_tile, "deeppcb": build_deeppcb,
             "kolektorsdd": build_kolektorsdd,
             "elpv-poly": partial(build_elpv, kind="poly"), "elpv-mono": partial(build_elpv, kind="mono"),
             "tire": build_tire, "bottle-turned": partial(build_bottle, turn=True),
-            "screw": build_screw, "metal-plate": build_metal_plate}
+            "screw": build_screw, "metal-plate": build_metal_plate, "casting": build_casting}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -93,3 +93,45 @@ def test_the_workbench_retrains_a_whole_frame_recipe_on_the_whole_frame(tmp_path
     assert recipe.doc.provenance["trained_with"] == "workbench"
     assert recipe.doc.provenance["engine_choice"]["chosen_by"].startswith("synthetic defects")
     assert recipe.grid.size[0] / recipe.grid.size[1] == pytest.approx(128 / 96, rel=0.1)
+
+
+@pytest.mark.parametrize("turned_worst, kept", [(0.80, "pose"), (0.565, "full")])
+def test_a_pose_that_steadies_the_frames_only_somewhat_is_kept_where_the_choice_finds_defects_better(
+        monkeypatch, turned_worst, kept):
+    from station.core import freeform_plan
+    from station.core.grid import CellGrid
+    from station.core.pose import PoseFit
+
+    goods = [np.zeros((64, 64, 3), np.uint8) for _ in range(4)]
+    views = [np.ones((48, 48, 3), np.uint8) for _ in range(4)]
+    fit = PoseFit(span=(0.9, 0.9), area=(0.1, 0.9), elongation=1.0, found=4, turn="pattern")
+    measured = {"position_variance_share": [0.41, 0.21], "used": False, "steadier": "somewhat"}
+    monkeypatch.setattr(freeform_plan, "turned_back_goods", lambda frames: (fit, views, dict(measured)))
+    asked = []
+
+    def choose(frames, cell_px, seed, defects):
+        asked.append("turned" if frames is views else "whole")
+        worst = turned_worst if frames is views else 0.56
+        return "patch", {}, CellGrid(8, 8, 32), {"candidate": "patch", "worst_kind_auroc": {"patch": worst}}
+
+    monkeypatch.setattr(freeform_plan, "choose_free_form", choose)
+    plan = plan_free_form(goods)
+    assert sorted(asked) == ["turned", "whole"]  # each measured once; the winner's choice is not made again
+    assert plan.region_mode == kept and (plan.pose is fit) == (kept == "pose")
+    assert plan.choice["pose"]["used"] == (kept == "pose")
+    assert plan.choice["pose"]["worst_kind_auroc"] == {"whole frame": 0.56, "turned back": turned_worst}
+    # the engineer's own pick of an engine keeps the whole frame: nothing is measured for it
+    asked.clear()
+    assert plan_free_form(goods, engine="rt").region_mode == "full" and not asked
+
+
+def test_turning_back_that_steadies_the_frames_somewhat_is_offered_for_measuring(monkeypatch):
+    from station.core import pose as pose_module
+    from test_pose import cap
+
+    rng = np.random.default_rng(13)
+    goods = [cap(rng) for _ in range(8)]
+    shares = iter([0.40, 0.26])  # the whole frames', then the turned-back ones': 0.65 of it
+    monkeypatch.setattr(pose_module, "position_variance_share", lambda images: next(shares))
+    fit, views, info = pose_module.turned_back_goods(goods)
+    assert fit is not None and views is not goods and not info["used"] and info["steadier"] == "somewhat"

@@ -13,7 +13,8 @@ import numpy as np
 from station.core.dataset import Dataset
 from station.core.engines import engine_class
 from station.core.engines.base import Progress
-from station.core.freeform import MAX_TAUGHT, candidate_configs, choose_free_form, patch_grid, rt_grid
+from station.core.freeform import (CHOICE_MARGIN, MAX_TAUGHT, candidate_configs, choose_free_form, patch_grid,
+                                   rt_grid)
 from station.core.grid import CellGrid
 from station.core.pose import PoseFit, turned_back_goods
 from station.core.training import read_training_images, train_recipe
@@ -50,8 +51,12 @@ def plan_free_form(goods: list[np.ndarray], cell_px: int | None = None, seed: in
     settings where that recipe runs the same engine on the same kind of region, and otherwise gets the crop and
     settings the choice measures it with."""
     pose, views, turned = turned_back_goods(goods)
+    if pose is not None and not turned["used"]:  # turning back steadies the frames somewhat, not clearly
+        pose, views, turned = _measured_both_ways(goods, pose, views, turned, engine, cell_px, seed, defects)
     region_mode = "pose" if pose is not None else "full"
-    if engine == AUTO:
+    if engine == AUTO and "choice" in turned:
+        engine, config, grid, choice = turned.pop("choice")
+    elif engine == AUTO:
         engine, config, grid, choice = choose_free_form(views, cell_px, seed, defects)
     else:
         choice = {"candidate": engine, "chosen_by": "the engineer"}
@@ -65,6 +70,24 @@ def plan_free_form(goods: list[np.ndarray], cell_px: int | None = None, seed: in
     if turned:
         choice = {**choice, "pose": turned}
     return FreeFormPlan(engine, config, grid, region_mode, pose, choice)
+
+
+def _measured_both_ways(goods: list[np.ndarray], pose: PoseFit, views: list[np.ndarray], turned: dict,
+                        engine: str, cell_px: int | None, seed: int,
+                        defects: list[np.ndarray] | None) -> tuple[PoseFit | None, list[np.ndarray], dict]:
+    """Where turning back steadies the frames only somewhat: the free-form choice run on the whole frames and on
+    the turned-back ones, and the pose kept where its chosen engine finds its worst kind of defect better by more
+    than CHOICE_MARGIN (the engineer's pick of an engine keeps the whole frame). The choice made is returned in
+    the measurement, under `choice`, so that it is not made again."""
+    if engine != AUTO:
+        return None, goods, turned
+    whole = choose_free_form(goods, cell_px, seed, defects)
+    posed = choose_free_form(views, cell_px, seed, defects)
+    found = [c[3].get("worst_kind_auroc", {}).get(c[3]["candidate"]) for c in (whole, posed)]
+    turned = {**turned, "worst_kind_auroc": {"whole frame": found[0], "turned back": found[1]}}
+    if found[0] is not None and found[1] is not None and found[1] > found[0] + CHOICE_MARGIN:
+        return pose, views, {**turned, "used": True, "choice": posed}
+    return None, goods, {**turned, "choice": whole}
 
 
 def fit_free_form(data: Dataset, engine: str, name: str, config: dict[str, Any] | None = None,

@@ -34,6 +34,9 @@ MIN_ELONGATION = 1.6  # the part's long axis this many times its short one (as v
 MARGIN = 0.12  # of the part's length, round it on every side: a defect that sticks out stays in the crop
 MAX_ASPECT = 3.0  # the crop's longer side at most this many times its shorter one (the free-form crops' rule)
 VARIANCE_GAIN = 0.5  # turned back, the frames' position variance share must fall to this share of it, at most
+WEAK_GAIN = 0.8  # falling only to this share: steadier, not clearly; the free-form choice measures the engines on
+# both the turned-back and the whole frames and keeps the better (station.core.freeform_plan): a cast impeller lit
+# from one side, its shading turning with it, fell to 0.51 and was found far better turned back
 ROUND_MARGIN = 0.05  # of a round part's diameter, round it on every side: its crop is a square about its centre
 TURN_STEPS = 360  # angles a round part's turn is measured at (its pattern's correlation, then interpolated)
 MOVING_SHARE = 0.15  # and the whole frames' must be this much at least: a part the fixture holds in one pose
@@ -307,7 +310,8 @@ def turned_back_goods(goods: list[np.ndarray]) -> tuple[PoseFit | None, list[np.
     """(the pose, the good frames turned back at the camera's scale, what was measured) where the product is a
     part that lies at any angle (the whole frames' position variance share MOVING_SHARE or more) and turning it
     back steadies its frames (their share falls to VARIANCE_GAIN of the whole frames' or below; ROUND_MOVING_SHARE
-for a part without a long axis); else (None,
+    for a part without a long axis). Where it falls only to WEAK_GAIN, the pose and the turned frames come back with
+    `used` False and `steadier` "somewhat", for the caller to measure both ways. Else (None,
     `goods` as they are, what was measured). A part with a long axis is turned by it; one without (round) is
     centred and turned by its pattern, against the first good frame's and then twice against their mean."""
     before = position_variance_share(goods)
@@ -331,8 +335,10 @@ for a part without a long axis); else (None,
     after = position_variance_share(turned)
     info = {"position_variance_share": [round(before, 4), round(after, 4)], "elongation": round(fit.elongation, 2),
             "span_of_shorter_side": [round(v, 4) for v in fit.span], "turned_by": fit.turn}
-    if after > VARIANCE_GAIN * before:
+    if after > WEAK_GAIN * before:
         return None, goods, {**info, "used": False}
+    if after > VARIANCE_GAIN * before:  # steadier, not clearly: the caller measures both ways
+        return fit, turned, {**info, "used": False, "steadier": "somewhat"}
     return fit, turned, {**info, "used": True}
 
 
