@@ -242,7 +242,8 @@ def test_a_round_pose_region_registers_a_turned_cap_and_keeps_its_turn_in_the_re
     a, b = (cv2.cvtColor(registrar.register(cap(rng, angle)).crop, cv2.COLOR_RGB2GRAY).astype(np.float32)
             for angle in (10.0, 250.0))
     assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.95
-    axis = fit_pose_region([screw(rng) for _ in range(8)], CellGrid(24, 12, 8), fit_pose([screw(rng) for _ in range(8)]))
+    screws = [screw(rng) for _ in range(8)]
+    axis = fit_pose_region(screws, CellGrid(24, 12, 8), fit_pose(screws))
     assert "turn" not in axis.to_dict()  # an axis pose's recipe is written as before the round part
 
 
