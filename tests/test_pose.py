@@ -12,7 +12,8 @@ from station.cli import main
 from station.core.errors import RegistrationError
 from station.core.grid import CellGrid
 from station.core.inspector import Inspector
-from station.core.pose import fit_pose, fit_round, part_pose, pattern_turn, round_part_pose, turned_back_goods
+from station.core.pose import (fit_pose, fit_round, part_pose, pattern_turn, round_part_pose, swept_circle,
+                               turned_back_goods)
 from station.core.recipe import Recipe
 from station.core.registration import Registrar, fit_pose_region
 
@@ -295,3 +296,18 @@ def test_an_oval_part_turning_in_place_is_turned_back_though_its_outline_hardly_
     before, after = info["position_variance_share"]
     assert before < 0.15  # below what a long part must move: only the grain and the tip turn
     assert fit is not None and fit.turn == "pattern" and after < 0.1 * before
+
+
+def test_a_round_parts_crop_keeps_only_what_the_camera_saw_inside_the_circle_it_sweeps():
+    rng = np.random.default_rng(14)
+    crop = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    # the crop's left 10 px columns come from left of the frame's edge (x < 0): the warp smeared the edge there
+    matrix = np.array([[1.0, 0.0, -10.0], [0.0, 1.0, 5.0]])
+    out = swept_circle(crop, matrix, (200, 200))
+    yy, xx = np.mgrid[:64, :64]
+    r = np.hypot((xx + 0.5 - 32) / 32, (yy + 0.5 - 32) / 32)
+    unseen = (r >= 1.0) | (xx < 10)
+    filled = out[unseen].reshape(-1, 3)
+    assert (filled == filled[0]).all()  # one level, the rim's median
+    assert np.array_equal(out[~unseen], crop[~unseen])  # what the camera saw of the part, untouched
+    assert np.array_equal(swept_circle(crop)[(r < 1.0)], crop[r < 1.0])  # without a matrix: the circle only

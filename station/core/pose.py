@@ -141,17 +141,27 @@ def round_part_pose(frame: np.ndarray) -> PartPose:
                     length=2 * radius / scale, width=2 * radius / scale, area_frac=float(xs.size) / float(sh * sw))
 
 
-def swept_circle(crop: np.ndarray) -> np.ndarray:
+def swept_circle(crop: np.ndarray, matrix: np.ndarray | None = None,
+                 frame_size: tuple[int, int] | None = None) -> np.ndarray:
     """A round part's crop with what lies outside the circle the part sweeps as it turns (the crop's inscribed
-    circle) set to the median colour on that circle's rim: a neighbouring part or a fixture's corner there
-    belongs to no part, and moves from frame to frame."""
+    circle), and where `matrix` (crop -> frame) and `frame_size` (w, h) are given, what lies outside the frame,
+    set to the median colour on that circle's rim: a neighbouring part or a fixture's corner belongs to no part
+    and moves from frame to frame, and what the camera did not see is not inspected (the warp smears the
+    frame's edge into it)."""
     h, w = crop.shape[:2]
     yy, xx = np.ogrid[:h, :w]
     r = np.hypot((xx + 0.5 - w / 2) / (w / 2), (yy + 0.5 - h / 2) / (h / 2))
     out = r >= 1.0
+    if matrix is not None and frame_size is not None:
+        fx = matrix[0, 0] * xx + matrix[0, 1] * yy + matrix[0, 2]
+        fy = matrix[1, 0] * xx + matrix[1, 1] * yy + matrix[1, 2]
+        out = out | (fx < 0) | (fy < 0) | (fx > frame_size[0] - 1) | (fy > frame_size[1] - 1)
     rim = (r >= 0.94) & ~out
+    if not rim.any():
+        rim = ~out
     crop = crop.copy()
-    crop[out] = np.median(crop[rim], axis=0).astype(crop.dtype)
+    if rim.any() and out.any():
+        crop[out] = np.median(crop[rim], axis=0).astype(crop.dtype)
     return crop
 
 
@@ -284,11 +294,12 @@ def turned_back(frame: np.ndarray, fit: PoseFit, size: tuple[int, int] | None = 
     span = span_px(fit.span, frame)
     if fit.turn == "pattern":
         pose = round_part_pose(frame)
-        crop = warp_area(frame, pose_matrix(pose, span, size), size)
-        if template is None:
-            return swept_circle(crop)
-        return swept_circle(warp_area(frame, pose_matrix(replace(pose, angle=pattern_turn(crop, template)), span,
-                                                         size), size))
+        matrix = pose_matrix(pose, span, size)
+        crop = warp_area(frame, matrix, size)
+        if template is not None:
+            matrix = pose_matrix(replace(pose, angle=pattern_turn(crop, template)), span, size)
+            crop = warp_area(frame, matrix, size)
+        return swept_circle(crop, matrix, (frame.shape[1], frame.shape[0]))
     pose = part_pose(frame)
     crop = warp_area(frame, pose_matrix(pose, span, size), size)
     if template is None:

@@ -233,9 +233,12 @@ class Registrar:
         return matrix
 
     def _pose_crop(self, rgb: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-        """A pose region's crop; a round part's without what lies outside the circle it sweeps (`swept_circle`)."""
+        """A pose region's crop; a round part's without what lies outside the circle it sweeps or the frame
+        (`swept_circle`)."""
         crop = warp_area(rgb, matrix, self.grid.size)
-        return swept_circle(crop) if self.region.turn == "pattern" else crop
+        if self.region.turn != "pattern":
+            return crop
+        return swept_circle(crop, matrix, (rgb.shape[1], rgb.shape[0]))
 
     def _register_pose(self, rgb: np.ndarray) -> Registered:
         """A pose region's registration on the frame shrunk once, by area, to about the crop's scale (each warp
