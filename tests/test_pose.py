@@ -311,3 +311,30 @@ def test_a_round_parts_crop_keeps_only_what_the_camera_saw_inside_the_circle_it_
     assert (filled == filled[0]).all()  # one level, the rim's median
     assert np.array_equal(out[~unseen], crop[~unseen])  # what the camera saw of the part, untouched
     assert np.array_equal(swept_circle(crop)[(r < 1.0)], crop[r < 1.0])  # without a matrix: the circle only
+
+
+def test_a_round_part_is_found_at_registration_on_the_frame_as_training_found_it(monkeypatch):
+    """On a frame shrunk to a small crop's scale the part's blurred outline reaches a pixel or two further, and a
+    cast impeller that nearly fills its frame (the casting set) seemed to run off it: training stopped on a good
+    frame that the choice had found the part in."""
+    from station.core import registration
+
+    rng = np.random.default_rng(15)
+    frames = []
+    for _ in range(8):
+        image = np.full((600, 600), 150, np.float32) + rng.normal(0, 3, (600, 600))
+        centre = (round(300 + rng.uniform(-12, 12)), round(300 + rng.uniform(-12, 12)))
+        cv2.circle(image, centre, 250, 215.0, -1)
+        cv2.circle(image, centre, 150, 40.0, -1)
+        cv2.circle(image, (centre[0] + 200, centre[1]), 12, 90.0, -1)  # a mark to turn by
+        frames.append(cv2.cvtColor(np.clip(image, 0, 255).astype(np.uint8), cv2.COLOR_GRAY2RGB))
+    fit = fit_round(frames)
+    grid = CellGrid(16, 16, 8)  # a 128 px crop of a 600 px frame: registration shrinks the frame first
+    registrar = Registrar(fit_pose_region(frames, grid, fit), grid)
+    seen = []
+    found = registration.round_part_pose
+    monkeypatch.setattr(registration, "round_part_pose", lambda frame: seen.append(frame.shape) or found(frame))
+    result = registrar.register(frames[0])
+    assert seen == [(600, 600, 3)]  # the part found once, on the frame itself
+    centre = result.to_frame(np.array([[64.0, 64.0]]))[0]
+    assert np.hypot(*(centre - found(frames[0]).centre)) < 2.0

@@ -21,8 +21,8 @@ import numpy as np
 from station.core.errors import RegistrationError
 from station.core.grid import CellGrid
 from station.core.imageio import MAX_PIXELS, MAX_SIDE, to_gray, to_rgb
-from station.core.pose import (PoseFit, likeness, part_pose, pattern_turn, pose_matrix, round_part_pose, span_px,
-                               swept_circle, warp_area)
+from station.core.pose import (PartPose, PoseFit, likeness, part_pose, pattern_turn, pose_matrix, round_part_pose,
+                               span_px, swept_circle, warp_area)
 from station.core.tone import Tone
 from station.core.pattern import PatternSearch, Roi, canonical_to_golden, compose, correlation, refine_ecc
 
@@ -211,10 +211,11 @@ class Registrar:
         matrix[:, 2] += matrix[:, :2] @ np.array([self.region.shift_x, self.region.shift_y])
         return matrix
 
-    def _initial_pose(self, rgb: np.ndarray) -> np.ndarray:
+    def _initial_pose(self, rgb: np.ndarray, pose: PartPose | None = None) -> np.ndarray:
         """The part turned back to its pose; of the two half turns, the one more like the template. `rgb` may be
-        the frame shrunk (`_register_pose`): the matrix is in its coordinates."""
-        pose = round_part_pose(rgb) if self.region.turn == "pattern" else part_pose(rgb)
+        the frame shrunk (`_register_pose`): the matrix is in its coordinates, and `pose`, where given, too."""
+        if pose is None:
+            pose = round_part_pose(rgb) if self.region.turn == "pattern" else part_pose(rgb)
         if not self.region.min_area_frac <= pose.area_frac <= self.region.max_area_frac:
             raise RegistrationError(f"part not found: the part covers {pose.area_frac:.1%} of the frame, expected "
                                     f"{self.region.min_area_frac:.1%}..{self.region.max_area_frac:.1%}")
@@ -248,7 +249,13 @@ class Registrar:
         small = rgb
         if step > 1.5:
             small = cv2.resize(rgb, (max(1, round(w / step)), max(1, round(h / step))), interpolation=cv2.INTER_AREA)
-        matrix = self._initial_pose(small)
+        pose = None
+        if self.region.turn == "pattern" and small is not rgb:
+            # a round part is found on the frame itself, as in the good frames: on the shrunk copy its reach grows
+            # by a pixel or two of blur, and a part that nearly fills the frame would seem to run off it
+            found = round_part_pose(rgb)
+            pose = replace(found, centre=(found.centre[0] * small.shape[1] / w, found.centre[1] * small.shape[0] / h))
+        matrix = self._initial_pose(small, pose)
         crop = self._pose_crop(small, matrix)
         refined = False
         template = self.region.template
