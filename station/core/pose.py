@@ -209,8 +209,14 @@ def warp_area(rgb: np.ndarray, matrix: np.ndarray, size: tuple[int, int]) -> np.
         sx, sy = small.shape[1] / w, small.shape[0] / h
         matrix = np.array([[sx, 0, 0], [0, sy, 0]]) @ np.vstack([matrix, [0, 0, 1]])
         rgb = small
-    return cv2.warpAffine(rgb, matrix, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                          borderMode=cv2.BORDER_REPLICATE)
+    # each crop pixel's place in the frame, computed here: OpenCV's warpAffine rounds its fixed-point coordinates
+    # per block of rows, and the blocks follow its threads, so a turned crop differed in a few grey levels from run
+    # to run, and with it the free-form choice (docs/photographs.md); remap reads these places pixel by pixel
+    w, h = size
+    xs, ys = np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64))
+    map_x = (matrix[0, 0] * xs + matrix[0, 1] * ys + matrix[0, 2]).astype(np.float32)
+    map_y = (matrix[1, 0] * xs + matrix[1, 1] * ys + matrix[1, 2]).astype(np.float32)
+    return cv2.remap(rgb, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 @dataclass(frozen=True)
