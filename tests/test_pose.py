@@ -45,6 +45,30 @@ def screw(rng: np.random.Generator, angle: float | None = None, notch: bool = Fa
     return cv2.cvtColor(np.clip(image, 0, 255).astype(np.uint8), cv2.COLOR_GRAY2RGB)
 
 
+def write_set(root, draw, defect: str) -> None:
+    """An MVTec-layout set of 40 good training frames and 8 good and 8 `defect` test frames with their masks;
+    `draw(defective, masks)` makes one frame (appending its defect's mask to `masks`)."""
+    (root / "train" / "good").mkdir(parents=True)
+    for i in range(40):
+        cv2.imwrite(str(root / "train" / "good" / f"{i:03d}.png"), draw(False, None))
+    (root / "ground_truth" / defect).mkdir(parents=True)
+    for cls, defective in (("good", False), (defect, True)):
+        (root / "test" / cls).mkdir(parents=True)
+        for i in range(8):
+            masks: list = []
+            cv2.imwrite(str(root / "test" / cls / f"{i:03d}.png"), draw(defective, masks))
+            if defective:
+                cv2.imwrite(str(root / "ground_truth" / defect / f"{i:03d}_mask.png"), masks[0])
+
+
+def hottest_in_frame(recipe: Recipe, frame: np.ndarray) -> np.ndarray:
+    """Where in `frame` (x, y) the recipe's map is hottest: its pixel taken back to the frame through the pose."""
+    result = Inspector(recipe).inspect(frame)
+    y, x = np.unravel_index(np.argmax(result.pixel_map), result.pixel_map.shape)
+    scale = recipe.grid.size[0] / result.pixel_map.shape[1]
+    return result.registered.to_frame(np.array([[(x + 0.5) * scale, (y + 0.5) * scale]]))[0]
+
+
 def test_the_pose_is_the_parts_axis_from_its_heavier_end_wherever_it_lies():
     rng = np.random.default_rng(0)
     for angle in (0.0, 37.0, 90.0, 200.0, 300.0):
@@ -133,17 +157,7 @@ def test_a_pose_region_registers_a_turned_part_and_says_when_there_is_none():
 def test_train_turns_a_part_that_lies_at_any_angle_back_and_finds_a_bite_out_of_it(tmp_path, capsys):
     rng = np.random.default_rng(5)
     root = tmp_path / "set"
-    for i in range(40):
-        (root / "train" / "good").mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(root / "train" / "good" / f"{i:03d}.png"), screw(rng))
-    (root / "ground_truth" / "notch").mkdir(parents=True)
-    for cls, notch in (("good", False), ("notch", True)):
-        (root / "test" / cls).mkdir(parents=True, exist_ok=True)
-        for i in range(8):
-            masks: list = []
-            cv2.imwrite(str(root / "test" / cls / f"{i:03d}.png"), screw(rng, notch=notch, mask=masks))
-            if notch:
-                cv2.imwrite(str(root / "ground_truth" / "notch" / f"{i:03d}_mask.png"), masks[0])
+    write_set(root, lambda notch, masks: screw(rng, notch=notch, mask=masks), "notch")
     recipe = tmp_path / "r"
     assert main(["train", "--data", str(root), "--out", str(recipe), "--quiet"]) == 0
     out, err = capsys.readouterr()
@@ -157,10 +171,7 @@ def test_train_turns_a_part_that_lies_at_any_angle_back_and_finds_a_bite_out_of_
     assert result["auroc"] >= 0.9 and result["n_pixel_maps"] == 16 and result["pixel_auroc"] > 0.9
     # the map's hottest pixel, taken back to the frame through the pose, is on the bite, however the part lies
     for angle in (20.0, 250.0):
-        result = Inspector(loaded).inspect(screw(rng, angle, notch=True, centre=(95.0, 105.0)))
-        y, x = np.unravel_index(np.argmax(result.pixel_map), result.pixel_map.shape)
-        scale = loaded.grid.size[0] / result.pixel_map.shape[1]
-        found = result.registered.to_frame(np.array([[(x + 0.5) * scale, (y + 0.5) * scale]]))[0]
+        found = hottest_in_frame(loaded, screw(rng, angle, notch=True, centre=(95.0, 105.0)))
         m = cv2.getRotationMatrix2D((105, 100), angle, 1.0)
         bite = m @ np.array([130.0, 92.0, 1.0]) + [95.0 - 105, 105.0 - 100]
         assert np.hypot(*(found - bite)) < 15, (angle, found, bite)
@@ -251,17 +262,7 @@ def test_a_round_pose_region_registers_a_turned_cap_and_keeps_its_turn_in_the_re
 def test_train_centres_and_turns_a_round_part_and_finds_a_fleck_on_it(tmp_path, capsys):
     rng = np.random.default_rng(10)
     root = tmp_path / "set"
-    (root / "train" / "good").mkdir(parents=True)
-    for i in range(40):
-        cv2.imwrite(str(root / "train" / "good" / f"{i:03d}.png"), cap(rng))
-    (root / "ground_truth" / "fleck").mkdir(parents=True)
-    for cls, spot in (("good", False), ("fleck", True)):
-        (root / "test" / cls).mkdir(parents=True)
-        for i in range(8):
-            masks: list = []
-            cv2.imwrite(str(root / "test" / cls / f"{i:03d}.png"), cap(rng, spot=spot, mask=masks))
-            if spot:
-                cv2.imwrite(str(root / "ground_truth" / "fleck" / f"{i:03d}_mask.png"), masks[0])
+    write_set(root, lambda spot, masks: cap(rng, spot=spot, mask=masks), "fleck")
     recipe = tmp_path / "r"
     assert main(["train", "--data", str(root), "--out", str(recipe), "--quiet"]) == 0
     assert "round part centred and turned back to one pose by its pattern" in capsys.readouterr().err
@@ -271,10 +272,7 @@ def test_train_centres_and_turns_a_round_part_and_finds_a_fleck_on_it(tmp_path, 
     result = json.loads(capsys.readouterr().out)
     assert result["auroc"] >= 0.9 and result["pixel_auroc"] > 0.9
     for angle in (40.0, 200.0):  # the hottest pixel, taken back to the frame, is on the fleck however it lies
-        result = Inspector(loaded).inspect(cap(rng, angle, centre=(95.0, 105.0), spot=True))
-        y, x = np.unravel_index(np.argmax(result.pixel_map), result.pixel_map.shape)
-        scale = loaded.grid.size[0] / result.pixel_map.shape[1]
-        found = result.registered.to_frame(np.array([[(x + 0.5) * scale, (y + 0.5) * scale]]))[0]
+        found = hottest_in_frame(loaded, cap(rng, angle, centre=(95.0, 105.0), spot=True))
         m = cv2.getRotationMatrix2D((100, 100), angle, 1.0)
         fleck = m @ np.array([80.0, 135.0, 1.0]) + [95.0 - 100, 105.0 - 100]
         assert np.hypot(*(found - fleck)) < 12, (angle, found, fleck)

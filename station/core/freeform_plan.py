@@ -51,11 +51,13 @@ def plan_free_form(goods: list[np.ndarray], cell_px: int | None = None, seed: in
     settings where that recipe runs the same engine on the same kind of region, and otherwise gets the crop and
     settings the choice measures it with."""
     pose, views, turned = turned_back_goods(goods)
+    measured = None  # the choice, where it was made on both the whole and the turned-back frames
     if pose is not None and not turned["used"]:  # turning back steadies the frames somewhat, not clearly
-        pose, views, turned = _measured_both_ways(goods, pose, views, turned, engine, cell_px, seed, defects)
+        pose, views, turned, measured = _measured_both_ways(goods, pose, views, turned, engine, cell_px, seed,
+                                                            defects)
     region_mode = "pose" if pose is not None else "full"
-    if engine == AUTO and "choice" in turned:
-        engine, config, grid, choice = turned.pop("choice")
+    if measured is not None:
+        engine, config, grid, choice = measured
     elif engine == AUTO:
         engine, config, grid, choice = choose_free_form(views, cell_px, seed, defects)
     else:
@@ -74,20 +76,21 @@ def plan_free_form(goods: list[np.ndarray], cell_px: int | None = None, seed: in
 
 def _measured_both_ways(goods: list[np.ndarray], pose: PoseFit, views: list[np.ndarray], turned: dict,
                         engine: str, cell_px: int | None, seed: int,
-                        defects: list[np.ndarray] | None) -> tuple[PoseFit | None, list[np.ndarray], dict]:
+                        defects: list[np.ndarray] | None
+                        ) -> tuple[PoseFit | None, list[np.ndarray], dict, tuple | None]:
     """Where turning back steadies the frames only somewhat: the free-form choice run on the whole frames and on
     the turned-back ones, and the pose kept where its chosen engine finds its worst kind of defect better by more
-    than CHOICE_MARGIN (the engineer's pick of an engine keeps the whole frame). The choice made is returned in
-    the measurement, under `choice`, so that it is not made again."""
+    than CHOICE_MARGIN (the engineer's pick of an engine keeps the whole frame, and nothing is measured). Returns
+    the pose (or None), the frames, what was measured, and the choice kept, so that it is not made again."""
     if engine != AUTO:
-        return None, goods, turned
+        return None, goods, turned, None
     whole = choose_free_form(goods, cell_px, seed, defects)
     posed = choose_free_form(views, cell_px, seed, defects)
     found = [c[3].get("worst_kind_auroc", {}).get(c[3]["candidate"]) for c in (whole, posed)]
     turned = {**turned, "worst_kind_auroc": {"whole frame": found[0], "turned back": found[1]}}
     if found[0] is not None and found[1] is not None and found[1] > found[0] + CHOICE_MARGIN:
-        return pose, views, {**turned, "used": True, "choice": posed}
-    return None, goods, {**turned, "choice": whole}
+        return pose, views, {**turned, "used": True}, posed
+    return None, goods, turned, whole
 
 
 def fit_free_form(data: Dataset, engine: str, name: str, config: dict[str, Any] | None = None,

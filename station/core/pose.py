@@ -234,15 +234,10 @@ def fit_pose(goods: list[np.ndarray]) -> PoseFit | None:
     """Whether good frames show a part on a plain background with a long axis (None where not): found in
     every frame (a good frame where it is not would stop training), off the border, and long; the crop then
     spans the longest part seen and a margin."""
-    poses, sides = [], []
-    for frame in goods:
-        try:
-            poses.append(part_pose(frame))
-        except RegistrationError:
-            continue
-        sides.append(float(min(frame.shape[:2])))
-    if len(goods) < 4 or len(poses) < len(goods):
+    found = _found_in_every_frame(goods, part_pose)
+    if found is None:
         return None
+    poses, sides = found
     elongation = np.array([p.elongation for p in poses])
     if np.percentile(elongation, 5) < MIN_ELONGATION:  # a round part has no axis to turn it back by
         return None
@@ -252,6 +247,19 @@ def fit_pose(goods: list[np.ndarray]) -> PoseFit | None:
     across = max(width + 2 * MARGIN * length, along / MAX_ASPECT)
     return PoseFit(span=(along, across), area=_area_bounds(poses), elongation=float(np.median(elongation)),
                    found=len(poses))
+
+
+def _found_in_every_frame(goods: list[np.ndarray], find) -> tuple[list[PartPose], list[float]] | None:
+    """(the part's pose in each good frame by `find`, each frame's shorter side); None where the frames are fewer
+    than 4 or the part is missing from any (a good frame where it is not would stop training)."""
+    poses, sides = [], []
+    for frame in goods:
+        try:
+            poses.append(find(frame))
+        except RegistrationError:
+            return None
+        sides.append(float(min(frame.shape[:2])))
+    return (poses, sides) if len(goods) >= 4 else None
 
 
 def _area_bounds(poses: list[PartPose]) -> tuple[float, float]:
@@ -266,15 +274,10 @@ def fit_round(goods: list[np.ndarray]) -> PoseFit | None:
     """Whether good frames show a part without a long axis on a plain background (None where not): found in every
     frame (`round_part_pose`); the crop is a square about its centre spanning the largest part seen and a margin,
     and the part is turned by its pattern against the good parts' (`pattern_turn`)."""
-    poses, sides = [], []
-    for frame in goods:
-        try:
-            poses.append(round_part_pose(frame))
-        except RegistrationError:
-            continue
-        sides.append(float(min(frame.shape[:2])))
-    if len(goods) < 4 or len(poses) < len(goods):
+    found = _found_in_every_frame(goods, round_part_pose)
+    if found is None:
         return None
+    poses, sides = found
     side = float(np.percentile([p.length / s for p, s in zip(poses, sides)], 99)) * (1 + 2 * ROUND_MARGIN)
     return PoseFit(span=(side, side), area=_area_bounds(poses),
                    elongation=float(np.median([p.elongation for p in poses])), found=len(poses), turn="pattern")
