@@ -50,6 +50,14 @@ Sets (licences as their sources state them):
                  Ritamkarmakar2105/Submersible-pump-impeller-defect-Detection-and-Analysis. A seventh of its 2875
                  good training images (by a hash of their name, 400 or so) train; its test images (262 good, 453
                  defective) are the test images.
+  transistor     MVTec AD "transistor" (object: a transistor on a board, seen from above, colour, 1024 x 1024,
+                 masks; its defects include a transistor missing or misplaced), CC BY-NC-SA 4.0 (license.txt
+                 beside it), as committed in LinirZamir/AnomalyDetection.
+  lenses         MTOC micro-transparent optical components (lenses on a dark stage, colour, 2448 x 2048 and
+                 some 2048 x 1713, masks), as committed in HumbleBean001/MTOC-Dataset (no licence stated: used
+                 for development only, never shipped). The snapshot holds only its files under 4 MiB: 60 of 114
+                 good training images, 27 of 72 good and 100 of 256 defective test images; a file the snapshot
+                 lacks is left out.
 """
 
 from __future__ import annotations
@@ -96,6 +104,8 @@ SOURCES = {
     "metal-plate": Source("BupeshKumarR/defect-segmentation-for-mpdd", "5d8b9cddfa7af2f145bafaaf6eca53294f5aa7b0"),
     "tire": Source("yagamieren09/Automated-Defect-Detection-System-using-AI-vision",
                    "ab9674c2882da1aa3423d38b2090c85527910b96"),
+    "transistor": Source("LinirZamir/AnomalyDetection", "9a1e44f67e7bd5a374e8760208f4d8a178b80ac4"),
+    "lenses": Source("HumbleBean001/MTOC-Dataset", "a5a6d8ab4e1ecca058dfc332940f246a98cbf33e"),
     "casting": Source("Ritamkarmakar2105/Submersible-pump-impeller-defect-Detection-and-Analysis",
                       "fdd84ad8b07d436a6240f1c8c063189e223f0b37"),
 }
@@ -114,6 +124,17 @@ class Repo:
         out = subprocess.run(["git", "--git-dir", str(self.git_dir), "ls-tree", "-r", "--name-only", self.commit,
                               prefix], check=True, capture_output=True, text=True).stdout
         return sorted(line for line in out.splitlines() if line)
+
+    def present(self) -> list[str]:
+        """The paths whose contents the snapshot holds (a partial snapshot lists some files it lacks)."""
+        out = subprocess.run(["git", "--git-dir", str(self.git_dir), "ls-tree", "-r", self.commit],
+                             check=True, capture_output=True, text=True).stdout
+        entries = [(line.split()[2], line.split("\t", 1)[1]) for line in out.splitlines() if line]
+        shas = sorted({sha for sha, _ in entries})
+        batch = subprocess.run(["git", "--git-dir", str(self.git_dir), "cat-file", "--batch-check"],
+                               input="\n".join(shas), check=True, capture_output=True, text=True).stdout
+        missing = {line.split()[0] for line in batch.splitlines() if line.endswith("missing")}
+        return sorted(path for sha, path in entries if sha not in missing)
 
     def read(self, path: str) -> bytes:
         data = subprocess.run(["git", "--git-dir", str(self.git_dir), "show", f"{self.commit}:{path}"],
@@ -368,11 +389,40 @@ def build_casting(repo: Repo, out: Writer) -> None:
             out.test(cls, Path(path).stem, repo.image(path, cv2.IMREAD_GRAYSCALE))
 
 
+def build_mvtec(repo: Repo, out: Writer, base: str) -> None:
+    """A set already in the MVTec AD layout under `base`: train/good, test/<class>, ground_truth/<class>."""
+    for path in repo.ls(f"{base}/train/good"):
+        out.train(Path(path).stem, repo.image(path))
+    masks = set(repo.ls(f"{base}/ground_truth"))
+    for path in repo.ls(f"{base}/test"):
+        cls, stem = path.split("/")[-2], Path(path).stem
+        mask_path = f"{base}/ground_truth/{cls}/{stem}_mask.png"
+        mask = repo.image(mask_path, cv2.IMREAD_GRAYSCALE) if mask_path in masks else None
+        if cls != "good" and mask is None:
+            raise SystemExit(f"real_sets: {path} has no mask at {mask_path}")
+        out.test(cls, stem, repo.image(path), mask)
+
+
+def build_lenses(repo: Repo, out: Writer) -> None:
+    """MTOC: the MVTec layout at the repository's root; files the snapshot lacks (over 4 MiB) are left out."""
+    present = set(repo.present())
+    for path in repo.ls("train/good"):
+        if path in present:
+            out.train(Path(path).stem, repo.image(path))
+    for path in repo.ls("test"):
+        if path not in present:
+            continue
+        cls, stem = path.split("/")[-2], Path(path).stem
+        mask = None if cls == "good" else repo.image(f"ground_truth/{cls}/{stem}_mask.png", cv2.IMREAD_GRAYSCALE)
+        out.test(cls, stem, repo.image(path), mask)
+
+
 BUILDERS = {"bottle": build_bottle, "magnetic-tile": build_magnetic_tile, "deeppcb": build_deeppcb,
             "kolektorsdd": build_kolektorsdd,
             "elpv-poly": partial(build_elpv, kind="poly"), "elpv-mono": partial(build_elpv, kind="mono"),
             "tire": build_tire, "bottle-turned": partial(build_bottle, turn=True),
-            "screw": build_screw, "metal-plate": build_metal_plate, "casting": build_casting}
+            "screw": build_screw, "metal-plate": build_metal_plate, "casting": build_casting,
+            "transistor": partial(build_mvtec, base="data/transistor"), "lenses": build_lenses}
 
 
 def main(argv: list[str] | None = None) -> int:
