@@ -161,3 +161,37 @@ def test_screw_names_lose_their_brackets_and_its_test_folders_become_classes(tmp
     rs.BUILDERS["screw"](rs.Repo(git_dir, head), rs.Writer(tmp_path / "out"))
     names = {p.relative_to(tmp_path / "out").as_posix().split("/", 1)[1] for p in (tmp_path / "out").rglob("*.png")}
     assert "train/good/000.png" in names and "test/good/000.png" in names and "test/defect/000_1.png" in names
+
+
+def test_an_mvtec_layout_set_keeps_its_classes_and_masks_and_refuses_a_defect_without_one(tmp_path):
+    files = {"data/part/train/good/000.png": _png(10), "data/part/train/good/001.png": _png(20),
+             "data/part/test/good/000.png": _png(30), "data/part/test/cut/000.png": _png(40),
+             "data/part/ground_truth/cut/000_mask.png": _png(255)}
+    git_dir, head = _commit(tmp_path / "src", files)
+    out = rs.Writer(tmp_path / "out")
+    rs.build_mvtec(rs.Repo(git_dir, head), out, base="data/part")
+    found = {p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.png")}
+    assert {p for p in found if "/train/" in p} == {f"{s}/train/good/00{i}.png" for s in ("dev", "final") for i in (0, 1)}
+    cut = [p for p in found if p.endswith("test/cut/000.png")]
+    assert len(cut) == 1 and cut[0].replace("test/cut/000.png", "ground_truth/cut/000_mask.png") in found
+    (tmp_path / "src" / "data/part/ground_truth/cut/000_mask.png").unlink()
+    git_dir, head = _commit(tmp_path / "src", {})
+    with pytest.raises(SystemExit, match="has no mask"):
+        rs.build_mvtec(rs.Repo(git_dir, head), rs.Writer(tmp_path / "out2"), base="data/part")
+
+
+def test_a_partial_snapshot_is_read_without_the_files_it_lacks(tmp_path):
+    files = {"train/good/000.png": _png(10), "train/good/001.png": _png(11), "test/good/000.png": _png(12),
+             "test/defect/000.png": _png(13), "test/defect/001.png": _png(14),
+             "ground_truth/defect/000_mask.png": _png(255), "ground_truth/defect/001_mask.png": _png(0)}
+    git_dir, head = _commit(tmp_path / "src", files)
+    for rel in ("train/good/001.png", "test/defect/001.png"):  # blobs a snapshot left out (too large)
+        sha = subprocess.run(["git", "--git-dir", str(git_dir), "rev-parse", f"{head}:{rel}"], check=True,
+                             capture_output=True, text=True).stdout.strip()
+        (git_dir / "objects" / sha[:2] / sha[2:]).unlink()
+    repo = rs.Repo(git_dir, head)
+    assert set(repo.present()) == set(files) - {"train/good/001.png", "test/defect/001.png"}
+    rs.build_lenses(repo, rs.Writer(tmp_path / "out"))
+    found = {p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.png")}
+    assert {Path(p).name for p in found if "/train/" in p} == {"000.png"}
+    assert sum("/test/" in p for p in found) == 2  # the good one and the defect the snapshot holds
