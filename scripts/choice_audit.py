@@ -90,7 +90,7 @@ def audit(name: str) -> list[dict]:
         real = np.nan_to_num(real, nan=np.inf, posinf=1e30)
         per_kind = {kind: float(auroc(good, score(ims))) for kind, ims in faulty.items()}
         records.append({"set": name, "way": key, "engine": engine_name, "crop": list(grid.size), "held": len(held),
-                        "kinds": {freeform.DEFECT_KINDS[k]: round(v, 4) for k, v in per_kind.items()},
+                        "kinds": {freeform.kind_name(k): round(v, 4) for k, v in per_kind.items()},
                         "real": round(float(auroc(real[~y], real[y])), 4)})
         log.info("%s %s %s %s: %s real %.3f", name, key, engine_name, grid.size, records[-1]["kinds"],
                  records[-1]["real"])

@@ -12,7 +12,8 @@ the frame's own detail, up to 512 px, where the frames have it (defects a few pi
 Each is fitted on most of the good
 images and asked to tell the rest from copies of them with synthetic defects (dark or bright spots,
 scratches, a patch cut from another good image and pasted elsewhere as in CutPaste, smudges that wipe out
-the grain), every held-out image getting each kind once. The product's defects are not known, so each engine
+the grain, and on a product in colour stains of another hue at the same grey level), every held-out image getting
+each kind once. The product's defects are not known, so each engine
 counts as good as the kind of defect it finds worst (its lowest AUROC over the kinds); the best of those is
 chosen. A kind that no candidate tells from good parts better than chance would (its best AUROC within
 1.645 standard errors of 0.5) says nothing about which is better and is left out of that minimum. Where every
@@ -56,6 +57,10 @@ VISIBLE_LEVELS = 8  # a synthetic defect changes the pixels it touches by this m
 DRAWS = 8  # tries to place one that does
 DEFECT_KINDS = ("spot", "scratch", "pasted", "smudge")  # the synthetic defects, by their `kind` number
 KINDS = len(DEFECT_KINDS)
+COLOUR = "colour"  # one more kind on a product in colour: a stain of another hue at the same grey level
+COLOUR_CHROMA = 2.0  # a product is in colour where its good frames' mean chroma (CIELAB a*, b*) is this, at least:
+# grey frames 0; the tyre 2.8, the bottle 4.3, the transistor 13.8, the metal plates 19.9 (docs/photographs.md)
+COLOUR_SHIFT = (30.0, 60.0)  # the stain's move across the grey axis, in RGB levels, its direction drawn at random
 TAUGHT = "taught"  # the key of the engineer's own defect photographs beside the synthetic kinds
 MAX_TAUGHT = 200  # defect photographs read for the choice (at most): a few tell the engines apart
 TAUGHT_SIDE = 1024  # px on a defect photograph's longer side, at most: larger than any candidate's crop
@@ -168,6 +173,50 @@ def synthetic_defect(image: np.ndarray, donor: np.ndarray, rng: np.random.Genera
     return out
 
 
+def in_colour(goods: list[np.ndarray]) -> bool:
+    """Whether good RGB frames show a product in colour: their median mean chroma, on copies 128 px a side, is
+    COLOUR_CHROMA or more (a grey camera's frames, stored as RGB, have none)."""
+    chroma = []
+    for im in goods[:16]:
+        if im.ndim != 3:
+            return False
+        lab = cv2.cvtColor(cv2.resize(im, (128, 128), interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2LAB)
+        ab = lab[..., 1:].astype(np.float32) - 128.0
+        chroma.append(float(np.hypot(ab[..., 0], ab[..., 1]).mean()))
+    return bool(chroma) and float(np.median(chroma)) >= COLOUR_CHROMA
+
+
+def colour_defect(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A copy of a good RGB frame with a soft stain of another hue at the same grey level (each pixel moved across
+    the grey axis: 0.299 R + 0.587 G + 0.114 B kept): a wrong colour, a discoloured area, a wire of another colour.
+    An engine that reads grey levels only does not see it. Drawn again where it changed the pixels by less than
+    VISIBLE_LEVELS (where the colours clip), as the other kinds are."""
+    h, w = image.shape[:2]
+    side = min(h, w)
+    luma = np.array([0.299, 0.587, 0.114])
+    across = np.linalg.svd(luma[None, :])[2][1:]  # two orthonormal directions that keep the grey level
+    out = image
+    for _ in range(DRAWS):
+        mask = np.zeros((h, w), np.float32)
+        centre = (int(rng.integers(w // 8, w - w // 8)), int(rng.integers(h // 8, h - h // 8)))
+        axes = (max(2, int(side * rng.uniform(0.03, 0.08))), max(2, int(side * rng.uniform(0.03, 0.08))))
+        cv2.ellipse(mask, centre, axes, float(rng.uniform(0, 180)), 0, 360, 1.0, -1)
+        mask = cv2.GaussianBlur(mask, (0, 0), max(0.7, side / 400))
+        angle, shift = rng.uniform(0, 2 * np.pi), rng.uniform(*COLOUR_SHIFT)
+        move = (np.cos(angle) * across[0] + np.sin(angle) * across[1]) * shift
+        out = (image.astype(np.float32) + mask[..., None] * move.astype(np.float32)).clip(0, 255).astype(np.uint8)
+        core = mask >= 0.5 * mask.max()
+        change = np.abs(out.astype(np.int16) - image.astype(np.int16)).max(axis=-1)
+        if core.any() and change[core].mean() >= VISIBLE_LEVELS:
+            break
+    return out
+
+
+def kind_name(kind: int | str) -> str:
+    """A kind of defect's name in the recipe's provenance."""
+    return DEFECT_KINDS[kind] if isinstance(kind, int) else kind
+
+
 def _drawn_defect(image: np.ndarray, donor: np.ndarray, rng: np.random.Generator,
                   kind: int) -> tuple[np.ndarray, np.ndarray]:
     """The frame with the defect, and where the defect is at half its strength or more."""
@@ -225,6 +274,8 @@ def trial_sets(goods: list[np.ndarray], order: np.ndarray, n_held: int, rng: np.
     faulty: dict[int | str, list[np.ndarray]] = {
         kind: [synthetic_defect(im, goods[order[(k + 1) % len(order)]], rng, kind=kind) for k, im in enumerate(held)]
         for kind in range(KINDS)}
+    if in_colour(goods):  # drawn after the others, which are then the same as on a grey product's frames
+        faulty[COLOUR] = [colour_defect(im, rng) for im in held]
     return held, train, faulty
 
 
@@ -303,7 +354,7 @@ def choose_free_form(goods: list[np.ndarray], cell_px: int | None = None, seed: 
         info["not_measured"] = not_measured
     left_out = [k for k in faulty if k not in kinds]
     if left_out:
-        info["kinds_left_out"] = {"kinds": [DEFECT_KINDS[k] if isinstance(k, int) else k for k in left_out],
+        info["kinds_left_out"] = {"kinds": [kind_name(k) for k in left_out],
                                   "why": f"no candidate above AUROC {chance_auroc(len(held), len(held)):.3f}, "
                                          "what chance alone reaches once in 20"}
     crops = {label: list(g.size) for label, _, _, g in candidates if label.startswith("patch")}
@@ -318,6 +369,6 @@ def choose_free_form(goods: list[np.ndarray], cell_px: int | None = None, seed: 
                           "ranked_by": ranked_by, "ranking": {k: round(v, 4) for k, v in ranking.items()},
                           "synthetic_auroc": {k: round(min(a for kind, a in v.items() if kind != TAUGHT), 4)
                                               for k, v in per_kind.items()},
-                          "synthetic_auroc_per_kind": {k: {DEFECT_KINDS[kind]: round(v, 4)
+                          "synthetic_auroc_per_kind": {k: {kind_name(kind): round(v, 4)
                                                            for kind, v in found.items() if kind != TAUGHT}
                                                        for k, found in per_kind.items()}})

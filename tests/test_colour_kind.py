@@ -1,0 +1,60 @@
+"""A product in colour is also measured on stains of another hue at the same lightness (station.core.freeform):
+an engine that reads grey levels only is blind to them and is not chosen for it."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from station.core import freeform
+from station.core.freeform import COLOUR, VISIBLE_LEVELS, choose_free_form, colour_defect, in_colour
+
+
+def board(rng: np.random.Generator, side: int = 96) -> np.ndarray:
+    """An aligned part in colour: a copper board with dark holes and a blue component, a little noise."""
+    img = np.zeros((side, side, 3), np.float32)
+    img[:] = (190, 120, 90)
+    for y in range(12, side, 24):
+        for x in range(12, side, 24):
+            cv2.circle(img, (x, y), 5, (40, 30, 30), -1)
+    cv2.rectangle(img, (30, 30), (66, 60), (40, 60, 150), -1)
+    img += rng.normal(0, 3, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def test_a_grey_cameras_frames_are_not_in_colour_and_a_coloured_part_is():
+    rng = np.random.default_rng(0)
+    grey = [cv2.cvtColor(cv2.cvtColor(board(rng), cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB) for _ in range(4)]
+    assert not in_colour(grey)
+    assert in_colour([board(rng) for _ in range(4)])
+
+
+def test_a_colour_stain_keeps_the_grey_level_and_changes_what_a_camera_sees():
+    rng = np.random.default_rng(1)
+    part = board(rng)
+    for seed in range(6):
+        out = colour_defect(part, np.random.default_rng(seed))
+        change = np.abs(out.astype(int) - part).max(axis=-1)
+        stained = change > 4
+        assert stained.any() and change[stained].mean() >= VISIBLE_LEVELS
+        grey = np.abs(cv2.cvtColor(out, cv2.COLOR_RGB2GRAY).astype(int) - cv2.cvtColor(part, cv2.COLOR_RGB2GRAY))
+        assert grey[stained].mean() < 2  # another hue, not a darker or brighter spot
+
+
+def test_an_engine_blind_to_colour_is_not_chosen_for_a_product_in_colour():
+    rng = np.random.default_rng(2)
+    goods = [board(rng) for _ in range(48)]
+    engine, _, _, info = choose_free_form(goods)
+    found = info["synthetic_auroc_per_kind"]
+    assert all(COLOUR in kinds for kinds in found.values())
+    assert found["rt"][COLOUR] < 0.7  # RT reads grey levels only
+    assert max(kinds[COLOUR] for kinds in found.values()) > 0.9  # another candidate sees the stains
+    assert info["candidate"] != "rt"
+    # the same part from a grey camera: no colour kind, and the shape kinds are drawn as before
+    grey = [cv2.cvtColor(cv2.cvtColor(g, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB) for g in goods]
+    rng_a, rng_b = np.random.default_rng(5), np.random.default_rng(5)
+    order = np.arange(len(goods))
+    _, _, colour_sets = freeform.trial_sets(goods, order, 8, rng_a)
+    _, _, grey_sets = freeform.trial_sets(grey, order, 8, rng_b)
+    assert COLOUR in colour_sets and COLOUR not in grey_sets
+    assert set(grey_sets) == set(range(freeform.KINDS))
