@@ -490,3 +490,17 @@ def test_gui_bench_refuses_to_measure_a_line_whose_recipe_did_not_load(synthetic
     err = [line for line in out.stderr.splitlines() if line.startswith("station:")]
     assert len(err) == 1 and "refused" in err[0] and "seal" in err[0]
 
+
+
+def test_a_long_folder_path_does_not_make_the_window_wider_than_a_small_screen(qtbot, make_window, synthetic_data,
+                                                                               tmp_path):
+    """Under Xvfb at 1280 x 800 the window opened 1394 px wide: the status bar's labels asked for their whole
+    text (a folder's path, the latency figures), and the counters' right edge was off the screen."""
+    deep = tmp_path / ("a_folder_with_a_long_name_" * 6) / "line_3_camera_2_station_images"
+    deep.mkdir(parents=True)
+    for p in sorted((synthetic_data / "test" / "good").glob("*.png"))[:2]:
+        (deep / p.name).write_bytes(p.read_bytes())
+    window = make_window(str(deep), start=False)
+    qtbot.waitUntil(lambda: str(deep.name) in window.status.source_label.toolTip(), timeout=5000)
+    assert window.minimumSizeHint().width() <= 1024
+    assert window.status.source_label.toolTip().startswith(window.service.source.description)

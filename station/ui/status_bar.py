@@ -9,6 +9,9 @@ from PySide6.QtWidgets import QLabel, QStatusBar
 from station.ui.live_service import LiveService
 
 
+LABEL_MIN_PX = 60  # a status label's least width: a long folder path or recipe name is cut, not the window widened
+
+
 def _ms(value: float | None) -> str:
     return "\u2013" if value is None else f"{value:.1f}"
 
@@ -30,6 +33,11 @@ class StationStatusBar(QStatusBar):
         self.addWidget(self.source_label)
         for label in (self.rates_label, self.latency_label, self.dropped_label):
             self.addWidget(label)
+        # each label asks for its whole text, and the window could not be narrower than all of them together: on
+        # a screen 1280 px wide a folder's path and the latency figures pushed it past the screen's right edge,
+        # cutting off the yield and the counters' reset; the labels are cut instead (their tooltips say it all)
+        for label in (self.source_label, self.rates_label, self.latency_label, self.recipe_label):
+            label.setMinimumWidth(LABEL_MIN_PX)
         self.addPermanentWidget(self.results_label)
         self.addPermanentWidget(self.recipe_label)
         self._state, self._message = "closed", ""
@@ -68,6 +76,7 @@ class StationStatusBar(QStatusBar):
             text += f" ({self._message})"
         lost = state in ("camera lost, reconnecting", "failed", "camera stalled", "camera frozen")
         self.source_label.setText(text)
+        self.source_label.setToolTip(text)
         style = "color:#ffb000; font-weight:700;" if lost else ""
         if self.source_label.styleSheet() != style:  # a new style sheet restyles the bar: only on change
             self.source_label.setStyleSheet(style)
@@ -90,4 +99,4 @@ class StationStatusBar(QStatusBar):
         else:
             self.recipe_label.setText(f"recipe {recipe.name} #{recipe.short_hash} \u00b7 {recipe.engine.name} on "
                                       f"{recipe.engine.device}")
-            self.recipe_label.setToolTip(str(recipe.path or ""))
+            self.recipe_label.setToolTip(f"{self.recipe_label.text()}\n{recipe.path or ''}")
