@@ -39,7 +39,7 @@ log = logging.getLogger("choice_audit")
 ORDER = ("rt", "fused", "patch", "patch_coarse", "patch_fine")
 
 
-def _test_views(goods: list[np.ndarray], views: list[np.ndarray], fit, tests: list[np.ndarray]) -> list:
+def _test_views(views: list[np.ndarray] | None, fit, tests: list[np.ndarray]) -> list:
     """The test frames as the choice's frames are: whole, or turned back by `fit` against the turned goods' mean
     (None where the part is not found: scored as the worst)."""
     if fit is None:
@@ -77,7 +77,7 @@ def audit(name: str) -> list[dict]:
         key = "whole" if whole else "turned"
         if key not in current:
             fit, views = current["pose"] if not whole else (None, None)
-            current[key] = _test_views(goods, views, fit, tests)
+            current[key] = _test_views(views, fit, tests)
         frames = current[key]
         crops = lambda ims: np.stack([cv2.resize(im, grid.size, interpolation=cv2.INTER_AREA) for im in ims])  # noqa: E731
         engine = engine_class(engine_name)(grid, config)

@@ -53,7 +53,7 @@ Sets (licences as their sources state them):
   transistor     MVTec AD "transistor" (object: a transistor on a board, seen from above, colour, 1024 x 1024,
                  masks; its defects include a transistor missing or misplaced), CC BY-NC-SA 4.0 (license.txt
                  beside it), as committed in LinirZamir/AnomalyDetection.
-  lenses         MTOC micro-transparent optical components (lenses on a dark stage, colour, 2448 x 2048 and
+  lenses         MTOC micro-transparent optical components (lenses on a grey stage, colour, 2448 x 2048 and
                  some 2048 x 1713, masks), as committed in HumbleBean001/MTOC-Dataset (no licence stated: used
                  for development only, never shipped). The snapshot holds only its files under 4 MiB: 60 of 114
                  good training images, 27 of 72 good and 100 of 256 defective test images; a file the snapshot
@@ -389,32 +389,28 @@ def build_casting(repo: Repo, out: Writer) -> None:
             out.test(cls, Path(path).stem, repo.image(path, cv2.IMREAD_GRAYSCALE))
 
 
-def build_mvtec(repo: Repo, out: Writer, base: str) -> None:
-    """A set already in the MVTec AD layout under `base`: train/good, test/<class>, ground_truth/<class>."""
-    for path in repo.ls(f"{base}/train/good"):
-        out.train(Path(path).stem, repo.image(path))
-    masks = set(repo.ls(f"{base}/ground_truth"))
-    for path in repo.ls(f"{base}/test"):
+def build_mvtec(repo: Repo, out: Writer, base: str = "", partial_snapshot: bool = False) -> None:
+    """A set already in the MVTec AD layout under `base` (the repository's root where empty): train/good,
+    test/<class>, ground_truth/<class>/<name>_mask.png. A defect without its mask is refused. With
+    `partial_snapshot`, files the snapshot lacks (MTOC's over 4 MiB) are left out."""
+    prefix = f"{base}/" if base else ""
+    listed = (set(repo.present()) if partial_snapshot else
+              {path for part in ("train", "test", "ground_truth") for path in repo.ls(f"{prefix}{part}")})
+    for path in repo.ls(f"{prefix}train/good"):
+        if path in listed:
+            out.train(Path(path).stem, repo.image(path))
+    for path in repo.ls(f"{prefix}test"):
+        if path not in listed:
+            continue
         cls, stem = path.split("/")[-2], Path(path).stem
-        mask_path = f"{base}/ground_truth/{cls}/{stem}_mask.png"
-        mask = repo.image(mask_path, cv2.IMREAD_GRAYSCALE) if mask_path in masks else None
+        mask_path = f"{prefix}ground_truth/{cls}/{stem}_mask.png"
+        mask = repo.image(mask_path, cv2.IMREAD_GRAYSCALE) if mask_path in listed else None
         if cls != "good" and mask is None:
             raise SystemExit(f"real_sets: {path} has no mask at {mask_path}")
         out.test(cls, stem, repo.image(path), mask)
 
 
-def build_lenses(repo: Repo, out: Writer) -> None:
-    """MTOC: the MVTec layout at the repository's root; files the snapshot lacks (over 4 MiB) are left out."""
-    present = set(repo.present())
-    for path in repo.ls("train/good"):
-        if path in present:
-            out.train(Path(path).stem, repo.image(path))
-    for path in repo.ls("test"):
-        if path not in present:
-            continue
-        cls, stem = path.split("/")[-2], Path(path).stem
-        mask = None if cls == "good" else repo.image(f"ground_truth/{cls}/{stem}_mask.png", cv2.IMREAD_GRAYSCALE)
-        out.test(cls, stem, repo.image(path), mask)
+build_lenses = partial(build_mvtec, partial_snapshot=True)  # MTOC: the MVTec layout at the repository's root
 
 
 BUILDERS = {"bottle": build_bottle, "magnetic-tile": build_magnetic_tile, "deeppcb": build_deeppcb,
