@@ -58,6 +58,17 @@ Sets (licences as their sources state them):
                  for development only, never shipped). The snapshot holds only its files under 4 MiB: 60 of 114
                  good training images, 27 of 72 good and 100 of 256 defective test images; a file the snapshot
                  lacks is left out.
+  wood           Wood boards (texture in colour: planed boards with grain, knots and cracks, 256 x 256 as the
+                 copy resized them from 2800 x 1024, JPEG masks), as committed in cemlevent54/wood-anomaly-detection
+                 (its MVTec-layout copy for SimpleNet; removed from its newest commit, pinned to one that holds
+                 it; no licence stated: development only). 70 good training images, 70 good and 71 defective
+                 test images.
+  fabric         AITEX fabric database, Silvestre-Blanes et al. 2019 (texture: woven fabric, grey line-scan strips
+                 4096 x 256, masks; published for research use), as committed in
+                 sadanalog/defect-detection-using-cnn. Fabric 03 only (its 31 defective strips all match its 20
+                 defect-free ones in weave, unlike fabric 02's), cut into 256 px tiles past each strip's white
+                 padding and selvedge (`fabric_tiles`). 70 % of the defect-free strips train; the rest give good
+                 test tiles; a defective strip's tiles its mask marks are the defective test tiles.
 """
 
 from __future__ import annotations
@@ -89,7 +100,8 @@ class Source:
     def git_dir(self, overrides: dict[str, Path]) -> Path:
         if self.repo in overrides:
             return overrides[self.repo]
-        return MIRRORS / self.repo.replace("/", "+") / "repo"
+        snapshot = MIRRORS / self.repo.replace("/", "+") / "repo"
+        return snapshot / ".git" if (snapshot / ".git").is_dir() else snapshot  # bare, or a clone's git folder
 
 
 SOURCES = {
@@ -108,6 +120,8 @@ SOURCES = {
     "lenses": Source("HumbleBean001/MTOC-Dataset", "a5a6d8ab4e1ecca058dfc332940f246a98cbf33e"),
     "casting": Source("Ritamkarmakar2105/Submersible-pump-impeller-defect-Detection-and-Analysis",
                       "fdd84ad8b07d436a6240f1c8c063189e223f0b37"),
+    "wood": Source("cemlevent54/wood-anomaly-detection", "8810261464af703206237fb08bfb4978a236506a"),
+    "fabric": Source("sadanalog/defect-detection-using-cnn", "2dc12b16fdd1447bf8d2b5db1c46e8abe9a531bb"),
 }
 
 
@@ -403,14 +417,60 @@ def build_mvtec(repo: Repo, out: Writer, base: str = "", partial_snapshot: bool 
         if path not in listed:
             continue
         cls, stem = path.split("/")[-2], Path(path).stem
-        mask_path = f"{prefix}ground_truth/{cls}/{stem}_mask.png"
-        mask = repo.image(mask_path, cv2.IMREAD_GRAYSCALE) if mask_path in listed else None
+        mask_paths = [f"{prefix}ground_truth/{cls}/{stem}_mask{ext}" for ext in (".png", ".jpg")]
+        mask_path = next((m for m in mask_paths if m in listed), None)
+        mask = repo.image(mask_path, cv2.IMREAD_GRAYSCALE) if mask_path else None  # a JPEG mask: cut at 127
         if cls != "good" and mask is None:
-            raise SystemExit(f"real_sets: {path} has no mask at {mask_path}")
+            raise SystemExit(f"real_sets: {path} has no mask at {mask_paths[0]}")
         out.test(cls, stem, repo.image(path), mask)
 
 
 build_lenses = partial(build_mvtec, partial_snapshot=True)  # MTOC: the MVTec layout at the repository's root
+
+FABRIC_CODE = "03"  # AITEX's fabric 03: every one of its defective strips has its defect-free strips' weave
+FABRIC_TILE = 256
+FABRIC_EDGE = 64  # px of the selvedge past the padding's last white column, left out
+FABRIC_MIN_DEFECT_PX = 32  # a tile is defective where its mask marks this many pixels
+
+
+def fabric_tiles(strip: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """(left column, tile) of a 256-row line-scan strip cut into squares, from past its white padding and selvedge
+    to its end."""
+    white = np.nonzero((strip >= 250).mean(axis=0) > 0.5)[0]
+    start = (int(white.max()) + 1 if white.size else 0) + FABRIC_EDGE
+    side = FABRIC_TILE
+    return [(x, strip[:side, x:x + side]) for x in range(start, strip.shape[1] - side + 1, side)]
+
+
+def build_fabric(repo: Repo, out: Writer, train_share: float = 0.7) -> None:
+    """AITEX fabric 03 (4096 x 256 line-scan strips) as 256 px tiles: the defect-free strips split into training
+    and test strips by a hash of their name; a defective strip's tiles that its mask marks are defective test
+    tiles (its other tiles are left out: a defect's neighbourhood is not known to be good). A strip's tiles stay
+    together in the dev or the final half."""
+    for path in repo.ls("dataset/NoDefect_images"):
+        if not path.endswith(f"_{FABRIC_CODE}.png"):
+            continue
+        stem = Path(path).stem
+        tiles = fabric_tiles(repo.image(path, cv2.IMREAD_GRAYSCALE))
+        for x, tile in tiles:
+            if in_train(stem, train_share):
+                out.train(f"{stem}_x{x}", tile)
+            else:
+                out.test("good", f"{stem}_x{x}", tile, split_key=stem)
+    masks = repo.ls("dataset/Mask_images")
+    for path in repo.ls("dataset/Defect_images"):
+        stem = Path(path).stem
+        if "/unused/" in path or not stem.endswith(f"_{FABRIC_CODE}"):
+            continue
+        strip = repo.image(path, cv2.IMREAD_GRAYSCALE)
+        its = [m for m in masks if Path(m).stem in (f"{stem}_mask", f"{stem}_mask1", f"{stem}_mask2")]
+        if not its:
+            raise SystemExit(f"real_sets: {path} has no mask in dataset/Mask_images")
+        mask = np.max([repo.image(m, cv2.IMREAD_GRAYSCALE) for m in its], axis=0)  # two defects: two masks
+        for x, tile in fabric_tiles(strip):
+            marked = mask[:FABRIC_TILE, x:x + FABRIC_TILE]
+            if int((marked > 127).sum()) >= FABRIC_MIN_DEFECT_PX:
+                out.test("defect", f"{stem}_x{x}", tile, marked, split_key=stem)
 
 
 BUILDERS = {"bottle": build_bottle, "magnetic-tile": build_magnetic_tile, "deeppcb": build_deeppcb,
@@ -418,7 +478,8 @@ BUILDERS = {"bottle": build_bottle, "magnetic-tile": build_magnetic_tile, "deepp
             "elpv-poly": partial(build_elpv, kind="poly"), "elpv-mono": partial(build_elpv, kind="mono"),
             "tire": build_tire, "bottle-turned": partial(build_bottle, turn=True),
             "screw": build_screw, "metal-plate": build_metal_plate, "casting": build_casting,
-            "transistor": partial(build_mvtec, base="data/transistor"), "lenses": build_lenses}
+            "transistor": partial(build_mvtec, base="data/transistor"), "lenses": build_lenses,
+            "wood": partial(build_mvtec, base="simplenet_model/SimpleNet/datasets/mvtec/wood"), "fabric": build_fabric}
 
 
 def main(argv: list[str] | None = None) -> int:

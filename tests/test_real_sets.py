@@ -174,6 +174,14 @@ def test_an_mvtec_layout_set_keeps_its_classes_and_masks_and_refuses_a_defect_wi
     assert {p for p in found if "/train/" in p} == {f"{s}/train/good/00{i}.png" for s in ("dev", "final") for i in (0, 1)}
     cut = [p for p in found if p.endswith("test/cut/000.png")]
     assert len(cut) == 1 and cut[0].replace("test/cut/000.png", "ground_truth/cut/000_mask.png") in found
+    # a JPEG mask (the wood copy's) is read and cut at 127 like a PNG one
+    jpeg = cv2.imencode(".jpg", np.where(np.arange(20)[None, :] < 10, 250, 5).repeat(30, 0).astype(np.uint8))[1]
+    git_dir, head = _commit(tmp_path / "src", {"data/part/test/cut/001.png": _png(50),
+                                                "data/part/ground_truth/cut/001_mask.jpg": jpeg.tobytes()})
+    rs.build_mvtec(rs.Repo(git_dir, head), rs.Writer(tmp_path / "out_jpeg"), base="data/part")
+    masks = list((tmp_path / "out_jpeg").rglob("001_mask.png"))
+    assert len(masks) == 1 and set(np.unique(cv2.imread(str(masks[0]), 0))) == {0, 255}
+    assert (cv2.imread(str(masks[0]), 0)[:, :10] == 255).all() and (cv2.imread(str(masks[0]), 0)[:, 10:] == 0).all()
     (tmp_path / "src" / "data/part/ground_truth/cut/000_mask.png").unlink()
     git_dir, head = _commit(tmp_path / "src", {})
     with pytest.raises(SystemExit, match="has no mask"):
@@ -195,3 +203,43 @@ def test_a_partial_snapshot_is_read_without_the_files_it_lacks(tmp_path):
     found = {p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.png")}
     assert {Path(p).name for p in found if "/train/" in p} == {"000.png"}
     assert sum("/test/" in p for p in found) == 2  # the good one and the defect the snapshot holds
+
+
+def _strip(rng: np.random.Generator, width: int = 1400, padding: int = 300) -> np.ndarray:
+    strip = rng.integers(90, 160, (256, width)).astype(np.uint8)
+    strip[:, :padding] = 255  # the scanner's white padding at the strip's start
+    return strip
+
+
+def _png_of(image: np.ndarray) -> bytes:
+    return cv2.imencode(".png", image)[1].tobytes()
+
+
+def test_fabric_strips_become_tiles_past_their_padding_and_a_defect_tile_is_one_its_mask_marks(tmp_path):
+    rng = np.random.default_rng(0)
+    files = {f"dataset/NoDefect_images/fabric-a/{i:04d}_000_03.png": _png_of(_strip(rng)) for i in range(1, 11)}
+    files["dataset/NoDefect_images/fabric-b/0001_000_02.png"] = _png_of(_strip(rng))  # another fabric: not read
+    mask_a, mask_b = np.zeros((256, 1400), np.uint8), np.zeros((256, 1400), np.uint8)
+    mask_a[100:110, 500:520] = 255  # 200 px in the first tile (from 300 + 64 = 364)
+    mask_b[10:14, 1000:1010] = 255  # a second defect on the same strip, in the third tile (876 to 1132)
+    mask_a[200:203, 1200:1205] = 255  # 15 px in the fourth: fewer than FABRIC_MIN_DEFECT_PX
+    files.update({"dataset/Defect_images/0007_010_03.png": _png_of(_strip(rng)),
+                  "dataset/Mask_images/0007_010_03_mask1.png": _png_of(mask_a),
+                  "dataset/Mask_images/0007_010_03_mask2.png": _png_of(mask_b),
+                  "dataset/Defect_images/0008_010_02.png": _png_of(_strip(rng)),
+                  "dataset/Mask_images/0008_010_02_mask.png": _png_of(mask_a)})
+    git_dir, head = _commit(tmp_path / "src", files)
+    out = tmp_path / "out"
+    rs.build_fabric(rs.Repo(git_dir, head), rs.Writer(out))
+    tiles = sorted(out.rglob("*.png"))
+    names = {p.relative_to(out).as_posix() for p in tiles}
+    assert all(cv2.imread(str(p), cv2.IMREAD_UNCHANGED).shape == (256, 256) for p in tiles)
+    assert not any("0001_000_02" in n or "0008_010_02" in n for n in names)
+    assert all((cv2.imread(str(p), 0) < 250).all() for p in tiles if "/ground_truth/" not in str(p))  # no padding
+    defects = sorted(n for n in names if "/test/defect/" in n)
+    assert [Path(n).stem for n in defects] == ["0007_010_03_x364", "0007_010_03_x876"]
+    assert len({n.split("/")[0] for n in defects}) == 1  # a strip's tiles stay on one side of the split
+    good_strips = {Path(n).stem.rsplit("_x", 1)[0] for n in names if "/test/good/" in n}
+    train_strips = {Path(n).stem.rsplit("_x", 1)[0] for n in names if "/train/good/" in n}
+    assert good_strips and train_strips and not good_strips & train_strips
+    assert len([n for n in names if n.startswith("dev/train/")]) == 4 * len(train_strips)  # 4 tiles a strip
