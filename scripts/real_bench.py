@@ -50,7 +50,9 @@ KINDS = {"bottle": "object, 900 x 900", "magnetic-tile": "texture, tiles of vary
          "metal-plate": "object hanging at any angle, 512 x 512",
          "casting": "round cast impeller at any angle, grey, 300 x 300, no masks",
          "transistor": "object on a board, colour, 1024 x 1024, a part missing or misplaced among the defects",
-         "lenses": "transparent lens on a stage, 2448 x 2048 and 2048 x 1713, small defects"}
+         "lenses": "transparent lens on a stage, 2448 x 2048 and 2048 x 1713, small defects",
+         "wood": "texture in colour, wood boards with grain and knots, 256 x 256",
+         "fabric": "texture, woven fabric (line-scan tiles), grey, 256 x 256, small defects"}
 
 
 def _resized(paths: list[Path], grey: bool) -> np.ndarray:

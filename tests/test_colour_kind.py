@@ -1,5 +1,5 @@
 """A product in colour is also measured on stains of another hue at the same lightness (station.core.freeform):
-an engine that reads grey levels only is blind to them and is not chosen for it."""
+an engine that reads grey levels only is blind to them and is not chosen for it; RT reads colour there."""
 
 from __future__ import annotations
 
@@ -41,15 +41,21 @@ def test_a_colour_stain_keeps_the_grey_level_and_changes_what_a_camera_sees():
         assert grey[stained].mean() < 2  # another hue, not a darker or brighter spot
 
 
-def test_an_engine_blind_to_colour_is_not_chosen_for_a_product_in_colour():
+def test_on_a_product_in_colour_rt_reads_colour_and_sees_the_stains(monkeypatch):
     rng = np.random.default_rng(2)
     goods = [board(rng) for _ in range(48)]
-    engine, _, _, info = choose_free_form(goods)
+    engine, config, _, info = choose_free_form(goods)
     found = info["synthetic_auroc_per_kind"]
     assert all(COLOUR in kinds for kinds in found.values())
-    assert found["rt"][COLOUR] < 0.7  # RT reads grey levels only
-    assert max(kinds[COLOUR] for kinds in found.values()) > 0.9  # another candidate sees the stains
-    assert info["candidate"] != "rt"
+    assert found["rt"][COLOUR] > 0.9  # RT's cells hold grey and two opponent colours
+    assert min(found[info["candidate"]].values()) > 0.9
+    rt_configs = [config] if engine == "rt" else [p["config"] for p in config.get("parts", []) if p["engine"] == "rt"]
+    assert all(c["colour"] for c in rt_configs)
+    # read in grey, as it was, RT is blind to them and is not chosen
+    grey_rt = freeform.candidate_configs
+    monkeypatch.setattr(freeform, "candidate_configs", lambda colour=False: grey_rt(False))
+    _, _, _, blind = choose_free_form(goods)
+    assert blind["synthetic_auroc_per_kind"]["rt"][COLOUR] < 0.7 and blind["candidate"] != "rt"
     # the same part from a grey camera: no colour kind, and the shape kinds are drawn as before
     grey = [cv2.cvtColor(cv2.cvtColor(g, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB) for g in goods]
     rng_a, rng_b = np.random.default_rng(5), np.random.default_rng(5)

@@ -202,3 +202,59 @@ def test_a_staggered_map_puts_a_flaw_on_a_cell_corner_where_it_is_and_keeps_the_
     assert before.offset_space is None and np.array_equal(before.infer(flawed).pixel_map, a.pixel_map)
     with pytest.raises(EngineError, match="offset.standard"):
         loaded.load_arrays(plain.arrays())
+
+
+def _coloured_parts(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(good colour crops, the held-out good ones, the same with a stain of another hue at the same grey level)."""
+    from station.core.freeform import colour_defect
+
+    def part():
+        im = np.full((64, 64, 3), (60, 140, 200), np.float32)
+        im[16:40, 20:52] = (200, 80, 40)
+        return np.clip(im + rng.normal(0, 3, im.shape), 0, 255).astype(np.uint8)
+
+    goods = np.stack([part() for _ in range(n)])
+    held = np.stack([part() for _ in range(12)])
+    return goods, held, np.stack([colour_defect(im, rng) for im in held])
+
+
+@pytest.mark.parametrize("search_px", [0, 1])
+def test_rt_in_colour_sees_a_stain_of_another_hue_that_grey_rt_cannot(search_px):
+    """RT read grey levels only: a stain of another hue at the same grey level scored at chance (0.51 on the
+    transistor's held-out good images). With `colour` a cell's vector holds its grey, a* and b* pixels."""
+    from station.core.evaluate import auroc
+
+    rng = np.random.default_rng(3)
+    goods, held, stained = _coloured_parts(rng, 30)
+    grid = CellGrid(8, 8, 8)
+    data = TrainingSet(goods, ["good"] * len(goods), [None] * len(goods), grid)
+    found = {}
+    for colour in (False, True):
+        engine = engine_class("rt")(grid, {"pixel_map": True, "search_px": search_px, "colour": colour})
+        engine.fit(data)
+        found[colour] = auroc([o.score for o in engine.infer_batch(held)], [o.score for o in engine.infer_batch(stained)])
+    assert found[False] < 0.75 and found[True] > 0.95
+
+
+def test_rt_in_colour_saves_and_reads_back_and_a_grey_recipe_is_read_in_grey():
+    rng = np.random.default_rng(4)
+    goods, held, stained = _coloured_parts(rng, 16)
+    grid = CellGrid(8, 8, 8)
+    data = TrainingSet(goods, ["good"] * len(goods), [None] * len(goods), grid)
+    config = {"pixel_map": True, "search_px": 0, "staggered": True}
+    colour = engine_class("rt")(grid, {**config, "colour": True})
+    colour.fit(data)
+    assert colour.unit_space.standard.shape == (64, 3 * 64)
+    loaded = engine_class("rt").from_saved(grid, colour.config)
+    loaded.load_arrays(colour.arrays())
+    assert np.array_equal(loaded.infer(stained[0]).pixel_map, colour.infer(stained[0]).pixel_map)
+    grey = engine_class("rt")(grid, config)
+    grey.fit(data)
+    before = engine_class("rt").from_saved(grid, {k: v for k, v in grey.config.items() if k != "colour"})
+    assert before.config["colour"] is False  # a recipe saved before the setting reads grey, as then
+    before.load_arrays(grey.arrays())
+    assert before.infer(stained[0]).score == grey.infer(stained[0]).score
+    with pytest.raises(EngineError, match="channels"):  # a grey unit space is not read as a colour one
+        loaded.load_arrays(grey.arrays())
+    # a grey crop given to a colour recipe has neutral opponent colours: scored, not refused
+    assert np.isfinite(colour.infer(goods[0].mean(axis=-1).astype(np.uint8)).score)

@@ -279,10 +279,11 @@ def trial_sets(goods: list[np.ndarray], order: np.ndarray, n_held: int, rng: np.
     return held, train, faulty
 
 
-def candidate_configs() -> dict[str, dict[str, Any]]:
-    """The settings of each engine the free-form choice measures, by engine name."""
+def candidate_configs(colour: bool = False) -> dict[str, dict[str, Any]]:
+    """The settings of each engine the free-form choice measures, by engine name; on a product in colour
+    (`in_colour`) RT reads its cells in grey and two opponent colours."""
     # the camera aligns: no local search; hundreds of good images: one odd one must not set the thresholds
-    rt = {"pixel_map": True, "search_px": 0, "shrink": RT_SHRINK}
+    rt = {"pixel_map": True, "search_px": 0, "shrink": RT_SHRINK, **({"colour": True} if colour else {})}
     # RT alone draws its map from two grids half a cell apart (its score and thresholds are the first grid's, so
     # the choice reads it as before); as a part of the fused engine it keeps one, the fused map being its sum
     return {"rt": {**rt, "calibration": "robust", "staggered": True},
@@ -298,7 +299,7 @@ def choose_free_form(goods: list[np.ndarray], cell_px: int | None = None, seed: 
     defective ones (`defects`, any size: each is resized to the crop like the good frames) where the engineer
     has them."""
     grid = rt_grid(goods, cell_px)
-    configs = candidate_configs()
+    configs = candidate_configs(in_colour(goods))
     base = patch_grid(goods, cell_px)
     # (label, engine, settings, grid), simplest first: a later one must do better by CHOICE_MARGIN to be chosen
     candidates = [("rt", "rt", configs["rt"], grid), ("fused", "fused", configs["fused"], grid),

@@ -13,8 +13,8 @@ import numpy as np
 from station.core.dataset import Dataset
 from station.core.engines import engine_class
 from station.core.engines.base import Progress
-from station.core.freeform import (CHOICE_MARGIN, MAX_TAUGHT, candidate_configs, choose_free_form, patch_grid,
-                                   rt_grid)
+from station.core.freeform import (CHOICE_MARGIN, MAX_TAUGHT, candidate_configs, choose_free_form, in_colour,
+                                   patch_grid, rt_grid)
 from station.core.grid import CellGrid
 from station.core.pose import PoseFit, turned_back_goods
 from station.core.training import read_training_images, train_recipe
@@ -67,7 +67,7 @@ def plan_free_form(goods: list[np.ndarray], cell_px: int | None = None, seed: in
             config = {k: v for k, v in running.doc.engine.config.items() if k != "train_dir"}
             grid = running.grid
         else:
-            config = dict(candidate_configs().get(engine, {}))
+            config = dict(candidate_configs(in_colour(views)).get(engine, {}))
             grid = patch_grid(views, cell_px) if engine == "patch" else rt_grid(views, cell_px)
     if turned:
         choice = {**choice, "pose": turned}

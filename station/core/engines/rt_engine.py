@@ -3,7 +3,11 @@
 With `staggered` (and `pixel_map`), a second unit space is fitted on the cells of the crop shifted by half a
 cell, and the pixel map is the mean of the two grids' maps: the map has a value every half cell, so a defect's
 outline follows it more closely (dev bottle: PRO 0.836 -> 0.850, the tyre's RT map 0.422 -> 0.490;
-docs/photographs.md). The image score, the cells and the thresholds stay the first grid's."""
+docs/photographs.md). The image score, the cells and the thresholds stay the first grid's.
+
+With `colour`, a colour crop's cell vector holds the cell's pixels in three channels, its grey level and its two
+opponent colours (CIELAB a*, b*), so a stain of another hue at the same grey level moves the cell's metrics as a
+change of brightness would; read in grey, RT scored such stains at chance (docs/photographs.md)."""
 
 from __future__ import annotations
 
@@ -23,21 +27,33 @@ from station.core.engines.rt import METRIC_SETS, UnitSpace, cell_vectors, scale_
 from station.core.verdict import calibrate_thresholds
 
 
-def searched_cell_vectors(scaled: np.ndarray, grid: CellGrid, standard: np.ndarray, radius: int) -> np.ndarray:
-    """Cell vectors (n_cells, k) of one scaled crop, each cell shifted by up to `radius` px to best
-    match its standard vector (highest cosine): the local refinement of DESIGN §2 that absorbs
-    what registration leaves of misalignment."""
-    if radius <= 0:
+def channel_cell_vectors(scaled: np.ndarray, grid: CellGrid, channels: int) -> np.ndarray:
+    """(..., H, W) grey or (..., C, H, W) scaled crop(s) to (..., n_cells, C * k) cell vectors: a cell's pixels,
+    channel after channel."""
+    if channels == 1:
         return cell_vectors(scaled, grid.cols, grid.rows)
-    ch, cw = scaled.shape[0] // grid.rows, scaled.shape[1] // grid.cols
-    padded = np.pad(scaled, radius, mode="edge")
-    view = np.lib.stride_tricks.sliding_window_view(padded, (ch, cw))
+    per_channel = cell_vectors(scaled, grid.cols, grid.rows)  # (..., C, n_cells, k)
+    moved = np.moveaxis(per_channel, -3, -2)  # (..., n_cells, C, k)
+    return moved.reshape(*moved.shape[:-2], -1)
+
+
+def searched_cell_vectors(scaled: np.ndarray, grid: CellGrid, standard: np.ndarray, radius: int) -> np.ndarray:
+    """Cell vectors (n_cells, C * k) of one scaled crop, (H, W) or (C, H, W), each cell shifted by up to `radius`
+    px to best match its standard vector (highest cosine): the local refinement of DESIGN §2 that absorbs
+    what registration leaves of misalignment. Every channel of a cell moves together."""
+    channels = 1 if scaled.ndim == 2 else scaled.shape[0]
+    if radius <= 0:
+        return channel_cell_vectors(scaled, grid, channels)
+    planes = scaled.reshape(channels, *scaled.shape[-2:])
+    ch, cw = planes.shape[1] // grid.rows, planes.shape[2] // grid.cols
+    padded = np.pad(planes, ((0, 0), (radius, radius), (radius, radius)), mode="edge")
+    view = np.lib.stride_tricks.sliding_window_view(padded, (ch, cw), axis=(1, 2))  # (C, H', W', ch, cw)
     shifts = np.arange(2 * radius + 1)
     ys = (np.arange(grid.rows) * ch)[:, None] + shifts[None, :]  # (rows, S)
     xs = (np.arange(grid.cols) * cw)[:, None] + shifts[None, :]  # (cols, S)
-    cand = view[ys[:, None, :, None], xs[None, :, None, :]]  # (rows, cols, S, S, ch, cw)
+    cand = view[:, ys[:, None, :, None], xs[None, :, None, :]]  # (C, rows, cols, S, S, ch, cw)
     s = len(shifts)
-    cand = cand.reshape(grid.n_cells, s * s, ch * cw)
+    cand = np.moveaxis(cand, 0, 4).reshape(grid.n_cells, s * s, channels * ch * cw)
     dots = np.einsum("nsk,nk->ns", cand, standard)
     norms = np.sqrt(np.einsum("nsk,nsk->ns", cand, cand)) + 1e-12
     best = np.argmax(dots / norms, axis=1)
@@ -53,10 +69,10 @@ class RTEngine(Engine):
     @classmethod
     def default_config(cls) -> dict[str, Any]:
         return {"metrics": "soart", "search_px": "auto", "ridge": 1e-3, "folds": 5, "pixel_map": False,
-                "calibration": "max", "shrink": 0.0, "staggered": False}
+                "calibration": "max", "shrink": 0.0, "staggered": False, "colour": False}
 
     #: recipes saved before the pixel map drew their cells only and calibrated on every held-out good score
-    saved_before = {"pixel_map": False, "calibration": "max", "staggered": False}
+    saved_before = {"pixel_map": False, "calibration": "max", "staggered": False, "colour": False}
 
     scaled_px = {"search_px": 1}  # the local search, measured at 24 px cells; other cells scale it
 
@@ -67,7 +83,7 @@ class RTEngine(Engine):
             raise EngineError(f"search_px must be 'auto' or a whole number of px from 0 to 32, not {sp!r}")
         if self.config["calibration"] not in ("max", "robust"):
             raise EngineError(f"calibration must be 'max' or 'robust', not {self.config['calibration']!r}")
-        for key in ("pixel_map", "staggered"):
+        for key in ("pixel_map", "staggered", "colour"):
             if not isinstance(self.config[key], bool):
                 raise EngineError(f"{key} must be true or false, not {self.config[key]!r}")
         if self.config["metrics"] not in METRIC_SETS:
@@ -92,9 +108,22 @@ class RTEngine(Engine):
         return np.ascontiguousarray(scaled[..., h:-h, h:-h])
 
     # -- vectors -------------------------------------------------------------------------
+    @property
+    def channels(self) -> int:
+        return 3 if self.config["colour"] else 1
+
     def _scaled(self, crop: np.ndarray) -> np.ndarray:
+        """The crop's pixels scaled for RT: (H, W) grey, or (3, H, W) grey, a* and b* where the engine reads colour
+        (a grey crop then has neutral opponent channels)."""
         gray = crop if crop.ndim == 2 else to_gray(crop)
-        return scale_pixels(gray)
+        if not self.config["colour"]:
+            return scale_pixels(gray)
+        if crop.ndim == 3:
+            lab = cv2.cvtColor(np.ascontiguousarray(crop[..., :3]), cv2.COLOR_RGB2LAB)
+            a, b = lab[..., 1], lab[..., 2]
+        else:
+            a = b = np.full(gray.shape, 128, np.uint8)
+        return scale_pixels(np.stack([gray, a, b]))
 
     def _vectors(self, scaled: np.ndarray, standard: np.ndarray, grid: CellGrid | None = None) -> np.ndarray:
         return searched_cell_vectors(scaled, grid or self.grid, standard, int(self.config["search_px"]))
@@ -104,7 +133,7 @@ class RTEngine(Engine):
         if len(scaled) == 0:
             raise EngineError("no good images to build the unit space from")
         grid = grid or self.grid
-        first = cell_vectors(scaled, grid.cols, grid.rows).mean(axis=0)
+        first = channel_cell_vectors(scaled, grid, self.channels).mean(axis=0)
         vectors = np.stack([self._vectors(s, first, grid) for s in scaled])
         return UnitSpace.fit(vectors, self.config["metrics"], float(self.config["ridge"]),
                              shrink=float(self.config["shrink"]))
@@ -195,7 +224,8 @@ class RTEngine(Engine):
 
     def _loaded(self, arrays: dict[str, np.ndarray], prefix: str, grid: CellGrid) -> UnitSpace:
         space = UnitSpace.from_arrays(arrays, prefix, self.config["metrics"])
-        if space.standard.shape != (grid.n_cells, grid.cell_px * grid.cell_px):
-            raise EngineError(f"unit space is for another grid: standard vectors {space.standard.shape}, "
-                              f"grid needs {(grid.n_cells, grid.cell_px * grid.cell_px)}")
+        needed = (grid.n_cells, self.channels * grid.cell_px * grid.cell_px)
+        if space.standard.shape != needed:
+            raise EngineError(f"unit space is for another grid or channels: standard vectors {space.standard.shape}, "
+                              f"the recipe needs {needed}")
         return space

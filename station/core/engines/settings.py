@@ -36,6 +36,7 @@ class RTSettings(_Bounded):
     folds: StrictInt = Field(ge=2, le=50)
     shrink: float = Field(0.0, ge=0, le=1)  # each cell's covariance drawn toward the mean of all cells'
     staggered: StrictBool = False  # a second grid half a cell over, for the pixel map
+    colour: StrictBool = False  # cells read in grey and two opponent colours, not in grey alone
 
 
 class ViTArch(BaseModel):
