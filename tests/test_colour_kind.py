@@ -64,3 +64,13 @@ def test_on_a_product_in_colour_rt_reads_colour_and_sees_the_stains(monkeypatch)
     _, _, grey_sets = freeform.trial_sets(grey, order, 8, rng_b)
     assert COLOUR in colour_sets and COLOUR not in grey_sets
     assert set(grey_sets) == set(range(freeform.KINDS))
+
+
+def test_rt_picked_by_the_engineer_reads_colour_on_a_product_in_colour_and_grey_on_a_grey_one():
+    from station.core.freeform_plan import plan_free_form
+
+    rng = np.random.default_rng(6)
+    goods = [board(rng) for _ in range(12)]
+    grey = [cv2.cvtColor(cv2.cvtColor(g, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB) for g in goods]
+    assert plan_free_form(goods, engine="rt").config["colour"] is True
+    assert "colour" not in plan_free_form(grey, engine="rt").config  # the engine's default: grey
