@@ -27,6 +27,10 @@ def test_a_grey_cameras_frames_are_not_in_colour_and_a_coloured_part_is():
     grey = [cv2.cvtColor(cv2.cvtColor(board(rng), cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB) for _ in range(4)]
     assert not in_colour(grey)
     assert in_colour([board(rng) for _ in range(4)])
+    # a colour camera's noise on a grey part, each channel its own: no colour (unsmoothed its chroma read 2.8)
+    part = np.full((96, 96, 3), 60, np.uint8)
+    cv2.rectangle(part, (24, 12), (72, 84), (200, 200, 200), -1)
+    assert not in_colour([np.clip(part + rng.normal(0, 4, part.shape), 0, 255).astype(np.uint8) for _ in range(8)])
 
 
 def test_a_colour_stain_keeps_the_grey_level_and_changes_what_a_camera_sees():
