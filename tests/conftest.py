@@ -19,6 +19,9 @@ os.environ["STATION_KEY_DIR"] = tempfile.mkdtemp(prefix="station-test-key-")
 sys.path.insert(0, str(Path(__file__).parent))
 
 import pytest  # noqa: E402
+import torch  # noqa: E402,F401 - in the main thread, before any test's threads: a CI run's first import of torch, made
+# by the GUI thread while a line's threads ran, raised torch's "kernel registered twice" warning, and every later
+# import in that run failed
 
 from postgres_server import postgres_server, postgres_url  # noqa: E402,F401 - fixtures
 from synthetic import write_dataset  # noqa: E402

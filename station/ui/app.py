@@ -98,6 +98,7 @@ def create_window(source: str | None = None, recipe: str | list[str] | None = No
                   combine: str | None = None):
     """The main window on a line built from `source` and `recipe` (one folder or several; settings fill what
     is not given: by default the bundled ViT and RT-attention recipes, cross-checked)."""
+    import torch  # noqa: F401 - imported by the GUI thread before the line's threads start, never by two at once
     from station.core.sources import make_source
     from station.core.trigger import gate_from_settings
     from station.core.watchdog import CameraWatch
