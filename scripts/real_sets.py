@@ -451,9 +451,9 @@ def build_fabric(repo: Repo, out: Writer, train_share: float = 0.7) -> None:
         if not path.endswith(f"_{FABRIC_CODE}.png"):
             continue
         stem = Path(path).stem
-        tiles = fabric_tiles(repo.image(path, cv2.IMREAD_GRAYSCALE))
-        for x, tile in tiles:
-            if in_train(stem, train_share):
+        training = in_train(stem, train_share)
+        for x, tile in fabric_tiles(repo.image(path, cv2.IMREAD_GRAYSCALE)):
+            if training:
                 out.train(f"{stem}_x{x}", tile)
             else:
                 out.test("good", f"{stem}_x{x}", tile, split_key=stem)

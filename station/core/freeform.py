@@ -268,17 +268,21 @@ def _trial(name: str, config: dict[str, Any], grid: CellGrid, train: list[np.nda
     return {kind: float(auroc(good, [o.score for o in engine.infer_batch(crops(ims))])) for kind, ims in faulty.items()}
 
 
-def trial_sets(goods: list[np.ndarray], order: np.ndarray, n_held: int, rng: np.random.Generator
+def trial_sets(goods: list[np.ndarray], order: np.ndarray, n_held: int, rng: np.random.Generator,
+               colour: bool | None = None
                ) -> tuple[list[np.ndarray], list[np.ndarray], dict[int | str, list[np.ndarray]]]:
     """(held-out good frames, frames to fit on, synthetic defects by kind) for the choice: the first `n_held`
     of `order` held out, at most CHOICE_TRAIN of the rest fitted on, and every held-out frame given each kind
-    of defect once, so each kind is measured on as many images."""
+    of defect once, so each kind is measured on as many images. `colour`: whether the product is in colour,
+    where the caller has already measured it (`in_colour`)."""
     held = [goods[i] for i in order[:n_held]]
     train = [goods[i] for i in order[n_held:][:CHOICE_TRAIN]]
     faulty: dict[int | str, list[np.ndarray]] = {
         kind: [synthetic_defect(im, goods[order[(k + 1) % len(order)]], rng, kind=kind) for k, im in enumerate(held)]
         for kind in range(KINDS)}
-    if in_colour(goods):  # drawn after the others, which are then the same as on a grey product's frames
+    if colour is None:
+        colour = in_colour(goods)
+    if colour:  # drawn after the others, which are then the same as on a grey product's frames
         faulty[COLOUR] = [colour_defect(im, rng) for im in held]
     return held, train, faulty
 
@@ -303,7 +307,8 @@ def choose_free_form(goods: list[np.ndarray], cell_px: int | None = None, seed: 
     defective ones (`defects`, any size: each is resized to the crop like the good frames) where the engineer
     has them."""
     grid = rt_grid(goods, cell_px)
-    configs = candidate_configs(in_colour(goods))
+    colour = in_colour(goods)
+    configs = candidate_configs(colour)
     base = patch_grid(goods, cell_px)
     # (label, engine, settings, grid), simplest first: a later one must do better by CHOICE_MARGIN to be chosen
     candidates = [("rt", "rt", configs["rt"], grid), ("fused", "fused", configs["fused"], grid),
@@ -326,7 +331,7 @@ def choose_free_form(goods: list[np.ndarray], cell_px: int | None = None, seed: 
             info["defect_images_not_used"] = f"{len(defects)}: too few good images to measure the engines on"
         return (*choice[1:], {**info, "candidate": choice[0],
                               "chosen_by": "position variance (too few images to measure)"})
-    held, train, faulty = trial_sets(goods, order, n_held, rng)
+    held, train, faulty = trial_sets(goods, order, n_held, rng, colour)
     taught = list(defects or [])[:MAX_TAUGHT]
     if taught:
         faulty[TAUGHT] = taught
