@@ -6,10 +6,14 @@ For each set the plan is made as `station train` makes it (the part turned back 
 is only somewhat steadier); each candidate fitted in the choice's trial also scores the dev split's test images,
 brought to the same frames (whole, or turned back by the same pose and template). Written to a JSON file, one
 record per set and way; `--rules` then prints which candidate each rule of choice would take and its real AUROC
-beside the best candidate's (docs/photographs.md, "The choice audited").
+beside the best candidate's (docs/photographs.md, "The choice audited"), `--joined` what joining them would give.
 
     python scripts/choice_audit.py --out /tmp/audit.json [SET ...]
     python scripts/choice_audit.py --rules /tmp/audit.json
+    python scripts/choice_audit.py --joined /tmp/audit.json
+
+Each record keeps the candidate's scores (held-out good, each synthetic kind, the real test images), so `--joined`
+reads whether joining candidates would beat the one chosen without fitting anything again.
 """
 
 from __future__ import annotations
@@ -55,6 +59,10 @@ def _test_views(views: list[np.ndarray] | None, fit, tests: list[np.ndarray]) ->
     return out
 
 
+def _floats(scores: np.ndarray) -> list[float]:
+    return [float(f"{float(v):.6g}") for v in scores]
+
+
 def audit(name: str) -> list[dict]:
     root = CACHE / name / "dev"
     data, goods_all, _ = read_training_images(load_dataset(root, "train"), whole_frames=True)
@@ -88,10 +96,14 @@ def audit(name: str) -> list[dict]:
         real = np.full(len(frames), np.inf)
         real[ok] = score([frames[i] for i in ok])
         real = np.nan_to_num(real, nan=np.inf, posinf=1e30)
-        per_kind = {kind: float(auroc(good, score(ims))) for kind, ims in faulty.items()}
+        faulty_scores = {kind: score(ims) for kind, ims in faulty.items()}
+        per_kind = {kind: float(auroc(good, s)) for kind, s in faulty_scores.items()}
         records.append({"set": name, "way": key, "engine": engine_name, "crop": list(grid.size), "held": len(held),
                         "kinds": {freeform.kind_name(k): round(v, 4) for k, v in per_kind.items()},
-                        "real": round(float(auroc(real[~y], real[y])), 4)})
+                        "real": round(float(auroc(real[~y], real[y])), 4),
+                        # the scores themselves, so a rule that joins candidates can be read again offline
+                        "scores": {"held": _floats(good), "real": _floats(real), "defective": [bool(v) for v in y],
+                                   "kinds": {freeform.kind_name(k): _floats(s) for k, s in faulty_scores.items()}}})
         log.info("%s %s %s %s: %s real %.3f", name, key, engine_name, grid.size, records[-1]["kinds"],
                  records[-1]["real"])
         return per_kind
@@ -155,15 +167,67 @@ def rules(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _good_z(record: dict, scores) -> np.ndarray:
+    """Scores as robust z against the candidate's held-out good scores, in log scale (candidates' scales differ)."""
+    held = np.log(np.maximum(np.asarray(record["scores"]["held"], float), 1e-6))
+    centre = float(np.median(held))
+    spread = max(float(np.median(np.abs(held - centre))) * 1.4826, 0.05)
+    return (np.log(np.maximum(np.asarray(scores, float), 1e-6)) - centre) / spread
+
+
+def joined(records: list[dict]) -> str:
+    """Whether joining candidates beats the one the station's rule takes: each candidate's image scores as z
+    against its held-out good ones, added (`sum`) or the largest taken (`max`), for the rule's pick with the
+    next by the rule's ranking (`top two`) and for every candidate (`all`); real AUROC on the dev split."""
+    by: dict[tuple[str, str], list[dict]] = {}
+    for r in records:
+        if "scores" in r:  # records written before the scores were kept cannot be joined
+            by.setdefault((r["set"], r["way"]), []).append(r)
+    ways = {"top two, sum": (2, np.sum), "top two, max": (2, np.max), "all, sum": (None, np.sum),
+            "all, max": (None, np.max)}
+    lines = ["| set, frames | the rule's pick | " + " | ".join(ways) + " |", "|---|---|" + "---|" * len(ways)]
+    totals: dict[str, list[float]] = {"pick": [], **{w: [] for w in ways}}
+    for (name, way), rs in by.items():
+        per_kind = {i: r["kinds"] for i, r in enumerate(rs)}
+        n = rs[0]["held"]
+        kinds = freeform.informative_kinds(per_kind, {k: n for k in rs[0]["kinds"]}, n)
+        worst = {i: min(v[k] for k in kinds) for i, v in per_kind.items()}
+        _, ranking = freeform.choice_ranking(per_kind, kinds, {k: freeform.chance_auroc(n, n) for k in kinds}, worst)
+        pick = 0
+        for i in range(1, len(rs)):
+            if ranking[i] > ranking[pick] + freeform.CHOICE_MARGIN:
+                pick = i
+        order = [pick] + sorted((i for i in range(len(rs)) if i != pick), key=lambda i: -ranking[i])
+        y = np.array(rs[0]["scores"]["defective"], bool)
+        cells = []
+        totals["pick"].append(rs[pick]["real"])
+        for label, (top, how) in ways.items():
+            chosen = [rs[i] for i in order[:top]]
+            real = how(np.array([_good_z(r, r["scores"]["real"]) for r in chosen]), axis=0)
+            value = float(auroc(real[~y], real[y]))
+            totals[label].append(value)
+            cells.append(f"{value:.3f}")
+        lines.append(f"| {name}, {way} | {rs[pick]['engine']} {rs[pick]['crop'][0]}x{rs[pick]['crop'][1]} "
+                     f"{rs[pick]['real']:.3f} | " + " | ".join(cells) + " |")
+    if not by:
+        return "no record with scores: write them again with --out"
+    lines.append("| mean | " + " | ".join(f"{np.mean(v):.3f}" for v in totals.values()) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("sets", nargs="*", default=list(KINDS))
     ap.add_argument("--out", type=Path, help="JSON file the records are added to")
     ap.add_argument("--rules", type=Path, help="print the rules' picks from a JSON file written with --out")
+    ap.add_argument("--joined", type=Path, help="print whether joining candidates beats the pick (a --out file)")
     args = ap.parse_args(argv)
     if args.rules:
         print(rules(json.loads(args.rules.read_text())))
+        return 0
+    if args.joined:
+        print(joined(json.loads(args.joined.read_text())))
         return 0
     if not args.out:
         ap.error("--out or --rules")

@@ -47,3 +47,24 @@ def test_the_station_rule_leaves_out_a_kind_no_candidate_sees():
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[2] == "patch 256x256 0.900"  # the station's rule
     assert cells[3] == "rt 128x128 0.700"  # the plain worst kind counts the smudge
+
+
+def test_joined_candidates_are_read_against_their_own_good_scores():
+    """Two candidates on different scales, each blind to one of two defects: joined by their z against their own
+    held-out good scores, the sum finds both; the pick alone finds one."""
+    y = [False] * 4 + [True] * 4
+    held = [1.0, 1.1, 0.9, 1.05, 0.95]
+    first = _record("rt", (128, 128), (0.99, 0.95, 0.90, 0.90), 0.5)
+    second = _record("patch", (256, 256), (0.90, 0.90, 0.90, 0.85), 0.5)
+    # the first sees defects 0 and 1 (on its scale of about 1), the second 2 and 3 (on a scale of about 100)
+    first["scores"] = {"held": held, "defective": y, "real": [1, 1.1, 0.9, 1, 9, 8, 1, 1.05], "kinds": {}}
+    second["scores"] = {"held": [100 * h for h in held], "defective": y,
+                        "real": [100, 105, 95, 110, 100, 98, 900, 700], "kinds": {}}
+    table = audit.joined([first, second]).splitlines()
+    cells = [c.strip() for c in table[2].strip("|").split("|")]
+    assert cells[1] == "rt 128x128 0.500"  # the rule's pick: the better worst kind
+    assert float(cells[2]) == 1.0  # top two, summed: both defects found above every good part
+    assert float(cells[2]) > float(cells[1].split()[-1])
+    assert table[-1].startswith("| mean | 0.500 | 1.000")
+    no_scores = _record("rt", (128, 128), (0.9, 0.9, 0.9, 0.9), 0.8, name="old")
+    assert audit.joined([no_scores]).startswith("no record with scores")  # written before the scores were kept
