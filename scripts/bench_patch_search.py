@@ -1,10 +1,11 @@
 """Time the patch memory's two costs per crop on a recipe's own crops, one crop at a time as the live view asks,
 each pair interleaved so the machine's load falls on both alike, with the largest difference between them:
-the search, every memory row (nearest_distance) against the search pruned by clusters (patch_search.MemoryIndex);
-and the descriptors, each window's pixels gathered, standardised and projected (raw_descriptors, as before)
+the search, every memory row (nearest_distance) against the search pruned by clusters (patch_search.MemoryIndex)
+and against the search probed (only the `--probe` clusters nearest each descriptor, with how much longer its distances
+come out on average); and the descriptors, each window's pixels gathered, standardised and projected (raw_descriptors, as before)
 against the projection done as convolutions (patch_features.Descriptor).
 
-    python scripts/bench_patch_search.py RECIPE DATA [--images 24] [--repeat 3]
+    python scripts/bench_patch_search.py RECIPE DATA [--images 24] [--repeat 3] [--probe 4]
 
 RECIPE is a patch-engine recipe, DATA a set in the MVTec layout whose test images are read (every k-th, for
 `--images` of them).
@@ -34,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("data")
     p.add_argument("--images", type=int, default=24)
     p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--probe", type=int, default=4, help="clusters searched per descriptor by the probed search")
     args = p.parse_args(argv)
     recipe = Recipe.load(args.recipe)
     engine = recipe.engine
@@ -46,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     index = MemoryIndex(engine.memory)
     build_ms = (time.perf_counter() - t0) * 1e3
-    times: dict[str, list[float]] = {"every_row": [], "pruned": [], "windows": [], "convolutions": []}
+    times: dict[str, list[float]] = {"every_row": [], "pruned": [], "probed": [], "windows": [], "convolutions": []}
+    excess: list[float] = []
     worst = worst_descriptor = 0.0
     d = engine.descriptor
     for _ in range(args.repeat):
@@ -65,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
             t1 = time.perf_counter()
             pruned = index.nearest(queries)
             t2 = time.perf_counter()
+            probed = index.nearest(queries, probe=args.probe)
+            times["probed"].append(time.perf_counter() - t2)
+            excess.append(float((probed - brute).mean() / brute.mean()))
             times["every_row"].append(t1 - t0)
             times["pruned"].append(t2 - t1)
             worst = max(worst, float((pruned - brute).abs().max()))
@@ -73,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
                       "memory": list(engine.memory.shape), "threads": torch.get_num_threads(),
                       "index_build_ms": round(build_ms, 1), "median_ms_per_crop": median,
                       "ratio": round(median["every_row"] / median["pruned"], 2), "largest_difference": worst,
+                      "probe": args.probe, "probed_ratio": round(median["every_row"] / median["probed"], 2),
+                      "probed_mean_excess": round(float(np.mean(excess)), 5),
                       "typical_distance": round(float(brute.median()), 4),
                       "descriptor_ratio": round(median["windows"] / median["convolutions"], 2),
                       "descriptor_largest_difference": worst_descriptor,

@@ -145,13 +145,15 @@ def choice_ranking(per_kind: dict[str, dict[int | str, float]], kinds: list[int 
 def _trial_config(name: str, config: dict[str, Any], grid: CellGrid, base: CellGrid) -> dict[str, Any]:
     """The settings a candidate is measured with: the patch memory lighter, in proportion to its crop's area
     over the 256 px crop's (a memory too small for a larger crop's descriptors loses to a smaller crop for that
-    alone, docs/photographs.md), never more than the engine's own."""
+    alone, docs/photographs.md), never more than the engine's own, and searched exactly: the trial measures
+    what each crop sees; the probed search is the chosen engine's, checked when it is fitted (a trial's light
+    memory probed put KolektorSDD's fine crop below the margin, docs/photographs.md)."""
     if name != "patch":
         return config
     full = {**engine_class("patch").default_config(), **config}
     scale = grid.n_cells * grid.cell_px ** 2 / (base.n_cells * base.cell_px ** 2)
     return {**config, "memory": min(full["memory"], round(PATCH_TRIAL["memory"] * scale)),
-            "candidates": round(PATCH_TRIAL["candidates"] * scale)}
+            "candidates": round(PATCH_TRIAL["candidates"] * scale), "probe": 0}
 
 
 def synthetic_defect(image: np.ndarray, donor: np.ndarray, rng: np.random.Generator,

@@ -30,7 +30,7 @@ from station.core.engines.calibration import camera_step, held_out_thresholds
 from station.core.engines.settings import _Bounded
 from station.core.engines.patch_features import (DEFAULT_SCALES, FEATURE_DIM, SCALES, Descriptor, greedy_coreset,
                                                  principal_axes, raw_descriptors)
-from station.core.engines.patch_search import MemoryIndex
+from station.core.engines.patch_search import CLUSTERS, MemoryIndex
 from station.core.errors import EngineError
 from station.core.grid import CellGrid
 
@@ -40,6 +40,8 @@ SPREAD_FLOOR = 0.25  # a pixel's spread of good log distances counted at least t
 LOG_EPS = 1e-3  # added to a distance before its logarithm: a patch the memory holds exactly is not minus infinity
 MIN_POSITION_IMAGES = 8  # held-out good images needed to read distances per position (fewer: raw distances)
 COVERAGE_IMAGES = 64  # good images whose every descriptor is checked against the first memory (at most)
+PROBE_CHECK_IMAGES = 8  # held-out good images searched both ways when fitting, to measure what probing costs
+PROBE_MAX_EXCESS = 0.01  # probed distances longer than exact ones by more than this share of the mean: exact search
 
 
 class PatchSettings(_Bounded):
@@ -52,6 +54,7 @@ class PatchSettings(_Bounded):
     sigma_px: float = Field(ge=0.0, le=32.0)
     position_z: StrictBool = False
     scales: StrictInt = Field(default=DEFAULT_SCALES, ge=3, le=len(SCALES))
+    probe: StrictInt = Field(default=0, ge=0, le=CLUSTERS)  # clusters searched per descriptor; 0: the exact search
 
 
 class PatchMemoryEngine(Engine):
@@ -65,9 +68,10 @@ class PatchMemoryEngine(Engine):
     @classmethod
     def default_config(cls) -> dict[str, Any]:
         return {"memory": 8192, "candidates": 40000, "dims": 48, "holdout": 0.15, "sigma_px": 4.0,
-                "position_z": True, "scales": DEFAULT_SCALES}  # 4: a descriptor that sees 32 px
+                "position_z": True, "scales": DEFAULT_SCALES,  # 4: a descriptor that sees 32 px
+                "probe": 4}  # 4 of the memory's 64 clusters searched (docs/photographs.md)
 
-    saved_before = {"position_z": False}  # recipes saved before it read raw distances
+    saved_before = {"position_z": False, "probe": 0}  # recipes saved before: raw distances, the exact search
 
     def __init__(self, grid: CellGrid, config: dict[str, Any] | None = None) -> None:
         super().__init__(grid, config)
@@ -97,7 +101,7 @@ class PatchMemoryEngine(Engine):
         n, fh, fw, c = feats.shape
         if self._index is None or self._index.memory is not self.memory:
             self._index = MemoryIndex(self.memory)
-        d = self._index.nearest(feats.reshape(-1, c)).reshape(n, 1, fh, fw)
+        d = self._index.nearest(feats.reshape(-1, c), probe=int(self.config["probe"])).reshape(n, 1, fh, fw)
         h, w = crops.shape[1:3]
         up = F.interpolate(d, size=(h, w), mode="bilinear", align_corners=False)[:, 0].numpy()
         sigma = float(self.config["sigma_px"])
@@ -161,6 +165,7 @@ class PatchMemoryEngine(Engine):
         cand = torch.cat([cand, self._uncovered(crops[some], memory, per_image)])
         chosen = greedy_coreset(cand, int(self.config["memory"]), seed)
         self.memory = cand[torch.from_numpy(chosen)].contiguous()
+        probing = self._check_probe(crops[held[:PROBE_CHECK_IMAGES]])
         if progress:
             progress("scoring held-out good images", 0.8)
         held_maps = self._distances(crops[held])
@@ -182,8 +187,28 @@ class PatchMemoryEngine(Engine):
         return FitReport(thresholds, {
             "memory_images": int(len(kept)), "memory_size": int(self.memory.shape[0]),
             "distance_per_position": position if self.config["position_z"] else "not asked",
-            "held_out_good_images": int(len(held)), **calibration,
+            "held_out_good_images": int(len(held)), **probing, **calibration,
         })
+
+    def _check_probe(self, crops: np.ndarray) -> dict[str, Any]:
+        """Search a few held-out good crops exactly and probed; where the probed distances are longer than the
+        exact ones by more than PROBE_MAX_EXCESS on average (a memory whose clusters do not hold its
+        neighbourhoods), search exactly from now on. What was measured goes into the fit report."""
+        probe = int(self.config["probe"])
+        if probe == 0 or len(crops) == 0:
+            return {}
+        feats = self.descriptor(crops)
+        feats = feats.reshape(-1, feats.shape[-1])
+        index = self._index = MemoryIndex(self.memory)
+        if index.centres is None:
+            return {"search": "exact: the memory is too small to cluster"}
+        exact, probed = index.nearest(feats), index.nearest(feats, probe=probe)
+        excess = float((probed - exact).mean() / exact.mean().clamp_min(LOG_EPS))
+        if excess > PROBE_MAX_EXCESS:
+            self.config["probe"] = 0
+            return {"search": f"exact: probing {probe} clusters lengthened good distances by {excess:.2%}",
+                    "probe_excess": round(excess, 5)}
+        return {"search": f"{probe} of {index.centres.shape[0]} clusters", "probe_excess": round(excess, 5)}
 
     def _camera_step(self, crops: np.ndarray, distances: np.ndarray) -> np.ndarray:
         """(H, W) how far the log distance moves, per pixel, when the camera reads every pixel one grey level

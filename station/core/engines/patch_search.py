@@ -9,6 +9,10 @@ close to their nearest cluster and most of the memory is never looked at; where 
 structure (most bounds below the distance found: KolektorSDD's), the search compares every row, and goes on
 doing so for the next RETRY_AFTER searches before it tries the clusters again.
 Measured in docs/photographs.md ("The patch memory's search, pruned").
+
+With a `probe` the search is approximate: each query is compared with the rows of its `probe` nearest
+clusters only, a fixed share of the memory whatever the memory's structure (docs/photographs.md, "The patch
+memory's search, probed"). An engine that searches so must read its good parts' distances the same way.
 """
 
 from __future__ import annotations
@@ -55,9 +59,21 @@ class MemoryIndex:
         self.centres, self.radius = centres, radius
         self.reach = float(centres.norm(dim=1).max() + radius.max())
 
-    def nearest(self, queries: torch.Tensor) -> torch.Tensor:
-        """Euclidean distance from each query row to its nearest memory row."""
+    def nearest(self, queries: torch.Tensor, probe: int = 0) -> torch.Tensor:
+        """Euclidean distance from each query row to its nearest memory row; with `probe` > 0 (and clusters),
+        to its nearest row among the `probe` clusters whose centres are nearest it: never nearer than the exact
+        distance, and equal wherever its nearest row lies in one of them."""
         self.searched_share = 1.0
+        if probe > 0 and self.centres is not None and probe < self.centres.shape[0]:
+            nearest_centres = torch.cdist(queries, self.centres).topk(probe, dim=1, largest=False).indices
+            best = torch.full((queries.shape[0],), float("inf"), dtype=queries.dtype)
+            query = torch.arange(queries.shape[0]).repeat_interleave(probe)
+            self._search(queries, query, nearest_centres.reshape(-1), best)
+            self.searched_share = probe / self.centres.shape[0]
+            unmet = ~torch.isfinite(best)  # every probed cluster empty (k-means leaves one so, now and then)
+            if unmet.any():
+                best[unmet] = nearest_distance(queries[unmet], self.memory)
+            return best
         if self.centres is None or queries.shape[0] < self.centres.shape[0] or self._unpruned > 0:
             self._unpruned = max(0, self._unpruned - 1)
             return nearest_distance(queries, self.memory)
