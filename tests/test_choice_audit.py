@@ -57,14 +57,24 @@ def test_joined_candidates_are_read_against_their_own_good_scores():
     first = _record("rt", (128, 128), (0.99, 0.95, 0.90, 0.90), 0.5)
     second = _record("patch", (256, 256), (0.90, 0.90, 0.90, 0.85), 0.5)
     # the first sees defects 0 and 1 (on its scale of about 1), the second 2 and 3 (on a scale of about 100)
-    first["scores"] = {"held": held, "defective": y, "real": [1, 1.1, 0.9, 1, 9, 8, 1, 1.05], "kinds": {}}
+    seen, unseen = [9, 8, 9, 8], [1, 1.05, 0.95, 1]  # synthetic defects on the first's scale
+    first["scores"] = {"held": held, "defective": y, "real": [1, 1.1, 0.9, 1, 9, 8, 1, 1.05],
+                       "kinds": {"spot": seen, "scratch": seen, "pasted": unseen, "smudge": unseen}}
     second["scores"] = {"held": [100 * h for h in held], "defective": y,
-                        "real": [100, 105, 95, 110, 100, 98, 900, 700], "kinds": {}}
+                        "real": [100, 105, 95, 110, 100, 98, 900, 700],
+                        "kinds": {"spot": [100 * v for v in unseen], "scratch": [100 * v for v in unseen],
+                                  "pasted": [100 * v for v in seen], "smudge": [100 * v for v in seen]}}
     table = audit.joined([first, second]).splitlines()
     cells = [c.strip() for c in table[2].strip("|").split("|")]
     assert cells[1] == "rt 128x128 0.500"  # the rule's pick: the better worst kind
     assert float(cells[2]) == 1.0  # top two, summed: both defects found above every good part
     assert float(cells[2]) > float(cells[1].split()[-1])
     assert table[-1].startswith("| mean | 0.500 | 1.000")
+    # the synthetic kinds say the pair sees every kind (worst kind 1.0 against the pick's 0.90): joined
+    assert cells[-1].startswith("1.000 (patch 256x256 joined, worst kind 0.900 -> 1.000)")
+    # where the second is blind to the kinds the first misses, joining does not pass the margin: the pick stays
+    second["scores"]["kinds"] = {k: [100 * v for v in unseen] for k in first["scores"]["kinds"]}
+    cells = [c.strip() for c in audit.joined([first, second]).splitlines()[2].strip("|").split("|")]
+    assert cells[-1] == "0.500"
     no_scores = _record("rt", (128, 128), (0.9, 0.9, 0.9, 0.9), 0.8, name="old")
     assert audit.joined([no_scores]).startswith("no record with scores")  # written before the scores were kept
