@@ -119,6 +119,18 @@ def audit(name: str) -> list[dict]:
     return records
 
 
+def _station_ranking(rs: list[dict]) -> tuple[list, dict[int, float], dict[int, float]]:
+    """The station's own rule on one set's candidates: (the informative kinds, each candidate's worst of them,
+    its ranking): uninformative kinds left out, the worst of the rest, or the mean above chance where every
+    candidate is blind to some kind."""
+    per_kind = {i: r["kinds"] for i, r in enumerate(rs)}
+    n = rs[0]["held"]
+    kinds = freeform.informative_kinds(per_kind, {k: n for k in rs[0]["kinds"]}, n)
+    worst = {i: min(v[k] for k in kinds) for i, v in per_kind.items()}
+    _, ranking = freeform.choice_ranking(per_kind, kinds, {k: freeform.chance_auroc(n, n) for k in kinds}, worst)
+    return kinds, worst, ranking
+
+
 def rules(records: list[dict]) -> str:
     """Which candidate each rule takes, per set and way, and its real AUROC against the best candidate's."""
     by: dict[tuple[str, str], list[dict]] = {}
@@ -134,13 +146,7 @@ def rules(records: list[dict]) -> str:
         return best
 
     def station(rs):
-        """The station's own rule: uninformative kinds left out, the worst of the rest, or the mean above chance
-        where every candidate is blind to some kind."""
-        per_kind = {i: r["kinds"] for i, r in enumerate(rs)}
-        n = rs[0]["held"]
-        kinds = freeform.informative_kinds(per_kind, {k: n for k in rs[0]["kinds"]}, n)
-        worst = {i: min(v[k] for k in kinds) for i, v in per_kind.items()}
-        _, ranking = freeform.choice_ranking(per_kind, kinds, {k: freeform.chance_auroc(n, n) for k in kinds}, worst)
+        ranking = _station_ranking(rs)[2]
         return lambda r: ranking[rs.index(r)]
 
     measures = {
@@ -190,11 +196,7 @@ def joined(records: list[dict]) -> str:
     lines = ["| set, frames | the rule's pick | " + " | ".join(columns) + " |", "|---|---|" + "---|" * len(columns)]
     totals: dict[str, list[float]] = {"pick": [], **{w: [] for w in columns}}
     for (name, way), rs in by.items():
-        per_kind = {i: r["kinds"] for i, r in enumerate(rs)}
-        n = rs[0]["held"]
-        kinds = freeform.informative_kinds(per_kind, {k: n for k in rs[0]["kinds"]}, n)
-        worst = {i: min(v[k] for k in kinds) for i, v in per_kind.items()}
-        _, ranking = freeform.choice_ranking(per_kind, kinds, {k: freeform.chance_auroc(n, n) for k in kinds}, worst)
+        kinds, worst, ranking = _station_ranking(rs)
         pick = 0
         for i in range(1, len(rs)):
             if ranking[i] > ranking[pick] + freeform.CHOICE_MARGIN:

@@ -14,6 +14,8 @@ from station.core.engines.patch_search import CLUSTERS, MemoryIndex
 from station.core.evaluate import auroc
 from station.core.grid import CellGrid
 
+from test_patch import texture
+
 GRID = CellGrid(8, 8, 16)  # a 128 x 128 crop: 1024 descriptors a crop, enough for a memory that clusters
 SETTINGS = {"memory": 2048, "candidates": 24000}
 
@@ -46,19 +48,9 @@ def test_a_probed_search_never_finds_a_nearer_row_than_there_is_and_finds_the_ne
     assert float((index.nearest(queries, probe=1) - exact).mean() / exact.mean()) > 0.05
 
 
-def _tiles(rng: np.random.Generator, n: int, side: int = 128) -> np.ndarray:
-    yy, xx = np.mgrid[:side, :side]
-    out = []
-    for _ in range(n):
-        phase = rng.uniform(0, 2 * np.pi)
-        g = 128 + 40 * np.sin(xx / 3.0 + phase) * np.sin(yy / 3.0) + rng.normal(0, 6, (side, side))
-        out.append(np.dstack([g.clip(0, 255).astype(np.uint8)] * 3))
-    return np.stack(out)
-
-
 def test_the_engine_measures_the_probe_when_fitting_and_finds_a_defect_with_it():
     rng = np.random.default_rng(3)
-    good = _tiles(rng, 40)
+    good = texture(rng, 40, side=128)
     engine = engine_class("patch")(GRID, SETTINGS)
     assert engine.config["probe"] == 4  # new recipes probe
     report = engine.fit(TrainingSet(good[:30], ["good"] * 30, [None] * 30, GRID), seed=0)
@@ -75,7 +67,7 @@ def test_the_engine_measures_the_probe_when_fitting_and_finds_a_defect_with_it()
 
 def test_where_probing_lengthens_good_distances_the_engine_searches_exactly(monkeypatch):
     monkeypatch.setattr(patch_engine, "PROBE_MAX_EXCESS", -1.0)  # any excess at all is too much
-    good = _tiles(np.random.default_rng(4), 24)
+    good = texture(np.random.default_rng(4), 24, side=128)
     engine = engine_class("patch")(GRID, SETTINGS)
     report = engine.fit(TrainingSet(good, ["good"] * 24, [None] * 24, GRID), seed=0)
     assert engine.config["probe"] == 0 and report.info["search"].startswith("exact: probing 4 clusters")
@@ -84,7 +76,7 @@ def test_where_probing_lengthens_good_distances_the_engine_searches_exactly(monk
 
 
 def test_a_small_memory_and_a_recipe_saved_before_the_probe_search_exactly():
-    good = _tiles(np.random.default_rng(5), 12, side=64)
+    good = texture(np.random.default_rng(5), 12, side=64)
     small_grid = CellGrid(8, 8, 8)
     engine = engine_class("patch")(small_grid, {"memory": 256, "candidates": 2000})
     report = engine.fit(TrainingSet(good, ["good"] * 12, [None] * 12, small_grid), seed=0)
