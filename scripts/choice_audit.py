@@ -106,7 +106,7 @@ def audit(name: str) -> list[dict]:
                                    "kinds": {freeform.kind_name(k): _floats(s) for k, s in faulty_scores.items()}}})
         log.info("%s %s %s %s: %s real %.3f", name, key, engine_name, grid.size, records[-1]["kinds"],
                  records[-1]["real"])
-        return per_kind
+        return freeform.Trial(per_kind, good, faulty_scores)
 
     freeform._trial, freeform_plan.turned_back_goods = trial, turned_goods
     try:

@@ -47,7 +47,7 @@ def trial(name: str, sides: list[int], split: str, real: bool, fixed_memory: boo
         config = ff._trial_config("patch", ff.candidate_configs()["patch"], base if fixed_memory else grid, base)
         config = {**config, "scales": scales}
         t0 = time.perf_counter()
-        kinds = ff._trial("patch", config, grid, train, held, faulty, 0)
+        kinds = ff._trial("patch", config, grid, train, held, faulty, 0).auroc
         row = {"set": name, "side": side, "scales": scales, "crop": list(grid.size), "trial_memory": config["memory"],
                "synthetic": {ff.DEFECT_KINDS[k]: round(v, 3) for k, v in kinds.items()},
                "worst_kind": round(min(kinds.values()), 3), "trial_s": round(time.perf_counter() - t0, 1)}

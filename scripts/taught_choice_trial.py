@@ -48,7 +48,8 @@ def trial(name: str, n: int) -> str:
         good = score(held)
         t = score(test_images)
         real[f"{engine_name} {grid.size[0]}x{grid.size[1]}"] = round(float(auroc(t[~y], t[y])), 3)
-        return {kind: float(auroc(good, score(ims))) for kind, ims in faulty.items()}
+        found = {kind: score(ims) for kind, ims in faulty.items()}
+        return freeform.Trial({kind: float(auroc(good, s)) for kind, s in found.items()}, good, found)
 
     original = freeform._trial
     freeform._trial = scored

@@ -148,7 +148,8 @@ def cmd_train(args) -> int:
     from station.core.resources import demo_dir
     from station.core.teach import Setup
     from station.core.engines import engine_class
-    from station.core.freeform_plan import plan_free_form
+    from station.core.freeform import JOINED
+    from station.core.freeform_plan import AUTO, plan_free_form
     from station.core.outfolder import check_not_over, check_out_folder
     from station.core.teach import SETUP_FILES
     from station.core.training import (RECIPE_FILES, labelled_images, needs_cells, one_camera, read_training_images,
@@ -166,7 +167,9 @@ def cmd_train(args) -> int:
         check_out_folder(setup_out, SETUP_FILES, "setup", data_root, option="the proposed setup folder")
     config = _json_object_arg(args.config, "--config")
     data = load_dataset(data_root, "train").sample_per_class(args.max_per_class, args.seed)
-    free_form = args.engine == "auto" and not needs_cells(data, bool(args.grid or args.setup or args.region == "blob"))
+    # the joined engine joins the free-form choice's candidates: measured as the choice is
+    free_form = args.engine in ("auto", JOINED) and not needs_cells(data, bool(args.grid or args.setup
+                                                                              or args.region == "blob"))
     # read once: the proposal and the training share them; a free-form product's frames only as large as the crop needs
     data, images, skipped = read_training_images(data, whole_frames=free_form)
     _report_skipped(skipped)
@@ -175,7 +178,7 @@ def cmd_train(args) -> int:
         args.engine = "rt"
     if args.defect_images and not free_form:
         raise StationError("--defect-images is for choosing a free-form engine: good images only in --data, "
-                           "no --engine, --grid, --setup or blob region")
+                           "no --engine but joined, no --grid, --setup or blob region")
     if free_form:  # good images only and no cells given: the whole frame is resized to the crop
         defects = None
         if args.defect_images:
@@ -183,10 +186,12 @@ def cmd_train(args) -> int:
             _report_skipped(unread)
             skipped = skipped + unread
         goods = [im for im, s in zip(images, data.samples) if s.label == "good"]
-        plan = plan_free_form(goods, args.cell_px, args.seed, defects)
+        asked = args.engine
+        plan = plan_free_form(goods, args.cell_px, args.seed, defects, AUTO if asked == "auto" else asked)
         args.engine, auto_config, grid, choice = plan.engine, plan.config, plan.grid, plan.choice
         region_mode, pose = plan.region_mode, plan.pose
-        print(f"station: no --engine given; good images only: {plan.describe()}", file=sys.stderr)
+        print(f"station: {'no --engine given' if asked == 'auto' else '--engine ' + asked}; good images only: "
+              f"{plan.describe()}", file=sys.stderr)
     elif args.region == "blob":
         grid = CellGrid.parse(args.grid or "3x9", args.cell_px or 24)
     elif args.setup:
@@ -205,7 +210,7 @@ def cmd_train(args) -> int:
         else:
             labelled = labelled_images(data, images=images, seed=args.seed)
             setup = teach_for(data, goods, grid, args.cell_px, labelled)
-            if args.engine == "patch" and setup.grid.cell_px % 8 and not args.cell_px:
+            if args.engine in ("patch", "joined") and setup.grid.cell_px % 8 and not args.cell_px:
                 # its descriptors step 4 px on crops whose sides are multiples of 8: the proposal's cells rounded up
                 setup = teach_for(data, goods, grid, -(-setup.grid.cell_px // 8) * 8, labelled)
             grid = setup.grid

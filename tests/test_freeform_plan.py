@@ -109,7 +109,7 @@ def test_a_pose_that_steadies_the_frames_only_somewhat_is_kept_where_the_choice_
     monkeypatch.setattr(freeform_plan, "turned_back_goods", lambda frames: (fit, views, dict(measured)))
     asked = []
 
-    def choose(frames, cell_px, seed, defects):
+    def choose(frames, cell_px, seed, defects, join=False):
         asked.append("turned" if frames is views else "whole")
         worst = turned_worst if frames is views else 0.56
         return "patch", {}, CellGrid(8, 8, 32), {"candidate": "patch", "worst_kind_auroc": {"patch": worst}}

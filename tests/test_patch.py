@@ -257,7 +257,7 @@ def test_the_engineers_defect_photographs_are_one_more_kind_an_engine_must_find(
 
     def fake_trial(name, config, grid, train, held, faulty, seed):
         seen[name] = {k: len(v) for k, v in faulty.items()}
-        return {k: measured[name][k] for k in faulty}
+        return freeform.Trial({k: measured[name][k] for k in faulty})
 
     monkeypatch.setattr(freeform, "_trial", fake_trial)
     tiles = list(texture(np.random.default_rng(5), 40))
@@ -421,7 +421,7 @@ def test_the_patch_memory_at_the_frames_own_detail_is_a_fourth_candidate_with_a_
 
     def fake_trial(name, config, grid, train, held, faulty, seed):
         seen[(name, grid.size)] = config
-        return {k: {(128, 128): 0.7, (256, 256): 0.8, (512, 512): 0.9}[grid.size] for k in faulty}
+        return freeform.Trial({k: {(128, 128): 0.7, (256, 256): 0.8, (512, 512): 0.9}[grid.size] for k in faulty})
 
     monkeypatch.setattr(freeform, "_trial", fake_trial)
     frames = [np.full((600, 600, 3), 100 + i, np.uint8) for i in range(40)]
@@ -434,7 +434,7 @@ def test_the_patch_memory_at_the_frames_own_detail_is_a_fourth_candidate_with_a_
     assert seen[("patch", (512, 512))]["memory"] == 4 * freeform.PATCH_TRIAL["memory"]
     assert seen[("patch", (512, 512))]["candidates"] == 4 * freeform.PATCH_TRIAL["candidates"]
     assert "memory" not in config
-    monkeypatch.setattr(freeform, "_trial", lambda name, config, grid, *a: {k: 0.8 for k in a[-2]})
+    monkeypatch.setattr(freeform, "_trial", lambda name, config, grid, *a: freeform.Trial({k: 0.8 for k in a[-2]}))
     engine, _, grid, info = choose_free_form(frames)  # a tie: the cheaper crop
     assert engine == "rt" and info["candidate"] == "rt"
     engine, _, grid, info = choose_free_form(frames, cell_px=16)  # a taught cell size: no fine or coarse crop
@@ -552,8 +552,8 @@ def test_a_kind_no_candidate_sees_better_than_chance_does_not_decide_and_a_later
         label = "patch_coarse" if name == "patch" and grid.size == (128, 128) else \
             next(iter(measured[grid.size])) if name == "patch" else name
         order.append(label)
-        return {k: measured[grid.size][label][k] for k in faulty if k != freeform.TAUGHT} | \
-            ({freeform.TAUGHT: 0.55} if freeform.TAUGHT in faulty else {})
+        return freeform.Trial({k: measured[grid.size][label][k] for k in faulty if k != freeform.TAUGHT} |
+                              ({freeform.TAUGHT: 0.55} if freeform.TAUGHT in faulty else {}))
 
     monkeypatch.setattr(freeform, "_trial", fake_trial)
     frames = [np.full((600, 600, 3), 100 + i, np.uint8) for i in range(130)]  # 30 held out
@@ -595,7 +595,7 @@ def test_where_every_candidate_is_blind_to_some_kind_the_one_that_sees_most_of_t
 
     def fake_trial(name, config, grid, train, held, faulty, seed):
         label = name if name != "patch" else sizes.get((*grid.size, "patch"), sizes[grid.size])
-        return {k: measured[label][k] for k in faulty}
+        return freeform.Trial({k: measured[label][k] for k in faulty})
 
     monkeypatch.setattr(freeform, "_trial", fake_trial)
     frames = [np.full((1250, 500, 3), 100 + i % 50, np.uint8) for i in range(130)]

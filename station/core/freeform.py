@@ -29,6 +29,7 @@ product's own defects is not chosen however well it finds the synthetic ones.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from typing import Any
 
 import cv2
@@ -67,6 +68,20 @@ MAX_TAUGHT = 200  # defect photographs read for the choice (at most): a few tell
 TAUGHT_SIDE = 1024  # px on a defect photograph's longer side, at most: larger than any candidate's crop
 CHOICE_MARGIN = 0.01  # a later candidate must find its worst kind better than this to displace an earlier one
 CHANCE_Z = 1.645  # a kind is informative where some candidate's AUROC is this many null standard errors above 0.5
+JOIN_MIN_SPREAD = 0.05  # the least robust spread of a candidate's log good scores counted when joining (the fused
+# engine's MIN_SPREAD: the joined engine reads its parts the same way)
+JOINED = "joined"  # the label of the chosen candidate joined with the next best
+
+
+@dataclass
+class Trial:
+    """A candidate measured: its AUROC per kind of defect (a synthetic kind's number, or TAUGHT), and the image
+    scores they were read from (`held`: the held-out good images; `faulty`: per kind), by which candidates are
+    joined. A trial that kept no scores is not joined."""
+
+    auroc: dict[int | str, float]
+    held: np.ndarray | None = None
+    faulty: dict[int | str, np.ndarray] = field(default_factory=dict)
 
 
 def aspect(goods: list[np.ndarray]) -> float:
@@ -259,15 +274,41 @@ def _drawn_defect(image: np.ndarray, donor: np.ndarray, rng: np.random.Generator
 
 
 def _trial(name: str, config: dict[str, Any], grid: CellGrid, train: list[np.ndarray], held: list[np.ndarray],
-           faulty: dict[int | str, list[np.ndarray]], seed: int) -> dict[int | str, float]:
-    """Per kind of defect (a synthetic kind's number, or TAUGHT): the AUROC of the engine telling held-out good
-    images from faulty ones."""
+           faulty: dict[int | str, list[np.ndarray]], seed: int) -> Trial:
+    """The engine fitted on `train` and telling the held-out good images from faulty ones: per kind of defect (a
+    synthetic kind's number, or TAUGHT) its AUROC, and the scores."""
     size = grid.size
     crops = lambda ims: np.stack([cv2.resize(im, size, interpolation=cv2.INTER_AREA) for im in ims])  # noqa: E731
     engine = engine_class(name)(grid, config)
     engine.fit(TrainingSet(crops(train), ["good"] * len(train), [None] * len(train), grid), seed=seed)
-    good = [o.score for o in engine.infer_batch(crops(held))]
-    return {kind: float(auroc(good, [o.score for o in engine.infer_batch(crops(ims))])) for kind, ims in faulty.items()}
+    score = lambda ims: np.array([o.score for o in engine.infer_batch(crops(ims))], float)  # noqa: E731
+    good = score(held)
+    scores = {kind: score(ims) for kind, ims in faulty.items()}
+    return Trial({kind: float(auroc(good, s)) for kind, s in scores.items()}, good, scores)
+
+
+def good_z(held: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Scores as robust z of their logarithm against a candidate's held-out good scores (median, and spread
+    from the median absolute deviation, at least JOIN_MIN_SPREAD): candidates' scales differ."""
+    logged = np.log(np.maximum(np.asarray(held, float), 1e-12))
+    centre = float(np.median(logged))
+    spread = max(float(np.median(np.abs(logged - centre))) * 1.4826, JOIN_MIN_SPREAD)
+    return (np.log(np.maximum(np.asarray(scores, float), 1e-12)) - centre) / spread
+
+
+def joined_auroc(trials: list[Trial], kinds: list[int | str]) -> dict[int | str, float]:
+    """Per kind: the AUROC of candidates joined, each image's z against each one's good images added."""
+    held = np.sum([good_z(t.held, t.held) for t in trials], axis=0)
+    return {k: float(auroc(held, np.sum([good_z(t.held, t.faulty[k]) for t in trials], axis=0))) for k in kinds}
+
+
+def joined_candidate(first: tuple, second: tuple) -> tuple[str, str, dict[str, Any], CellGrid]:
+    """The joined engine's candidate: both parts with their settings and crops, the recipe's crop the larger."""
+    parts = [{"engine": name, "config": dict(config),
+              "grid": {"cols": g.cols, "rows": g.rows, "cell_px": g.cell_px}}
+             for _, name, config, g in (first, second)]
+    grid = max((first[3], second[3]), key=lambda g: g.size[0] * g.size[1])
+    return JOINED, JOINED, {"parts": parts, "holdout": 0.2, "rule": "sum"}, grid
 
 
 def trial_sets(goods: list[np.ndarray], order: np.ndarray, n_held: int, rng: np.random.Generator,
@@ -303,11 +344,28 @@ def candidate_configs(colour: bool = False) -> dict[str, dict[str, Any]]:
             "patch": {}}
 
 
+def _join(choice: tuple, measured: list[tuple], ranking: dict[str, float], trials: dict[str, Trial],
+          kinds: list[int | str], join: bool) -> tuple[tuple, dict[str, Any]]:
+    """(the candidate chosen, what joining it with the next best by the ranking measures: each image's z against
+    each one's held-out good images added): joined where the engineer asks for it (`join`). The measure is kept
+    either way, so the engineer sees what joining would find: chosen alone, joining did not pay on the real
+    sets' dev split (docs/photographs.md, "Two candidates joined, measured end to end")."""
+    others = sorted((c for c in measured if c[0] != choice[0]), key=lambda c: -ranking[c[0]])
+    if not others or any(trials[c[0]].held is None for c in (choice, others[0])):
+        return choice, {}
+    second = others[0]
+    found = joined_auroc([trials[choice[0]], trials[second[0]]], kinds)
+    return (joined_candidate(choice, second) if join else choice), {
+        "parts": [choice[0], second[0]], "worst_kind_auroc": round(min(found.values()), 4), "chosen": join,
+        "auroc_per_kind": {kind_name(k): round(v, 4) for k, v in found.items()}}
+
+
 def choose_free_form(goods: list[np.ndarray], cell_px: int | None = None, seed: int = 0,
-                     defects: list[np.ndarray] | None = None) -> tuple[str, dict[str, Any], CellGrid, dict[str, Any]]:
+                     defects: list[np.ndarray] | None = None,
+                     join: bool = False) -> tuple[str, dict[str, Any], CellGrid, dict[str, Any]]:
     """(engine, settings, grid, what was measured) for a product given by good RGB frames, and by photographs of
     defective ones (`defects`, any size: each is resized to the crop like the good frames) where the engineer
-    has them."""
+    has them; `join`: the engineer asked for the joined engine, the candidate chosen with the next best."""
     grid = rt_grid(goods, cell_px)
     colour = in_colour(goods)
     configs = candidate_configs(colour)
@@ -331,17 +389,21 @@ def choose_free_form(goods: list[np.ndarray], cell_px: int | None = None, seed: 
             log.warning("free-form choice: %d defect photographs not used: too few good images to measure on",
                         len(defects))
             info["defect_images_not_used"] = f"{len(defects)}: too few good images to measure the engines on"
-        return (*choice[1:], {**info, "candidate": choice[0],
-                              "chosen_by": "position variance (too few images to measure)"})
+        chosen_by = "position variance (too few images to measure)"
+        if join:  # nothing measured to join by: the one the variance favours with the other kind of engine
+            choice = joined_candidate(choice, candidates[2] if choice is candidates[0] else candidates[0])
+            chosen_by += f"; joined, as asked, with {choice[2]['parts'][1]['engine']}"
+        return (*choice[1:], {**info, "candidate": choice[0], "chosen_by": chosen_by})
     held, train, faulty = trial_sets(goods, order, n_held, rng, colour)
     taught = list(defects or [])[:MAX_TAUGHT]
     if taught:
         faulty[TAUGHT] = taught
-    per_kind, not_measured = {}, {}
+    per_kind, trials, not_measured = {}, {}, {}
     for label, name, config, its_grid in candidates:
         try:
-            per_kind[label] = _trial(name, _trial_config(name, config, its_grid, base), its_grid, train, held,
-                                     faulty, seed)
+            trials[label] = _trial(name, _trial_config(name, config, its_grid, base), its_grid, train, held, faulty,
+                                   seed)
+            per_kind[label] = trials[label].auroc
         except EngineError as exc:  # e.g. too few images for it: it is not chosen, and the recipe says why
             log.warning("free-form choice: %s could not be measured: %s", label, exc)
             not_measured[label] = str(exc)
@@ -362,6 +424,12 @@ def choose_free_form(goods: list[np.ndarray], cell_px: int | None = None, seed: 
     for c in measured[1:]:
         if ranking[c[0]] > ranking[choice[0]] + CHOICE_MARGIN:
             choice = c
+    worst_before = scores[choice[0]]
+    choice, joined = _join(choice, measured, ranking, trials, kinds, join)
+    if joined:
+        info["joined"] = joined
+        if joined["chosen"]:
+            scores[JOINED] = joined["worst_kind_auroc"]
     if not_measured:
         info["not_measured"] = not_measured
     left_out = [k for k in faulty if k not in kinds]
@@ -374,6 +442,10 @@ def choose_free_form(goods: list[np.ndarray], cell_px: int | None = None, seed: 
         info["patch_crops"] = crops
     chosen_by = (f"synthetic defects and {len(taught)} photographs of defective parts" if taught
                  else "synthetic defects") + f" on held-out good images, the {ranked_by}"
+    if joined.get("chosen"):
+        first, second = joined["parts"]
+        chosen_by += (f"; joined, as asked, with {second}: their worst kind together "
+                      f"{joined['worst_kind_auroc']:.3f}, {first}'s alone {worst_before:.3f}")
     return (*choice[1:], {**info, "candidate": choice[0], "chosen_by": chosen_by,
                           **({"taught_auroc": {k: round(v[TAUGHT], 4) for k, v in per_kind.items()},
                               "defect_images": len(taught)} if taught else {}),

@@ -13,8 +13,8 @@ import numpy as np
 from station.core.dataset import Dataset
 from station.core.engines import engine_class
 from station.core.engines.base import Progress
-from station.core.freeform import (CHOICE_MARGIN, MAX_TAUGHT, candidate_configs, choose_free_form, in_colour,
-                                   patch_grid, rt_grid)
+from station.core.freeform import (CHOICE_MARGIN, JOINED, MAX_TAUGHT, candidate_configs, choose_free_form,
+                                   in_colour, patch_grid, rt_grid)
 from station.core.grid import CellGrid
 from station.core.pose import PoseFit, turned_back_goods
 from station.core.training import read_training_images, train_recipe
@@ -47,9 +47,9 @@ def plan_free_form(goods: list[np.ndarray], cell_px: int | None = None, seed: in
                    defects: list[np.ndarray] | None = None, engine: str = AUTO,
                    running: Any = None) -> FreeFormPlan:
     """The plan for good RGB frames `goods` (and photographs of defective parts, `defects`, which count in the
-    measured choice). `engine` other than AUTO is the engineer's pick: it keeps the `running` recipe's crop and
-    settings where that recipe runs the same engine on the same kind of region, and otherwise gets the crop and
-    settings the choice measures it with."""
+    measured choice). `engine` JOINED asks for the choice's candidate joined with the next best; any other than
+    AUTO is the engineer's pick: it keeps the `running` recipe's crop and settings where that recipe runs the same
+    engine on the same kind of region, and otherwise gets the crop and settings the choice measures it with."""
     pose, views, turned = turned_back_goods(goods)
     measured = None  # the choice, where it was made on both the whole and the turned-back frames
     if pose is not None and not turned["used"]:  # turning back steadies the frames somewhat, not clearly
@@ -58,8 +58,8 @@ def plan_free_form(goods: list[np.ndarray], cell_px: int | None = None, seed: in
     region_mode = "pose" if pose is not None else "full"
     if measured is not None:
         engine, config, grid, choice = measured
-    elif engine == AUTO:
-        engine, config, grid, choice = choose_free_form(views, cell_px, seed, defects)
+    elif engine in (AUTO, JOINED):  # the joined engine joins the candidates the choice measures best
+        engine, config, grid, choice = choose_free_form(views, cell_px, seed, defects, join=engine == JOINED)
     else:
         choice = {"candidate": engine, "chosen_by": "the engineer"}
         if (running is not None and running.doc.engine.name == engine and running.region.mode == region_mode
@@ -67,11 +67,17 @@ def plan_free_form(goods: list[np.ndarray], cell_px: int | None = None, seed: in
             config = {k: v for k, v in running.doc.engine.config.items() if k != "train_dir"}
             grid = running.grid
         else:
-            config = dict(candidate_configs(in_colour(views)).get(engine, {}))
-            grid = patch_grid(views, cell_px) if engine == "patch" else rt_grid(views, cell_px)
+            config, grid = picked_settings(engine, views, cell_px)
     if turned:
         choice = {**choice, "pose": turned}
     return FreeFormPlan(engine, config, grid, region_mode, pose, choice)
+
+
+def picked_settings(engine: str, views: list[np.ndarray], cell_px: int | None) -> tuple[dict[str, Any], CellGrid]:
+    """(settings, grid) of an engine the engineer picked, as the choice measures it: the patch memory on its
+    crop, the others on the RT crop."""
+    grid = patch_grid(views, cell_px) if engine == "patch" else rt_grid(views, cell_px)
+    return dict(candidate_configs(in_colour(views)).get(engine, {})), grid
 
 
 def _measured_both_ways(goods: list[np.ndarray], pose: PoseFit, views: list[np.ndarray], turned: dict,
@@ -81,11 +87,12 @@ def _measured_both_ways(goods: list[np.ndarray], pose: PoseFit, views: list[np.n
     """Where turning back steadies the frames only somewhat: the free-form choice run on the whole frames and on
     the turned-back ones, and the pose kept where its chosen engine finds its worst kind of defect better by more
     than CHOICE_MARGIN (the engineer's pick of an engine keeps the whole frame, and nothing is measured). Returns
-    the pose (or None), the frames, what was measured, and the choice kept, so that it is not made again."""
-    if engine != AUTO:
+    the pose (or None), the frames, what was measured, and the choice kept, so that it is not made again. The
+    joined engine is measured both ways as the choice is."""
+    if engine not in (AUTO, JOINED):
         return None, goods, turned, None
-    whole = choose_free_form(goods, cell_px, seed, defects)
-    posed = choose_free_form(views, cell_px, seed, defects)
+    whole = choose_free_form(goods, cell_px, seed, defects, join=engine == JOINED)
+    posed = choose_free_form(views, cell_px, seed, defects, join=engine == JOINED)
     found = [c[3].get("worst_kind_auroc", {}).get(c[3]["candidate"]) for c in (whole, posed)]
     turned = {**turned, "worst_kind_auroc": {"whole frame": found[0], "turned back": found[1]}}
     if found[0] is not None and found[1] is not None and found[1] > found[0] + CHOICE_MARGIN:

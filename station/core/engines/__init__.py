@@ -15,6 +15,7 @@ _ENGINES = {
     "patch": "station.core.engines.patch_engine:PatchMemoryEngine",
     "texture": "station.core.engines.texture_engine:TextureEngine",
     "fused": "station.core.engines.fused_engine:FusedEngine",
+    "joined": "station.core.engines.joined_engine:JoinedEngine",
     "mt": "station.core.engines.mt_engine:MTEngine",
 }
 

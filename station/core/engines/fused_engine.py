@@ -23,6 +23,7 @@ from station.core.engines.base import (Capabilities, Engine, EngineOutput, FitRe
 from station.core.engines.calibration import held_out_thresholds
 from station.core.engines.settings import _Bounded
 from station.core.errors import EngineError
+from station.core.grid import CellGrid
 
 MIN_GOOD = 8
 PARTS = ("rt", "texture", "patch", "mt")  # anomaly engines with a map that may be fused
@@ -60,6 +61,15 @@ class FusedEngine(Engine):
                           {"engine": "texture", "config": {}}], "holdout": 0.2, "rule": "sum"}
 
     saved_before = {"rule": "max"}
+    part_names: tuple[str, ...] = PARTS
+
+    def _part_grid(self, part: dict[str, Any]) -> CellGrid:
+        """The grid a part reads: the engine's own (every part of the fused engine reads the same crop)."""
+        return self.grid
+
+    def _part_crops(self, k: int, crops: np.ndarray) -> np.ndarray:
+        """The crops part `k` reads, from the engine's: the same ones."""
+        return crops
 
     def __init__(self, grid, config: dict[str, Any] | None = None) -> None:
         super().__init__(grid, config)
@@ -68,16 +78,19 @@ class FusedEngine(Engine):
         self.parts: list[Engine] = []
         for part in self.config["parts"]:
             name = part["engine"]
-            if name not in PARTS:
-                raise EngineError(f"the fused engine joins {', '.join(PARTS)}, not {name!r}")
-            self.parts.append(engine_class(name)(grid, part.get("config", {})))
-        self.config["parts"] = [{"engine": p.name, "config": dict(p.config)} for p in self.parts]
+            if name not in self.part_names:
+                raise EngineError(f"the {self.name} engine joins {', '.join(self.part_names)}, not {name!r}")
+            self.parts.append(engine_class(name)(self._part_grid(part), part.get("config", {})))
+        self.config["parts"] = [{**part, "engine": p.name, "config": dict(p.config)}
+                                for part, p in zip(self.config["parts"], self.parts)]
         self.centre: np.ndarray | None = None  # per part: the median of log good scores
         self.spread: np.ndarray | None = None  # per part: their robust spread
 
     # -- fusing -------------------------------------------------------------------------------------
     def _part_map(self, out: EngineOutput) -> np.ndarray:
         if out.pixel_map is not None:
+            if out.pixel_map.shape != (self.grid.size[1], self.grid.size[0]):  # a part on a crop of its own size
+                return cv2.resize(out.pixel_map.astype(np.float32), self.grid.size, interpolation=cv2.INTER_LINEAR)
             return out.pixel_map.astype(np.float32)
         finite = np.nan_to_num(out.cell_scores, posinf=np.finfo(np.float32).max / 4).astype(np.float32)
         return cv2.resize(finite, self.grid.size, interpolation=cv2.INTER_NEAREST)
@@ -105,24 +118,21 @@ class FusedEngine(Engine):
         order = rng.permutation(good_idx)
         n_hold = max(3, int(round(len(order) * float(self.config["holdout"]))))
         held, kept = order[:n_hold], order[n_hold:]
-        first = TrainingSet(data.crops[kept], [data.ok_class] * len(kept), [None] * len(kept), data.grid,
-                            data.ok_class)
         for k, part in enumerate(self.parts):
             if progress:
                 progress(f"fitting {part.name} on most good images", 0.1 + 0.4 * k / len(self.parts))
-            part.fit(first, seed=seed)
-        per_part = [part.infer_batch(data.crops[held]) for part in self.parts]
+            part.fit(self._part_set(k, data.crops[kept], data.ok_class), seed=seed)
+        per_part = [part.infer_batch(self._part_crops(k, data.crops[held])) for k, part in enumerate(self.parts)]
         logs = np.log(np.maximum(np.array([[o.score for o in outs] for outs in per_part], dtype=float), 1e-12))
         self.centre = np.median(logs, axis=1)
         mad = np.median(np.abs(logs - self.centre[:, None]), axis=1) * 1.4826
         self.spread = np.maximum(mad, MIN_SPREAD)
         held_out = np.array([self._fuse(list(outs)).score for outs in zip(*per_part)])
-        everything = TrainingSet(data.crops[good_idx], [data.ok_class] * len(good_idx), [None] * len(good_idx),
-                                 data.grid, data.ok_class)
+        reports = []
         for k, part in enumerate(self.parts):
             if progress:
                 progress(f"fitting {part.name} on every good image", 0.6 + 0.4 * k / len(self.parts))
-            part.fit(everything, seed=seed)
+            reports.append(part.fit(self._part_set(k, data.crops[good_idx], data.ok_class), seed=seed))
         defect_idx = np.array([i for i, lab in enumerate(data.labels) if lab != data.ok_class], dtype=int)
         defect_scores = np.array([o.score for o in self.infer_batch(data.crops[defect_idx])]) \
             if defect_idx.size else np.array([])
@@ -133,8 +143,19 @@ class FusedEngine(Engine):
             "parts": [p.name for p in self.parts], "held_out_good_images": int(len(held)),
             "part_good_log_median": [round(float(c), 4) for c in self.centre],
             "part_good_log_spread": [round(float(s), 4) for s in self.spread],
-            **calibration,
+            **self._part_reports(reports), **calibration,
         })
+
+    def _part_set(self, k: int, crops: np.ndarray, ok_class: str) -> TrainingSet:
+        """Good crops as part `k` is fitted on them."""
+        part = self.parts[k]
+        return TrainingSet(self._part_crops(k, crops), [ok_class] * len(crops), [None] * len(crops), part.grid,
+                           ok_class)
+
+    def _part_reports(self, reports: list[FitReport]) -> dict[str, Any]:
+        """What the fit report says of its parts' own fits: nothing, for the fused engine (its parts read the same
+        crop, and what they report is about it)."""
+        return {}
 
     def infer(self, crop: np.ndarray) -> EngineOutput:
         return self.infer_batch(crop[None])[0]
@@ -142,7 +163,7 @@ class FusedEngine(Engine):
     def infer_batch(self, crops: np.ndarray) -> list[EngineOutput]:
         if self.centre is None or self.spread is None:
             raise EngineError("the fused engine has not been fitted")
-        per_part = [part.infer_batch(crops) for part in self.parts]
+        per_part = [part.infer_batch(self._part_crops(k, crops)) for k, part in enumerate(self.parts)]
         return [self._fuse(list(outs)) for outs in zip(*per_part)]
 
     def arrays(self) -> dict[str, np.ndarray]:

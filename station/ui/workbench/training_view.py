@@ -121,7 +121,9 @@ class TrainingView(QWidget):
             self.engine.addItem(capabilities(name).summary or name, name)
         recipe = workbench.service.recipe
         if recipe is not None:  # a free-form product: measured again on the new images, as station train does
-            running = AUTO if recipe.region.mode in FREE_FORM_REGIONS else recipe.doc.engine.name
+            # (the joined engine stays joined: the choice measures its parts again)
+            running = (AUTO if recipe.region.mode in FREE_FORM_REGIONS and recipe.doc.engine.name != "joined"
+                       else recipe.doc.engine.name)
             self.engine.setCurrentIndex(max(0, self.engine.findData(running)))
         self.include_original = QCheckBox("Also train on the images the running recipe was trained on", self)
         self.include_original.setChecked(True)
