@@ -142,7 +142,7 @@ def _defect_images(folder: str, seed: int) -> tuple[list, list[str]]:
 
 
 def cmd_train(args) -> int:
-    from station.cli import _emit, _json_object_arg, _report_skipped  # noqa: PLC0415 - the CLI's shared output helpers
+    from station.cli import _emit, _json_object_arg, _report_skipped, _say  # noqa: PLC0415 - the CLI's shared output helpers
     from station.core.dataset import load_dataset
     from station.core.grid import CellGrid
     from station.core.resources import demo_dir
@@ -153,7 +153,7 @@ def cmd_train(args) -> int:
     from station.core.outfolder import check_not_over, check_out_folder
     from station.core.teach import SETUP_FILES
     from station.core.training import (RECIPE_FILES, labelled_images, needs_cells, one_camera, read_training_images,
-                                       teach_for, train_recipe)
+                                       teach_for, train_recipe, within_memory)
 
     if args.engine != "auto":
         engine_class(args.engine)  # an unknown engine is said before any image is read
@@ -170,6 +170,9 @@ def cmd_train(args) -> int:
     # the joined engine joins the free-form choice's candidates: measured as the choice is
     free_form = args.engine in ("auto", JOINED) and not needs_cells(data, bool(args.grid or args.setup
                                                                               or args.region == "blob"))
+    data, sampled = within_memory(data, whole_frames=free_form, seed=args.seed)
+    if sampled:
+        _say(sampled)
     # read once: the proposal and the training share them; a free-form product's frames only as large as the crop needs
     data, images, skipped = read_training_images(data, whole_frames=free_form)
     _report_skipped(skipped)
@@ -241,7 +244,8 @@ def cmd_train(args) -> int:
 
     recipe, stats = train_recipe(data, args.engine, grid, args.name or Path(args.out).name, seed=args.seed,
                                  engine_config=config, progress=progress,
-                                 provenance={"command": command, **({"engine_choice": choice} if choice else {})},
+                                 provenance={"command": command, **({"engine_choice": choice} if choice else {}),
+                                             **({"sampled": sampled} if sampled else {})},
                                  refine=args.registration, setup=setup, region_mode=region_mode,
                                  cell_px=args.cell_px, images=images, pose=pose)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only the first process writes the recipe
@@ -249,6 +253,6 @@ def cmd_train(args) -> int:
     recipe.save(out)
     _emit({"recipe": str(args.out), "engine": args.engine, "content_hash": recipe.content_hash,
            "thresholds": {"review": recipe.thresholds[0], "ng": recipe.thresholds[1]}, **stats,
-           **({"skipped_images": skipped} if skipped else {}),
+           **({"skipped_images": skipped} if skipped else {}), **({"sampled": sampled} if sampled else {}),
            **({"proposed_setup": setup_paths} if setup_paths else {})})
     return 0

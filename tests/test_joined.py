@@ -151,3 +151,17 @@ def test_the_engineer_may_ask_for_the_joined_engine_and_train_and_eval_it(tmp_pa
                  "--grid", "4x4", "--cell-px", "16"]) == 0
     capsys.readouterr()
     assert [p["engine"] for p in Recipe.load(tmp_path / "cells").doc.engine.config["parts"]] == ["patch", "fused"]
+
+
+def test_the_training_view_retrains_a_joined_recipe_joined_and_other_free_form_ones_by_the_choice():
+    from types import SimpleNamespace
+
+    from station.ui.workbench.training_view import AUTO, engine_to_retrain
+
+    def recipe(engine, mode):
+        return SimpleNamespace(doc=SimpleNamespace(engine=SimpleNamespace(name=engine)),
+                               region=SimpleNamespace(mode=mode))
+
+    assert engine_to_retrain(recipe("joined", "full")) == "joined"
+    assert engine_to_retrain(recipe("patch", "full")) == AUTO and engine_to_retrain(recipe("fused", "pose")) == AUTO
+    assert engine_to_retrain(recipe("rt", "pattern")) == "rt"  # a taught part keeps its engine

@@ -17,7 +17,7 @@ from station.core.freeform import (CHOICE_MARGIN, JOINED, MAX_TAUGHT, candidate_
                                    in_colour, patch_grid, rt_grid)
 from station.core.grid import CellGrid
 from station.core.pose import PoseFit, turned_back_goods
-from station.core.training import read_training_images, train_recipe
+from station.core.training import read_training_images, train_recipe, within_memory
 
 AUTO = "auto"  # the engine name that asks for the measured choice
 
@@ -107,6 +107,7 @@ def fit_free_form(data: Dataset, engine: str, name: str, config: dict[str, Any] 
     train; its images of any other class are the engineer's photographs of defective parts, which count in the
     measured choice (`engine` AUTO) as `station train --defect-images` does, and train only an engine that names
     classes. `config` is laid over the plan's settings (a training run's folder)."""
+    data, sampled = within_memory(data, whole_frames=True, seed=seed)
     data, images, skipped = read_training_images(data, whole_frames=True)
     good = [i for i, s in enumerate(data.samples) if s.label == "good"]
     others = [i for i, s in enumerate(data.samples) if s.label != "good"]
@@ -117,9 +118,12 @@ def fit_free_form(data: Dataset, engine: str, name: str, config: dict[str, Any] 
     train = Dataset(data.root, data.layout, [data.samples[i] for i in keep])
     recipe, stats = train_recipe(train, plan.engine, plan.grid, name, seed=seed,
                                  engine_config={**plan.config, **(config or {})}, progress=progress,
-                                 provenance={**(provenance or {}), "engine_choice": plan.choice},
+                                 provenance={**(provenance or {}), "engine_choice": plan.choice,
+                                             **({"sampled": sampled} if sampled else {})},
                                  region_mode=plan.region_mode, images=[images[i] for i in keep], pose=plan.pose)
     stats["plan"] = plan.describe()
+    if sampled:  # the training view shows the warnings
+        stats["warnings"] = [sampled] + list(stats.get("warnings", []))
     if skipped:
         stats["skipped_images"] = skipped + stats.get("skipped_images", [])
     return recipe, stats

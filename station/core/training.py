@@ -17,12 +17,12 @@ from station.core.engines import TrainingSet, engine_class
 from station.core.engines.base import Progress
 from station.core.errors import DatasetError, ImageError, RegistrationError
 from station.core.grid import CellGrid
-from station.core.imageio import read_image
+from station.core.imageio import image_size, read_image
 from station.core.masks import read_mask
 from station.core.recipe import BUNDLE_FILES, Recipe
 from station.core.pose import PoseFit
 from station.core.registration import (FREE_FORM_REGIONS, Region, Registrar, bounded_whole_frame, fit_pose_region,
-                                       fit_region)
+                                       WHOLE_LONG_PX, WHOLE_SHORT_PX, fit_region)
 from station.core.teach import Setup, cell_size, fit_pattern_region, propose_setup
 from station.core.tone import steady_tone
 
@@ -32,6 +32,8 @@ GOOD_NG_WARN = 0.05  # held-out good images at or above NG from which training w
 FULL_FRAME_GRID = (8, 8)  # cells over frames that cannot be registered (tiles of varying size)
 RECIPE_FILES = BUNDLE_FILES  # what `station train --out` may replace
 ONE_CAMERA_SHARE = 0.75  # good images of one size at least this share: one camera, the others are odd ones out
+TRAIN_FRAME_BYTES = 4 * 1024 ** 3  # decoded training frames held at once, at most: room for the engines beside them
+# on a plain PC of 16 GB (every real set here takes under 1 GB: the screws' 320 frames the most, 0.94 GB)
 
 
 def mask_cell(registrar: Registrar, registered, mask_path: Path,
@@ -165,11 +167,50 @@ def odd_sizes(sizes: list[tuple[int, int]]) -> tuple[tuple[int, int] | None, lis
     return size, [i for i, s in enumerate(sizes) if s != size]
 
 
+def frame_bytes(path: Path, whole_frames: bool) -> int:
+    """The bytes an image's frame takes once read (RGB, 8 bits), from its header alone: as large as it is, or
+    as a whole frame is kept (`bounded_whole_frame`); 0 where the header cannot be read (it is left out later)."""
+    try:
+        w, h = image_size(path)
+    except ImageError:
+        return 0
+    if whole_frames:
+        scale = min(1.0, WHOLE_SHORT_PX / min(w, h), WHOLE_LONG_PX / max(w, h))
+        w, h = max(1, round(w * scale)), max(1, round(h * scale))
+    return w * h * 3
+
+
+def _bytes(n: int) -> str:
+    return f"{n / 1024 ** 3:.1f} GB" if n >= 1024 ** 3 else f"{n / 1024 ** 2:.1f} MB"
+
+
+def within_memory(data: Dataset, whole_frames: bool, seed: int = 0) -> tuple[Dataset, str | None]:
+    """The dataset, or where its frames would take more than TRAIN_FRAME_BYTES once read, a seeded sample of
+    its images that fits (each class in about its share), with the line that says so: thousands of a large
+    camera's frames must not run a plain PC out of memory halfway through training."""
+    sizes = [frame_bytes(s.path, whole_frames) for s in data.samples]
+    total = sum(sizes)
+    if total <= TRAIN_FRAME_BYTES:
+        return data, None
+    keep, held = [], 0
+    for i in np.random.default_rng(seed).permutation(len(sizes)):
+        if held + sizes[i] > TRAIN_FRAME_BYTES:
+            continue
+        keep.append(int(i))
+        held += sizes[i]
+    keep.sort()
+    line = (f"{len(keep)} of {len(sizes)} images used, a seeded sample: read, they would take {_bytes(total)}, "
+            f"more than the {_bytes(TRAIN_FRAME_BYTES)} a training run holds (--max-per-class samples fewer)")
+    logger.warning("training: %s", line)
+    return Dataset(data.root, data.layout, [data.samples[i] for i in keep]), line
+
+
 def read_training_images(data: Dataset, whole_frames: bool = False) -> tuple[Dataset, list[np.ndarray], list[str]]:
     """The dataset's readable images, with a line for each image left out: files that cannot be read, and good
     images whose size differs from the camera's (one odd image must not switch the whole recipe to full-frame
     registration). DatasetError when no good image remains. `whole_frames` (a free-form product: each frame
-    resized to the crop) keeps each frame only as large as its way to the crop needs (`read_readable`)."""
+    resized to the crop) keeps each frame only as large as its way to the crop needs (`read_readable`). Sample
+    a dataset too large to hold first (`within_memory`)."""
     images, kept, skipped = read_readable([s.path for s in data.samples], whole_frames=whole_frames)
     samples = [data.samples[i] for i in kept]
     goods = [i for i, s in enumerate(samples) if s.label == "good"]
@@ -218,7 +259,9 @@ def train_recipe(data: Dataset, engine_name: str, grid: CellGrid | tuple[int, in
         raise DatasetError(f"{data.root} has no 'good' images; every engine needs the OK class")
     t0 = time.perf_counter()
     skipped: list[str] = []
+    sampled = None
     if images is None:
+        data, sampled = within_memory(data, whole_frames=False, seed=seed)
         data, images, skipped = read_training_images(data)
     t_read = time.perf_counter()
     goods = [im for im, s in zip(images, data.samples) if s.label == "good"]
@@ -262,9 +305,10 @@ def train_recipe(data: Dataset, engine_name: str, grid: CellGrid | tuple[int, in
         "n_train": data.counts(),
         "cell_labels": sum(c is not None for c in training.cells),
         **({"skipped_images": skipped} if skipped else {}),
+        **({"sampled": sampled} if sampled else {}),
         **report.info,
     }
-    warnings = threshold_warnings(report.info)
+    warnings = ([sampled] if sampled else []) + threshold_warnings(report.info)
     for line in warnings:
         logger.warning("training %s: %s", name, line)
     if warnings:

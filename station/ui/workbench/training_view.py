@@ -103,6 +103,14 @@ def fit_candidate(workbench: Workbench, engine: str, include_original: bool, gri
     return recipe, stats, str(strip) if strip.is_file() else ""
 
 
+def engine_to_retrain(recipe) -> str:
+    """The engine the training view starts from for the running recipe: its own, but for a free-form product
+    AUTO, measured again on the new images as station train does; a joined one stays joined (its parts are
+    measured again)."""
+    name = recipe.doc.engine.name
+    return AUTO if recipe.region.mode in FREE_FORM_REGIONS and name != "joined" else name
+
+
 class TrainingView(QWidget):
     trained = Signal(object)  # the new candidate Recipe
 
@@ -120,11 +128,8 @@ class TrainingView(QWidget):
         for name in engine_names():
             self.engine.addItem(capabilities(name).summary or name, name)
         recipe = workbench.service.recipe
-        if recipe is not None:  # a free-form product: measured again on the new images, as station train does
-            # (the joined engine stays joined: the choice measures its parts again)
-            running = (AUTO if recipe.region.mode in FREE_FORM_REGIONS and recipe.doc.engine.name != "joined"
-                       else recipe.doc.engine.name)
-            self.engine.setCurrentIndex(max(0, self.engine.findData(running)))
+        if recipe is not None:
+            self.engine.setCurrentIndex(max(0, self.engine.findData(engine_to_retrain(recipe))))
         self.include_original = QCheckBox("Also train on the images the running recipe was trained on", self)
         self.include_original.setChecked(True)
         self.epochs = QSpinBox(self)
