@@ -165,3 +165,17 @@ def test_the_training_view_retrains_a_joined_recipe_joined_and_other_free_form_o
     assert engine_to_retrain(recipe("joined", "full")) == "joined"
     assert engine_to_retrain(recipe("patch", "full")) == AUTO and engine_to_retrain(recipe("fused", "pose")) == AUTO
     assert engine_to_retrain(recipe("rt", "pattern")) == "rt"  # a taught part keeps its engine
+
+
+def test_the_joined_engine_asked_for_with_one_candidate_measured_says_there_is_nothing_to_join(monkeypatch):
+    rt = _trial_of({0: 2.0, 1: 2.0, 2: 2.0, 3: 2.0})
+
+    def only_rt(name, *a):
+        if name != "rt":
+            raise EngineError(f"the {name} engine needs more images")
+        return rt(name, *a)
+
+    monkeypatch.setattr(freeform, "_trial", only_rt)
+    engine, _, _, info = choose_free_form([np.full((96, 96, 3), 100 + i, np.uint8) for i in range(130)], join=True)
+    assert engine == "rt" and info["joined"] == {"chosen": False, "why": "only rt could be measured: nothing to "
+                                                                          "join it with"}

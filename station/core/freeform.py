@@ -352,6 +352,9 @@ def _join(choice: tuple, measured: list[tuple], ranking: dict[str, float], trial
     sets' dev split (docs/photographs.md, "Two candidates joined, measured end to end")."""
     others = sorted((c for c in measured if c[0] != choice[0]), key=lambda c: -ranking[c[0]])
     if not others or any(trials[c[0]].held is None for c in (choice, others[0])):
+        if join:
+            log.warning("free-form choice: the joined engine was asked for, but only %s could be measured", choice[0])
+            return choice, {"chosen": False, "why": f"only {choice[0]} could be measured: nothing to join it with"}
         return choice, {}
     second = others[0]
     found = joined_auroc([trials[choice[0]], trials[second[0]]], kinds)

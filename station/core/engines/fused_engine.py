@@ -112,7 +112,7 @@ class FusedEngine(Engine):
     def fit(self, data: TrainingSet, seed: int = 0, progress: Progress | None = None) -> FitReport:
         good_idx = data.indices(data.ok_class)
         if len(good_idx) < MIN_GOOD:
-            raise EngineError(f"the fused engine needs at least {MIN_GOOD} '{data.ok_class}' images, "
+            raise EngineError(f"the {self.name} engine needs at least {MIN_GOOD} '{data.ok_class}' images, "
                               f"got {len(good_idx)}")
         rng = np.random.default_rng(seed)
         order = rng.permutation(good_idx)
@@ -162,13 +162,13 @@ class FusedEngine(Engine):
 
     def infer_batch(self, crops: np.ndarray) -> list[EngineOutput]:
         if self.centre is None or self.spread is None:
-            raise EngineError("the fused engine has not been fitted")
+            raise EngineError(f"the {self.name} engine has not been fitted")
         per_part = [part.infer_batch(self._part_crops(k, crops)) for k, part in enumerate(self.parts)]
         return [self._fuse(list(outs)) for outs in zip(*per_part)]
 
     def arrays(self) -> dict[str, np.ndarray]:
         if self.centre is None or self.spread is None:
-            raise EngineError("the fused engine has not been fitted")
+            raise EngineError(f"the {self.name} engine has not been fitted")
         out = {"fused.centre": self.centre.astype(np.float64), "fused.spread": self.spread.astype(np.float64)}
         for k, part in enumerate(self.parts):
             out.update({f"part{k}.{name}": a for name, a in part.arrays().items()})
@@ -178,10 +178,10 @@ class FusedEngine(Engine):
         n = len(self.parts)
         centre, spread = arrays.get("fused.centre"), arrays.get("fused.spread")
         if centre is None or spread is None or np.shape(centre) != (n,) or np.shape(spread) != (n,):
-            raise EngineError(f"the fused engine's good-score statistics are missing or not for {n} parts")
+            raise EngineError(f"the {self.name} engine's good-score statistics are missing or not for {n} parts")
         centre, spread = np.asarray(centre, float), np.asarray(spread, float)
         if not (np.isfinite(centre).all() and np.isfinite(spread).all() and (spread > 0).all()):
-            raise EngineError("the fused engine's good-score statistics are not finite and positive")
+            raise EngineError(f"the {self.name} engine's good-score statistics are not finite and positive")
         for k, part in enumerate(self.parts):
             prefix = f"part{k}."
             part.load_arrays({name[len(prefix):]: a for name, a in arrays.items() if name.startswith(prefix)})
