@@ -174,11 +174,15 @@ def rules(records: list[dict]) -> str:
 
 
 def _good_z(record: dict, scores) -> np.ndarray:
-    """Scores as robust z against the candidate's held-out good scores, in log scale (candidates' scales differ)."""
-    held = np.log(np.maximum(np.asarray(record["scores"]["held"], float), 1e-6))
-    centre = float(np.median(held))
-    spread = max(float(np.median(np.abs(held - centre))) * 1.4826, 0.05)
-    return (np.log(np.maximum(np.asarray(scores, float), 1e-6)) - centre) / spread
+    """Scores as the choice reads them to join candidates: robust z against the candidate's held-out good scores,
+    in log scale (freeform.good_z)."""
+    return freeform.good_z(np.asarray(record["scores"]["held"], float), scores)
+
+
+def _trial(record: dict) -> freeform.Trial:
+    """A record's trial as the choice keeps it: AUROC, held-out good and faulty scores by kind."""
+    return freeform.Trial(record["kinds"], np.asarray(record["scores"]["held"], float),
+                          {k: np.asarray(v, float) for k, v in record["scores"]["kinds"].items()})
 
 
 def joined(records: list[dict]) -> str:
@@ -214,11 +218,9 @@ def joined(records: list[dict]) -> str:
         # the top two added, only where their synthetic worst kind beats the pick's by the choice's margin: the
         # trial, not the real defects, decides whether to join
         pair = [rs[i] for i in order[:2]]
-        z_sum = lambda key: np.sum([_good_z(r, r["scores"][key]) for r in pair], axis=0)  # noqa: E731
-        pair_worst = min(auroc(z_sum("held"), np.sum([_good_z(r, r["scores"]["kinds"][k]) for r in pair], axis=0))
-                         for k in kinds) if kinds else 0.0
+        pair_worst = min(freeform.joined_auroc([_trial(r) for r in pair], kinds).values()) if kinds else 0.0
         join = len(pair) == 2 and pair_worst > worst[pick] + freeform.CHOICE_MARGIN
-        real_pair = z_sum("real")
+        real_pair = np.sum([_good_z(r, r["scores"]["real"]) for r in pair], axis=0)
         value = float(auroc(real_pair[~y], real_pair[y])) if join else rs[pick]["real"]
         totals["top two, sum, where the kinds say so"].append(value)
         cells.append(f"{value:.3f}" + (f" ({pair[1]['engine']} {pair[1]['crop'][0]}x{pair[1]['crop'][1]} joined, "

@@ -36,6 +36,7 @@ import cv2
 import numpy as np
 
 from station.core.engines import TrainingSet, engine_class
+from station.core.engines.fused_engine import MIN_SPREAD
 from station.core.errors import EngineError
 from station.core.evaluate import auroc
 from station.core.grid import CellGrid
@@ -68,8 +69,6 @@ MAX_TAUGHT = 200  # defect photographs read for the choice (at most): a few tell
 TAUGHT_SIDE = 1024  # px on a defect photograph's longer side, at most: larger than any candidate's crop
 CHOICE_MARGIN = 0.01  # a later candidate must find its worst kind better than this to displace an earlier one
 CHANCE_Z = 1.645  # a kind is informative where some candidate's AUROC is this many null standard errors above 0.5
-JOIN_MIN_SPREAD = 0.05  # the least robust spread of a candidate's log good scores counted when joining (the fused
-# engine's MIN_SPREAD: the joined engine reads its parts the same way)
 JOINED = "joined"  # the label of the chosen candidate joined with the next best
 
 
@@ -289,10 +288,11 @@ def _trial(name: str, config: dict[str, Any], grid: CellGrid, train: list[np.nda
 
 def good_z(held: np.ndarray, scores: np.ndarray) -> np.ndarray:
     """Scores as robust z of their logarithm against a candidate's held-out good scores (median, and spread
-    from the median absolute deviation, at least JOIN_MIN_SPREAD): candidates' scales differ."""
+    from the median absolute deviation, at least the fused engine's MIN_SPREAD, as the joined engine reads its
+    parts): candidates' scales differ."""
     logged = np.log(np.maximum(np.asarray(held, float), 1e-12))
     centre = float(np.median(logged))
-    spread = max(float(np.median(np.abs(logged - centre))) * 1.4826, JOIN_MIN_SPREAD)
+    spread = max(float(np.median(np.abs(logged - centre))) * 1.4826, MIN_SPREAD)
     return (np.log(np.maximum(np.asarray(scores, float), 1e-12)) - centre) / spread
 
 

@@ -67,17 +67,11 @@ def plan_free_form(goods: list[np.ndarray], cell_px: int | None = None, seed: in
             config = {k: v for k, v in running.doc.engine.config.items() if k != "train_dir"}
             grid = running.grid
         else:
-            config, grid = picked_settings(engine, views, cell_px)
+            config = dict(candidate_configs(in_colour(views)).get(engine, {}))
+            grid = patch_grid(views, cell_px) if engine == "patch" else rt_grid(views, cell_px)
     if turned:
         choice = {**choice, "pose": turned}
     return FreeFormPlan(engine, config, grid, region_mode, pose, choice)
-
-
-def picked_settings(engine: str, views: list[np.ndarray], cell_px: int | None) -> tuple[dict[str, Any], CellGrid]:
-    """(settings, grid) of an engine the engineer picked, as the choice measures it: the patch memory on its
-    crop, the others on the RT crop."""
-    grid = patch_grid(views, cell_px) if engine == "patch" else rt_grid(views, cell_px)
-    return dict(candidate_configs(in_colour(views)).get(engine, {})), grid
 
 
 def _measured_both_ways(goods: list[np.ndarray], pose: PoseFit, views: list[np.ndarray], turned: dict,
